@@ -1,0 +1,338 @@
+"""Slow, obvious reference implementation (test oracle) of ``xslide.make_sliding_window_fit``.
+
+Everything here is written for clarity, not speed: one Python loop over the centers, an explicit
+boolean row mask per window, and plain numpy on the gathered rows.  The only deliberate
+sophistication is numerical: least squares is solved on a design whose predictors are centred on
+their weighted window mean.  That is the same fit mathematically (the column space is unchanged)
+but keeps the oracle accurate for data with a large offset relative to its spread, so that the
+oracle, not the engine, is the trusted side of every comparison.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+AGGREGATIONS: tuple[str, ...] = ("mean", "std", "median", "entries")
+
+
+def sanitize(name: str) -> str:
+    """Column-name fragment for a predictor: every non-alphanumeric character becomes ``_``."""
+    return re.sub(r"[^0-9A-Za-z]", "_", name)
+
+
+def fit_column_names(target: str, predictors: Sequence[str]) -> list[str]:
+    """Fit-block column names of one target, in output order."""
+    slopes = [f"{target}_slope_{sanitize(p)}" for p in predictors]
+    return [
+        f"{target}_intercept",
+        *slopes,
+        f"{target}_intercept_err",
+        *[f"{s}_err" for s in slopes],
+        f"{target}_r_squared",
+        f"{target}_rmse",
+        f"{target}_n_fitted",
+    ]
+
+
+@dataclass
+class FitResult:
+    """Outcome of one weighted least-squares fit of one target in one window."""
+
+    code: str  # "empty", "insufficient", "singular" or "ok"
+    coef: np.ndarray  # intercept, slopes
+    err: np.ndarray  # standard errors of coef
+    r_squared: float
+    rmse: float
+
+
+def weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int) -> FitResult:
+    """Fit ``y ~ 1 + x`` by weighted least squares; ``x`` is (n, k), all inputs finite."""
+    n, k = x.shape
+    p = k + 1
+    nan = np.full(p, np.nan)
+    if n == 0:
+        return FitResult("empty", nan, nan.copy(), np.nan, np.nan)
+    if n < min_entries:
+        return FitResult("insufficient", nan, nan.copy(), np.nan, np.nan)
+    sqrt_w = np.sqrt(w)
+    design = np.column_stack([np.ones(n), x])
+    if n < p or np.linalg.matrix_rank(sqrt_w[:, None] * design) < p:
+        return FitResult("singular", nan, nan.copy(), np.nan, np.nan)
+
+    # Same fit on predictors/target centred by their weighted means (better conditioned).
+    sum_w = w.sum()
+    x_bar = (w[:, None] * x).sum(axis=0) / sum_w
+    y_bar = (w * y).sum() / sum_w
+    xc = x - x_bar
+    yc = y - y_bar
+    centred = sqrt_w[:, None] * np.column_stack([np.ones(n), xc])
+    coef_c, *_ = np.linalg.lstsq(centred, sqrt_w * yc, rcond=None)
+    resid = yc - coef_c[0] - xc @ coef_c[1:]
+    rss = float((w * resid**2).sum())
+
+    # Back to the original parametrisation: intercept = y_bar + c0 - x_bar . slopes.
+    to_original = np.eye(p)
+    to_original[0, 1:] = -x_bar
+    coef = to_original @ coef_c
+    coef[0] += y_bar
+
+    if n > p:
+        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        cov_c = (vt.T / s**2) @ vt  # (A^T A)^-1 of the centred design
+        cov = to_original @ cov_c @ to_original.T
+        err = np.sqrt(np.diag(cov) * rss / (n - p))
+    else:
+        err = nan.copy()
+
+    # The total sum of squares is exactly zero iff all weighted targets are equal.
+    positive = w > 0
+    if np.all(y[positive] == y[positive][0]):
+        r_squared = np.nan
+    else:
+        tss = float((w * yc**2).sum())
+        r_squared = 1.0 - rss / tss if tss > 0 else np.nan
+    rmse = float(np.sqrt(rss / sum_w))
+    return FitResult("ok", coef, err, r_squared, rmse)
+
+
+def weighted_std(y: np.ndarray, w: np.ndarray) -> float:
+    """Unbiased weighted standard deviation with reliability weights (ddof=1 for unit weights)."""
+    if len(y) < 2:
+        return np.nan
+    sum_w = w.sum()
+    # Denominator sum_w - sum(w^2)/sum_w == 2 * sum_{i<j} w_i w_j / sum_w, summed without
+    # cancellation; it is exactly zero iff fewer than two weights are non-zero.
+    pair_sum = np.triu(np.outer(w, w), k=1).sum()
+    if sum_w <= 0 or pair_sum <= 0:
+        return np.nan
+    denominator = 2.0 * pair_sum / sum_w
+    mean = (w * y).sum() / sum_w
+    return float(np.sqrt((w * (y - mean) ** 2).sum() / denominator))
+
+
+def weighted_mean(y: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean; NaN when there are no rows or the weights sum to zero."""
+    sum_w = w.sum()
+    if len(y) == 0 or sum_w == 0:
+        return np.nan
+    return float((w * y).sum() / sum_w)
+
+
+def selection_mask(df: pd.DataFrame, selection: pd.Series | np.ndarray | None) -> np.ndarray:
+    """Boolean numpy mask of selected rows (a Series is aligned on ``df.index``)."""
+    if selection is None:
+        return np.ones(len(df), dtype=bool)
+    if isinstance(selection, pd.Series):
+        return selection.reindex(df.index).fillna(False).to_numpy(dtype=bool, copy=True)
+    mask = np.array(selection, dtype=bool)
+    assert mask.shape == (len(df),)
+    return mask
+
+
+def quality_flag(codes: Sequence[str], targets: Sequence[str]) -> str:
+    """Combine per-target fit codes into the row's ``quality_flag`` string."""
+    if all(code == "empty" for code in codes):
+        return "empty_window"
+    parts = []
+    if any(code in ("empty", "insufficient") for code in codes):
+        parts.append("insufficient_stats")
+    parts += [f"singular_{t}" for t, code in zip(targets, codes, strict=True) if code == "singular"]
+    return ",".join(parts)
+
+
+def reference_fit(
+    df: pd.DataFrame,
+    group_columns: Sequence[str],
+    window_spec: Mapping[str, int],
+    fit_columns: Sequence[str],
+    predictor_columns: Sequence[str],
+    weights_column: str | None = None,
+    selection: pd.Series | np.ndarray | None = None,
+    min_entries: int = 10,
+    centers: str = "observed",
+    extent: Mapping[str, tuple[int, int]] | None = None,
+    aggregation_functions: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way."""
+    group_columns = list(group_columns)
+    fit_columns = list(fit_columns)
+    predictor_columns = list(predictor_columns)
+    aggregations = [
+        a for a in AGGREGATIONS if aggregation_functions is None or a in set(aggregation_functions)
+    ]
+    half_width = np.array([int(window_spec.get(d, 0)) for d in group_columns], dtype=np.int64)
+
+    # Selected rows, with rows outside an explicitly given extent dropped.
+    selected = selection_mask(df, selection)
+    bins_all = df[group_columns].to_numpy(dtype=np.int64).reshape(len(df), len(group_columns))
+    extent = dict(extent or {})
+    for k, dim in enumerate(group_columns):
+        if dim in extent:
+            lo, hi = extent[dim]
+            selected &= (bins_all[:, k] >= lo) & (bins_all[:, k] <= hi)
+    bins = bins_all[selected]
+    rows = df.loc[selected]
+    targets = {t: rows[t].to_numpy(dtype=np.float64) for t in fit_columns}
+    predictors = rows[predictor_columns].to_numpy(dtype=np.float64)
+    predictors = predictors.reshape(len(rows), len(predictor_columns))
+    if weights_column is None:
+        weights = np.ones(len(rows))
+    else:
+        weights = rows[weights_column].to_numpy(dtype=np.float64)
+
+    # Centers: observed bins (np.unique sorts rows lexicographically) or the dense grid.
+    if centers == "observed":
+        center_list = [tuple(int(v) for v in c) for c in np.unique(bins, axis=0)]
+    elif centers == "grid":
+        ranges = []
+        for k, dim in enumerate(group_columns):
+            if dim in extent:
+                lo, hi = extent[dim]
+            elif len(bins):
+                lo, hi = int(bins[:, k].min()), int(bins[:, k].max())
+            else:
+                lo, hi = 0, -1
+            ranges.append(range(int(lo), int(hi) + 1))
+        center_list = list(itertools.product(*ranges))
+    else:
+        raise ValueError(f"unknown centers={centers!r}")
+
+    window_size = float(np.prod(2 * half_width + 1))
+    columns: dict[str, list] = {d: [] for d in group_columns}
+    for t in fit_columns:
+        for a in aggregations:
+            columns[f"{t}_{a}"] = []
+    for t in fit_columns:
+        for name in fit_column_names(t, predictor_columns):
+            columns[name] = []
+    for name in ("quality_flag", "n_neighbors_used", "n_rows_aggregated"):
+        columns[name] = []
+    columns["effective_window_fraction"] = []
+
+    for center in center_list:
+        in_window = np.all(np.abs(bins - np.array(center, dtype=np.int64)) <= half_width, axis=1)
+        for dim, value in zip(group_columns, center, strict=True):
+            columns[dim].append(value)
+        codes = []
+        for t in fit_columns:
+            y = targets[t][in_window]
+            x = predictors[in_window]
+            w = weights[in_window]
+            valid = np.isfinite(y) & np.all(np.isfinite(x), axis=1) & np.isfinite(w)
+            y, x, w = y[valid], x[valid], w[valid]
+            stats = {
+                "mean": weighted_mean(y, w),
+                "std": weighted_std(y, w),
+                "median": float(np.median(y)) if len(y) else np.nan,
+                "entries": int(len(y)),
+            }
+            for a in aggregations:
+                columns[f"{t}_{a}"].append(stats[a])
+            fit = weighted_fit(x, y, w, min_entries)
+            codes.append(fit.code)
+            values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, int(len(y))]
+            for name, value in zip(fit_column_names(t, predictor_columns), values, strict=True):
+                columns[name].append(value)
+        n_bins_used = len(np.unique(bins[in_window], axis=0))
+        columns["quality_flag"].append(quality_flag(codes, fit_columns))
+        columns["n_neighbors_used"].append(n_bins_used)
+        columns["n_rows_aggregated"].append(int(in_window.sum()))
+        columns["effective_window_fraction"].append(n_bins_used / window_size)
+
+    out = {}
+    for name, values in columns.items():
+        if (
+            name in group_columns
+            or name.endswith(("_entries", "_n_fitted"))
+            or name
+            in (
+                "n_neighbors_used",
+                "n_rows_aggregated",
+            )
+        ):
+            out[name] = np.array(values, dtype=np.int64)
+        elif name == "quality_flag":
+            out[name] = pd.Series(values, dtype=str)
+        else:
+            out[name] = np.array(values, dtype=np.float64)
+    return pd.DataFrame(out)
+
+
+def assert_frames_close(
+    actual: pd.DataFrame,
+    expected: pd.DataFrame,
+    rtol: float = 1e-9,
+    atol_scale: float = 1e-9,
+) -> None:
+    """Assert ``actual`` matches the oracle's ``expected`` frame.
+
+    Column names and order, the 0..m-1 index, integer and string columns must match exactly.
+    Float columns must have NaN/inf in the same places and finite values close within
+    ``rtol`` and ``atol = atol_scale * max(1, max |expected column|)``.
+    """
+    assert list(actual.columns) == list(expected.columns), (
+        "column mismatch:\n"
+        f"  missing:    {[c for c in expected.columns if c not in actual.columns]}\n"
+        f"  unexpected: {[c for c in actual.columns if c not in expected.columns]}\n"
+        f"  actual order:   {list(actual.columns)}\n  expected order: {list(expected.columns)}"
+    )
+    assert len(actual) == len(expected), f"row count {len(actual)} != expected {len(expected)}"
+    assert np.array_equal(actual.index.to_numpy(), np.arange(len(actual))), (
+        f"index is not 0..m-1: {actual.index[:10].tolist()}..."
+    )
+    n_keys = 0  # leading integer columns (the group columns) identify a row in messages
+    for col in expected.columns:
+        if not pd.api.types.is_integer_dtype(expected[col]):
+            break
+        n_keys += 1
+
+    def where(row: int) -> str:
+        key = expected.iloc[row, :n_keys].to_dict() if n_keys else {}
+        return f"row {row} {key}"
+
+    for col in expected.columns:
+        exp = expected[col]
+        act = actual[col]
+        if pd.api.types.is_integer_dtype(exp):
+            if len(exp):
+                assert pd.api.types.is_integer_dtype(act), f"{col!r}: dtype {act.dtype} not integer"
+            bad = np.flatnonzero(act.to_numpy() != exp.to_numpy())
+            if len(bad):
+                r = bad[0]
+                raise AssertionError(
+                    f"{col!r} differs at {where(r)}: actual {act.iloc[r]!r}, expected "
+                    f"{exp.iloc[r]!r} ({len(bad)} rows differ)"
+                )
+        elif pd.api.types.is_string_dtype(exp) or pd.api.types.is_object_dtype(exp):
+            act_list = [str(v) for v in act.tolist()]
+            exp_list = [str(v) for v in exp.tolist()]
+            bad = [i for i, (a, e) in enumerate(zip(act_list, exp_list, strict=True)) if a != e]
+            if bad:
+                r = bad[0]
+                raise AssertionError(
+                    f"{col!r} differs at {where(r)}: actual {act_list[r]!r}, expected "
+                    f"{exp_list[r]!r} ({len(bad)} rows differ)"
+                )
+        else:
+            a = act.to_numpy(dtype=np.float64)
+            e = exp.to_numpy(dtype=np.float64)
+            finite = np.isfinite(e)
+            scale = max(1.0, float(np.max(np.abs(e[finite])))) if finite.any() else 1.0
+            atol = atol_scale * scale
+            same_nonfinite = np.where(
+                finite, np.isfinite(a), (np.isnan(a) & np.isnan(e)) | (a == e)
+            )
+            close = np.where(finite, np.abs(a - e) <= atol + rtol * np.abs(e), True)
+            bad = np.flatnonzero(~(same_nonfinite & close))
+            if len(bad):
+                r = bad[0]
+                raise AssertionError(
+                    f"{col!r} differs at {where(r)}: actual {a[r]!r}, expected {e[r]!r} "
+                    f"(rtol={rtol}, atol={atol:.3g}; {len(bad)} rows differ)"
+                )

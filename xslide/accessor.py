@@ -1,0 +1,35 @@
+"""The ``Dataset.slidewin`` accessor: the xarray face of ``xslide.fit`` and ``bin_stats``."""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from . import api
+
+
+@xr.register_dataset_accessor("slidewin")
+class SlideWinAccessor:
+    """``ds.slidewin.stats(...)`` and ``ds.slidewin.fit(...)`` on rows or on statistics.
+
+    Holds no state but the Dataset: xarray creates a new accessor for every new object.
+    """
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    def stats(self, dims, targets, predictors=(), **kwargs) -> xr.Dataset:
+        """Per-bin sufficient statistics of the rows; see ``xslide.bin_stats``."""
+        if api.is_stats_dataset(self._ds):
+            raise TypeError("this Dataset already holds statistics; call .slidewin.fit(window=...)")
+        return api.bin_stats(self._ds, dims, targets, predictors, **kwargs)
+
+    def fit(self, dims=None, targets=None, predictors=(), window=None, **kwargs) -> xr.Dataset:
+        """Sliding-window fit of the rows, or a refit of statistics; see ``xslide.fit``."""
+        if api.is_stats_dataset(self._ds):
+            given = [n for n, v in (("dims", dims), ("targets", targets)) if v is not None]
+            if given or predictors:
+                raise TypeError(
+                    "a statistics Dataset already fixes dims, targets and predictors; "
+                    "pass only window= and fit options"
+                )
+        return api.fit(self._ds, dims, targets, predictors, window, **kwargs)

@@ -1,0 +1,315 @@
+"""The xarray-facing functions: ``fit``, ``bin_stats`` and ``combine_stats``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .core import (
+    Reduced,
+    check_names,
+    fit_reduced,
+    reduce_rows,
+    resolve_backend,
+    resolve_fitter,
+)
+from .grid import DEFAULT_MAX_BINS, Grid
+from .result import to_dataset
+from .stats import COUNT, SUM_W2, moment_index, n_stats, rereference
+
+STATS_KIND = "xslide.stats"
+
+
+def bin_stats(
+    data,
+    dims: Sequence[str],
+    targets: Sequence[str],
+    predictors: Sequence[str] = (),
+    *,
+    weights: str | None = None,
+    selection=None,
+    extent: Mapping | None = None,
+    backend: str = "auto",
+    max_bins: int = DEFAULT_MAX_BINS,
+    reference: Mapping[str, float] | None = None,
+) -> xr.Dataset:
+    """Reduce rows to additive per-bin sufficient statistics on the dense grid.
+
+    Parameters
+    ----------
+    data : pandas DataFrame, xarray Dataset of rows (one dimension) or dict of arrays.
+    dims : integer bin columns, the grid dims in order.
+    targets, predictors : fit columns and predictor columns.
+    weights : optional column of row weights (>= 0).
+    selection : boolean Series aligned on the index, or boolean array of len(data).
+    extent : ``{dim: (lo, hi)}`` fixing the grid range (rows outside are dropped and counted).
+    backend : 'auto', 'numba' or 'numpy'.
+    max_bins : refuse a dense grid larger than this.
+    reference : ``{column: value}`` shift subtracted before summing (default: a global mean);
+        give the same reference to stats you want to add without re-referencing.
+
+    Returns
+    -------
+    xr.Dataset with ``count``, ``sum_w``, ``sum_w2``, ``sum_wy``, ``sum_wy2`` (*dims, target),
+    ``sum_wx``, ``sum_wxy`` (*dims, target, term), ``sum_wxx`` (*dims, target, term, term_),
+    ``rows`` (*dims) and the references ``x_reference`` (term), ``y_reference`` (target).
+    Sums are of the shifted columns (x - x_reference, y - y_reference).
+    """
+    dims, targets, predictors = check_names(dims, targets, predictors)
+    reduced = reduce_rows(
+        data,
+        dims,
+        targets,
+        predictors,
+        weights=weights,
+        selection=selection,
+        extent=extent,
+        max_bins=max_bins,
+        backend=resolve_backend(backend),
+        reference=reference,
+    )
+    return stats_to_dataset(reduced)
+
+
+def fit(
+    data,
+    dims: Sequence[str] | None = None,
+    targets: Sequence[str] | None = None,
+    predictors: Sequence[str] = (),
+    window: Mapping[str, int] | None = None,
+    *,
+    weights: str | None = None,
+    selection=None,
+    min_entries: int = 10,
+    aggregation=None,
+    boundary: str | Mapping[str, str] = "truncate",
+    kernel: str = "uniform",
+    centers: str = "observed",
+    extent: Mapping | None = None,
+    fitter: str = "ols",
+    backend: str = "auto",
+    max_bins: int = DEFAULT_MAX_BINS,
+    binning_formulas: Mapping[str, str] | None = None,
+    reference: Mapping[str, float] | None = None,
+) -> xr.Dataset:
+    """Fit ``target ~ predictors`` at every center from the rows of its window.
+
+    Parameters
+    ----------
+    data : rows (DataFrame, Dataset of rows, dict of arrays) or a statistics Dataset from
+        ``bin_stats`` (then dims/targets/predictors come from it and no row is touched).
+    dims : integer bin columns; the window slides over them.
+    targets : fit columns, each fitted separately with its own valid rows.
+    predictors : predictor columns; an ``Intercept`` term is always first.
+    window : ``{dim: half_width}``, ±half_width bins; dims left out get 0.
+    weights : row weights column (the fit is then WLS, mean/std weighted).
+    selection : boolean Series aligned on the index or boolean array of len(data).
+    min_entries : fit a center only when its window holds at least this many valid rows.
+    aggregation : aggregates to compute: None (mean, std, median, entries), a list for every
+        target or ``{target: [...]}``.
+    boundary, kernel : 'truncate' (alias 'full') and 'uniform'.
+    centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
+    extent : ``{dim: (lo, hi)}`` fixing the grid range.
+    fitter : 'ols' or 'wls' (closed-form least squares on the window's statistics).
+    backend : 'auto', 'numba' or 'numpy'.
+    max_bins, binning_formulas, reference : see ``bin_stats``; formulas are recorded in attrs.
+
+    Returns
+    -------
+    xr.Dataset on the dense grid: ``coef``/``stderr`` (target, term, *dims), ``mean``,
+    ``std``, ``median``, ``entries``, ``r_squared``, ``rmse``, ``n_fitted``, ``quality_flag``
+    (target, *dims) and ``n_neighbors_used``, ``n_rows_aggregated``,
+    ``effective_window_fraction`` (*dims).
+    """
+    started = time.perf_counter()
+    if is_stats_dataset(data):
+        reduced = dataset_to_reduced(data)
+        used_fitter = resolve_fitter(fitter, reduced.weights)
+        if aggregation is None:
+            aggregation = ["mean", "std", "entries"]
+    else:
+        if dims is None or targets is None:
+            raise TypeError("fit() needs dims= and targets= when given rows")
+        dims, targets, predictors = check_names(dims, targets, predictors)
+        used_fitter = resolve_fitter(fitter, weights)
+        reduced = reduce_rows(
+            data,
+            dims,
+            targets,
+            predictors,
+            weights=weights,
+            selection=selection,
+            extent=extent,
+            max_bins=max_bins,
+            backend=resolve_backend(backend),
+            reference=reference,
+        )
+    result = fit_reduced(
+        reduced,
+        window,
+        min_entries=min_entries,
+        aggregation=aggregation,
+        centers=centers,
+        boundary=boundary,
+        kernel=kernel,
+        fitter=used_fitter,
+        binning_formulas=binning_formulas,
+        started=started,
+    )
+    ds = to_dataset(result)
+    ds.attrs["computation_time_sec"] = time.perf_counter() - started
+    return ds
+
+
+def is_stats_dataset(data) -> bool:
+    """True for the statistics Dataset produced by ``bin_stats``."""
+    return isinstance(data, xr.Dataset) and data.attrs.get("xslide_kind") == STATS_KIND
+
+
+def stats_to_dataset(reduced: Reduced) -> xr.Dataset:
+    """Unpack the packed per-bin statistics into named variables on the grid."""
+    grid = reduced.grid
+    dims = grid.dims
+    p = len(reduced.terms)
+    idx = moment_index(p)
+    shape = (*grid.shape, len(reduced.targets))
+    packed = reduced.stats.reshape((*shape, -1))
+    bt = (*dims, "target")
+
+    def moment(a: int, b: int) -> np.ndarray:
+        return packed[..., idx[a, b]]
+
+    sum_wx = np.stack([moment(0, j) for j in range(p)], axis=-1)
+    sum_wxy = np.stack([moment(j, p) for j in range(p)], axis=-1)
+    sum_wxx = np.stack([np.stack([moment(a, b) for b in range(p)], -1) for a in range(p)], -2)
+    ds = xr.Dataset(
+        {
+            "count": (bt, np.rint(packed[..., COUNT]).astype(np.int64)),
+            "sum_w": (bt, moment(0, 0)),
+            "sum_w2": (bt, packed[..., SUM_W2]),
+            "sum_wx": ((*bt, "term"), sum_wx),
+            "sum_wy": (bt, moment(0, p)),
+            "sum_wxx": ((*bt, "term", "term_"), sum_wxx),
+            "sum_wxy": ((*bt, "term"), sum_wxy),
+            "sum_wy2": (bt, moment(p, p)),
+            "rows": (dims, reduced.rows_per_bin.reshape(grid.shape)),
+            "x_reference": ("term", np.concatenate([[0.0], reduced.x_ref])),
+            "y_reference": ("target", reduced.y_ref),
+        },
+        coords={
+            **grid.coords(),
+            "target": list(reduced.targets),
+            "term": list(reduced.terms),
+            "term_": list(reduced.terms),
+        },
+        attrs={
+            "xslide_kind": STATS_KIND,
+            "weights_column": reduced.weights or "",
+            "backend_used": reduced.backend,
+            **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
+            **{f"n_rows_invalid_{t}": n for t, n in reduced.counts["n_rows_invalid"].items()},
+        },
+    )
+    return ds
+
+
+def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
+    """Pack a statistics Dataset back into the array layout the pipeline works on."""
+    dims = tuple(d for d in ds["rows"].dims)
+    terms = tuple(str(t) for t in ds["term"].values)
+    targets = tuple(str(t) for t in ds["target"].values)
+    p = len(terms)
+    idx = moment_index(p)
+    grid = Grid(
+        dims,
+        tuple(int(ds[d].values[0]) for d in dims),
+        tuple(int(ds.sizes[d]) for d in dims),
+    )
+    expected = {d: np.arange(lo, lo + n) for d, lo, n in zip(dims, grid.lo, grid.shape, strict=True)}
+    for d in dims:
+        if not np.array_equal(ds[d].values, expected[d]):
+            raise ValueError(f"statistics coordinate {d!r} must be consecutive integers")
+    order = (*dims, "target")
+    stats = np.empty((*grid.shape, len(targets), n_stats(p)))
+    stats[..., COUNT] = ds["count"].transpose(*order).values
+    stats[..., SUM_W2] = ds["sum_w2"].transpose(*order).values
+    sum_wxx = ds["sum_wxx"].transpose(*order, "term", "term_").values
+    sum_wxy = ds["sum_wxy"].transpose(*order, "term").values
+    for a in range(p):
+        for b in range(a, p):
+            stats[..., idx[a, b]] = sum_wxx[..., a, b]
+        stats[..., idx[a, p]] = sum_wxy[..., a]
+    stats[..., idx[p, p]] = ds["sum_wy2"].transpose(*order).values
+    n_invalid = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
+    counts = {
+        k: int(ds.attrs[k])
+        for k in ("n_rows_input", "n_rows_not_selected", "n_rows_outside_extent")
+        if k in ds.attrs
+    }
+    counts["n_rows_invalid"] = n_invalid
+    return Reduced(
+        grid,
+        terms,
+        targets,
+        stats.reshape(grid.size, len(targets), -1),
+        ds["rows"].transpose(*dims).values.reshape(-1),
+        ds["x_reference"].values[1:].astype(np.float64),
+        ds["y_reference"].values.astype(np.float64),
+        counts,
+        str(ds.attrs.get("backend_used", "numpy")),
+        str(ds.attrs.get("weights_column", "")) or None,
+    )
+
+
+def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Add statistics Datasets of disjoint row subsets: the statistics of their union.
+
+    Grids are aligned on the union of their bins (missing bins count zero) and every part is
+    re-referenced to the first part's references, so parts built with different references add
+    exactly up to rounding.
+    """
+    parts = list(parts)
+    if not parts or not all(is_stats_dataset(p) for p in parts):
+        raise TypeError("combine_stats takes a non-empty list of Datasets made by bin_stats")
+    first = parts[0]
+    for other in parts[1:]:
+        for coord in ("term", "target"):
+            if list(other[coord].values) != list(first[coord].values):
+                raise ValueError(f"cannot combine statistics with different {coord}s")
+        if list(other["rows"].dims) != list(first["rows"].dims):
+            raise ValueError("cannot combine statistics with different bin dims")
+        if other.attrs.get("weights_column") != first.attrs.get("weights_column"):
+            raise ValueError("cannot combine weighted and unweighted (or differently weighted) stats")
+    dims = list(first["rows"].dims)
+    union = {
+        d: np.arange(min(int(p[d].min()) for p in parts), max(int(p[d].max()) for p in parts) + 1)
+        for d in dims
+    }
+    target_ref = np.concatenate([first["x_reference"].values, first["y_reference"].values])
+    total = None
+    for part in parts:
+        reduced = dataset_to_reduced(part)
+        own_ref = np.concatenate([part["x_reference"].values, part["y_reference"].values])
+        n_terms = len(reduced.terms)
+        shift = np.zeros((len(reduced.targets), n_terms + 1))
+        shift[:, 1:n_terms] = target_ref[1:n_terms] - own_ref[1:n_terms]
+        shift[:, n_terms] = target_ref[n_terms:] - own_ref[n_terms:]
+        reduced.stats = rereference(reduced.stats, n_terms, shift)
+        reduced.x_ref = first["x_reference"].values[1:]
+        reduced.y_ref = first["y_reference"].values
+        ds = stats_to_dataset(reduced).reindex(union, fill_value=0)
+        if total is None:
+            total = ds
+            continue
+        summed = [v for v in ds.data_vars if v not in ("x_reference", "y_reference")]
+        for v in summed:
+            total[v] = total[v] + ds[v]
+        for k in ("n_rows_input", "n_rows_not_selected", "n_rows_outside_extent"):
+            total.attrs[k] = int(total.attrs.get(k, 0)) + int(ds.attrs.get(k, 0))
+        for t in total["target"].values:
+            key = f"n_rows_invalid_{t}"
+            total.attrs[key] = int(total.attrs.get(key, 0)) + int(ds.attrs.get(key, 0))
+    return total

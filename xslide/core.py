@@ -1,0 +1,297 @@
+"""The pipeline: rows -> per-bin statistics -> windowed statistics -> solutions per center.
+
+Everything here works on numpy arrays; ``result.py`` turns the per-center arrays into an
+``xr.Dataset`` or the seed API's DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+from . import _numba
+from .design import RowTable, as_name_list, build_design
+from .errors import PerformanceWarning
+from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
+from .rows import values_in_bin_order, window_median
+from .solve import Solution, solve
+from .stats import accumulate
+from .window import parse_boundary, parse_window, window_sum, window_volume
+
+AGGREGATES = ("mean", "std", "median", "entries")
+FITTERS = ("ols", "wls")
+LATER_FITTERS = ("glm", "rlm")
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' -> numba when it imports; 'numba' without numba warns and falls back to numpy."""
+    if backend not in ("auto", "numba", "numpy"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {backend!r}")
+    if backend == "numpy":
+        return "numpy"
+    if _numba.numba_available():
+        return "numba"
+    if backend == "numba":
+        warnings.warn(
+            "backend='numba' was asked but numba cannot be imported; using the slower numpy "
+            "backend (pip install numba)",
+            PerformanceWarning,
+            stacklevel=3,
+        )
+    return "numpy"
+
+
+def resolve_fitter(fitter: str, weights: str | None) -> str:
+    """The closed-form fitter used: weights make any least-squares fit a WLS fit."""
+    if fitter in LATER_FITTERS:
+        raise NotImplementedError(
+            f"fitter={fitter!r} needs the statsmodels fitters on raw rows, which are not "
+            "implemented yet; use fitter='ols' or 'wls'"
+        )
+    if fitter not in FITTERS:
+        raise ValueError(f"fitter must be one of 'ols', 'wls', 'glm', 'rlm', got {fitter!r}")
+    if fitter == "wls" and weights is None:
+        raise ValueError("fitter='wls' needs weights_column (the row weights)")
+    return "wls" if weights is not None else "ols"
+
+
+def check_names(dims, targets, predictors) -> tuple[list[str], list[str], list[str]]:
+    """Validate the column-name arguments; a column may play one role only."""
+    dims = as_name_list(dims, "group_columns")
+    targets = as_name_list(targets, "fit_columns")
+    predictors = as_name_list(predictors, "predictor_columns", allow_empty=True)
+    clash = set(dims) & (set(targets) | set(predictors))
+    if clash:
+        raise ValueError(f"bin columns {sorted(clash)} cannot also be fit columns or predictors")
+    return dims, targets, predictors
+
+
+def check_min_entries(min_entries) -> int:
+    if isinstance(min_entries, bool) or not isinstance(min_entries, int | np.integer):
+        raise TypeError(f"min_entries must be a positive integer, got {min_entries!r}")
+    if min_entries < 1:
+        raise ValueError(f"min_entries must be >= 1, got {min_entries}")
+    return int(min_entries)
+
+
+def parse_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``None`` -> all four aggregates per target; a list applies to every target; a dict per target."""
+    if aggregation is None:
+        return dict.fromkeys(targets, AGGREGATES)
+    if not isinstance(aggregation, Mapping):
+        if isinstance(aggregation, str):
+            aggregation = [aggregation]
+        aggregation = dict.fromkeys(targets, list(aggregation))
+    unknown = set(aggregation) - set(targets)
+    if unknown:
+        raise ValueError(
+            f"aggregation_functions names {sorted(unknown)}, which are not fit columns {list(targets)}"
+        )
+    out = {}
+    for t in targets:
+        names = aggregation.get(t, ())
+        if isinstance(names, str):
+            names = [names]
+        bad = [a for a in names if a not in AGGREGATES]
+        if bad:
+            raise ValueError(
+                f"aggregation_functions[{t!r}] has {bad}; choose from {list(AGGREGATES)}"
+            )
+        out[t] = tuple(a for a in AGGREGATES if a in names)
+    return out
+
+
+@dataclass
+class Reduced:
+    """Rows reduced to per-bin statistics, plus what the raw-row paths need to come back."""
+
+    grid: Grid
+    terms: tuple[str, ...]
+    targets: tuple[str, ...]
+    stats: np.ndarray  # (n_bins, t, n_stats)
+    rows_per_bin: np.ndarray  # (n_bins,) selected rows in each bin
+    x_ref: np.ndarray
+    y_ref: np.ndarray
+    counts: dict[str, int | dict[str, int]]
+    backend: str
+    weights: str | None
+    # raw-row access (absent when the statistics come from a stats Dataset)
+    flat: np.ndarray | None = None
+    design: object | None = None
+    _index: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def bin_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Counting-sort index of the rows per bin, built once on first use."""
+        if self._index is None:
+            self._index = bin_index(self.flat, self.grid.size, self.backend)
+        return self._index
+
+
+def reduce_rows(
+    data,
+    dims: Sequence[str],
+    targets: Sequence[str],
+    predictors: Sequence[str],
+    *,
+    weights: str | None = None,
+    selection=None,
+    extent: Mapping | None = None,
+    max_bins: int = DEFAULT_MAX_BINS,
+    backend: str = "numba",
+    reference: Mapping[str, float] | None = None,
+) -> Reduced:
+    """One pass over the rows: validate bins, build the grid and accumulate statistics."""
+    table = RowTable(data)
+    bins = {d: bin_values(d, table.column(d, "group_columns")) for d in dims}
+    selected = selection_mask(selection, table.n_rows, table.index)
+    grid, flat, counts = build_grid(bins, selected, extent, max_bins)
+    design = build_design(table, targets, predictors, weights, flat, reference)
+    stats, invalid = accumulate(
+        flat, design.x, design.y, design.w, design.x_ref, design.y_ref, grid.size, backend
+    )
+    rows_per_bin = np.bincount(flat[flat >= 0], minlength=grid.size)
+    counts = {
+        "n_rows_input": table.n_rows,
+        **counts,
+        "n_rows_invalid": {t: int(n) for t, n in zip(targets, invalid, strict=True)},
+    }
+    return Reduced(
+        grid,
+        design.terms,
+        design.targets,
+        stats,
+        rows_per_bin,
+        design.x_ref,
+        design.y_ref,
+        counts,
+        backend,
+        weights,
+        flat=flat,
+        design=design,
+    )
+
+
+@dataclass
+class Fit:
+    """Fit results at the centers (flat ids) of a grid, ready to become a Dataset or DataFrame."""
+
+    grid: Grid
+    terms: tuple[str, ...]
+    targets: tuple[str, ...]
+    centers: np.ndarray
+    solution: Solution
+    median: np.ndarray | None  # (m, t), NaN for targets whose median was not asked
+    aggregation: dict[str, tuple[str, ...]]
+    n_neighbors_used: np.ndarray  # (n_bins,) for every bin of the grid
+    n_rows_aggregated: np.ndarray  # (n_bins,)
+    window_volume: int
+    attrs: dict
+
+
+def fit_reduced(
+    reduced: Reduced,
+    window: Mapping | None,
+    *,
+    min_entries: int = 10,
+    aggregation=None,
+    centers: str = "observed",
+    boundary="truncate",
+    kernel="uniform",
+    fitter: str = "ols",
+    binning_formulas: Mapping | None = None,
+    started: float,
+) -> Fit:
+    """Window the statistics and solve every center."""
+    import time
+
+    grid = reduced.grid
+    half = parse_window(window, grid.dims)
+    boundary_per_dim = parse_boundary(boundary, grid.dims)
+    if not (isinstance(kernel, str) and kernel == "uniform"):
+        raise NotImplementedError(
+            f"kernel={kernel!r} is not available yet; only kernel='uniform' is implemented"
+        )
+    min_entries = check_min_entries(min_entries)
+    aggregation = parse_aggregation(aggregation, reduced.targets)
+    if centers not in ("observed", "grid"):
+        raise ValueError(f"centers must be 'observed' or 'grid', got {centers!r}")
+    if binning_formulas is not None and not isinstance(binning_formulas, Mapping):
+        raise TypeError("binning_formulas must be a dict {bin_column: expression}")
+
+    widths = tuple(half[d] for d in grid.dims)
+    n_targets = len(reduced.targets)
+    dense = reduced.stats.reshape((*grid.shape, -1))
+    occupied = (reduced.rows_per_bin > 0).astype(np.float64)
+    per_bin = np.concatenate(
+        [dense, reduced.rows_per_bin.astype(np.float64).reshape((*grid.shape, 1)),
+         occupied.reshape((*grid.shape, 1))],
+        axis=-1,
+    )
+    windowed = window_sum(per_bin, widths).reshape(grid.size, -1)
+    n_rows_aggregated = np.rint(windowed[:, -2]).astype(np.int64)
+    n_neighbors_used = np.rint(windowed[:, -1]).astype(np.int64)
+    if centers == "observed":
+        center_ids = np.flatnonzero(reduced.rows_per_bin > 0)
+    else:
+        center_ids = np.arange(grid.size)
+    at_centers = windowed[center_ids, :-2].reshape(center_ids.size, n_targets, -1)
+    solution = solve(at_centers, len(reduced.terms), reduced.x_ref, reduced.y_ref, min_entries)
+
+    median = None
+    wants_median = [t for t, targets in enumerate(reduced.targets) if "median" in aggregation[targets]]
+    if wants_median:
+        if reduced.flat is None:
+            raise ValueError(
+                "the median needs the rows: it cannot be computed from a statistics Dataset; "
+                "leave 'median' out of the aggregation or fit the rows"
+            )
+        order, offsets = reduced.bin_index()
+        design = reduced.design
+        ys = values_in_bin_order(order, design.x, design.y[wants_median], design.w)
+        max_count = int(solution.entries[:, wants_median].max(initial=0))
+        median = np.full((center_ids.size, n_targets), np.nan)
+        median[:, wants_median] = window_median(
+            center_ids, grid.shape, widths, offsets, ys, max_count, reduced.backend
+        )
+
+    attrs = {
+        "xslide_version": _version("xslide"),
+        "statsmodels_version": _version("statsmodels"),
+        "window_spec_json": json.dumps(half),
+        "binning_formulas_json": json.dumps(dict(binning_formulas or {})),
+        "boundary_mode_per_dim": json.dumps(boundary_per_dim),
+        "kernel": "uniform",
+        "centers": centers,
+        "min_entries": min_entries,
+        "backend_used": reduced.backend,
+        "fitter_used": fitter,
+        "weights_column": reduced.weights or "",
+        **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
+        "n_rows_invalid_json": json.dumps(reduced.counts["n_rows_invalid"]),
+        "computation_time_sec": time.perf_counter() - started,
+    }
+    return Fit(
+        grid,
+        reduced.terms,
+        reduced.targets,
+        center_ids,
+        solution,
+        median,
+        aggregation,
+        n_neighbors_used,
+        n_rows_aggregated,
+        window_volume(widths),
+        attrs,
+    )
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"

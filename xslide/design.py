@@ -1,0 +1,149 @@
+"""Row tables, design matrices, targets and weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+INTERCEPT = "Intercept"
+_REFERENCE_SAMPLE = 100_000
+
+
+class RowTable:
+    """Uniform read access to columns of a DataFrame, a Dataset of rows or a dict of arrays."""
+
+    def __init__(self, data) -> None:
+        if isinstance(data, pd.DataFrame):
+            self.index: pd.Index | None = data.index
+            self.names = [str(c) for c in data.columns]
+            self._get = lambda name: data[name]
+            self.n_rows = len(data)
+        elif isinstance(data, xr.Dataset):
+            row_dims = {dim for var in data.data_vars.values() for dim in var.dims}
+            if len(row_dims) != 1:
+                raise ValueError(
+                    "a Dataset of rows must have all its variables along one dimension, "
+                    f"found dims {sorted(map(str, row_dims))}"
+                )
+            self.index = None
+            self.names = [str(v) for v in data.data_vars]
+            self._get = lambda name: data[name].to_pandas()
+            self.n_rows = data.sizes[next(iter(row_dims))]
+        elif isinstance(data, Mapping):
+            self.index = None
+            self.names = [str(k) for k in data]
+            self._get = lambda name: pd.Series(np.asarray(data[name]))
+            lengths = {len(np.asarray(v)) for v in data.values()}
+            if len(lengths) > 1:
+                raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+            self.n_rows = lengths.pop() if lengths else 0
+        else:
+            raise TypeError(
+                "data must be a pandas DataFrame, an xarray Dataset of rows or a dict of arrays, "
+                f"got {type(data).__name__}"
+            )
+
+    def column(self, name: str, role: str) -> pd.Series:
+        """The column ``name``; a KeyError naming the argument ``role`` when it is missing."""
+        if not isinstance(name, str) or name not in self.names:
+            raise KeyError(
+                f"{role}: column {name!r} not found in the data; available columns: {self.names}"
+            )
+        return self._get(name)
+
+    def numeric(self, name: str, role: str) -> np.ndarray:
+        """The column ``name`` as float64 (NaN for missing values)."""
+        col = self.column(name, role)
+        if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
+            raise TypeError(f"{role}: column {name!r} must be numeric, got dtype {col.dtype}")
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def as_name_list(value, role: str, allow_empty: bool = False) -> list[str]:
+    """Accept one column name or a sequence of names; refuse anything else."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{role} must be a column name or a list of column names, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(f"{role} must name at least one column")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{role} lists a column twice: {list(value)}")
+    return list(value)
+
+
+@dataclass
+class Design:
+    """Predictors (q, n), targets (t, n), weights (n,) or None and their global references."""
+
+    terms: tuple[str, ...]
+    targets: tuple[str, ...]
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray | None
+    x_ref: np.ndarray
+    y_ref: np.ndarray
+
+
+def _reference(values: np.ndarray, inside: np.ndarray) -> float:
+    """Mean of a strided sample of the finite in-grid values: a shift that keeps digits."""
+    rows = np.flatnonzero(inside)
+    step = max(1, rows.size // _REFERENCE_SAMPLE)
+    sample = values[rows[::step]]
+    sample = sample[np.isfinite(sample)]
+    return float(sample.mean()) if sample.size else 0.0
+
+
+def build_design(
+    table: RowTable,
+    targets: Sequence[str],
+    predictors: Sequence[str],
+    weights: str | None,
+    flat: np.ndarray,
+    reference: Mapping[str, float] | None = None,
+) -> Design:
+    """Read targets, predictors and weights as float64 and fix the references.
+
+    Negative weights are refused; NaN/inf values are kept here and excluded per target by the
+    statistics pass.
+    """
+    overlap = set(targets) & set(predictors)
+    if overlap:
+        raise ValueError(f"columns {sorted(overlap)} are both fit columns and predictors")
+    if INTERCEPT in predictors:
+        raise ValueError(f"{INTERCEPT!r} is added automatically; do not list it as a predictor")
+    inside = flat >= 0
+    x = np.empty((len(predictors), table.n_rows))
+    for j, name in enumerate(predictors):
+        x[j] = table.numeric(name, "predictor_columns")
+    y = np.empty((len(targets), table.n_rows))
+    for t, name in enumerate(targets):
+        y[t] = table.numeric(name, "fit_columns")
+    w = None
+    if weights is not None:
+        if not isinstance(weights, str):
+            raise TypeError(f"weights_column must be a column name, got {weights!r}")
+        w = table.numeric(weights, "weights_column")
+        negative = inside & (w < 0)
+        if negative.any():
+            raise ValueError(
+                f"weights_column {weights!r} has {int(negative.sum())} negative weights "
+                f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
+            )
+    reference = dict(reference or {})
+    unknown = set(reference) - set(predictors) - set(targets)
+    if unknown:
+        raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
+    x_ref = np.array(
+        [reference.get(n, np.nan) for n in predictors] or np.empty(0), dtype=np.float64
+    )
+    y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
+    for arr, ref in ((x, x_ref), (y, y_ref)):
+        for j in range(arr.shape[0]):
+            if np.isnan(ref[j]):
+                ref[j] = _reference(arr[j], inside)
+    return Design((INTERCEPT, *predictors), tuple(targets), x, y, w, x_ref, y_ref)

@@ -1,0 +1,188 @@
+"""The integer bin grid: validation of bin columns, extents, flat bin ids and the bin index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._numba import njit
+
+DEFAULT_MAX_BINS = 50_000_000
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A dense, C-ordered grid of integer bins: dim d spans lo[d] .. lo[d] + shape[d] - 1."""
+
+    dims: tuple[str, ...]
+    lo: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def hi(self) -> tuple[int, ...]:
+        return tuple(lo + n - 1 for lo, n in zip(self.lo, self.shape, strict=True))
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """Integer bin labels per dim."""
+        return {
+            d: np.arange(lo, lo + n, dtype=np.int64)
+            for d, lo, n in zip(self.dims, self.lo, self.shape, strict=True)
+        }
+
+    def unravel(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Bin labels per dim of flat bin ids."""
+        idx = np.unravel_index(flat, self.shape)
+        return [i.astype(np.int64) + lo for i, lo in zip(idx, self.lo, strict=True)]
+
+
+def bin_values(name: str, values) -> np.ndarray:
+    """Return a bin column as int64, refusing anything that is not an integer column."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype) or not pd.api.types.is_integer_dtype(dtype):
+        raise TypeError(
+            f"bin column {name!r} must have an integer dtype, got {dtype}; "
+            "bin a physical variable first (e.g. with np.floor or pd.cut(...).cat.codes)"
+        )
+    if isinstance(values, pd.Series | pd.Index):
+        if values.hasnans:
+            raise ValueError(f"bin column {name!r} has missing values; every row needs a bin")
+        values = values.to_numpy(dtype=np.int64)
+    return np.asarray(values).astype(np.int64, copy=False)
+
+
+def selection_mask(selection, n_rows: int, index: pd.Index | None) -> np.ndarray | None:
+    """Turn ``selection`` into a positional boolean mask of length ``n_rows`` (None = all)."""
+    if selection is None:
+        return None
+    if isinstance(selection, pd.Series):
+        if not pd.api.types.is_bool_dtype(selection.dtype):
+            raise TypeError(f"selection must be boolean, got a Series of dtype {selection.dtype}")
+        if index is not None:
+            if not selection.index.equals(index):
+                if len(selection) != n_rows or not selection.index.isin(index).all():
+                    raise ValueError(
+                        "selection Series must be aligned with the data: its index does not "
+                        f"match the data's index ({len(selection)} vs {n_rows} rows)"
+                    )
+                selection = selection.reindex(index)
+        elif len(selection) != n_rows:
+            raise ValueError(f"selection has {len(selection)} entries, the data {n_rows} rows")
+        if selection.hasnans:
+            raise ValueError("selection has missing values; use True/False for every row")
+        return selection.to_numpy(dtype=bool)
+    arr = np.asarray(getattr(selection, "values", selection))
+    if arr.dtype != np.bool_:
+        raise TypeError(
+            f"selection must be a boolean Series or boolean array, got dtype {arr.dtype}"
+        )
+    if arr.ndim != 1 or arr.shape[0] != n_rows:
+        raise ValueError(
+            f"selection must have one entry per row: got shape {arr.shape}, data has {n_rows} rows"
+        )
+    return arr
+
+
+def _check_extent(extent: Mapping | None, dims: Sequence[str]) -> dict[str, tuple[int, int]]:
+    if extent is None:
+        return {}
+    if not isinstance(extent, Mapping):
+        raise TypeError(f"extent must be a dict {{dim: (lo, hi)}}, got {type(extent).__name__}")
+    unknown = set(extent) - set(dims)
+    if unknown:
+        raise ValueError(f"extent names unknown dims {sorted(unknown)}; bin dims are {list(dims)}")
+    out = {}
+    for d, value in extent.items():
+        try:
+            lo, hi = value
+        except (TypeError, ValueError):
+            raise ValueError(f"extent[{d!r}] must be a pair (lo, hi), got {value!r}") from None
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (lo, hi)):
+            raise TypeError(f"extent[{d!r}] must hold integers, got {value!r}")
+        if hi < lo:
+            raise ValueError(f"extent[{d!r}] = {value!r} has hi < lo")
+        out[d] = (int(lo), int(hi))
+    return out
+
+
+def build_grid(
+    bins: Mapping[str, np.ndarray],
+    selected: np.ndarray | None,
+    extent: Mapping | None = None,
+    max_bins: int = DEFAULT_MAX_BINS,
+) -> tuple[Grid, np.ndarray, dict[str, int]]:
+    """Fix the grid and give every row its flat bin id (-1: not selected or outside the extent).
+
+    Returns the grid, the flat ids and counts of rows left out (``n_rows_not_selected``,
+    ``n_rows_outside_extent``).
+    """
+    dims = tuple(bins)
+    n_rows = len(next(iter(bins.values()))) if bins else 0
+    given = _check_extent(extent, dims)
+    keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
+    n_not_selected = int(n_rows - keep.sum())
+    for d, (lo, hi) in given.items():
+        keep &= (bins[d] >= lo) & (bins[d] <= hi)
+    n_outside = int(n_rows - n_not_selected - keep.sum())
+    lo_list, shape = [], []
+    for d in dims:
+        if d in given:
+            lo, hi = given[d]
+        else:
+            values = bins[d][keep]
+            if values.size == 0:
+                raise ValueError(
+                    "no rows left to bin: the selection (and extent) excludes every row"
+                )
+            lo, hi = int(values.min()), int(values.max())
+        lo_list.append(lo)
+        shape.append(hi - lo + 1)
+    grid = Grid(dims, tuple(lo_list), tuple(shape))
+    if grid.size > max_bins:
+        raise ValueError(
+            f"the dense grid would have {grid.size:,} bins (shape {dict(zip(dims, shape))}), "
+            f"more than max_bins={max_bins:,}; restrict it with extent=, use coarser bins, "
+            "or raise max_bins if the memory allows"
+        )
+    flat = np.full(n_rows, -1, dtype=np.int64)
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    ids = np.zeros(int(keep.sum()), dtype=np.int64)
+    for d, lo, stride in zip(dims, lo_list, strides, strict=True):
+        ids += (bins[d][keep] - lo) * int(stride)
+    flat[keep] = ids
+    return grid, flat, {"n_rows_not_selected": n_not_selected, "n_rows_outside_extent": n_outside}
+
+
+@njit(cache=True)
+def _counting_sort(flat: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(n_bins + 1, dtype=np.int64)
+    for b in flat:
+        if b >= 0:
+            offsets[b + 1] += 1
+    for i in range(n_bins):
+        offsets[i + 1] += offsets[i]
+    cursor = offsets[:-1].copy()
+    order = np.empty(offsets[n_bins], dtype=np.int64)
+    for row in range(flat.shape[0]):
+        b = flat[row]
+        if b >= 0:
+            order[cursor[b]] = row
+            cursor[b] += 1
+    return order, offsets
+
+
+def bin_index(flat: np.ndarray, n_bins: int, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """CSR bin index: rows of bin b are ``order[offsets[b]:offsets[b + 1]]``, in row order."""
+    if backend == "numba":
+        return _counting_sort(flat, n_bins)
+    inside = flat >= 0
+    order = np.flatnonzero(inside)[np.argsort(flat[inside], kind="stable")]
+    offsets = np.zeros(n_bins + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat[inside], minlength=n_bins), out=offsets[1:])
+    return order, offsets

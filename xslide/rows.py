@@ -1,0 +1,175 @@
+"""Raw-row paths: statistics that need the rows themselves, reached through the bin index.
+
+The bin index (``grid.bin_index``) lists the rows of every bin contiguously, so the rows of a
+window are a few contiguous runs (one per line of bins along the last dim) of an array of
+target values laid out in bin order. Nothing is copied per window but into one reusable buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import njit, num_threads, prange
+
+
+def values_in_bin_order(
+    order: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None
+) -> np.ndarray:
+    """Targets of the indexed rows in bin order, (t, n_indexed); NaN where a row is invalid."""
+    ys = y[:, order]
+    bad = np.zeros(order.size, dtype=bool)
+    for row in x:
+        bad |= ~np.isfinite(row[order])
+    if w is not None:
+        bad |= ~np.isfinite(w[order])
+    ys[:, bad] = np.nan
+    ys[~np.isfinite(ys)] = np.nan
+    return ys
+
+
+@njit(cache=True)
+def _select(a, n, k):
+    """Rearrange a[:n] so that a[k] is the k-th smallest and a[:k] <= a[k] <= a[k+1:n].
+
+    Wirth's selection: both scans stop on values equal to the pivot, so many duplicates
+    (integer-valued targets) cost no more than distinct values.
+    """
+    lo, hi = 0, n - 1
+    while lo < hi:
+        # median of three as the pivot value
+        x, y, z = a[lo], a[k], a[hi]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z if x <= z else x
+        pivot = y
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while pivot < a[j]:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if j < k:
+            lo = i
+        if k < i:
+            hi = j
+
+
+@njit(cache=True)
+def _median_of(a, n):
+    if n == 0:
+        return np.nan
+    k = (n - 1) // 2
+    _select(a, n, k)
+    if n % 2 == 1:
+        return a[k]
+    upper = a[k + 1]
+    for j in range(k + 2, n):
+        if a[j] < upper:
+            upper = a[j]
+    return 0.5 * (a[k] + upper)
+
+
+@njit(cache=True, parallel=True)
+def _window_median_numba(centers, shape, half, offsets, ys, max_count, n_chunks, out):
+    n_dims = shape.shape[0]
+    n_targets = ys.shape[0]
+    strides = np.ones(n_dims, dtype=np.int64)
+    for d in range(n_dims - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    m = centers.shape[0]
+    for c in prange(n_chunks):
+        buf = np.empty((n_targets, max_count))
+        fill = np.zeros(n_targets, dtype=np.int64)
+        lo = np.empty(n_dims, dtype=np.int64)
+        hi = np.empty(n_dims, dtype=np.int64)
+        cur = np.empty(n_dims, dtype=np.int64)
+        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            rest = centers[i]
+            for d in range(n_dims):
+                pos = rest // strides[d]
+                rest -= pos * strides[d]
+                lo[d] = max(0, pos - half[d])
+                hi[d] = min(shape[d] - 1, pos + half[d])
+                cur[d] = lo[d]
+            fill[:] = 0
+            last = n_dims - 1
+            while True:
+                base = 0
+                for d in range(last):
+                    base += cur[d] * strides[d]
+                r0 = offsets[base + lo[last]]
+                r1 = offsets[base + hi[last] + 1]
+                for t in range(n_targets):
+                    k = fill[t]
+                    for r in range(r0, r1):
+                        v = ys[t, r]
+                        if v == v:
+                            buf[t, k] = v
+                            k += 1
+                    fill[t] = k
+                # odometer over all dims but the last
+                d = last - 1
+                while d >= 0:
+                    cur[d] += 1
+                    if cur[d] <= hi[d]:
+                        break
+                    cur[d] = lo[d]
+                    d -= 1
+                if d < 0:
+                    break
+            for t in range(n_targets):
+                out[i, t] = _median_of(buf[t], fill[t])
+
+
+def window_median(
+    centers: np.ndarray,
+    shape: tuple[int, ...],
+    half_widths: tuple[int, ...],
+    offsets: np.ndarray,
+    ys: np.ndarray,
+    max_count: int,
+    backend: str,
+) -> np.ndarray:
+    """Exact median of each window's valid target values, (m, t); NaN for empty windows.
+
+    Parameters
+    ----------
+    centers : (m,) flat ids of the window centers.
+    shape, half_widths : grid shape and window half-width per dim (truncate boundary).
+    offsets, ys : bin index offsets and ``values_in_bin_order`` output.
+    max_count : an upper bound of the valid values in any window (sizes the buffer).
+    """
+    out = np.empty((centers.size, ys.shape[0]))
+    if centers.size == 0:
+        return out
+    if backend == "numba":
+        n_chunks = max(1, min(num_threads() * 4, centers.size))
+        _window_median_numba(
+            centers.astype(np.int64),
+            np.asarray(shape, dtype=np.int64),
+            np.asarray(half_widths, dtype=np.int64),
+            offsets,
+            ys,
+            max(int(max_count), 1),
+            n_chunks,
+            out,
+        )
+        return out
+    positions = np.stack(np.unravel_index(centers, shape), axis=-1)
+    for i, pos in enumerate(positions):
+        ranges = [
+            np.arange(max(0, p - w), min(n - 1, p + w) + 1)
+            for p, w, n in zip(pos, half_widths, shape, strict=True)
+        ]
+        bins = np.ravel_multi_index(np.meshgrid(*ranges, indexing="ij"), shape).ravel()
+        rows = np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in bins])
+        values = ys[:, rows]
+        for t in range(ys.shape[0]):
+            v = values[t][~np.isnan(values[t])]
+            out[i, t] = np.median(v) if v.size else np.nan
+    return out

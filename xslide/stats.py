@@ -1,0 +1,165 @@
+"""Per-bin sufficient statistics, accumulated in one pass over the rows.
+
+For every bin and target the pass sums, over the rows valid for that target, the count, Σw²
+and the upper triangle of Σ w z zᵀ with z = (1, x₁ - r₁, …, x_q - r_q, y - r_y): that is Σw,
+ΣwX, ΣwY, ΣwXXᵀ, ΣwXY and ΣwY² at once. Every column is shifted by a global reference r so
+that sums of squares keep their digits when a column's mean is large against its spread.
+The layout is bin-major, ``(n_bins, n_targets, n_stats)``, and the sums are additive over
+row subsets that share the references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import njit, num_threads, prange
+
+COUNT, SUM_W2, FIRST_MOMENT = 0, 1, 2
+
+
+def n_stats(n_terms: int) -> int:
+    """Number of packed statistics per bin and target for ``n_terms`` design terms."""
+    size = n_terms + 1  # design terms and the target
+    return FIRST_MOMENT + size * (size + 1) // 2
+
+
+def moment_index(n_terms: int) -> np.ndarray:
+    """``idx[a, b]``: packed position of Σ w z_a z_b (symmetric), z = (terms..., target)."""
+    size = n_terms + 1
+    idx = np.empty((size, size), dtype=np.intp)
+    k = FIRST_MOMENT
+    for a in range(size):
+        for b in range(a, size):
+            idx[a, b] = idx[b, a] = k
+            k += 1
+    return idx
+
+
+@njit(cache=True, parallel=True)
+def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid):
+    n_rows = flat.shape[0]
+    q = x.shape[0]
+    n_targets = y.shape[0]
+    size = q + 2
+    # Each chunk owns a range of bins and scans all rows: every bin is summed in row order by
+    # exactly one thread, so the result is bit-identical to a serial pass for any thread count.
+    for c in prange(n_chunks):
+        b_lo = c * n_bins // n_chunks
+        b_hi = (c + 1) * n_bins // n_chunks
+        z = np.empty(size)
+        z[0] = 1.0
+        for i in range(n_rows):
+            b = flat[i]
+            if b < b_lo or b >= b_hi:
+                continue
+            wi = w[i] if has_w else 1.0
+            ok = np.isfinite(wi)
+            for j in range(q):
+                z[1 + j] = x[j, i] - x_ref[j]
+                ok = ok and np.isfinite(z[1 + j])
+            if not ok:
+                for t in range(n_targets):
+                    invalid[c, t] += 1
+                continue
+            for t in range(n_targets):
+                yt = y[t, i]
+                if not np.isfinite(yt):
+                    invalid[c, t] += 1
+                    continue
+                z[size - 1] = yt - y_ref[t]
+                s = out[b, t]
+                s[0] += 1.0
+                s[1] += wi * wi
+                k = 2
+                for a in range(size):
+                    wa = wi * z[a]
+                    for bb in range(a, size):
+                        s[k] += wa * z[bb]
+                        k += 1
+
+
+def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):
+    inside = flat >= 0
+    ok = inside.copy()
+    if w is not None:
+        ok &= np.isfinite(w)
+    for row in x:
+        ok &= np.isfinite(row)
+    for t in range(y.shape[0]):
+        valid = ok & np.isfinite(y[t])
+        invalid[0, t] = int(inside.sum() - valid.sum())
+        ids = flat[valid]
+        wv = np.ones(ids.size) if w is None else w[valid]
+        z = [np.ones(ids.size)]
+        z += [row[valid] - r for row, r in zip(x, x_ref, strict=True)]
+        z.append(y[t, valid] - y_ref[t])
+        out[:, t, COUNT] = np.bincount(ids, minlength=n_bins)
+        out[:, t, SUM_W2] = np.bincount(ids, weights=wv * wv, minlength=n_bins)
+        k = FIRST_MOMENT
+        for a in range(len(z)):
+            wa = wv * z[a]
+            for b in range(a, len(z)):
+                out[:, t, k] = np.bincount(ids, weights=wa * z[b], minlength=n_bins)
+                k += 1
+
+
+def accumulate(
+    flat: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    n_bins: int,
+    backend: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the statistics of every row into its bin.
+
+    Parameters
+    ----------
+    flat : (n,) int64 flat bin id per row, -1 for rows outside the grid or not selected.
+    x : (q, n) float64 predictors; y : (t, n) float64 targets; w : (n,) float64 weights or None.
+    x_ref, y_ref : global references subtracted from each predictor / target.
+    backend : 'numba' or 'numpy' (equal results, the numba pass is fused and parallel).
+
+    Returns
+    -------
+    stats : (n_bins, t, n_stats(q + 1)) float64.
+    invalid : (t,) int64 rows inside the grid left out of each target (NaN/inf).
+    """
+    n_targets = y.shape[0]
+    out = np.zeros((n_bins, n_targets, n_stats(x.shape[0] + 1)))
+    if backend == "numba":
+        n_chunks = max(1, min(num_threads(), n_bins))
+        invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
+        has_w = w is not None
+        w_arr = w if has_w else np.ones(1)
+        _accumulate_numba(flat, x, y, w_arr, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid)
+    else:
+        invalid = np.zeros((1, n_targets), dtype=np.int64)
+        _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid)
+    return out, invalid.sum(axis=0)
+
+
+def rereference(stats: np.ndarray, n_terms: int, shift: np.ndarray) -> np.ndarray:
+    """Express packed stats relative to references moved by ``shift`` (per z column, (t, size)).
+
+    With z' = z - d: Σw z'z'ᵀ = Σw zzᵀ - s dᵀ - d sᵀ + Σw d dᵀ, where s = Σw z.
+    """
+    idx = moment_index(n_terms)
+    size = n_terms + 1
+    m = stats[..., idx]  # (..., t, size, size)
+    s = m[..., 0, :]
+    sw = m[..., 0, 0]
+    d = shift
+    new = (
+        m
+        - s[..., :, None] * d[:, None, :]
+        - d[:, :, None] * s[..., None, :]
+        + sw[..., None, None] * d[:, :, None] * d[:, None, :]
+    )
+    out = stats.copy()
+    for a in range(size):
+        for b in range(a, size):
+            out[..., idx[a, b]] = new[..., a, b]
+    return out
