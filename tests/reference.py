@@ -230,13 +230,13 @@ def reference_fit(
                 "mean": weighted_mean(y, w),
                 "std": weighted_std(y, w),
                 "median": float(np.median(y)) if len(y) else np.nan,
-                "entries": int(len(y)),
+                "entries": len(y),
             }
             for a in aggregations:
                 columns[f"{t}_{a}"].append(stats[a])
             fit = weighted_fit(x, y, w, min_entries)
             codes.append(fit.code)
-            values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, int(len(y))]
+            values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, len(y)]
             for name, value in zip(fit_column_names(t, predictor_columns), values, strict=True):
                 columns[name].append(value)
         n_bins_used = len(np.unique(bins[in_window], axis=0))

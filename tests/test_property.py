@@ -138,7 +138,9 @@ def build_case(p: Params) -> tuple[pd.DataFrame, dict[str, Any]]:
     data["unused"] = rng.normal(size=n)
     for name in [*targets, *preds, *([weights_column] if weights_column else [])]:
         bad = rng.random(n) < p.bad_fraction
-        data[name][bad] = rng.choice(BAD_VALUES, bad.sum())
+        # -inf weights are covered by test_nonfinite_weights_are_invalid.
+        choices = BAD_VALUES[:2] if name == weights_column else BAD_VALUES
+        data[name][bad] = rng.choice(choices, bad.sum())
     index = pd.RangeIndex(n) if rng.random() < 0.5 else pd.Index(rng.permutation(n) * 3 + 1000)
     df = pd.DataFrame(data, index=index)
 
@@ -207,3 +209,24 @@ def test_numba_matches_numpy_and_is_deterministic(params: Params) -> None:
     for backend, first in [("numpy", by_numpy), ("numba", by_numba)]:
         again = run_xslide(df, kwargs, backend=backend)
         pd.testing.assert_frame_equal(again, first, check_exact=True)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_weights_are_invalid(bad: float) -> None:
+    """A row with a non-finite weight (including -inf) is excluded, exactly like a NaN target."""
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(
+        {"g": np.repeat([0, 1], 12), "x": rng.normal(size=24), "y": rng.normal(size=24)}
+    )
+    df["w"] = rng.uniform(0.5, 2.0, 24)
+    df.loc[[3, 15], "w"] = bad
+    kwargs: dict[str, Any] = {
+        "group_columns": ["g"],
+        "window_spec": {},
+        "fit_columns": ["y"],
+        "predictor_columns": ["x"],
+        "weights_column": "w",
+    }
+    expected = reference_fit(df, **kwargs)
+    assert expected.y_entries.tolist() == [11, 11]
+    assert_frames_close(run_xslide(df, kwargs), expected)

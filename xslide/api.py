@@ -228,7 +228,9 @@ def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
         tuple(int(ds[d].values[0]) for d in dims),
         tuple(int(ds.sizes[d]) for d in dims),
     )
-    expected = {d: np.arange(lo, lo + n) for d, lo, n in zip(dims, grid.lo, grid.shape, strict=True)}
+    expected = {
+        d: np.arange(lo, lo + n) for d, lo, n in zip(dims, grid.lo, grid.shape, strict=True)
+    }
     for d in dims:
         if not np.array_equal(ds[d].values, expected[d]):
             raise ValueError(f"statistics coordinate {d!r} must be consecutive integers")
@@ -282,7 +284,9 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
         if list(other["rows"].dims) != list(first["rows"].dims):
             raise ValueError("cannot combine statistics with different bin dims")
         if other.attrs.get("weights_column") != first.attrs.get("weights_column"):
-            raise ValueError("cannot combine weighted and unweighted (or differently weighted) stats")
+            raise ValueError(
+                "cannot combine weighted and unweighted (or differently weighted) stats"
+            )
     dims = list(first["rows"].dims)
     union = {
         d: np.arange(min(int(p[d].min()) for p in parts), max(int(p[d].max()) for p in parts) + 1)

@@ -75,7 +75,9 @@ def make_sliding_window_fit(
             f"fit_formula: {kind} are not implemented yet; use predictor_columns"
         )
     if partition_strategy is not None:
-        raise NotImplementedError("partition_strategy (parallel raw-row fits) is not implemented yet")
+        raise NotImplementedError(
+            "partition_strategy (parallel raw-row fits) is not implemented yet"
+        )
     for key in kwargs:
         if key in _LATER_KWARGS:
             raise NotImplementedError(f"{key}=: {_LATER_KWARGS[key]} are not implemented yet")

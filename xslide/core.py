@@ -80,17 +80,18 @@ def check_min_entries(min_entries) -> int:
 
 
 def parse_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """``None`` -> all four aggregates per target; a list applies to every target; a dict per target."""
+    """None -> all four aggregates per target; a list -> the same for every target; or a dict."""
     if aggregation is None:
         return dict.fromkeys(targets, AGGREGATES)
     if not isinstance(aggregation, Mapping):
         if isinstance(aggregation, str):
             aggregation = [aggregation]
-        aggregation = dict.fromkeys(targets, list(aggregation))
+        aggregation = dict.fromkeys(targets, tuple(aggregation))
     unknown = set(aggregation) - set(targets)
     if unknown:
         raise ValueError(
-            f"aggregation_functions names {sorted(unknown)}, which are not fit columns {list(targets)}"
+            f"aggregation_functions names {sorted(unknown)}, "
+            f"which are not fit columns {list(targets)}"
         )
     out = {}
     for t in targets:
@@ -228,8 +229,11 @@ def fit_reduced(
     dense = reduced.stats.reshape((*grid.shape, -1))
     occupied = (reduced.rows_per_bin > 0).astype(np.float64)
     per_bin = np.concatenate(
-        [dense, reduced.rows_per_bin.astype(np.float64).reshape((*grid.shape, 1)),
-         occupied.reshape((*grid.shape, 1))],
+        [
+            dense,
+            reduced.rows_per_bin.astype(np.float64).reshape((*grid.shape, 1)),
+            occupied.reshape((*grid.shape, 1)),
+        ],
         axis=-1,
     )
     windowed = window_sum(per_bin, widths).reshape(grid.size, -1)
@@ -243,7 +247,9 @@ def fit_reduced(
     solution = solve(at_centers, len(reduced.terms), reduced.x_ref, reduced.y_ref, min_entries)
 
     median = None
-    wants_median = [t for t, targets in enumerate(reduced.targets) if "median" in aggregation[targets]]
+    wants_median = [
+        t for t, targets in enumerate(reduced.targets) if "median" in aggregation[targets]
+    ]
     if wants_median:
         if reduced.flat is None:
             raise ValueError(

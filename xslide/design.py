@@ -128,7 +128,7 @@ def build_design(
         if not isinstance(weights, str):
             raise TypeError(f"weights_column must be a column name, got {weights!r}")
         w = table.numeric(weights, "weights_column")
-        negative = inside & (w < 0)
+        negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
         if negative.any():
             raise ValueError(
                 f"weights_column {weights!r} has {int(negative.sum())} negative weights "

@@ -146,7 +146,7 @@ def build_grid(
     grid = Grid(dims, tuple(lo_list), tuple(shape))
     if grid.size > max_bins:
         raise ValueError(
-            f"the dense grid would have {grid.size:,} bins (shape {dict(zip(dims, shape))}), "
+            f"the dense grid would have {grid.size:,} bins (shape {dict(zip(dims, shape, strict=True))}), "
             f"more than max_bins={max_bins:,}; restrict it with extent=, use coarser bins, "
             "or raise max_bins if the memory allows"
         )

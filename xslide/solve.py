@@ -28,6 +28,8 @@ FLAG_MEANINGS = (
 
 # A centered sum of squares below this fraction of its uncentered value is rounding noise.
 _ZERO_SPREAD = 1e-13
+# Residual sum of squares below this fraction of the total is an exact fit.
+_EXACT_FIT = 1e-11
 # Smallest Cholesky pivot of the correlation matrix accepted: 1 - R² of a predictor on the others.
 _MIN_PIVOT = 1e-10
 
@@ -73,7 +75,8 @@ def solve(
         syy = sum_wyy - sum_wy * mean_shifted
         syy = np.where((syy <= _ZERO_SPREAD * sum_wyy) | (count < 2), 0.0, syy)
         dof_w = sum_w - sum_w2 / sum_w
-        std = np.where((count >= 2) & (dof_w > 0), np.sqrt(syy / dof_w), np.nan)
+        # effective dof: no spread can be estimated from one effective row (dof_w ~ 0)
+        std = np.where((count >= 2) & (dof_w > 1e-12 * sum_w), np.sqrt(syy / dof_w), np.nan)
         mean = mean_shifted + y_ref
 
         # Centered scatter of the predictors and their cross products with the target.
@@ -104,7 +107,9 @@ def solve(
 
         rss = syy - np.sum(beta * sxy, axis=-1)
         exact = count <= n_terms
-        rss = np.where(exact | (rss < 0), 0.0, rss)
+        # rss comes from a difference of sums: below this fraction of syy it is rounding noise
+        # (an exact fit, e.g. through zero-weight rows), and reported as 0.
+        rss = np.where(exact | (rss <= _EXACT_FIT * syy), 0.0, rss)
         intercept = mean - np.sum((xbar + x_ref) * beta, axis=-1)
 
         sigma2 = np.where(exact, np.nan, rss / (count - n_terms))
