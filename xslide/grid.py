@@ -145,8 +145,9 @@ def build_grid(
         shape.append(hi - lo + 1)
     grid = Grid(dims, tuple(lo_list), tuple(shape))
     if grid.size > max_bins:
+        sizes = dict(zip(dims, shape, strict=True))
         raise ValueError(
-            f"the dense grid would have {grid.size:,} bins (shape {dict(zip(dims, shape, strict=True))}), "
+            f"the dense grid would have {grid.size:,} bins (shape {sizes}), "
             f"more than max_bins={max_bins:,}; restrict it with extent=, use coarser bins, "
             "or raise max_bins if the memory allows"
         )
