@@ -182,7 +182,9 @@ def test_selection_filters_rows():
     df = grid_rows()
     sel = (df.x2 > 0).to_numpy()
     got = make_sliding_window_fit(df, DIMS, {"zBin": 1}, ["y"], ["x"], selection=sel)
-    expected = make_sliding_window_fit(df[sel].reset_index(drop=True), DIMS, {"zBin": 1}, ["y"], ["x"])
+    expected = make_sliding_window_fit(
+        df[sel].reset_index(drop=True), DIMS, {"zBin": 1}, ["y"], ["x"]
+    )
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
     assert got.attrs["n_rows_not_selected"] == int((~sel).sum())
 
@@ -419,7 +421,5 @@ def test_intercept_only_model():
     df = grid_rows(shape=(3, 1, 1))
     out = make_sliding_window_fit(df, DIMS, {"xBin": 1}, ["y"], [])
     np.testing.assert_allclose(out.y_intercept, out.y_mean, rtol=1e-12)
-    np.testing.assert_allclose(
-        out.y_intercept_err, out.y_std / np.sqrt(out.y_entries), rtol=1e-10
-    )
+    np.testing.assert_allclose(out.y_intercept_err, out.y_std / np.sqrt(out.y_entries), rtol=1e-10)
     assert (out.y_r_squared == 0).all()
