@@ -103,7 +103,8 @@ def test_near_constant_or_collinear_predictor_is_singular(weights_column: str | 
     assert actual.loc[1:, fit_cols].isna().all().all(), actual.loc[1:, fit_cols]
     assert actual.loc[0, fit_cols].notna().all()
     assert actual.y_n_fitted.tolist() == [20] * 5
-    assert_frames_close(actual, expected)
+    # Bin 4 sits 1e4 spreads away from the others: compare at the large-offset tolerance.
+    assert_frames_close(actual, expected, rtol=RTOL, atol_scale=RTOL)
 
 
 def test_single_constant_predictor_window_in_sliding_fit() -> None:

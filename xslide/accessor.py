@@ -25,11 +25,4 @@ class SlideWinAccessor:
 
     def fit(self, dims=None, targets=None, predictors=(), window=None, **kwargs) -> xr.Dataset:
         """Sliding-window fit of the rows, or a refit of statistics; see ``xslide.fit``."""
-        if api.is_stats_dataset(self._ds):
-            given = [n for n, v in (("dims", dims), ("targets", targets)) if v is not None]
-            if given or predictors:
-                raise TypeError(
-                    "a statistics Dataset already fixes dims, targets and predictors; "
-                    "pass only window= and fit options"
-                )
         return api.fit(self._ds, dims, targets, predictors, window, **kwargs)

@@ -126,6 +126,21 @@ def fit(
     """
     started = time.perf_counter()
     if is_stats_dataset(data):
+        row_options = {
+            "dims": dims,
+            "targets": targets,
+            "predictors": predictors or None,
+            "weights": weights,
+            "selection": selection,
+            "extent": extent,
+            "reference": reference,
+        }
+        given = [name for name, value in row_options.items() if value is not None]
+        if given:
+            raise TypeError(
+                f"{given} act on rows, but data is a statistics Dataset whose rows are already "
+                "reduced; pass only window= and fit options, or fit the rows"
+            )
         reduced = dataset_to_reduced(data)
         used_fitter = resolve_fitter(fitter, reduced.weights)
         if aggregation is None:

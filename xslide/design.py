@@ -29,10 +29,11 @@ class RowTable:
                     "a Dataset of rows must have all its variables along one dimension, "
                     f"found dims {sorted(map(str, row_dims))}"
                 )
-            self.index = None
+            row_dim = next(iter(row_dims))
+            self.index = data.get_index(row_dim)
             self.names = [str(v) for v in data.data_vars]
             self._get = lambda name: data[name].to_pandas()
-            self.n_rows = data.sizes[next(iter(row_dims))]
+            self.n_rows = data.sizes[row_dim]
         elif isinstance(data, Mapping):
             self.index = None
             self.names = [str(k) for k in data]

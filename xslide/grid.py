@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ._numba import njit
 
@@ -61,17 +62,26 @@ def selection_mask(selection, n_rows: int, index: pd.Index | None) -> np.ndarray
     """Turn ``selection`` into a positional boolean mask of length ``n_rows`` (None = all)."""
     if selection is None:
         return None
+    if isinstance(selection, xr.DataArray):
+        if selection.ndim != 1:
+            raise ValueError(f"selection must be one-dimensional, got dims {selection.dims}")
+        selection = selection.to_series()  # labelled: aligned on the row coordinate below
     if isinstance(selection, pd.Series):
         if not pd.api.types.is_bool_dtype(selection.dtype):
             raise TypeError(f"selection must be boolean, got a Series of dtype {selection.dtype}")
-        if index is not None:
-            if not selection.index.equals(index):
-                if len(selection) != n_rows or not selection.index.isin(index).all():
-                    raise ValueError(
-                        "selection Series must be aligned with the data: its index does not "
-                        f"match the data's index ({len(selection)} vs {n_rows} rows)"
-                    )
-                selection = selection.reindex(index)
+        if index is not None and not selection.index.equals(index):
+            aligned = (
+                len(selection) == n_rows
+                and index.is_unique
+                and selection.index.is_unique
+                and selection.index.isin(index).all()
+            )
+            if not aligned:
+                raise ValueError(
+                    "selection Series must be aligned with the data: its index does not match "
+                    f"the data's index ({len(selection)} entries vs {n_rows} rows)"
+                )
+            selection = selection.reindex(index)
         elif len(selection) != n_rows:
             raise ValueError(f"selection has {len(selection)} entries, the data {n_rows} rows")
         if selection.hasnans:

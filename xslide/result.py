@@ -88,9 +88,12 @@ def to_dataset(fit: Fit) -> xr.Dataset:
 
 def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
     """The seed API's comma-joined quality flag per center from per-target status codes."""
-    combos, inverse = np.unique(status, axis=0, return_inverse=True)
+    n_codes = len(FLAG_MEANINGS)
+    packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
+    codes, inverse = np.unique(packed, return_inverse=True)
     labels = []
-    for combo in combos:
+    for code in codes:
+        combo = (code // n_codes ** np.arange(status.shape[1])) % n_codes
         if np.all(combo == EMPTY):
             labels.append("empty_window")
             continue

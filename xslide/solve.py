@@ -32,6 +32,8 @@ _ZERO_SPREAD = 1e-13
 _EXACT_FIT = 1e-11
 # Smallest Cholesky pivot of the correlation matrix accepted: 1 - R² of a predictor on the others.
 _MIN_PIVOT = 1e-10
+# Relative rounding error of an accumulated sum (a generous multiple of the float64 epsilon).
+_SUM_ROUNDING = 1e-14
 
 
 @dataclass
@@ -98,7 +100,12 @@ def solve(
         singular = ~has_weight | np.any(diag <= _ZERO_SPREAD * raw_xx, axis=-1)
         scale = np.sqrt(np.where(singular[..., None], 1.0, diag))
         corr = sxx / (scale[..., :, None] * scale[..., None, :])
-        chol, ok = _cholesky(np.where(singular[..., None, None], np.eye(q), corr))
+        # A centered sum of squares computed from uncentered sums is only known to
+        # _SUM_ROUNDING * raw / centered (relative): when the window's mean is far from the
+        # reference, the correlations are uncertain and a pivot below that is no evidence of rank.
+        uncertainty = np.where(singular[..., None], 0.0, _SUM_ROUNDING * raw_xx / scale**2)
+        min_pivot = np.maximum(_MIN_PIVOT, 10.0 * uncertainty.max(axis=-1, initial=0.0))
+        chol, ok = _cholesky(np.where(singular[..., None, None], np.eye(q), corr), min_pivot)
         singular |= ~ok
         rhs = sxy / scale
         beta_scaled = _cho_solve(chol, rhs)
@@ -137,14 +144,14 @@ def solve(
     return Solution(count, mean, std, coef, stderr, r_squared, rmse, status)
 
 
-def _cholesky(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cholesky(a: np.ndarray, min_pivot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Batched lower Cholesky factor of (..., q, q) correlation matrices and a full-rank mask."""
     q = a.shape[-1]
     low = np.zeros_like(a)
     ok = np.ones(a.shape[:-2], dtype=bool)
     for j in range(q):
         pivot = a[..., j, j] - np.sum(low[..., j, :j] ** 2, axis=-1)
-        ok &= pivot > _MIN_PIVOT
+        ok &= pivot > min_pivot
         root = np.sqrt(np.where(ok, pivot, 1.0))
         low[..., j, j] = root
         for i in range(j + 1, q):
