@@ -68,11 +68,17 @@ def _median_of(a, n):
     _select(a, n, k)
     if n % 2 == 1:
         return a[k]
-    upper = a[k + 1]
-    for j in range(k + 2, n):
-        if a[j] < upper:
-            upper = a[j]
-    return 0.5 * (a[k] + upper)
+    return 0.5 * (a[k] + _smallest(a, k + 1, n))
+
+
+@njit(cache=True)
+def _smallest(a, start, stop):
+    """min(a[start:stop]): after selecting rank k, the rank k + 1 is the smallest above it."""
+    value = a[start]
+    for j in range(start + 1, stop):
+        if a[j] < value:
+            value = a[j]
+    return value
 
 
 _SAMPLE = 256  # sample size of the bracketing step
@@ -115,11 +121,7 @@ def _median_bracketed(a, n, sample, middle):
     _select(middle, m, kk)
     if k_hi == k:
         return middle[kk]
-    second = middle[kk + 1]
-    for j in range(kk + 2, m):
-        if middle[j] < second:
-            second = middle[j]
-    return 0.5 * (middle[kk] + second)
+    return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
 
 
 @njit(cache=True, parallel=True)
