@@ -465,11 +465,6 @@ def test_weights_as_variable_name_on_dataset_path_equals_oracle(rows: pd.DataFra
     assert not np.allclose(fit["mean"].values, unweighted["mean"].values, equal_nan=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a DataArray selection is applied by position, ignoring its row "
-    "coordinate (a pandas Series selection is aligned on the index)",
-)
 def test_selection_dataarray_is_aligned_on_the_row_coordinate(rows: pd.DataFrame) -> None:
     ds = rows.to_xarray()
     shuffled = ds.isel(index=np.random.default_rng(0).permutation(ds.sizes["index"]))
@@ -501,3 +496,11 @@ def test_extent_with_grid_centers_on_dataset_path_equals_oracle(rows: pd.DataFra
     assert_frames_close(frame_like_oracle(fit, expected, TARGETS, PREDICTORS), expected)
     outside = int(((rows.yBin < 4) | (rows.yBin > 6)).sum())
     assert fit.attrs["n_rows_outside_extent"] == outside > 0
+
+
+def test_bin_columns_stored_as_coordinates_are_found(rows: pd.DataFrame) -> None:
+    ds = rows.to_xarray().set_coords(DIMS)
+    kwargs = {"dims": DIMS, "targets": TARGETS, "predictors": PREDICTORS, "window": {"xBin": 1}}
+    from_coords = ds.slidewin.fit(min_entries=2, **kwargs)
+    expected = xslide.fit(rows, min_entries=2, **kwargs)
+    xr.testing.assert_identical(without_timing(from_coords), without_timing(expected))

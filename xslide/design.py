@@ -23,15 +23,16 @@ class RowTable:
             self._get = lambda name: data[name]
             self.n_rows = len(data)
         elif isinstance(data, xr.Dataset):
-            row_dims = {dim for var in data.data_vars.values() for dim in var.dims}
+            row_dims = {dim for var in data.variables.values() for dim in var.dims}
             if len(row_dims) != 1:
                 raise ValueError(
-                    "a Dataset of rows must have all its variables along one dimension, "
-                    f"found dims {sorted(map(str, row_dims))}"
+                    "a Dataset of rows must have all its variables and coordinates along one "
+                    f"dimension, found dims {sorted(map(str, row_dims))}"
                 )
             row_dim = next(iter(row_dims))
             self.index = data.get_index(row_dim)
-            self.names = [str(v) for v in data.data_vars]
+            # data variables and coordinates alike (bins are often stored as coordinates)
+            self.names = [str(v) for v in data.variables if data[v].ndim == 1]
             self._get = lambda name: data[name].to_pandas()
             self.n_rows = data.sizes[row_dim]
         elif isinstance(data, Mapping):
