@@ -11,6 +11,7 @@ import xarray as xr
 from .core import (
     Reduced,
     check_names,
+    fit_options,
     fit_reduced,
     reduce_rows,
     resolve_backend,
@@ -142,14 +143,27 @@ def fit(
                 "reduced; pass only window= and fit options, or fit the rows"
             )
         reduced = dataset_to_reduced(data)
-        used_fitter = resolve_fitter(fitter, reduced.weights)
+        weights = reduced.weights
+        dims, targets = reduced.grid.dims, reduced.targets
         if aggregation is None:
             aggregation = ["mean", "std", "entries"]
+    elif dims is None or targets is None:
+        raise TypeError("fit() needs dims= and targets= when given rows")
     else:
-        if dims is None or targets is None:
-            raise TypeError("fit() needs dims= and targets= when given rows")
         dims, targets, predictors = check_names(dims, targets, predictors)
-        used_fitter = resolve_fitter(fitter, weights)
+    options = fit_options(
+        dims,
+        targets,
+        window,
+        min_entries=min_entries,
+        aggregation=aggregation,
+        centers=centers,
+        boundary=boundary,
+        kernel=kernel,
+        fitter=resolve_fitter(fitter, weights),
+        binning_formulas=binning_formulas,
+    )
+    if not is_stats_dataset(data):
         reduced = reduce_rows(
             data,
             dims,
@@ -162,18 +176,7 @@ def fit(
             backend=resolve_backend(backend),
             reference=reference,
         )
-    result = fit_reduced(
-        reduced,
-        window,
-        min_entries=min_entries,
-        aggregation=aggregation,
-        centers=centers,
-        boundary=boundary,
-        kernel=kernel,
-        fitter=used_fitter,
-        binning_formulas=binning_formulas,
-        started=started,
-    )
+    result = fit_reduced(reduced, options)
     ds = to_dataset(result)
     ds.attrs["computation_time_sec"] = time.perf_counter() - started
     return ds

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .core import check_names, fit_reduced, reduce_rows, resolve_backend, resolve_fitter
+from .core import (
+    check_names,
+    fit_options,
+    fit_reduced,
+    reduce_rows,
+    resolve_backend,
+    resolve_fitter,
+)
 from .grid import DEFAULT_MAX_BINS
 from .result import to_frame
-from .window import parse_window
 
 # Keyword arguments of later features: accepted names, refused with a clear message for now.
 _LATER_KWARGS = {
@@ -87,8 +92,18 @@ def make_sliding_window_fit(
                 f"known: {list(_KWARGS)}"
             )
     dims, targets, predictors = check_names(group_columns, fit_columns, predictor_columns)
-    parse_window(window_spec, dims)  # refuse a bad window before touching rows
-    used_fitter = resolve_fitter(fitter, weights_column)
+    options = fit_options(
+        dims,
+        targets,
+        window_spec,
+        min_entries=min_entries,
+        aggregation=aggregation_functions,
+        centers=kwargs.get("centers", "observed"),
+        boundary=kwargs.get("boundary", "truncate"),
+        kernel=kwargs.get("kernel", "uniform"),
+        fitter=resolve_fitter(fitter, weights_column),
+        binning_formulas=binning_formulas,
+    )
     reduced = reduce_rows(
         df,
         dims,
@@ -101,19 +116,7 @@ def make_sliding_window_fit(
         backend=resolve_backend(backend),
         reference=kwargs.get("reference"),
     )
-    result = fit_reduced(
-        reduced,
-        window_spec,
-        min_entries=min_entries,
-        aggregation=aggregation_functions,
-        centers=kwargs.get("centers", "observed"),
-        boundary=kwargs.get("boundary", "truncate"),
-        kernel=kwargs.get("kernel", "uniform"),
-        fitter=used_fitter,
-        binning_formulas=binning_formulas,
-        started=started,
-    )
+    result = fit_reduced(reduced, options)
     frame = to_frame(result)
-    frame.attrs["window_spec_json"] = json.dumps(parse_window(window_spec, dims))
     frame.attrs["computation_time_sec"] = time.perf_counter() - started
     return frame

@@ -194,8 +194,22 @@ class Fit:
     attrs: dict
 
 
-def fit_reduced(
-    reduced: Reduced,
+@dataclass(frozen=True)
+class FitOptions:
+    """Validated options of the window and the fit, checked before any row is read."""
+
+    half_widths: dict[str, int]
+    boundary: dict[str, str]
+    min_entries: int
+    aggregation: dict[str, tuple[str, ...]]
+    centers: str
+    fitter: str
+    binning_formulas: dict[str, str]
+
+
+def fit_options(
+    dims: Sequence[str],
+    targets: Sequence[str],
     window: Mapping | None,
     *,
     min_entries: int = 10,
@@ -205,25 +219,33 @@ def fit_reduced(
     kernel="uniform",
     fitter: str = "ols",
     binning_formulas: Mapping | None = None,
-    started: float,
-) -> Fit:
-    """Window the statistics and solve every center."""
-    import time
-
-    grid = reduced.grid
-    half = parse_window(window, grid.dims)
-    boundary_per_dim = parse_boundary(boundary, grid.dims)
+) -> FitOptions:
+    """Check every option of a fit; raise naming the argument that is wrong."""
+    half = parse_window(window, dims)
+    boundary_per_dim = parse_boundary(boundary, dims)
     if not (isinstance(kernel, str) and kernel == "uniform"):
         raise NotImplementedError(
             f"kernel={kernel!r} is not available yet; only kernel='uniform' is implemented"
         )
-    min_entries = check_min_entries(min_entries)
-    aggregation = parse_aggregation(aggregation, reduced.targets)
     if centers not in ("observed", "grid"):
         raise ValueError(f"centers must be 'observed' or 'grid', got {centers!r}")
     if binning_formulas is not None and not isinstance(binning_formulas, Mapping):
         raise TypeError("binning_formulas must be a dict {bin_column: expression}")
+    return FitOptions(
+        half,
+        boundary_per_dim,
+        check_min_entries(min_entries),
+        parse_aggregation(aggregation, targets),
+        centers,
+        fitter,
+        dict(binning_formulas or {}),
+    )
 
+
+def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
+    """Window the statistics and solve every center."""
+    grid = reduced.grid
+    half, aggregation, centers = options.half_widths, options.aggregation, options.centers
     widths = tuple(half[d] for d in grid.dims)
     n_targets = len(reduced.targets)
     dense = reduced.stats.reshape((*grid.shape, -1))
@@ -244,12 +266,12 @@ def fit_reduced(
     else:
         center_ids = np.arange(grid.size)
     at_centers = windowed[center_ids, :-2].reshape(center_ids.size, n_targets, -1)
-    solution = solve(at_centers, len(reduced.terms), reduced.x_ref, reduced.y_ref, min_entries)
+    solution = solve(
+        at_centers, len(reduced.terms), reduced.x_ref, reduced.y_ref, options.min_entries
+    )
 
     median = None
-    wants_median = [
-        t for t, targets in enumerate(reduced.targets) if "median" in aggregation[targets]
-    ]
+    wants_median = [t for t, name in enumerate(reduced.targets) if "median" in aggregation[name]]
     if wants_median:
         if reduced.flat is None:
             raise ValueError(
@@ -269,17 +291,16 @@ def fit_reduced(
         "xslide_version": _version("xslide"),
         "statsmodels_version": _version("statsmodels"),
         "window_spec_json": json.dumps(half),
-        "binning_formulas_json": json.dumps(dict(binning_formulas or {})),
-        "boundary_mode_per_dim": json.dumps(boundary_per_dim),
+        "binning_formulas_json": json.dumps(options.binning_formulas),
+        "boundary_mode_per_dim": json.dumps(options.boundary),
         "kernel": "uniform",
         "centers": centers,
-        "min_entries": min_entries,
+        "min_entries": options.min_entries,
         "backend_used": reduced.backend,
-        "fitter_used": fitter,
+        "fitter_used": options.fitter,
         "weights_column": reduced.weights or "",
         **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
         "n_rows_invalid_json": json.dumps(reduced.counts["n_rows_invalid"]),
-        "computation_time_sec": time.perf_counter() - started,
     }
     return Fit(
         grid,
