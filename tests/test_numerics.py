@@ -123,3 +123,25 @@ def test_single_constant_predictor_window_in_sliding_fit() -> None:
     expected = reference_fit(df, **kwargs)
     assert expected.quality_flag.tolist() == ["", "", "singular_y", "empty_window"]
     assert_frames_close(xslide.make_sliding_window_fit(df, **kwargs), expected)
+
+
+def test_underdetermined_windows_are_singular() -> None:
+    """A window with fewer valid rows than coefficients (n < p) is always singular.
+
+    Three rows and three predictors, placed far from the rest of the data, so that rounding in
+    the window's centred cross products cannot hide the missing rank.
+    """
+    missed = []
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        x_far = rng.normal(size=(3, 3)) + rng.uniform(-40, 40, 3)
+        x = np.vstack([x_far, rng.normal(size=(30, 3))])
+        df = pd.DataFrame(x, columns=["x0", "x1", "x2"])
+        df["b"] = np.repeat([0, 1], [3, 30])
+        df["y"] = rng.normal(size=33)
+        out = xslide.make_sliding_window_fit(
+            df, ["b"], {}, ["y"], ["x0", "x1", "x2"], min_entries=1
+        )
+        if out.quality_flag[0] != "singular_y" or not np.isnan(out.y_intercept[0]):
+            missed.append(seed)
+    assert not missed, f"n < p windows not flagged singular for seeds {missed}"

@@ -19,7 +19,7 @@ from .core import (
 )
 from .grid import DEFAULT_MAX_BINS, Grid
 from .result import to_dataset
-from .stats import COUNT, SUM_W2, moment_index, n_stats, rereference
+from .stats import COUNT, COUNT_POSITIVE, SUM_W2, moment_index, n_stats, rereference
 
 STATS_KIND = "xslide.stats"
 
@@ -54,7 +54,8 @@ def bin_stats(
 
     Returns
     -------
-    xr.Dataset with ``count``, ``sum_w``, ``sum_w2``, ``sum_wy``, ``sum_wy2`` (*dims, target),
+    xr.Dataset with ``count``, ``count_positive`` (rows of weight > 0), ``sum_w``, ``sum_w2``,
+    ``sum_wy``, ``sum_wy2`` (*dims, target),
     ``sum_wx``, ``sum_wxy`` (*dims, target, term), ``sum_wxx`` (*dims, target, term, term_),
     ``rows`` (*dims) and the references ``x_reference`` (term), ``y_reference`` (target).
     Sums are of the shifted columns (x - x_reference, y - y_reference).
@@ -191,7 +192,7 @@ def stats_to_dataset(reduced: Reduced) -> xr.Dataset:
     """Unpack the packed per-bin statistics into named variables on the grid."""
     grid = reduced.grid
     dims = grid.dims
-    p = len(reduced.terms)
+    p = len(reduced.columns)
     idx = moment_index(p)
     shape = (*grid.shape, len(reduced.targets))
     packed = reduced.stats.reshape((*shape, -1))
@@ -206,6 +207,7 @@ def stats_to_dataset(reduced: Reduced) -> xr.Dataset:
     ds = xr.Dataset(
         {
             "count": (bt, np.rint(packed[..., COUNT]).astype(np.int64)),
+            "count_positive": (bt, np.rint(packed[..., COUNT_POSITIVE]).astype(np.int64)),
             "sum_w": (bt, moment(0, 0)),
             "sum_w2": (bt, packed[..., SUM_W2]),
             "sum_wx": ((*bt, "term"), sum_wx),
@@ -220,11 +222,12 @@ def stats_to_dataset(reduced: Reduced) -> xr.Dataset:
         coords={
             **grid.coords(),
             "target": list(reduced.targets),
-            "term": list(reduced.terms),
-            "term_": list(reduced.terms),
+            "term": list(reduced.columns),
+            "term_": list(reduced.columns),
         },
         attrs={
             "xslide_kind": STATS_KIND,
+            "intercept": int(reduced.intercept),
             "weights_column": reduced.weights or "",
             "backend_used": reduced.backend,
             **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
@@ -255,6 +258,7 @@ def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
     order = (*dims, "target")
     stats = np.empty((*grid.shape, len(targets), n_stats(p)))
     stats[..., COUNT] = ds["count"].transpose(*order).values
+    stats[..., COUNT_POSITIVE] = ds["count_positive"].transpose(*order).values
     stats[..., SUM_W2] = ds["sum_w2"].transpose(*order).values
     sum_wxx = ds["sum_wxx"].transpose(*order, "term", "term_").values
     sum_wxy = ds["sum_wxy"].transpose(*order, "term").values
@@ -281,6 +285,7 @@ def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
         counts,
         str(ds.attrs.get("backend_used", "numpy")),
         str(ds.attrs.get("weights_column", "")) or None,
+        intercept=bool(ds.attrs.get("intercept", 1)),
     )
 
 
@@ -315,7 +320,7 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     for part in parts:
         reduced = dataset_to_reduced(part)
         own_ref = np.concatenate([part["x_reference"].values, part["y_reference"].values])
-        n_terms = len(reduced.terms)
+        n_terms = len(reduced.columns)
         shift = np.zeros((len(reduced.targets), n_terms + 1))
         shift[:, 1:n_terms] = target_ref[1:n_terms] - own_ref[1:n_terms]
         shift[:, n_terms] = target_ref[n_terms:] - own_ref[n_terms:]

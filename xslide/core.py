@@ -17,6 +17,7 @@ import numpy as np
 from . import _numba
 from .design import RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
+from .formula import ParsedFormula
 from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
 from .rows import values_in_bin_order, window_median
 from .solve import Solution, solve
@@ -112,7 +113,7 @@ class Reduced:
     """Rows reduced to per-bin statistics, plus what the raw-row paths need to come back."""
 
     grid: Grid
-    terms: tuple[str, ...]
+    columns: tuple[str, ...]  # the constant and the design columns summed in ``stats``
     targets: tuple[str, ...]
     stats: np.ndarray  # (n_bins, t, n_stats)
     rows_per_bin: np.ndarray  # (n_bins,) selected rows in each bin
@@ -121,10 +122,16 @@ class Reduced:
     counts: dict[str, int | dict[str, int]]
     backend: str
     weights: str | None
+    intercept: bool = True  # whether the constant is a model term
     # raw-row access (absent when the statistics come from a stats Dataset)
     flat: np.ndarray | None = None
     design: object | None = None
     _index: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Terms of the model, in output order."""
+        return self.columns if self.intercept else self.columns[1:]
 
     def bin_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Counting-sort index of the rows per bin, built once on first use."""
@@ -145,13 +152,14 @@ def reduce_rows(
     max_bins: int = DEFAULT_MAX_BINS,
     backend: str = "numba",
     reference: Mapping[str, float] | None = None,
+    formula: ParsedFormula | None = None,
 ) -> Reduced:
     """One pass over the rows: validate bins, build the grid and accumulate statistics."""
     table = RowTable(data)
     bins = {d: bin_values(d, table.column(d, "group_columns")) for d in dims}
     selected = selection_mask(selection, table.n_rows, table.index)
     grid, flat, counts = build_grid(bins, selected, extent, max_bins)
-    design = build_design(table, targets, predictors, weights, flat, reference)
+    design = build_design(table, targets, predictors, weights, flat, reference, formula)
     stats, invalid = accumulate(
         flat, design.x, design.y, design.w, design.x_ref, design.y_ref, grid.size, backend
     )
@@ -163,7 +171,7 @@ def reduce_rows(
     }
     return Reduced(
         grid,
-        design.terms,
+        design.columns,
         design.targets,
         stats,
         rows_per_bin,
@@ -172,6 +180,7 @@ def reduce_rows(
         counts,
         backend,
         weights,
+        intercept=design.intercept,
         flat=flat,
         design=design,
     )
@@ -267,7 +276,12 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         center_ids = np.arange(grid.size)
     at_centers = windowed[center_ids, :-2].reshape(center_ids.size, n_targets, -1)
     solution = solve(
-        at_centers, len(reduced.terms), reduced.x_ref, reduced.y_ref, options.min_entries
+        at_centers,
+        len(reduced.columns),
+        reduced.x_ref,
+        reduced.y_ref,
+        options.min_entries,
+        reduced.intercept,
     )
 
     median = None

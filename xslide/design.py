@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-INTERCEPT = "Intercept"
+from .formula import INTERCEPT, ParsedFormula, design_matrix
+
 _REFERENCE_SAMPLE = 100_000
 
 
@@ -80,15 +81,25 @@ def as_name_list(value, role: str, allow_empty: bool = False) -> list[str]:
 
 @dataclass
 class Design:
-    """Predictors (q, n), targets (t, n), weights (n,) or None and their global references."""
+    """Design columns (q, n), targets (t, n), weights (n,) or None and their references.
 
-    terms: tuple[str, ...]
+    ``columns`` names the constant and the q design columns of ``x``; ``intercept`` says
+    whether the constant is a term of the model (it is always summed: Σw, ΣwY need it).
+    """
+
+    columns: tuple[str, ...]
     targets: tuple[str, ...]
     x: np.ndarray
     y: np.ndarray
     w: np.ndarray | None
     x_ref: np.ndarray
     y_ref: np.ndarray
+    intercept: bool = True
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Terms of the model, in output order."""
+        return self.columns if self.intercept else self.columns[1:]
 
 
 def _reference(values: np.ndarray, inside: np.ndarray) -> float:
@@ -107,11 +118,13 @@ def build_design(
     weights: str | None,
     flat: np.ndarray,
     reference: Mapping[str, float] | None = None,
+    formula: ParsedFormula | None = None,
 ) -> Design:
-    """Read targets, predictors and weights as float64 and fix the references.
+    """Read targets, design columns and weights as float64 and fix the references.
 
-    Negative weights are refused; NaN/inf values are kept here and excluded per target by the
-    statistics pass.
+    The design columns are the predictors, or the right-hand side of ``formula`` evaluated
+    over all rows. Negative weights are refused; NaN/inf values are kept here and excluded per
+    target by the statistics pass.
     """
     overlap = set(targets) & set(predictors)
     if overlap:
@@ -119,12 +132,24 @@ def build_design(
     if INTERCEPT in predictors:
         raise ValueError(f"{INTERCEPT!r} is added automatically; do not list it as a predictor")
     inside = flat >= 0
-    x = np.empty((len(predictors), table.n_rows))
-    for j, name in enumerate(predictors):
-        x[j] = table.numeric(name, "predictor_columns")
     y = np.empty((len(targets), table.n_rows))
     for t, name in enumerate(targets):
         y[t] = table.numeric(name, "fit_columns")
+    if formula is None:
+        names, intercept = list(predictors), True
+        x = np.empty((len(predictors), table.n_rows))
+        for j, name in enumerate(predictors):
+            x[j] = table.numeric(name, "predictor_columns")
+    else:
+        names, matrix = design_matrix(
+            formula, lambda name: table.numeric(name, "fit_formula"), table.names
+        )
+        intercept = bool(names) and names[0] == INTERCEPT
+        if intercept:
+            names, matrix = names[1:], matrix[:, 1:]
+        if not names and not intercept:
+            raise ValueError(f"fit_formula {formula.formula!r} leaves no term to fit")
+        x = np.ascontiguousarray(matrix.T)
     w = None
     if weights is not None:
         if not isinstance(weights, str):
@@ -137,15 +162,13 @@ def build_design(
                 f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
             )
     reference = dict(reference or {})
-    unknown = set(reference) - set(predictors) - set(targets)
+    unknown = set(reference) - set(names) - set(targets)
     if unknown:
         raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
-    x_ref = np.array(
-        [reference.get(n, np.nan) for n in predictors] or np.empty(0), dtype=np.float64
-    )
+    x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
     y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
     for arr, ref in ((x, x_ref), (y, y_ref)):
         for j in range(arr.shape[0]):
             if np.isnan(ref[j]):
                 ref[j] = _reference(arr[j], inside)
-    return Design((INTERCEPT, *predictors), tuple(targets), x, y, w, x_ref, y_ref)
+    return Design((INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept)

@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from .core import Fit
+from .formula import INTERCEPT
 from .solve import EMPTY, FLAG_MEANINGS, INSUFFICIENT, NOT_A_CENTER, SINGULAR
 
 
@@ -115,7 +116,9 @@ def to_frame(fit: Fit) -> pd.DataFrame:
     for t, target in enumerate(fit.targets):
         for name in fit.aggregation[target]:
             columns[f"{target}_{name}"] = aggregates[name][:, t]
-    names = ["intercept"] + [f"slope_{column_safe(term)}" for term in fit.terms[1:]]
+    names = [
+        "intercept" if term == INTERCEPT else f"slope_{column_safe(term)}" for term in fit.terms
+    ]
     for t, target in enumerate(fit.targets):
         for k, name in enumerate(names):
             columns[f"{target}_{name}"] = sol.coef[:, t, k]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import COUNT, SUM_W2, moment_index
+from .stats import COUNT, COUNT_POSITIVE, SUM_W2, moment_index, rereference
 
 # Status codes per window and target (also the CF flag values of ``quality_flag``).
 OK, EMPTY, INSUFFICIENT, SINGULAR, FIT_FAILED, NOT_A_CENTER = 0, 1, 2, 3, 4, 5
@@ -29,7 +29,7 @@ FLAG_MEANINGS = (
 # A centered sum of squares below this fraction of its uncentered value is rounding noise.
 _ZERO_SPREAD = 1e-13
 # Residual sum of squares below this fraction of the total is an exact fit.
-_EXACT_FIT = 1e-11
+_EXACT_FIT = 1e-13
 # Smallest Cholesky pivot of the correlation matrix accepted: 1 - R² of a predictor on the others.
 _MIN_PIVOT = 1e-10
 # Relative rounding error of an accumulated sum (a generous multiple of the float64 epsilon).
@@ -51,23 +51,33 @@ class Solution:
 
 
 def solve(
-    stats: np.ndarray, n_terms: int, x_ref: np.ndarray, y_ref: np.ndarray, min_entries: int
+    stats: np.ndarray,
+    n_columns: int,
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    min_entries: int,
+    intercept: bool = True,
 ) -> Solution:
     """Fit ``target ~ terms`` in every window from its windowed statistics.
 
     Parameters
     ----------
     stats : (m, t, n_stats) windowed packed statistics (see ``stats.py``).
-    n_terms : number of design terms p, the intercept first.
-    x_ref : (p - 1,) references of the predictors; y_ref : (t,) references of the targets.
+    n_columns : the constant plus the q design columns summed in ``stats``.
+    x_ref : (q,) references of the design columns; y_ref : (t,) references of the targets.
     min_entries : windows with fewer valid rows are not fitted (status INSUFFICIENT).
+    intercept : whether the constant is a model term; without it the model goes through the
+        origin and r² is uncentered, as in statsmodels.
     """
     m, n_targets = stats.shape[:2]
-    q = n_terms - 1
-    idx = moment_index(n_terms)
-    ny = n_terms  # position of the target in z
+    q = n_columns - 1
+    n_terms = q + int(intercept)
+    idx = moment_index(n_columns)
+    ny = n_columns  # position of the target in z
     with np.errstate(divide="ignore", invalid="ignore"):
         count = np.rint(stats[..., COUNT]).astype(np.int64)
+        # rows that carry weight: a zero-weight row adds no information to any estimate
+        informative = np.rint(stats[..., COUNT_POSITIVE]).astype(np.int64)
         sum_w = stats[..., idx[0, 0]]
         sum_w2 = stats[..., SUM_W2]
         sum_wy = stats[..., idx[0, ny]]
@@ -75,60 +85,48 @@ def solve(
         has_weight = sum_w > 0
         mean_shifted = np.where(has_weight, sum_wy / sum_w, np.nan)
         syy = sum_wyy - sum_wy * mean_shifted
-        syy = np.where((syy <= _ZERO_SPREAD * sum_wyy) | (count < 2), 0.0, syy)
+        syy = np.where((syy <= _ZERO_SPREAD * sum_wyy) | (informative < 2), 0.0, syy)
         dof_w = sum_w - sum_w2 / sum_w
-        # effective dof: no spread can be estimated from one effective row (dof_w ~ 0)
-        std = np.where((count >= 2) & (dof_w > 1e-12 * sum_w), np.sqrt(syy / dof_w), np.nan)
+        std = np.where(informative >= 2, np.sqrt(syy / dof_w), np.nan)
         mean = mean_shifted + y_ref
 
-        # Centered scatter of the predictors and their cross products with the target.
-        sx = np.empty((m, n_targets, q))
-        sxy = np.empty((m, n_targets, q))
-        for j in range(q):
-            sx[..., j] = stats[..., idx[0, 1 + j]]
-            sxy[..., j] = stats[..., idx[1 + j, ny]] - sx[..., j] * mean_shifted
-        xbar = sx / sum_w[..., None]
-        sxx = np.empty((m, n_targets, q, q))
-        raw_xx = np.empty((m, n_targets, q))
-        for a in range(q):
-            raw_xx[..., a] = stats[..., idx[1 + a, 1 + a]]
-            for b in range(a, q):
-                v = stats[..., idx[1 + a, 1 + b]] - sx[..., a] * xbar[..., b]
-                sxx[..., a, b] = sxx[..., b, a] = v
+        if intercept:
+            # Centered scatter of the design columns and their cross products with the target.
+            sx = stats[..., idx[0, 1 : q + 1]]
+            xbar = sx / sum_w[..., None]
+            sxx = _matrix(stats, idx, q) - sx[..., :, None] * xbar[..., None, :]
+            sxy = _cross(stats, idx, q) - sx * mean_shifted[..., None]
+            tss = syy
+        else:
+            # Through the origin: the sums of the unshifted columns.
+            shift = np.concatenate([[0.0], -x_ref, [0.0]])
+            shift = np.broadcast_to(shift, (n_targets, n_columns + 1)).copy()
+            shift[:, -1] = -y_ref
+            stats = rereference(stats, n_columns, shift)
+            sxx, sxy = _matrix(stats, idx, q), _cross(stats, idx, q)
+            tss = stats[..., idx[ny, ny]]
+        diagonal = np.arange(1, q + 1)
+        raw_diag = stats[..., idx[diagonal, diagonal]]
+        # fewer informative rows than terms can never determine the fit, whatever rounding says
+        beta, inv_sxx, singular = _normal_solve(sxx, sxy, raw_diag, informative >= n_terms)
 
-        diag = np.diagonal(sxx, axis1=-2, axis2=-1).copy()
-        singular = ~has_weight | np.any(diag <= _ZERO_SPREAD * raw_xx, axis=-1)
-        scale = np.sqrt(np.where(singular[..., None], 1.0, diag))
-        corr = sxx / (scale[..., :, None] * scale[..., None, :])
-        # A centered sum of squares computed from uncentered sums is only known to
-        # _SUM_ROUNDING * raw / centered (relative): when the window's mean is far from the
-        # reference, the correlations are uncertain and a pivot below that is no evidence of rank.
-        uncertainty = np.where(singular[..., None], 0.0, _SUM_ROUNDING * raw_xx / scale**2)
-        min_pivot = np.maximum(_MIN_PIVOT, 10.0 * uncertainty.max(axis=-1, initial=0.0))
-        chol, ok = _cholesky(np.where(singular[..., None, None], np.eye(q), corr), min_pivot)
-        singular |= ~ok
-        rhs = sxy / scale
-        beta_scaled = _cho_solve(chol, rhs)
-        beta = beta_scaled / scale
-        inv_corr_diag, inv_corr = _cho_inverse(chol)
-
-        rss = syy - np.sum(beta * sxy, axis=-1)
-        exact = count <= n_terms
-        # rss comes from a difference of sums: below this fraction of syy it is rounding noise
-        # (an exact fit, e.g. through zero-weight rows), and reported as 0.
-        rss = np.where(exact | (rss <= _EXACT_FIT * syy), 0.0, rss)
-        intercept = mean - np.sum((xbar + x_ref) * beta, axis=-1)
-
-        sigma2 = np.where(exact, np.nan, rss / (count - n_terms))
-        cov_beta = sigma2[..., None, None] * inv_corr / (scale[..., :, None] * scale[..., None, :])
-        xmean = xbar + x_ref
-        var_intercept = sigma2 / sum_w + np.einsum("...a,...ab,...b->...", xmean, cov_beta, xmean)
-        stderr = np.concatenate(
-            [np.sqrt(var_intercept)[..., None], np.sqrt(sigma2[..., None] * inv_corr_diag) / scale],
-            axis=-1,
-        )
-        coef = np.concatenate([intercept[..., None], beta], axis=-1)
-        r_squared = np.where(syy > 0, 1.0 - rss / syy, np.nan)
+        rss = tss - np.sum(beta * sxy, axis=-1)
+        # As many informative rows as terms fit exactly; otherwise rss comes from a difference
+        # of sums, and below this fraction of tss it is rounding noise.
+        exact = informative <= n_terms
+        rss = np.where(exact | (rss <= _EXACT_FIT * tss), 0.0, rss)
+        sigma2 = np.where(count <= n_terms, np.nan, rss / (count - n_terms))
+        cov_beta = sigma2[..., None, None] * inv_sxx
+        se_beta = np.sqrt(np.diagonal(cov_beta, axis1=-2, axis2=-1))
+        if intercept:
+            xmean = xbar + x_ref
+            const = mean - np.sum(xmean * beta, axis=-1)
+            var_const = sigma2 / sum_w + np.einsum("...a,...ab,...b->...", xmean, cov_beta, xmean)
+            coef = np.concatenate([const[..., None], beta], axis=-1)
+            stderr = np.concatenate([np.sqrt(var_const)[..., None], se_beta], axis=-1)
+        else:
+            coef, stderr = beta, se_beta
+        r_squared = np.where(tss > 0, 1.0 - rss / tss, np.nan)
         rmse = np.sqrt(rss / sum_w)
 
     status = np.full((m, n_targets), OK, dtype=np.int8)
@@ -142,6 +140,41 @@ def solve(
     rmse[failed] = np.nan
     mean[count == 0] = np.nan
     return Solution(count, mean, std, coef, stderr, r_squared, rmse, status)
+
+
+def _matrix(stats: np.ndarray, idx: np.ndarray, q: int) -> np.ndarray:
+    """(m, t, q, q) Σw x xᵀ of the design columns from packed statistics."""
+    return stats[..., idx[1 : q + 1, 1 : q + 1]]
+
+
+def _cross(stats: np.ndarray, idx: np.ndarray, q: int) -> np.ndarray:
+    """(m, t, q) Σw x y of the design columns from packed statistics."""
+    return stats[..., idx[1 : q + 1, q + 1]]
+
+
+def _normal_solve(
+    sxx: np.ndarray, sxy: np.ndarray, raw_diag: np.ndarray, usable: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve Sxx β = Sxy per window with a rank check; returns β, Sxx⁻¹ and a singular mask.
+
+    ``raw_diag`` are the sums of squares Sxx's diagonal was computed from (its rounding scale).
+    """
+    q = sxx.shape[-1]
+    diag = np.diagonal(sxx, axis1=-2, axis2=-1)
+    singular = ~usable | np.any(diag <= _ZERO_SPREAD * raw_diag, axis=-1)
+    scale = np.sqrt(np.where(singular[..., None], 1.0, diag))
+    outer = scale[..., :, None] * scale[..., None, :]
+    corr = sxx / outer
+    # A centered sum of squares computed from uncentered sums is only known to
+    # _SUM_ROUNDING * raw / centered (relative): when the window's mean is far from the
+    # reference, the correlations are uncertain and a pivot below that is no evidence of rank.
+    uncertainty = np.where(singular[..., None], 0.0, _SUM_ROUNDING * raw_diag / scale**2)
+    min_pivot = np.maximum(_MIN_PIVOT, 10.0 * uncertainty.max(axis=-1, initial=0.0))
+    chol, ok = _cholesky(np.where(singular[..., None, None], np.eye(q), corr), min_pivot)
+    singular |= ~ok
+    beta = _cho_solve(chol, sxy / scale) / scale
+    _, inv_corr = _cho_inverse(chol)
+    return beta, inv_corr / outer, singular
 
 
 def _cholesky(a: np.ndarray, min_pivot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """Per-bin sufficient statistics, accumulated in one pass over the rows.
 
-For every bin and target the pass sums, over the rows valid for that target, the count, Σw²
+For every bin and target the pass sums, over the rows valid for that target, the count, the
+count of rows with a positive weight, Σw²
 and the upper triangle of Σ w z zᵀ with z = (1, x₁ - r₁, …, x_q - r_q, y - r_y): that is Σw,
 ΣwX, ΣwY, ΣwXXᵀ, ΣwXY and ΣwY² at once. Every column is shifted by a global reference r so
 that sums of squares keep their digits when a column's mean is large against its spread.
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._numba import njit, num_threads, prange
 
-COUNT, SUM_W2, FIRST_MOMENT = 0, 1, 2
+COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
 
 
 def n_stats(n_terms: int) -> int:
@@ -69,8 +70,9 @@ def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out,
                 z[size - 1] = yt - y_ref[t]
                 s = out[b, t]
                 s[0] += 1.0
-                s[1] += wi * wi
-                k = 2
+                s[1] += 1.0 if wi > 0.0 else 0.0
+                s[2] += wi * wi
+                k = 3
                 for a in range(size):
                     wa = wi * z[a]
                     for bb in range(a, size):
@@ -94,6 +96,7 @@ def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):
         z += [row[valid] - r for row, r in zip(x, x_ref, strict=True)]
         z.append(y[t, valid] - y_ref[t])
         out[:, t, COUNT] = np.bincount(ids, minlength=n_bins)
+        out[:, t, COUNT_POSITIVE] = np.bincount(ids, weights=wv > 0, minlength=n_bins)
         out[:, t, SUM_W2] = np.bincount(ids, weights=wv * wv, minlength=n_bins)
         k = FIRST_MOMENT
         for a in range(len(z)):

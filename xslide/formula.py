@@ -1,0 +1,102 @@
+"""Formula strings: ``'target ~ x1 + np.log(x2) + x1:x2'`` -> one design matrix for all targets.
+
+The right-hand side is parsed once by patsy (the formula engine statsmodels uses by default, so
+term names match statsmodels'), evaluated once over all rows, and its columns feed the
+sufficient-statistics fast path like plain predictor columns. ``target`` stands for each fit
+column and may appear on the left-hand side only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._optional import require
+
+INTERCEPT = "Intercept"
+_TARGET = re.compile(r"(?<![\w.])target(?![\w])")
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """The right-hand side of a formula and whether it keeps the intercept."""
+
+    formula: str
+    rhs: str
+
+
+def parse_formula(formula: str, targets: Sequence[str]) -> ParsedFormula:
+    """Check the shape of ``formula``: ``target ~ rhs`` with ``target`` on the left only."""
+    if not isinstance(formula, str):
+        raise TypeError(f"fit_formula must be a string or a callable, got {formula!r}")
+    if formula.count("~") != 1:
+        raise ValueError(f"fit_formula {formula!r} must have the form 'target ~ terms'")
+    lhs, rhs = (part.strip() for part in formula.split("~"))
+    single = len(targets) == 1 and lhs == targets[0]
+    if lhs != "target" and not single:
+        raise ValueError(
+            f"fit_formula {formula!r}: the left-hand side must be 'target', which stands for "
+            f"each of fit_columns {list(targets)}"
+        )
+    if _TARGET.search(rhs):
+        raise ValueError(f"fit_formula {formula!r}: 'target' may appear on the left-hand side only")
+    if not rhs:
+        raise ValueError(f"fit_formula {formula!r} has no terms on the right-hand side")
+    return ParsedFormula(formula, rhs)
+
+
+def uses_column(rhs: str, column: str) -> bool:
+    """Whether ``column`` appears as a whole name in the formula's right-hand side."""
+    return re.search(rf"(?<![\w.]){re.escape(column)}(?![\w])", rhs) is not None
+
+
+class _Columns(Mapping):
+    """Columns looked up by patsy on demand, as float64 arrays."""
+
+    def __init__(self, lookup: Callable[[str], np.ndarray], names: Sequence[str]) -> None:
+        self._lookup = lookup
+        self._names = list(names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._lookup(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def design_matrix(
+    parsed: ParsedFormula, lookup: Callable[[str], np.ndarray], names: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """Evaluate the right-hand side over all rows: term names and the (n, p) design matrix.
+
+    Rows whose terms are NaN/inf are kept (they become invalid rows, counted per target).
+    """
+    patsy = require("patsy", "formula strings (fit_formula='target ~ ...')")
+    env = patsy.EvalEnvironment([{"np": np}])
+    try:
+        with np.errstate(all="ignore"):
+            matrix = patsy.dmatrix(
+                parsed.rhs,
+                _Columns(lookup, names),
+                eval_env=env,
+                NA_action=patsy.NAAction(NA_types=[]),
+                return_type="matrix",
+            )
+    except patsy.PatsyError as err:
+        raise ValueError(f"fit_formula {parsed.formula!r}: {err}") from None
+    info = matrix.design_info
+    categorical = [f.name() for f, i in info.factor_infos.items() if i.type == "categorical"]
+    if categorical:
+        raise ValueError(
+            f"fit_formula {parsed.formula!r}: categorical terms {categorical} (C(), strings or "
+            "booleans) are not supported; encode them as numeric columns"
+        )
+    return list(info.column_names), np.asarray(matrix, dtype=np.float64)
