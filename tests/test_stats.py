@@ -18,7 +18,7 @@ import xarray as xr
 
 import xslide
 from xslide.grid import bin_index
-from xslide.rows import _median_of, window_median
+from xslide.rows import WindowIndex, _median_of, window_median
 from xslide.window import window_sum
 
 DIMS = ["xBin", "yBin"]
@@ -463,14 +463,15 @@ def test_window_median_numba_equals_numpy(
         [np.bincount(flat[(flat >= 0) & ~np.isnan(row)], minlength=n_bins) for row in y], -1
     ).reshape((*shape, 2))
     max_count = int(window_sum(valid_per_bin.astype(np.float64), half).max())
-    fast = window_median(centers, shape, half, offsets, ys, max_count, "numba")
-    slow = window_median(centers, shape, half, offsets, ys, max_count, "numpy")
+    index = WindowIndex(shape, half, offsets)
+    fast = window_median(centers, index, ys, max_count, "numba")
+    slow = window_median(centers, index, ys, max_count, "numpy")
     np.testing.assert_array_equal(fast, slow)
     np.testing.assert_array_equal(fast, brute_force_window_median(flat, y, shape, half))
     assert np.isfinite(fast).sum() > 0
     # a subset of centers, out of order, gives the same values
     some = np.array([n_bins - 1, 0, n_bins // 2])
-    subset = window_median(some, shape, half, offsets, ys, max_count, "numba")
+    subset = window_median(some, index, ys, max_count, "numba")
     np.testing.assert_array_equal(subset, fast[some])
 
 

@@ -19,7 +19,7 @@ from .design import RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .formula import ParsedFormula
 from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
-from .rows import values_in_bin_order, window_median
+from .rows import WindowIndex, values_in_bin_order, window_median
 from .solve import Solution, solve
 from .stats import accumulate
 from .window import parse_boundary, parse_window, window_sum, window_volume
@@ -297,9 +297,8 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         ys = values_in_bin_order(order, design.x, design.y[wants_median], design.w)
         max_count = int(solution.entries[:, wants_median].max(initial=0))
         median = np.full((center_ids.size, n_targets), np.nan)
-        median[:, wants_median] = window_median(
-            center_ids, grid.shape, widths, offsets, ys, max_count, reduced.backend
-        )
+        index = WindowIndex(grid.shape, widths, offsets)
+        median[:, wants_median] = window_median(center_ids, index, ys, max_count, reduced.backend)
 
     attrs = {
         "xslide_version": _version("xslide"),

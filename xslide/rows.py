@@ -124,65 +124,107 @@ def _median_bracketed(a, n, sample, middle):
     return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
 
 
-@njit(cache=True, parallel=True)
-def _window_median_numba(centers, shape, half, offsets, ys, max_count, n_chunks, out):
+class WindowIndex:
+    """Where the rows of any window lie in bin order: the grid, the window and the bin index.
+
+    A window is a box of bins; its rows are one contiguous run of the bin-ordered rows per line
+    of bins along the last dim (truncate boundary: the box is clipped to the grid).
+    """
+
+    def __init__(self, shape, half_widths, offsets: np.ndarray) -> None:
+        self.shape = np.asarray(shape, dtype=np.int64)
+        self.half = np.asarray(half_widths, dtype=np.int64)
+        self.offsets = offsets
+        self.strides = np.ones(len(shape), dtype=np.int64)
+        for d in range(len(shape) - 2, -1, -1):
+            self.strides[d] = self.strides[d + 1] * self.shape[d + 1]
+        lines = 1
+        for w, n in zip(half_widths[:-1], shape[:-1], strict=True):
+            lines *= min(2 * w + 1, n)
+        self.max_runs = max(lines, 1)
+
+    def scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread work arrays of ``_window_runs``: lo, hi, cursor and the runs."""
+        d = self.shape.size
+        return (
+            np.empty(d, dtype=np.int64),
+            np.empty(d, dtype=np.int64),
+            np.empty(d, dtype=np.int64),
+            np.empty((self.max_runs, 2), dtype=np.int64),
+        )
+
+    def rows(self, center: int, order: np.ndarray) -> np.ndarray:
+        """Row numbers (into the original rows) of the window around ``center``, in bin order."""
+        lo, hi, cur, runs = self.scratch()
+        n_runs = _window_runs(
+            center, self.shape, self.strides, self.half, self.offsets, lo, hi, cur, runs
+        )
+        return np.concatenate([order[r0:r1] for r0, r1 in runs[:n_runs]] or [order[:0]])
+
+
+@njit(cache=True)
+def _window_runs(center, shape, strides, half, offsets, lo, hi, cur, runs):
+    """Fill ``runs`` with the [start, stop) ranges of bin-ordered rows of a window; count them."""
     n_dims = shape.shape[0]
+    rest = center
+    for d in range(n_dims):
+        pos = rest // strides[d]
+        rest -= pos * strides[d]
+        lo[d] = max(0, pos - half[d])
+        hi[d] = min(shape[d] - 1, pos + half[d])
+        cur[d] = lo[d]
+    last = n_dims - 1
+    n_runs = 0
+    while True:
+        base = 0
+        for d in range(last):
+            base += cur[d] * strides[d]
+        runs[n_runs, 0] = offsets[base + lo[last]]
+        runs[n_runs, 1] = offsets[base + hi[last] + 1]
+        n_runs += 1
+        # odometer over all dims but the last
+        d = last - 1
+        while d >= 0:
+            cur[d] += 1
+            if cur[d] <= hi[d]:
+                break
+            cur[d] = lo[d]
+            d -= 1
+        if d < 0:
+            return n_runs
+
+
+@njit(cache=True, parallel=True)
+def _window_median_numba(
+    centers, shape, strides, half, offsets, max_runs, ys, max_count, n_chunks, out
+):
     n_targets = ys.shape[0]
-    strides = np.ones(n_dims, dtype=np.int64)
-    for d in range(n_dims - 2, -1, -1):
-        strides[d] = strides[d + 1] * shape[d + 1]
+    n_dims = shape.shape[0]
     m = centers.shape[0]
     for c in prange(n_chunks):
         buf = np.empty((n_targets, max_count))
         sample = np.empty(_SAMPLE)
         middle = np.empty(max_count)
-        fill = np.zeros(n_targets, dtype=np.int64)
         lo = np.empty(n_dims, dtype=np.int64)
         hi = np.empty(n_dims, dtype=np.int64)
         cur = np.empty(n_dims, dtype=np.int64)
+        runs = np.empty((max_runs, 2), dtype=np.int64)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            rest = centers[i]
-            for d in range(n_dims):
-                pos = rest // strides[d]
-                rest -= pos * strides[d]
-                lo[d] = max(0, pos - half[d])
-                hi[d] = min(shape[d] - 1, pos + half[d])
-                cur[d] = lo[d]
-            fill[:] = 0
-            last = n_dims - 1
-            while True:
-                base = 0
-                for d in range(last):
-                    base += cur[d] * strides[d]
-                r0 = offsets[base + lo[last]]
-                r1 = offsets[base + hi[last] + 1]
-                for t in range(n_targets):
-                    k = fill[t]
-                    for r in range(r0, r1):
+            n_runs = _window_runs(centers[i], shape, strides, half, offsets, lo, hi, cur, runs)
+            for t in range(n_targets):
+                k = 0
+                for j in range(n_runs):
+                    for r in range(runs[j, 0], runs[j, 1]):
                         v = ys[t, r]
                         if v == v:
                             buf[t, k] = v
                             k += 1
-                    fill[t] = k
-                # odometer over all dims but the last
-                d = last - 1
-                while d >= 0:
-                    cur[d] += 1
-                    if cur[d] <= hi[d]:
-                        break
-                    cur[d] = lo[d]
-                    d -= 1
-                if d < 0:
-                    break
-            for t in range(n_targets):
-                out[i, t] = _median_bracketed(buf[t], fill[t], sample, middle)
+                out[i, t] = _median_bracketed(buf[t], k, sample, middle)
 
 
 def window_median(
     centers: np.ndarray,
-    shape: tuple[int, ...],
-    half_widths: tuple[int, ...],
-    offsets: np.ndarray,
+    index: WindowIndex,
     ys: np.ndarray,
     max_count: int,
     backend: str,
@@ -192,8 +234,8 @@ def window_median(
     Parameters
     ----------
     centers : (m,) flat ids of the window centers.
-    shape, half_widths : grid shape and window half-width per dim (truncate boundary).
-    offsets, ys : bin index offsets and ``values_in_bin_order`` output.
+    index : where each window's rows lie (``WindowIndex``).
+    ys : ``values_in_bin_order`` output, NaN for invalid rows.
     max_count : an upper bound of the valid values in any window (sizes the buffer).
     """
     out = np.empty((centers.size, ys.shape[0]))
@@ -203,24 +245,20 @@ def window_median(
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         _window_median_numba(
             centers.astype(np.int64),
-            np.asarray(shape, dtype=np.int64),
-            np.asarray(half_widths, dtype=np.int64),
-            offsets,
+            index.shape,
+            index.strides,
+            index.half,
+            index.offsets,
+            index.max_runs,
             ys,
             max(int(max_count), 1),
             n_chunks,
             out,
         )
         return out
-    positions = np.stack(np.unravel_index(centers, shape), axis=-1)
-    for i, pos in enumerate(positions):
-        ranges = [
-            np.arange(max(0, p - w), min(n - 1, p + w) + 1)
-            for p, w, n in zip(pos, half_widths, shape, strict=True)
-        ]
-        bins = np.ravel_multi_index(np.meshgrid(*ranges, indexing="ij"), shape).ravel()
-        rows = np.concatenate([np.arange(offsets[b], offsets[b + 1]) for b in bins])
-        values = ys[:, rows]
+    positions = np.arange(ys.shape[1])
+    for i, center in enumerate(centers):
+        values = ys[:, index.rows(int(center), positions)]
         for t in range(ys.shape[0]):
             v = values[t][~np.isnan(values[t])]
             out[i, t] = np.median(v) if v.size else np.nan
