@@ -26,7 +26,7 @@ def sanitize(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "_", name)
 
 
-def fit_column_names(target: str, predictors: Sequence[str]) -> list[str]:
+def fit_column_names(target: str, predictors: Sequence[str], clipped: bool = False) -> list[str]:
     """Fit-block column names of one target, in output order."""
     slopes = [f"{target}_slope_{sanitize(p)}" for p in predictors]
     return [
@@ -37,6 +37,7 @@ def fit_column_names(target: str, predictors: Sequence[str]) -> list[str]:
         f"{target}_r_squared",
         f"{target}_rmse",
         f"{target}_n_fitted",
+        *([f"{target}_n_rejected"] if clipped else []),
     ]
 
 
@@ -101,6 +102,32 @@ def weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int) 
     return FitResult("ok", coef, err, r_squared, rmse)
 
 
+def clipped_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    min_entries: int,
+    n_sigma_cut: float,
+    max_iter: int,
+) -> tuple[FitResult, int]:
+    """Fit, drop rows with |residual| > n_sigma_cut x rmse, refit; repeat until the kept rows
+    stop changing or ``max_iter`` refits were made. Returns the last fit and the rows kept."""
+    keep = np.ones(len(y), dtype=bool)
+    fit = weighted_fit(x, y, w, min_entries)
+    for _ in range(max_iter):
+        # an exact fit (no more informative rows than coefficients) has nothing to clip
+        exact = np.count_nonzero(w[keep] > 0) <= len(fit.coef)
+        if fit.code != "ok" or exact or not fit.rmse > 0:
+            break
+        resid = y - (fit.coef[0] + x @ fit.coef[1:])
+        new_keep = np.abs(resid) <= n_sigma_cut * fit.rmse
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+        fit = weighted_fit(x[keep], y[keep], w[keep], min_entries)
+    return fit, int(keep.sum())
+
+
 def weighted_std(y: np.ndarray, w: np.ndarray) -> float:
     """Unbiased weighted standard deviation with reliability weights (ddof=1 for unit weights)."""
     if len(y) < 2:
@@ -158,8 +185,15 @@ def reference_fit(
     centers: str = "observed",
     extent: Mapping[str, tuple[int, int]] | None = None,
     aggregation_functions: Sequence[str] | None = None,
+    n_sigma_cut: float | None = None,
+    max_iter: int = 3,
 ) -> pd.DataFrame:
-    """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way."""
+    """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way.
+
+    With ``n_sigma_cut`` the fit is the outlier-rejecting refit of ``clipped_fit`` and
+    ``{t}_n_rejected`` follows ``{t}_n_fitted``.
+    """
+    clipped = n_sigma_cut is not None
     group_columns = list(group_columns)
     fit_columns = list(fit_columns)
     predictor_columns = list(predictor_columns)
@@ -209,7 +243,7 @@ def reference_fit(
         for a in aggregations:
             columns[f"{t}_{a}"] = []
     for t in fit_columns:
-        for name in fit_column_names(t, predictor_columns):
+        for name in fit_column_names(t, predictor_columns, clipped):
             columns[name] = []
     for name in ("quality_flag", "n_neighbors_used", "n_rows_aggregated"):
         columns[name] = []
@@ -234,10 +268,15 @@ def reference_fit(
             }
             for a in aggregations:
                 columns[f"{t}_{a}"].append(stats[a])
-            fit = weighted_fit(x, y, w, min_entries)
+            if clipped:
+                fit, kept = clipped_fit(x, y, w, min_entries, n_sigma_cut, max_iter)
+                counts = [kept, len(y) - kept]
+            else:
+                fit, counts = weighted_fit(x, y, w, min_entries), [len(y)]
             codes.append(fit.code)
-            values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, len(y)]
-            for name, value in zip(fit_column_names(t, predictor_columns), values, strict=True):
+            values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, *counts]
+            names = fit_column_names(t, predictor_columns, clipped)
+            for name, value in zip(names, values, strict=True):
                 columns[name].append(value)
         n_bins_used = len(np.unique(bins[in_window], axis=0))
         columns["quality_flag"].append(quality_flag(codes, fit_columns))
@@ -249,7 +288,7 @@ def reference_fit(
     for name, values in columns.items():
         if (
             name in group_columns
-            or name.endswith(("_entries", "_n_fitted"))
+            or name.endswith(("_entries", "_n_fitted", "_n_rejected"))
             or name
             in (
                 "n_neighbors_used",

@@ -391,7 +391,6 @@ def test_extent_fixes_the_grid_and_counts_rows_outside():
         {"fit_formula": lambda x, y, w, terms: {}},
         {"boundary": "periodic"},
         {"kernel": "gaussian"},
-        {"n_sigma_cut": 3.0},
     ],
 )
 def test_later_features_raise_not_implemented(kwargs):

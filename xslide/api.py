@@ -96,6 +96,8 @@ def fit(
     max_bins: int = DEFAULT_MAX_BINS,
     binning_formulas: Mapping[str, str] | None = None,
     reference: Mapping[str, float] | None = None,
+    n_sigma_cut: float | None = None,
+    max_iter: int | None = None,
 ) -> xr.Dataset:
     """Fit ``target ~ predictors`` at every center from the rows of its window.
 
@@ -118,6 +120,8 @@ def fit(
     fitter : 'ols' or 'wls' (closed-form least squares on the window's statistics).
     backend : 'auto', 'numba' or 'numpy'.
     max_bins, binning_formulas, reference : see ``bin_stats``; formulas are recorded in attrs.
+    n_sigma_cut, max_iter : robust refit: drop rows whose |residual| exceeds n_sigma_cut x
+        rmse and refit, up to max_iter times (default 3); adds ``n_rejected``.
 
     Returns
     -------
@@ -163,6 +167,8 @@ def fit(
         kernel=kernel,
         fitter=resolve_fitter(fitter, weights),
         binning_formulas=binning_formulas,
+        n_sigma_cut=n_sigma_cut,
+        max_iter=max_iter,
     )
     if not is_stats_dataset(data):
         reduced = reduce_rows(

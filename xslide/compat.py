@@ -22,11 +22,18 @@ from .result import to_frame
 _LATER_KWARGS = {
     "kernel_width": "kernels other than 'uniform'",
     "trend": "local spatial trends (trend=1)",
-    "n_sigma_cut": "robust outlier rejection (n_sigma_cut)",
-    "max_iter": "robust outlier rejection (n_sigma_cut, max_iter)",
     "progress": "progress bars of the raw-row fitters",
 }
-_KWARGS = ("boundary", "kernel", "centers", "extent", "max_bins", "reference")
+_KWARGS = (
+    "boundary",
+    "kernel",
+    "centers",
+    "extent",
+    "max_bins",
+    "reference",
+    "n_sigma_cut",
+    "max_iter",
+)
 
 
 def make_sliding_window_fit(
@@ -65,7 +72,9 @@ def make_sliding_window_fit(
     backend : 'auto', 'numba' or 'numpy' (equal results).
     partition_strategy : not implemented yet (must be None).
     **kwargs : ``boundary`` ('truncate'), ``kernel`` ('uniform'), ``centers``
-        ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``.
+        ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
+        ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
+        ``{t}_n_rejected``) and ``max_iter`` (most refits, default 3).
 
     Returns
     -------
@@ -103,6 +112,8 @@ def make_sliding_window_fit(
         kernel=kwargs.get("kernel", "uniform"),
         fitter=resolve_fitter(fitter, weights_column),
         binning_formulas=binning_formulas,
+        n_sigma_cut=kwargs.get("n_sigma_cut"),
+        max_iter=kwargs.get("max_iter"),
     )
     reduced = reduce_rows(
         df,

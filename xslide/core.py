@@ -19,6 +19,7 @@ from .design import RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .formula import ParsedFormula
 from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
+from .robust import clipped_fit
 from .rows import WindowIndex, values_in_bin_order, window_median
 from .solve import Solution, solve
 from .stats import accumulate
@@ -109,6 +110,17 @@ def parse_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[st
 
 
 @dataclass
+class BinOrdered:
+    """Rows of the grid in bin order: the bin index and the columns the raw-row paths read."""
+
+    order: np.ndarray  # row numbers, bin by bin
+    offsets: np.ndarray  # rows of bin b: order[offsets[b]:offsets[b + 1]]
+    xs: np.ndarray  # (q, n) design columns
+    ys: np.ndarray  # (t, n) targets, NaN where the row is invalid for that target
+    ws: np.ndarray | None  # (n,) weights
+
+
+@dataclass
 class Reduced:
     """Rows reduced to per-bin statistics, plus what the raw-row paths need to come back."""
 
@@ -126,18 +138,31 @@ class Reduced:
     # raw-row access (absent when the statistics come from a stats Dataset)
     flat: np.ndarray | None = None
     design: object | None = None
-    _index: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _rows: BinOrdered | None = field(default=None, repr=False)
 
     @property
     def terms(self) -> tuple[str, ...]:
         """Terms of the model, in output order."""
         return self.columns if self.intercept else self.columns[1:]
 
-    def bin_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """Counting-sort index of the rows per bin, built once on first use."""
-        if self._index is None:
-            self._index = bin_index(self.flat, self.grid.size, self.backend)
-        return self._index
+    def bin_ordered(self) -> BinOrdered:
+        """The indexed rows in bin order, built once on first use by the raw-row paths."""
+        if self._rows is None:
+            if self.flat is None:
+                raise ValueError(
+                    "this needs the rows, but the fit starts from a statistics Dataset: "
+                    "fit the rows instead (the median, n_sigma_cut and raw-row fitters need them)"
+                )
+            order, offsets = bin_index(self.flat, self.grid.size, self.backend)
+            design = self.design
+            self._rows = BinOrdered(
+                order,
+                offsets,
+                np.ascontiguousarray(design.x[:, order]),
+                values_in_bin_order(order, design.x, design.y, design.w),
+                None if design.w is None else design.w[order],
+            )
+        return self._rows
 
 
 def reduce_rows(
@@ -194,7 +219,9 @@ class Fit:
     terms: tuple[str, ...]
     targets: tuple[str, ...]
     centers: np.ndarray
-    solution: Solution
+    solution: Solution  # aggregates of all valid rows; fit results of the final fit
+    n_fitted: np.ndarray  # (m, t) rows in the final fit
+    n_rejected: np.ndarray | None  # (m, t) rows dropped by n_sigma_cut, None without it
     median: np.ndarray | None  # (m, t), NaN for targets whose median was not asked
     aggregation: dict[str, tuple[str, ...]]
     n_neighbors_used: np.ndarray  # (n_bins,) for every bin of the grid
@@ -214,6 +241,24 @@ class FitOptions:
     centers: str
     fitter: str
     binning_formulas: dict[str, str]
+    n_sigma_cut: float | None = None
+    max_iter: int = 3
+
+
+def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
+    """Validate ``n_sigma_cut`` (None or > 0) and ``max_iter`` (>= 1, only with a cut)."""
+    if n_sigma_cut is None:
+        if max_iter is not None:
+            raise TypeError("max_iter applies to outlier rejection: give n_sigma_cut too")
+        return None, 3
+    if isinstance(n_sigma_cut, bool) or not isinstance(n_sigma_cut, int | float | np.number):
+        raise TypeError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
+    if not np.isfinite(n_sigma_cut) or n_sigma_cut <= 0:
+        raise ValueError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
+    max_iter = 3 if max_iter is None else max_iter
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    return float(n_sigma_cut), int(max_iter)
 
 
 def fit_options(
@@ -228,6 +273,8 @@ def fit_options(
     kernel="uniform",
     fitter: str = "ols",
     binning_formulas: Mapping | None = None,
+    n_sigma_cut: float | None = None,
+    max_iter: int | None = None,
 ) -> FitOptions:
     """Check every option of a fit; raise naming the argument that is wrong."""
     half = parse_window(window, dims)
@@ -248,6 +295,7 @@ def fit_options(
         centers,
         fitter,
         dict(binning_formulas or {}),
+        *check_clipping(n_sigma_cut, max_iter),
     )
 
 
@@ -284,21 +332,39 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         reduced.intercept,
     )
 
+    n_fitted, n_rejected = solution.entries, None
+    if options.n_sigma_cut is not None:
+        rows = reduced.bin_ordered()
+        index = WindowIndex(grid.shape, widths, rows.offsets)
+        clipped, _ = clipped_fit(
+            center_ids,
+            index,
+            rows.xs,
+            rows.ys,
+            rows.ws,
+            reduced.x_ref,
+            reduced.y_ref,
+            reduced.intercept,
+            options.min_entries,
+            options.n_sigma_cut,
+            options.max_iter,
+            int(solution.entries.max(initial=0)),
+            reduced.backend,
+        )
+        for name in ("coef", "stderr", "r_squared", "rmse", "status"):
+            setattr(solution, name, getattr(clipped, name))
+        n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
+
     median = None
     wants_median = [t for t, name in enumerate(reduced.targets) if "median" in aggregation[name]]
     if wants_median:
-        if reduced.flat is None:
-            raise ValueError(
-                "the median needs the rows: it cannot be computed from a statistics Dataset; "
-                "leave 'median' out of the aggregation or fit the rows"
-            )
-        order, offsets = reduced.bin_index()
-        design = reduced.design
-        ys = values_in_bin_order(order, design.x, design.y[wants_median], design.w)
+        rows = reduced.bin_ordered()
+        index = WindowIndex(grid.shape, widths, rows.offsets)
         max_count = int(solution.entries[:, wants_median].max(initial=0))
         median = np.full((center_ids.size, n_targets), np.nan)
-        index = WindowIndex(grid.shape, widths, offsets)
-        median[:, wants_median] = window_median(center_ids, index, ys, max_count, reduced.backend)
+        median[:, wants_median] = window_median(
+            center_ids, index, rows.ys[wants_median], max_count, reduced.backend
+        )
 
     attrs = {
         "xslide_version": _version("xslide"),
@@ -311,6 +377,8 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         "min_entries": options.min_entries,
         "backend_used": reduced.backend,
         "fitter_used": options.fitter,
+        "n_sigma_cut": options.n_sigma_cut if options.n_sigma_cut is not None else "none",
+        "max_iter": options.max_iter if options.n_sigma_cut is not None else "none",
         "weights_column": reduced.weights or "",
         **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
         "n_rows_invalid_json": json.dumps(reduced.counts["n_rows_invalid"]),
@@ -321,6 +389,8 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         reduced.targets,
         center_ids,
         solution,
+        n_fitted,
+        n_rejected,
         median,
         aggregation,
         n_neighbors_used,

@@ -57,7 +57,8 @@ def to_dataset(fit: Fit) -> xr.Dataset:
     data_vars.update(
         r_squared=per_target(sol.r_squared, np.nan),
         rmse=per_target(sol.rmse, np.nan),
-        n_fitted=per_target(sol.entries, 0),
+        n_fitted=per_target(fit.n_fitted, 0),
+        **({} if fit.n_rejected is None else {"n_rejected": per_target(fit.n_rejected, 0)}),
         quality_flag=per_target(sol.status, np.int8(NOT_A_CENTER)),
         n_neighbors_used=(dims, fit.n_neighbors_used.reshape(grid.shape)),
         n_rows_aggregated=(dims, fit.n_rows_aggregated.reshape(grid.shape)),
@@ -126,7 +127,9 @@ def to_frame(fit: Fit) -> pd.DataFrame:
             columns[f"{target}_{name}_err"] = sol.stderr[:, t, k]
         columns[f"{target}_r_squared"] = sol.r_squared[:, t]
         columns[f"{target}_rmse"] = sol.rmse[:, t]
-        columns[f"{target}_n_fitted"] = sol.entries[:, t]
+        columns[f"{target}_n_fitted"] = fit.n_fitted[:, t]
+        if fit.n_rejected is not None:
+            columns[f"{target}_n_rejected"] = fit.n_rejected[:, t]
     columns["quality_flag"] = quality_strings(sol.status, fit.targets)
     columns["n_neighbors_used"] = fit.n_neighbors_used[fit.centers]
     columns["n_rows_aggregated"] = fit.n_rows_aggregated[fit.centers]

@@ -36,6 +36,21 @@ def moment_index(n_terms: int) -> np.ndarray:
     return idx
 
 
+@njit(cache=True)
+def add_row(s, z, w):
+    """Add one row, z = (1, shifted design columns, shifted target) of weight w, to stats s."""
+    s[COUNT] += 1.0
+    s[COUNT_POSITIVE] += 1.0 if w > 0.0 else 0.0
+    s[SUM_W2] += w * w
+    k = FIRST_MOMENT
+    size = z.shape[0]
+    for a in range(size):
+        wa = w * z[a]
+        for b in range(a, size):
+            s[k] += wa * z[b]
+            k += 1
+
+
 @njit(cache=True, parallel=True)
 def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid):
     n_rows = flat.shape[0]
@@ -68,16 +83,7 @@ def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out,
                     invalid[c, t] += 1
                     continue
                 z[size - 1] = yt - y_ref[t]
-                s = out[b, t]
-                s[0] += 1.0
-                s[1] += 1.0 if wi > 0.0 else 0.0
-                s[2] += wi * wi
-                k = 3
-                for a in range(size):
-                    wa = wi * z[a]
-                    for bb in range(a, size):
-                        s[k] += wa * z[bb]
-                        k += 1
+                add_row(out[b, t], z, wi)
 
 
 def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):

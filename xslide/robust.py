@@ -1,0 +1,169 @@
+"""Robust refits by outlier rejection (``n_sigma_cut``), the way ALICE calibration clips.
+
+Each window is fitted, rows whose |residual| exceeds ``n_sigma_cut`` x rmse are dropped, and the
+window is refitted from the rows kept, up to ``max_iter`` times or until the kept rows no longer
+change. A numba kernel gathers each window's rows through the bin index, applies the previous
+fit's cut and sums the statistics of the rows kept; the closed-form solve of ``solve.py`` does
+the rest. The kept set of a pass is a function of the previous fit alone, so nothing per row is
+stored between passes, and a window whose sums did not change has converged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba import njit, num_threads, prange
+from .rows import WindowIndex, _window_runs
+from .solve import OK, Solution, solve
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
+
+
+@njit(cache=True, fastmath={"reassoc", "nsz", "arcp"})
+def _weighted_dot(w, a, b, n):
+    """Σ w a b over the first n entries; reassociation lets the sum run in SIMD lanes (fixed
+    order for a given build, so repeated runs are bit-identical)."""
+    acc = 0.0
+    for r in range(n):
+        acc += w[r] * a[r] * b[r]
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def _kept_moments(
+    centers, shape, strides, half, offsets, max_runs, max_count,
+    xs, ys, ws, has_w, x_ref, y_ref, coef, rmse, intercept, cut, n_chunks, out,
+):  # fmt: skip
+    """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
+
+    The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref),
+    then every moment Σ w z_a z_b is one vectorised dot product.
+    """
+    q = xs.shape[0]
+    n_targets = ys.shape[0]
+    n_dims = shape.shape[0]
+    size = q + 2
+    m = centers.shape[0]
+    offset = 1 if intercept else 0
+    for c in prange(n_chunks):
+        lo = np.empty(n_dims, dtype=np.int64)
+        hi = np.empty(n_dims, dtype=np.int64)
+        cur = np.empty(n_dims, dtype=np.int64)
+        runs = np.empty((max_runs, 2), dtype=np.int64)
+        z = np.empty((size, max_count))
+        z[0, :] = 1.0
+        wz = np.ones(max_count)
+        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            n_runs = _window_runs(centers[i], shape, strides, half, offsets, lo, hi, cur, runs)
+            for t in range(n_targets):
+                limit = cut * rmse[i, t]
+                clip = limit > 0.0  # NaN (no previous fit) or an exact fit: keep every row
+                n = 0
+                informative = 0.0
+                sum_w2 = 0.0
+                for j in range(n_runs):
+                    for r in range(runs[j, 0], runs[j, 1]):
+                        yv = ys[t, r]
+                        if yv != yv:
+                            continue
+                        if clip:
+                            pred = coef[i, t, 0] if intercept else 0.0
+                            for k in range(q):
+                                pred += coef[i, t, offset + k] * xs[k, r]
+                            if abs(yv - pred) > limit:
+                                continue
+                        for k in range(q):
+                            z[1 + k, n] = xs[k, r] - x_ref[k]
+                        z[q + 1, n] = yv - y_ref[t]
+                        if has_w:
+                            w = ws[r]
+                            wz[n] = w
+                            informative += 1.0 if w > 0.0 else 0.0
+                            sum_w2 += w * w
+                        n += 1
+                s = out[i, t]
+                s[COUNT] = n
+                s[COUNT_POSITIVE] = informative if has_w else n
+                s[SUM_W2] = sum_w2 if has_w else n
+                k = FIRST_MOMENT
+                for a in range(size):
+                    for b in range(a, size):
+                        s[k] = _weighted_dot(wz, z[a], z[b], n)
+                        k += 1
+
+
+def clipped_fit(
+    centers: np.ndarray,
+    index: WindowIndex,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ws: np.ndarray | None,
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    intercept: bool,
+    min_entries: int,
+    n_sigma_cut: float,
+    max_iter: int,
+    max_count: int,
+    backend: str,
+) -> tuple[Solution, np.ndarray]:
+    """Fit every window with iterative outlier rejection.
+
+    Parameters
+    ----------
+    centers : (m,) flat ids of the window centers.
+    index : where each window's rows lie.
+    xs, ys, ws : design columns (q, n), targets (t, n; NaN where invalid) and weights of the
+        indexed rows in bin order.
+    n_sigma_cut, max_iter : the cut in units of the window's rmse and the most refits.
+    max_count : an upper bound of the valid rows in any window (sizes the buffers).
+    backend : 'numba', or 'numpy' to run the same kernel as plain Python (slow; for checks).
+
+    Returns
+    -------
+    The solution of the last fit of every window (its ``entries`` are the rows kept) and the
+    number of passes each window needed.
+    """
+    m, n_targets, q = centers.size, ys.shape[0], xs.shape[0]
+    max_count = max(int(max_count), 1)
+    kernel = _kept_moments if backend == "numba" else _kept_moments.py_func
+    n_terms = q + int(intercept)
+
+    def moments(ids: np.ndarray, coef: np.ndarray, rmse: np.ndarray) -> np.ndarray:
+        out = np.empty((ids.size, n_targets, n_stats(q + 1)))
+        n_chunks = max(1, min(num_threads() * 4, ids.size))
+        kernel(
+            centers[ids], index.shape, index.strides, index.half, index.offsets,
+            index.max_runs, max_count, xs, ys, ws if ws is not None else np.ones(1),
+            ws is not None,
+            x_ref, y_ref, coef, rmse, intercept, float(n_sigma_cut), n_chunks, out,
+        )  # fmt: skip
+        return out
+
+    def fit(stats: np.ndarray) -> Solution:
+        return solve(stats, q + 1, x_ref, y_ref, min_entries, intercept)
+
+    # The parameters that decided each window's kept rows; NaN keeps every row. A target whose
+    # refit fails (too few rows kept) or fits exactly (rmse 0: nothing left to clip) keeps the
+    # parameters that led there, so it stays put.
+    cut_coef = np.full((m, n_targets, n_terms), np.nan)
+    cut_rmse = np.full((m, n_targets), np.nan)
+    current = moments(np.arange(m), cut_coef, cut_rmse)
+    result = fit(current)
+    passes = np.ones(m, dtype=np.int64)
+    active = np.arange(m)
+    for _ in range(max_iter):
+        ok = (result.status[active] == OK) & (result.rmse[active] > 0)
+        active, ok = active[ok.any(axis=1)], ok[ok.any(axis=1)]
+        if active.size == 0:
+            break
+        cut_coef[active] = np.where(ok[..., None], result.coef[active], cut_coef[active])
+        cut_rmse[active] = np.where(ok, result.rmse[active], cut_rmse[active])
+        again = moments(active, cut_coef[active], cut_rmse[active])
+        changed = np.any(again != current[active], axis=(1, 2))
+        active = active[changed]
+        current[active] = again[changed]
+        refit = fit(again[changed])
+        for name in ("entries", "mean", "std", "coef", "stderr", "r_squared", "rmse", "status"):
+            getattr(result, name)[active] = getattr(refit, name)
+        passes[active] += 1
+    return result, passes
