@@ -385,10 +385,6 @@ def test_extent_fixes_the_grid_and_counts_rows_outside():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"fitter": "glm"},
-        {"fitter": "rlm"},
-        {"fit_formula": "target ~ x"},
-        {"fit_formula": lambda x, y, w, terms: {}},
         {"boundary": "periodic"},
         {"kernel": "gaussian"},
     ],

@@ -9,14 +9,17 @@ import numpy as np
 import xarray as xr
 
 from .core import (
+    Fit,
     Reduced,
     check_names,
     fit_options,
     fit_reduced,
     reduce_rows,
     resolve_backend,
-    resolve_fitter,
+    resolve_model,
 )
+from .errors import InvalidWindowSpec
+from .fitters import parse_partition
 from .grid import DEFAULT_MAX_BINS, Grid
 from .result import to_dataset
 from .stats import COUNT, COUNT_POSITIVE, SUM_W2, moment_index, n_stats, rereference
@@ -83,6 +86,8 @@ def fit(
     predictors: Sequence[str] = (),
     window: Mapping[str, int] | None = None,
     *,
+    formula=None,
+    fitter: str = "ols",
     weights: str | None = None,
     selection=None,
     min_entries: int = 10,
@@ -91,13 +96,15 @@ def fit(
     kernel: str = "uniform",
     centers: str = "observed",
     extent: Mapping | None = None,
-    fitter: str = "ols",
     backend: str = "auto",
     max_bins: int = DEFAULT_MAX_BINS,
     binning_formulas: Mapping[str, str] | None = None,
     reference: Mapping[str, float] | None = None,
     n_sigma_cut: float | None = None,
     max_iter: int | None = None,
+    partition_strategy=None,
+    progress: bool | None = None,
+    **fitter_options,
 ) -> xr.Dataset:
     """Fit ``target ~ predictors`` at every center from the rows of its window.
 
@@ -109,6 +116,11 @@ def fit(
     targets : fit columns, each fitted separately with its own valid rows.
     predictors : predictor columns; an ``Intercept`` term is always first.
     window : ``{dim: half_width}``, ±half_width bins; dims left out get 0.
+    formula : None, a formula string ``'target ~ x1 + np.log(x2) + x1:x2'`` ('target' stands
+        for each target; ``- 1`` drops the intercept; term names as in statsmodels), or a
+        callable fitter ``f(X, y, w, terms) -> {term: coef, 'stderr': {term: se}}``.
+    fitter : 'ols' / 'wls' (closed form on the window's statistics), 'glm' or 'rlm'
+        (statsmodels on the window's rows; ``family=``, ``M=`` and ``fit_kwargs=`` go to it).
     weights : row weights column (the fit is then WLS, mean/std weighted).
     selection : boolean Series aligned on the index or boolean array of len(data).
     min_entries : fit a center only when its window holds at least this many valid rows.
@@ -117,11 +129,13 @@ def fit(
     boundary, kernel : 'truncate' (alias 'full') and 'uniform'.
     centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
     extent : ``{dim: (lo, hi)}`` fixing the grid range.
-    fitter : 'ols' or 'wls' (closed-form least squares on the window's statistics).
     backend : 'auto', 'numba' or 'numpy'.
     max_bins, binning_formulas, reference : see ``bin_stats``; formulas are recorded in attrs.
     n_sigma_cut, max_iter : robust refit: drop rows whose |residual| exceeds n_sigma_cut x
         rmse and refit, up to max_iter times (default 3); adds ``n_rejected``.
+    partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':
+        client}`` or a dask Client, ``{'split_by': [columns]}`` (no window across them).
+    progress : progress bar of raw-row fits: True, False, or None (on a terminal when long).
 
     Returns
     -------
@@ -136,6 +150,7 @@ def fit(
             "dims": dims,
             "targets": targets,
             "predictors": predictors or None,
+            "formula": formula,
             "weights": weights,
             "selection": selection,
             "extent": extent,
@@ -147,15 +162,96 @@ def fit(
                 f"{given} act on rows, but data is a statistics Dataset whose rows are already "
                 "reduced; pass only window= and fit options, or fit the rows"
             )
-        reduced = dataset_to_reduced(data)
-        weights = reduced.weights
-        dims, targets = reduced.grid.dims, reduced.targets
+        if fitter in ("glm", "rlm") or n_sigma_cut is not None:
+            raise ValueError(
+                "fitter='glm'/'rlm' and n_sigma_cut need the rows: fit the rows, not statistics"
+            )
         if aggregation is None:
             aggregation = ["mean", "std", "entries"]
     elif dims is None or targets is None:
         raise TypeError("fit() needs dims= and targets= when given rows")
+    result = run_fit(
+        data,
+        dims,
+        targets,
+        predictors,
+        window,
+        formula=formula,
+        fitter=fitter,
+        weights=weights,
+        selection=selection,
+        min_entries=min_entries,
+        aggregation=aggregation,
+        boundary=boundary,
+        kernel=kernel,
+        centers=centers,
+        extent=extent,
+        backend=backend,
+        max_bins=max_bins,
+        binning_formulas=binning_formulas,
+        reference=reference,
+        n_sigma_cut=n_sigma_cut,
+        max_iter=max_iter,
+        partition_strategy=partition_strategy,
+        progress=progress,
+        fitter_options=fitter_options,
+    )
+    ds = to_dataset(result)
+    ds.attrs["computation_time_sec"] = time.perf_counter() - started
+    return ds
+
+
+def run_fit(
+    data,
+    dims,
+    targets,
+    predictors,
+    window,
+    *,
+    formula,
+    fitter,
+    weights,
+    selection,
+    min_entries,
+    aggregation,
+    boundary,
+    kernel,
+    centers,
+    extent,
+    backend,
+    max_bins,
+    binning_formulas,
+    reference,
+    n_sigma_cut,
+    max_iter,
+    partition_strategy,
+    progress,
+    fitter_options: dict,
+) -> Fit:
+    """Validate every option, reduce the rows (unless given statistics) and fit the centers.
+
+    ``partition_strategy['split_by']`` columns become bin dims of half-width 0: the windows
+    never cross them, which is fitting each group separately.
+    """
+    parallel, split_by = parse_partition(partition_strategy)
+    if is_stats_dataset(data):
+        reduced = dataset_to_reduced(data)
+        weights = reduced.weights
+        dims, targets = list(reduced.grid.dims), list(reduced.targets)
+        model = resolve_model(fitter, None, weights, targets, [], dict(fitter_options))
     else:
         dims, targets, predictors = check_names(dims, targets, predictors)
+        model = resolve_model(fitter, formula, weights, targets, predictors, dict(fitter_options))
+    window = dict(window or {}) if isinstance(window, Mapping | None) else window
+    for column in split_by:
+        if isinstance(window, dict) and window.get(column, 0) != 0:
+            raise InvalidWindowSpec(
+                f"window_spec[{column!r}] must be 0: partition_strategy splits by {column!r}"
+            )
+        if column not in dims:
+            if is_stats_dataset(data):
+                raise ValueError(f"split_by column {column!r} is not a dim of the statistics")
+            dims = [column, *dims]
     options = fit_options(
         dims,
         targets,
@@ -165,28 +261,29 @@ def fit(
         centers=centers,
         boundary=boundary,
         kernel=kernel,
-        fitter=resolve_fitter(fitter, weights),
+        fitter=model.fitter_used,
         binning_formulas=binning_formulas,
         n_sigma_cut=n_sigma_cut,
         max_iter=max_iter,
+        raw_fitter=model.raw_fitter,
+        parallel=parallel,
+        progress=progress,
     )
     if not is_stats_dataset(data):
         reduced = reduce_rows(
             data,
             dims,
             targets,
-            predictors,
+            model.predictors,
             weights=weights,
             selection=selection,
             extent=extent,
             max_bins=max_bins,
             backend=resolve_backend(backend),
             reference=reference,
+            formula=model.formula,
         )
-    result = fit_reduced(reduced, options)
-    ds = to_dataset(result)
-    ds.attrs["computation_time_sec"] = time.perf_counter() - started
-    return ds
+    return fit_reduced(reduced, options)
 
 
 def is_stats_dataset(data) -> bool:

@@ -7,14 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .core import (
-    check_names,
-    fit_options,
-    fit_reduced,
-    reduce_rows,
-    resolve_backend,
-    resolve_fitter,
-)
+from .api import run_fit
 from .grid import DEFAULT_MAX_BINS
 from .result import to_frame
 
@@ -22,7 +15,6 @@ from .result import to_frame
 _LATER_KWARGS = {
     "kernel_width": "kernels other than 'uniform'",
     "trend": "local spatial trends (trend=1)",
-    "progress": "progress bars of the raw-row fitters",
 }
 _KWARGS = (
     "boundary",
@@ -33,7 +25,10 @@ _KWARGS = (
     "reference",
     "n_sigma_cut",
     "max_iter",
+    "progress",
 )
+# statsmodels options of fitter='glm' / 'rlm'
+_FITTER_KWARGS = ("family", "M", "fit_kwargs")
 
 
 def make_sliding_window_fit(
@@ -62,19 +57,28 @@ def make_sliding_window_fit(
     window_spec : ``{bin_column: half_width}`` (±half_width bins); columns left out get 0.
     fit_columns : targets, each fitted separately on its own valid rows.
     predictor_columns : predictors of ``target ~ predictors`` (an intercept is always added).
-    fit_formula : None (formula strings and callables are not implemented yet).
-    fitter : 'ols' or 'wls' ('glm'/'rlm' are not implemented yet). Weights make the fit WLS.
+    fit_formula : None (``target ~ predictor_columns``), a formula string such as
+        ``'target ~ x1 + np.log(x2) + x1:x2'`` ('target' stands for each fit column, ``- 1``
+        drops the intercept; term names as in statsmodels), or a callable fitter
+        ``f(X, y, w, terms) -> {term: coef, 'stderr': {term: se}}`` run on each window's rows.
+    fitter : 'ols' or 'wls' (closed form; weights make the fit WLS), 'glm' (statsmodels GLM,
+        ``family=``; weights are var_weights) or 'rlm' (statsmodels RLM, ``M=``).
     aggregation_functions : ``{target: ['mean', 'std', 'median', 'entries']}``; default all four.
     weights_column : row weights (>= 0; NaN excludes the row).
     selection : boolean Series aligned on ``df.index`` or boolean array of len(df).
     binning_formulas : ``{bin_column: expression}`` recorded in ``attrs``.
     min_entries : fit a center only when its window has at least this many valid rows.
     backend : 'auto', 'numba' or 'numpy' (equal results).
-    partition_strategy : not implemented yet (must be None).
+    partition_strategy : ``{'n_jobs': N}`` runs raw-row fits (glm, rlm, callables) in N
+        processes, ``{'client': client}`` (or a dask Client) on a dask cluster, with results
+        identical to the serial run; ``{'split_by': [columns]}`` fits groups independently
+        (no window across them; columns not in group_columns are added as leading groups).
     **kwargs : ``boundary`` ('truncate'), ``kernel`` ('uniform'), ``centers``
         ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
         ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
-        ``{t}_n_rejected``) and ``max_iter`` (most refits, default 3).
+        ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,
+        False or None: a progress bar for long raw-row fits on a terminal), and the
+        statsmodels options ``family`` (glm), ``M`` (rlm) and ``fit_kwargs`` (for ``.fit()``).
 
     Returns
     -------
@@ -83,51 +87,40 @@ def make_sliding_window_fit(
     started = time.perf_counter()
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    if fit_formula is not None:
-        kind = "callable fitters" if callable(fit_formula) else "formula strings"
-        raise NotImplementedError(
-            f"fit_formula: {kind} are not implemented yet; use predictor_columns"
-        )
-    if partition_strategy is not None:
-        raise NotImplementedError(
-            "partition_strategy (parallel raw-row fits) is not implemented yet"
-        )
     for key in kwargs:
         if key in _LATER_KWARGS:
             raise NotImplementedError(f"{key}=: {_LATER_KWARGS[key]} are not implemented yet")
-        if key not in _KWARGS:
+        if key not in _KWARGS and key not in _FITTER_KWARGS:
             raise TypeError(
                 f"make_sliding_window_fit() got an unexpected keyword argument {key!r}; "
-                f"known: {list(_KWARGS)}"
+                f"known: {[*_KWARGS, *_FITTER_KWARGS]}"
             )
-    dims, targets, predictors = check_names(group_columns, fit_columns, predictor_columns)
-    options = fit_options(
-        dims,
-        targets,
-        window_spec,
-        min_entries=min_entries,
-        aggregation=aggregation_functions,
-        centers=kwargs.get("centers", "observed"),
-        boundary=kwargs.get("boundary", "truncate"),
-        kernel=kwargs.get("kernel", "uniform"),
-        fitter=resolve_fitter(fitter, weights_column),
-        binning_formulas=binning_formulas,
-        n_sigma_cut=kwargs.get("n_sigma_cut"),
-        max_iter=kwargs.get("max_iter"),
-    )
-    reduced = reduce_rows(
+    result = run_fit(
         df,
-        dims,
-        targets,
-        predictors,
+        group_columns,
+        fit_columns,
+        predictor_columns,
+        window_spec,
+        formula=fit_formula,
+        fitter=fitter,
         weights=weights_column,
         selection=selection,
+        min_entries=min_entries,
+        aggregation=aggregation_functions,
+        boundary=kwargs.get("boundary", "truncate"),
+        kernel=kwargs.get("kernel", "uniform"),
+        centers=kwargs.get("centers", "observed"),
         extent=kwargs.get("extent"),
+        backend=backend,
         max_bins=kwargs.get("max_bins", DEFAULT_MAX_BINS),
-        backend=resolve_backend(backend),
+        binning_formulas=binning_formulas,
         reference=kwargs.get("reference"),
+        n_sigma_cut=kwargs.get("n_sigma_cut"),
+        max_iter=kwargs.get("max_iter"),
+        partition_strategy=partition_strategy,
+        progress=kwargs.get("progress"),
+        fitter_options={k: v for k, v in kwargs.items() if k in _FITTER_KWARGS},
     )
-    result = fit_reduced(reduced, options)
     frame = to_frame(result)
     frame.attrs["computation_time_sec"] = time.perf_counter() - started
     return frame

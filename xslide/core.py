@@ -17,7 +17,8 @@ import numpy as np
 from . import _numba
 from .design import RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
-from .formula import ParsedFormula
+from .fitters import Parallel, RawFitter, check_progress, fit_windows, make_fitter
+from .formula import ParsedFormula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
 from .robust import clipped_fit
 from .rows import WindowIndex, values_in_bin_order, window_median
@@ -26,8 +27,7 @@ from .stats import accumulate
 from .window import parse_boundary, parse_window, window_sum, window_volume
 
 AGGREGATES = ("mean", "std", "median", "entries")
-FITTERS = ("ols", "wls")
-LATER_FITTERS = ("glm", "rlm")
+FITTERS = ("ols", "wls", "glm", "rlm")
 
 
 def resolve_backend(backend: str) -> str:
@@ -48,18 +48,50 @@ def resolve_backend(backend: str) -> str:
     return "numpy"
 
 
-def resolve_fitter(fitter: str, weights: str | None) -> str:
-    """The closed-form fitter used: weights make any least-squares fit a WLS fit."""
-    if fitter in LATER_FITTERS:
-        raise NotImplementedError(
-            f"fitter={fitter!r} needs the statsmodels fitters on raw rows, which are not "
-            "implemented yet; use fitter='ols' or 'wls'"
-        )
+@dataclass(frozen=True)
+class Model:
+    """What is fitted: design columns (predictors or a formula) and the fitter that fits them."""
+
+    predictors: list[str]
+    formula: ParsedFormula | None
+    raw_fitter: RawFitter | None  # None: the closed-form OLS/WLS path
+    fitter_used: str
+
+
+def resolve_model(
+    fitter: str,
+    formula,
+    weights: str | None,
+    targets: Sequence[str],
+    predictors: Sequence[str],
+    fitter_options: dict,
+) -> Model:
+    """Check the fitter, the formula or callable and their options; weights make OLS a WLS."""
     if fitter not in FITTERS:
-        raise ValueError(f"fitter must be one of 'ols', 'wls', 'glm', 'rlm', got {fitter!r}")
+        raise ValueError(f"fitter must be one of {list(FITTERS)}, got {fitter!r}")
     if fitter == "wls" and weights is None:
         raise ValueError("fitter='wls' needs weights_column (the row weights)")
-    return "wls" if weights is not None else "ols"
+    parsed = None
+    if formula is not None and not callable(formula):
+        parsed = parse_formula(formula, targets)
+        unused = [p for p in predictors if not uses_column(parsed.rhs, p)]
+        if unused:
+            raise ValueError(
+                f"predictor_columns {unused} are not used by fit_formula {formula!r}; "
+                "with a formula, the formula alone defines the terms"
+            )
+        in_rhs = [t for t in targets if uses_column(parsed.rhs, t)]
+        if in_rhs:
+            raise ValueError(f"fit_formula {formula!r} uses fit columns {in_rhs} as terms")
+        predictors = []
+    raw = make_fitter(fitter, formula, fitter_options, weights)
+    if fitter_options:
+        raise TypeError(f"unexpected fitter options {sorted(fitter_options)} for fitter={fitter!r}")
+    if raw is not None:
+        used = raw.name
+    else:
+        used = "wls" if weights is not None else "ols"
+    return Model(list(predictors), parsed, raw, used)
 
 
 def check_names(dims, targets, predictors) -> tuple[list[str], list[str], list[str]]:
@@ -243,6 +275,9 @@ class FitOptions:
     binning_formulas: dict[str, str]
     n_sigma_cut: float | None = None
     max_iter: int = 3
+    raw_fitter: RawFitter | None = None
+    parallel: Parallel = field(default_factory=Parallel)
+    progress: bool | None = None
 
 
 def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
@@ -275,8 +310,16 @@ def fit_options(
     binning_formulas: Mapping | None = None,
     n_sigma_cut: float | None = None,
     max_iter: int | None = None,
+    raw_fitter: RawFitter | None = None,
+    parallel: Parallel | None = None,
+    progress: bool | None = None,
 ) -> FitOptions:
     """Check every option of a fit; raise naming the argument that is wrong."""
+    if n_sigma_cut is not None and raw_fitter is not None:
+        raise ValueError(
+            f"n_sigma_cut applies to the closed-form 'ols'/'wls' fits, not to {raw_fitter.name!r}"
+            " (fitter='rlm' is the robust statsmodels alternative)"
+        )
     half = parse_window(window, dims)
     boundary_per_dim = parse_boundary(boundary, dims)
     if not (isinstance(kernel, str) and kernel == "uniform"):
@@ -296,6 +339,9 @@ def fit_options(
         fitter,
         dict(binning_formulas or {}),
         *check_clipping(n_sigma_cut, max_iter),
+        raw_fitter,
+        parallel or Parallel(),
+        check_progress(progress),
     )
 
 
@@ -355,6 +401,32 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
             setattr(solution, name, getattr(clipped, name))
         n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
 
+    failures = warned = None
+    if options.raw_fitter is not None:
+        rows = reduced.bin_ordered()
+        index = WindowIndex(grid.shape, widths, rows.offsets)
+        (
+            solution.coef,
+            solution.stderr,
+            solution.r_squared,
+            solution.rmse,
+            solution.status,
+            failures,
+            warned,
+        ) = fit_windows(
+            options.raw_fitter,
+            index,
+            center_ids,
+            solution.status,
+            rows.xs,
+            rows.ys,
+            rows.ws,
+            reduced.intercept,
+            reduced.terms,
+            options.parallel,
+            options.progress,
+        )
+
     median = None
     wants_median = [t for t, name in enumerate(reduced.targets) if "median" in aggregation[name]]
     if wants_median:
@@ -382,6 +454,8 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         "weights_column": reduced.weights or "",
         **{k: v for k, v in reduced.counts.items() if not isinstance(v, dict)},
         "n_rows_invalid_json": json.dumps(reduced.counts["n_rows_invalid"]),
+        "fit_failures_json": json.dumps(dict(failures or {})),
+        "fit_warnings_json": json.dumps(dict(warned or {})),
     }
     return Fit(
         grid,

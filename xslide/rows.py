@@ -153,13 +153,13 @@ class WindowIndex:
             np.empty((self.max_runs, 2), dtype=np.int64),
         )
 
-    def rows(self, center: int, order: np.ndarray) -> np.ndarray:
-        """Row numbers (into the original rows) of the window around ``center``, in bin order."""
+    def positions(self, center: int) -> np.ndarray:
+        """Positions in the bin-ordered rows of the window around ``center``."""
         lo, hi, cur, runs = self.scratch()
         n_runs = _window_runs(
             center, self.shape, self.strides, self.half, self.offsets, lo, hi, cur, runs
         )
-        return np.concatenate([order[r0:r1] for r0, r1 in runs[:n_runs]] or [order[:0]])
+        return np.concatenate([np.arange(r0, r1) for r0, r1 in runs[:n_runs]])
 
 
 @njit(cache=True)
@@ -256,9 +256,8 @@ def window_median(
             out,
         )
         return out
-    positions = np.arange(ys.shape[1])
     for i, center in enumerate(centers):
-        values = ys[:, index.rows(int(center), positions)]
+        values = ys[:, index.positions(int(center))]
         for t in range(ys.shape[0]):
             v = values[t][~np.isnan(values[t])]
             out[i, t] = np.median(v) if v.size else np.nan
