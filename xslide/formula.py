@@ -82,6 +82,13 @@ def design_matrix(
     patsy = require("patsy", "formula strings (fit_formula='target ~ ...')")
     env = patsy.EvalEnvironment([{"np": np}])
     try:
+        terms = patsy.ModelDesc.from_formula(parsed.rhs).rhs_termlist
+    except patsy.PatsyError as err:
+        raise ValueError(f"fit_formula {parsed.formula!r}: {err}") from None
+    if not any(term.factors for term in terms):  # 'target ~ 1': nothing for patsy to evaluate
+        n_rows = len(lookup(names[0])) if names else 0
+        return ([INTERCEPT], np.ones((n_rows, 1))) if terms else ([], np.empty((n_rows, 0)))
+    try:
         with np.errstate(all="ignore"):
             matrix = patsy.dmatrix(
                 parsed.rhs,
