@@ -140,14 +140,67 @@ def run(name: str, repeat: int = 5) -> dict:
     }
 
 
+def run_raw(name: str, fitter: str, n_jobs: int) -> dict:
+    """Time a statsmodels fitter on one scenario: seconds per 1k windows, serial and parallel."""
+    import xslide
+
+    s = SCENARIOS[name]
+    df = make_rows(s)
+    window = dict.fromkeys(DIMS, s.window)
+    aggregation = {"y1": ["entries"], "y2": ["entries"]}
+
+    def fit(jobs: int):
+        return xslide.make_sliding_window_fit(
+            df,
+            list(DIMS),
+            window,
+            ["y1", "y2"],
+            ["x1", "x2"],
+            fitter=fitter,
+            aggregation_functions=aggregation,
+            partition_strategy={"n_jobs": jobs},
+            progress=False,
+        )
+
+    t_serial, out = _time(lambda: fit(1), 1)
+    t_parallel, _ = _time(lambda: fit(n_jobs), 1)
+    windows = len(out) * 2  # one fit per center and target
+    return {
+        "scenario": name,
+        "fitter": fitter,
+        "windows": windows,
+        "serial_s_per_1k": 1000 * t_serial / windows,
+        "n_jobs": n_jobs,
+        "parallel_s_per_1k": 1000 * t_parallel / windows,
+        "speedup": t_serial / t_parallel,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xslide.bench", description=__doc__)
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument(
+        "--fitter",
+        choices=["ols", "glm", "rlm"],
+        default="ols",
+        help="glm/rlm: time statsmodels fits per window, serial and with --n-jobs processes",
+    )
+    parser.add_argument("--n-jobs", type=int, default=2, help="processes for --fitter glm/rlm")
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
+    if args.fitter != "ols":
+        for name in names:
+            r = run_raw(name, args.fitter, args.n_jobs)
+            results.append(r)
+            print(
+                f"{r['scenario']} {r['fitter']}: {r['windows']:,} window fits | serial "
+                f"{r['serial_s_per_1k']:.2f} s per 1k windows | n_jobs={r['n_jobs']} "
+                f"{r['parallel_s_per_1k']:.2f} s per 1k windows ({r['speedup']:.2f}x)"
+            )
+        names = []
     for name in names:
         r = run(name, args.repeat)
         results.append(r)

@@ -68,8 +68,8 @@ class RawFitter:
             coef = np.asarray(result.params, dtype=np.float64)
             stderr = np.asarray(result.bse, dtype=np.float64)
             fitted = np.asarray(result.fittedvalues, dtype=np.float64)
-        if not np.all(np.isfinite(coef)):
-            raise FloatingPointError("non-finite coefficients")
+            if not np.all(np.isfinite(coef)):
+                raise FloatingPointError("non-finite coefficients")
         weights = np.ones_like(y) if w is None else w
         sum_w = weights.sum()
         rss = float(np.sum(weights * (y - fitted) ** 2))
@@ -258,6 +258,16 @@ def check_progress(progress) -> bool | None:
     return progress
 
 
+def _mp_context():
+    """Worker processes: forked where the platform allows (no re-import, state shared
+    copy-on-write; the workers run no numba threads), spawned elsewhere."""
+    import multiprocessing
+
+    if "fork" in multiprocessing.get_all_start_methods():
+        return get_context("fork")
+    return get_context("spawn")
+
+
 def _chunks(ids: np.ndarray, n_parts: int) -> list[np.ndarray]:
     return [part for part in np.array_split(ids, max(1, min(n_parts, ids.size))) if part.size]
 
@@ -317,7 +327,8 @@ def fit_windows(
     bar = _progress_bar(todo.size, show, fitter.name)
     try:
         if parallel.client is not None:
-            remote = parallel.client.scatter(work, broadcast=True)
+            # a fresh key per call: a hashed key may be released by an earlier, identical call
+            remote = parallel.client.scatter(work, broadcast=True, hash=False)
             parts = _chunks(todo, 8 * max(1, len(parallel.client.nthreads())))
             futures = parallel.client.map(_fit_chunk, [remote] * len(parts), parts, pure=False)
             for future, part in zip(futures, parts, strict=True):
@@ -327,7 +338,7 @@ def fit_windows(
             parts = _chunks(todo, 8 * parallel.n_jobs)
             with ProcessPoolExecutor(
                 parallel.n_jobs,
-                mp_context=get_context("spawn"),
+                mp_context=_mp_context(),
                 initializer=_init_worker,
                 initargs=(work,),
             ) as pool:

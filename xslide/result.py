@@ -10,7 +10,7 @@ import xarray as xr
 
 from .core import Fit
 from .formula import INTERCEPT
-from .solve import EMPTY, FLAG_MEANINGS, INSUFFICIENT, NOT_A_CENTER, SINGULAR
+from .solve import EMPTY, FIT_FAILED, FLAG_MEANINGS, INSUFFICIENT, NOT_A_CENTER, SINGULAR
 
 
 def column_safe(name: str) -> str:
@@ -103,6 +103,7 @@ def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
         if np.any((combo == EMPTY) | (combo == INSUFFICIENT)):
             parts.append("insufficient_stats")
         parts += [f"singular_{t}" for t, s in zip(targets, combo, strict=True) if s == SINGULAR]
+        parts += [f"fit_failed_{t}" for t, s in zip(targets, combo, strict=True) if s == FIT_FAILED]
         labels.append(",".join(parts))
     return np.asarray(labels, dtype=object)[inverse.ravel()]
 
