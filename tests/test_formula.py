@@ -193,3 +193,13 @@ def test_formula_feeds_the_raw_row_fitters_and_clipping():
     )
     assert (clipped.y_n_rejected > 0).any()
     assert list(clipped.columns) == [*fast.columns[:-4], "y_n_rejected", *fast.columns[-4:]]
+
+
+def test_formulas_without_patsy_say_what_to_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "patsy", None)
+    with pytest.raises(ImportError, match=r"formula strings.*pip install 'xslide\[stats\]'"):
+        xslide.make_sliding_window_fit(
+            make_rows(8), ["b"], {}, ["y"], [], fit_formula="target ~ x1"
+        )
+    plain = xslide.make_sliding_window_fit(make_rows(8), ["b"], {}, ["y"], ["x1"], min_entries=2)
+    assert plain.y_slope_x1.notna().any()
