@@ -10,12 +10,13 @@ import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 
 import numpy as np
 
 from . import _numba
-from .design import RowTable, as_name_list, build_design
+from .design import Design, RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .fitters import Parallel, RawFitter, check_progress, fit_windows, make_fitter
 from .formula import ParsedFormula, parse_formula, uses_column
@@ -141,15 +142,32 @@ def parse_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[st
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class BinOrdered:
-    """Rows of the grid in bin order: the bin index and the columns the raw-row paths read."""
+    """Rows of the grid in bin order: the bin index and the columns the raw-row paths read.
+
+    Each column set is copied into bin order on first use only (the median needs no design).
+    """
 
     order: np.ndarray  # row numbers, bin by bin
     offsets: np.ndarray  # rows of bin b: order[offsets[b]:offsets[b + 1]]
-    xs: np.ndarray  # (q, n) design columns
-    ys: np.ndarray  # (t, n) targets, NaN where the row is invalid for that target
-    ws: np.ndarray | None  # (n,) weights
+    design: Design
+
+    @cached_property
+    def xs(self) -> np.ndarray:
+        """(q, n) design columns."""
+        return np.ascontiguousarray(self.design.x[:, self.order])
+
+    @cached_property
+    def ys(self) -> np.ndarray:
+        """(t, n) targets, NaN where the row is invalid for that target."""
+        d = self.design
+        return values_in_bin_order(self.order, d.x, d.y, d.w)
+
+    @cached_property
+    def ws(self) -> np.ndarray | None:
+        """(n,) weights, or None."""
+        return None if self.design.w is None else self.design.w[self.order]
 
 
 @dataclass
@@ -169,7 +187,7 @@ class Reduced:
     intercept: bool = True  # whether the constant is a model term
     # raw-row access (absent when the statistics come from a stats Dataset)
     flat: np.ndarray | None = None
-    design: object | None = None
+    design: Design | None = None
     _rows: BinOrdered | None = field(default=None, repr=False)
 
     @property
@@ -186,14 +204,7 @@ class Reduced:
                     "fit the rows instead (the median, n_sigma_cut and raw-row fitters need them)"
                 )
             order, offsets = bin_index(self.flat, self.grid.size, self.backend)
-            design = self.design
-            self._rows = BinOrdered(
-                order,
-                offsets,
-                np.ascontiguousarray(design.x[:, order]),
-                values_in_bin_order(order, design.x, design.y, design.w),
-                None if design.w is None else design.w[order],
-            )
+            self._rows = BinOrdered(order, offsets, self.design)
         return self._rows
 
 
