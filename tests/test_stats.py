@@ -19,7 +19,7 @@ import xarray as xr
 import xslide
 from xslide.grid import bin_index
 from xslide.rows import WindowIndex, _median_of, window_median
-from xslide.window import window_sum
+from xslide.window import Window, window_sum
 
 DIMS = ["xBin", "yBin"]
 TARGETS = ["y", "z"]
@@ -463,7 +463,8 @@ def test_window_median_numba_equals_numpy(
         [np.bincount(flat[(flat >= 0) & ~np.isnan(row)], minlength=n_bins) for row in y], -1
     ).reshape((*shape, 2))
     max_count = int(window_sum(valid_per_bin.astype(np.float64), half).max())
-    index = WindowIndex(shape, half, offsets)
+    window = Window(shape, half, ("truncate",) * len(shape), np.ones([2 * w + 1 for w in half]))
+    index = WindowIndex(window, offsets)
     fast = window_median(centers, index, ys, max_count, "numba")
     slow = window_median(centers, index, ys, max_count, "numpy")
     np.testing.assert_array_equal(fast, slow)

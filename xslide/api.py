@@ -93,7 +93,8 @@ def fit(
     min_entries: int = 10,
     aggregation=None,
     boundary: str | Mapping[str, str] = "truncate",
-    kernel: str = "uniform",
+    kernel="uniform",
+    kernel_width=None,
     centers: str = "observed",
     extent: Mapping | None = None,
     backend: str = "auto",
@@ -126,7 +127,12 @@ def fit(
     min_entries : fit a center only when its window holds at least this many valid rows.
     aggregation : aggregates to compute: None (mean, std, median, entries), a list for every
         target or ``{target: [...]}``.
-    boundary, kernel : 'truncate' (alias 'full') and 'uniform'.
+    boundary : 'truncate' (alias 'full'), 'periodic', 'mirror' or 'shrink' (alias
+        'symmetric'), for all dims or ``{dim: mode}``.
+    kernel, kernel_width : 'uniform', 'gaussian', 'epanechnikov', 'linear' (width per dim,
+        default max(half-width, 1)), a callable of one integer offset array per dim, or an
+        explicit weights array of shape (2w + 1, ...). A row's weight is its own weight times
+        the kernel weight of its bin's offset.
     centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
     extent : ``{dim: (lo, hi)}`` fixing the grid range.
     backend : 'auto', 'numba' or 'numpy'.
@@ -184,6 +190,7 @@ def fit(
         aggregation=aggregation,
         boundary=boundary,
         kernel=kernel,
+        kernel_width=kernel_width,
         centers=centers,
         extent=extent,
         backend=backend,
@@ -216,6 +223,7 @@ def run_fit(
     aggregation,
     boundary,
     kernel,
+    kernel_width,
     centers,
     extent,
     backend,
@@ -261,6 +269,7 @@ def run_fit(
         centers=centers,
         boundary=boundary,
         kernel=kernel,
+        kernel_width=kernel_width,
         fitter=model.fitter_used,
         binning_formulas=binning_formulas,
         n_sigma_cut=n_sigma_cut,

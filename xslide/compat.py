@@ -13,12 +13,12 @@ from .result import to_frame
 
 # Keyword arguments of later features: accepted names, refused with a clear message for now.
 _LATER_KWARGS = {
-    "kernel_width": "kernels other than 'uniform'",
     "trend": "local spatial trends (trend=1)",
 }
 _KWARGS = (
     "boundary",
     "kernel",
+    "kernel_width",
     "centers",
     "extent",
     "max_bins",
@@ -73,7 +73,9 @@ def make_sliding_window_fit(
         processes, ``{'client': client}`` (or a dask Client) on a dask cluster, with results
         identical to the serial run; ``{'split_by': [columns]}`` fits groups independently
         (no window across them; columns not in group_columns are added as leading groups).
-    **kwargs : ``boundary`` ('truncate'), ``kernel`` ('uniform'), ``centers``
+    **kwargs : ``boundary`` ('truncate', 'periodic', 'mirror', 'shrink'; global or per dim),
+        ``kernel`` ('uniform', 'gaussian', 'epanechnikov', 'linear', a callable of offsets or a
+        weights array) and ``kernel_width``, ``centers``
         ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
         ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
         ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,
@@ -109,6 +111,7 @@ def make_sliding_window_fit(
         aggregation=aggregation_functions,
         boundary=kwargs.get("boundary", "truncate"),
         kernel=kwargs.get("kernel", "uniform"),
+        kernel_width=kwargs.get("kernel_width"),
         centers=kwargs.get("centers", "observed"),
         extent=kwargs.get("extent"),
         backend=backend,

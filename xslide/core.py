@@ -25,7 +25,14 @@ from .robust import clipped_fit
 from .rows import WindowIndex, values_in_bin_order, window_median
 from .solve import Solution, solve
 from .stats import accumulate
-from .window import parse_boundary, parse_window, window_sum, window_volume
+from .window import (
+    Window,
+    kernel_weights,
+    neighbour_sums,
+    parse_boundary,
+    parse_window,
+    window_sum,
+)
 
 AGGREGATES = ("mean", "std", "median", "entries")
 FITTERS = ("ols", "wls", "glm", "rlm")
@@ -267,8 +274,8 @@ class Fit:
     n_rejected: np.ndarray | None  # (m, t) rows dropped by n_sigma_cut, None without it
     median: np.ndarray | None  # (m, t), NaN for targets whose median was not asked
     aggregation: dict[str, tuple[str, ...]]
-    n_neighbors_used: np.ndarray  # (n_bins,) for every bin of the grid
-    n_rows_aggregated: np.ndarray  # (n_bins,)
+    n_neighbors_used: np.ndarray  # (m,) distinct bins with rows in each window
+    n_rows_aggregated: np.ndarray  # (m,) rows in each window (every appearance counted)
     window_volume: int
     attrs: dict
 
@@ -279,6 +286,8 @@ class FitOptions:
 
     half_widths: dict[str, int]
     boundary: dict[str, str]
+    kernel_weights: np.ndarray  # weight per window offset, shape (2w_d + 1, ...)
+    kernel: str  # its name for the attrs
     min_entries: int
     aggregation: dict[str, tuple[str, ...]]
     centers: str
@@ -317,6 +326,7 @@ def fit_options(
     centers: str = "observed",
     boundary="truncate",
     kernel="uniform",
+    kernel_width=None,
     fitter: str = "ols",
     binning_formulas: Mapping | None = None,
     n_sigma_cut: float | None = None,
@@ -333,9 +343,12 @@ def fit_options(
         )
     half = parse_window(window, dims)
     boundary_per_dim = parse_boundary(boundary, dims)
-    if not (isinstance(kernel, str) and kernel == "uniform"):
-        raise NotImplementedError(
-            f"kernel={kernel!r} is not available yet; only kernel='uniform' is implemented"
+    weights = kernel_weights(kernel, [half[d] for d in dims], dims, kernel_width)
+    uniform = bool(np.all(weights == 1.0))
+    if raw_fitter is not None and raw_fitter.kind == "rlm" and not uniform:
+        raise ValueError(
+            "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
+            "use kernel='uniform' or fitter='glm'/'wls'"
         )
     if centers not in ("observed", "grid"):
         raise ValueError(f"centers must be 'observed' or 'grid', got {centers!r}")
@@ -344,6 +357,8 @@ def fit_options(
     return FitOptions(
         half,
         boundary_per_dim,
+        weights,
+        kernel if isinstance(kernel, str) else ("callable" if callable(kernel) else "array"),
         check_min_entries(min_entries),
         parse_aggregation(aggregation, targets),
         centers,
@@ -356,12 +371,11 @@ def fit_options(
     )
 
 
-def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
-    """Window the statistics and solve every center."""
+def _box_sums(
+    reduced: Reduced, widths: tuple[int, ...], center_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windowed statistics of a uniform, truncated window by box sums over the whole grid."""
     grid = reduced.grid
-    half, aggregation, centers = options.half_widths, options.aggregation, options.centers
-    widths = tuple(half[d] for d in grid.dims)
-    n_targets = len(reduced.targets)
     dense = reduced.stats.reshape((*grid.shape, -1))
     occupied = (reduced.rows_per_bin > 0).astype(np.float64)
     per_bin = np.concatenate(
@@ -372,14 +386,37 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         ],
         axis=-1,
     )
-    windowed = window_sum(per_bin, widths).reshape(grid.size, -1)
-    n_rows_aggregated = np.rint(windowed[:, -2]).astype(np.int64)
-    n_neighbors_used = np.rint(windowed[:, -1]).astype(np.int64)
+    windowed = window_sum(per_bin, widths).reshape(grid.size, -1)[center_ids]
+    stats = windowed[:, :-2].reshape(center_ids.size, *reduced.stats.shape[1:])
+    return (
+        stats,
+        np.rint(windowed[:, -2]).astype(np.int64),
+        np.rint(windowed[:, -1]).astype(np.int64),
+    )
+
+
+def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
+    """Window the statistics and solve every center."""
+    grid = reduced.grid
+    half, aggregation, centers = options.half_widths, options.aggregation, options.centers
+    widths = tuple(half[d] for d in grid.dims)
+    n_targets = len(reduced.targets)
+    window = Window(
+        grid.shape,
+        widths,
+        tuple(options.boundary[d] for d in grid.dims),
+        options.kernel_weights,
+    )
     if centers == "observed":
         center_ids = np.flatnonzero(reduced.rows_per_bin > 0)
     else:
         center_ids = np.arange(grid.size)
-    at_centers = windowed[center_ids, :-2].reshape(center_ids.size, n_targets, -1)
+    if window.is_box:
+        at_centers, n_rows_aggregated, n_neighbors_used = _box_sums(reduced, widths, center_ids)
+    else:
+        at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums(
+            window, center_ids, reduced.stats, reduced.rows_per_bin
+        )
     solution = solve(
         at_centers,
         len(reduced.columns),
@@ -392,7 +429,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     n_fitted, n_rejected = solution.entries, None
     if options.n_sigma_cut is not None:
         rows = reduced.bin_ordered()
-        index = WindowIndex(grid.shape, widths, rows.offsets)
+        index = WindowIndex(window, rows.offsets)
         clipped, _ = clipped_fit(
             center_ids,
             index,
@@ -415,7 +452,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     failures = warned = None
     if options.raw_fitter is not None:
         rows = reduced.bin_ordered()
-        index = WindowIndex(grid.shape, widths, rows.offsets)
+        index = WindowIndex(window, rows.offsets)
         (
             solution.coef,
             solution.stderr,
@@ -442,7 +479,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     wants_median = [t for t, name in enumerate(reduced.targets) if "median" in aggregation[name]]
     if wants_median:
         rows = reduced.bin_ordered()
-        index = WindowIndex(grid.shape, widths, rows.offsets)
+        index = WindowIndex(window, rows.offsets)
         max_count = int(solution.entries[:, wants_median].max(initial=0))
         median = np.full((center_ids.size, n_targets), np.nan)
         median[:, wants_median] = window_median(
@@ -455,7 +492,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         "window_spec_json": json.dumps(half),
         "binning_formulas_json": json.dumps(options.binning_formulas),
         "boundary_mode_per_dim": json.dumps(options.boundary),
-        "kernel": "uniform",
+        "kernel": options.kernel,
         "centers": centers,
         "min_entries": options.min_entries,
         "backend_used": reduced.backend,
@@ -480,7 +517,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         aggregation,
         n_neighbors_used,
         n_rows_aggregated,
-        window_volume(widths),
+        window.volume,
         attrs,
     )
 

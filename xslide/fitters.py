@@ -178,14 +178,16 @@ def _fit_chunk(work: _Work, ids: np.ndarray) -> _Chunk:
         todo = np.flatnonzero(status[k] == OK)
         if todo.size == 0:
             continue
-        pos = work.index.positions(int(work.centers[i]))
+        positions, kernel, _ = work.index.positions(int(work.centers[i]))
         for t in todo:
-            y = work.ys[t, pos]
-            rows = pos[~np.isnan(y)]
+            valid = ~np.isnan(work.ys[t, positions])
+            rows = positions[valid]
             x = work.xs[:, rows].T
             if work.intercept:
                 x = np.column_stack([np.ones(rows.size), x])
             w = None if work.ws is None else work.ws[rows]
+            if work.index.weighted:
+                w = kernel[valid] if w is None else w * kernel[valid]
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")

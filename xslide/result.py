@@ -60,11 +60,11 @@ def to_dataset(fit: Fit) -> xr.Dataset:
         n_fitted=per_target(fit.n_fitted, 0),
         **({} if fit.n_rejected is None else {"n_rejected": per_target(fit.n_rejected, 0)}),
         quality_flag=per_target(sol.status, np.int8(NOT_A_CENTER)),
-        n_neighbors_used=(dims, fit.n_neighbors_used.reshape(grid.shape)),
-        n_rows_aggregated=(dims, fit.n_rows_aggregated.reshape(grid.shape)),
+        n_neighbors_used=(dims, _dense(fit, fit.n_neighbors_used, 0).reshape(grid.shape)),
+        n_rows_aggregated=(dims, _dense(fit, fit.n_rows_aggregated, 0).reshape(grid.shape)),
         effective_window_fraction=(
             dims,
-            (fit.n_neighbors_used / fit.window_volume).reshape(grid.shape),
+            _dense(fit, fit.n_neighbors_used / fit.window_volume, np.nan).reshape(grid.shape),
         ),
     )
     ds = xr.Dataset(
@@ -132,9 +132,9 @@ def to_frame(fit: Fit) -> pd.DataFrame:
         if fit.n_rejected is not None:
             columns[f"{target}_n_rejected"] = fit.n_rejected[:, t]
     columns["quality_flag"] = quality_strings(sol.status, fit.targets)
-    columns["n_neighbors_used"] = fit.n_neighbors_used[fit.centers]
-    columns["n_rows_aggregated"] = fit.n_rows_aggregated[fit.centers]
-    columns["effective_window_fraction"] = fit.n_neighbors_used[fit.centers] / fit.window_volume
+    columns["n_neighbors_used"] = fit.n_neighbors_used
+    columns["n_rows_aggregated"] = fit.n_rows_aggregated
+    columns["effective_window_fraction"] = fit.n_neighbors_used / fit.window_volume
     frame = pd.DataFrame(columns)
     frame.attrs.update(fit.attrs)
     return frame

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import njit, num_threads, prange
-from .rows import WindowIndex, _window_runs
+from .rows import WindowIndex
 from .solve import OK, Solution, solve
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
+from .window import window_entries
 
 
 @njit(cache=True, fastmath={"reassoc", "nsz", "arcp"})
@@ -30,60 +31,66 @@ def _weighted_dot(w, a, b, n):
 
 @njit(cache=True, parallel=True)
 def _kept_moments(
-    centers, shape, strides, half, offsets, max_runs, max_count,
-    xs, ys, ws, has_w, x_ref, y_ref, coef, rmse, intercept, cut, n_chunks, out,
+    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
+    offsets, max_count, xs, ys, ws, has_w, weighted, x_ref, y_ref, coef, rmse, intercept,
+    cut, n_chunks, out,
 ):  # fmt: skip
     """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
 
-    The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref),
-    then every moment Σ w z_a z_b is one vectorised dot product.
+    The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref)
+    with their weights (row weight x kernel weight), then every moment Σ w z_a z_b is one
+    vectorised dot product.
     """
     q = xs.shape[0]
     n_targets = ys.shape[0]
     n_dims = shape.shape[0]
     size = q + 2
     m = centers.shape[0]
-    offset = 1 if intercept else 0
+    lead = 1 if intercept else 0
     for c in prange(n_chunks):
-        lo = np.empty(n_dims, dtype=np.int64)
-        hi = np.empty(n_dims, dtype=np.int64)
+        pos = np.empty(n_dims, dtype=np.int64)
         cur = np.empty(n_dims, dtype=np.int64)
-        runs = np.empty((max_runs, 2), dtype=np.int64)
+        bins = np.empty(max_entries, dtype=np.int64)
+        kw = np.empty(max_entries)
+        nb_offsets = np.empty((max_entries, n_dims), dtype=np.int64)
         z = np.empty((size, max_count))
         z[0, :] = 1.0
         wz = np.ones(max_count)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_runs = _window_runs(centers[i], shape, strides, half, offsets, lo, hi, cur, runs)
+            n_entries = window_entries(
+                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
+                pos, cur, bins, kw, nb_offsets,
+            )  # fmt: skip
             for t in range(n_targets):
                 limit = cut * rmse[i, t]
                 clip = limit > 0.0  # NaN (no previous fit) or an exact fit: keep every row
                 n = 0
                 informative = 0.0
                 sum_w2 = 0.0
-                for j in range(n_runs):
-                    for r in range(runs[j, 0], runs[j, 1]):
+                for e in range(n_entries):
+                    for r in range(offsets[bins[e]], offsets[bins[e] + 1]):
                         yv = ys[t, r]
                         if yv != yv:
                             continue
                         if clip:
                             pred = coef[i, t, 0] if intercept else 0.0
                             for k in range(q):
-                                pred += coef[i, t, offset + k] * xs[k, r]
+                                pred += coef[i, t, lead + k] * xs[k, r]
                             if abs(yv - pred) > limit:
                                 continue
                         for k in range(q):
                             z[1 + k, n] = xs[k, r] - x_ref[k]
                         z[q + 1, n] = yv - y_ref[t]
-                        if has_w:
-                            w = ws[r]
+                        if weighted:
+                            w = (ws[r] if has_w else 1.0) * kw[e]
                             wz[n] = w
                             informative += 1.0 if w > 0.0 else 0.0
                             sum_w2 += w * w
                         n += 1
                 s = out[i, t]
                 s[COUNT] = n
-                s[COUNT_POSITIVE] = informative if has_w else n
-                s[SUM_W2] = sum_w2 if has_w else n
+                s[COUNT_POSITIVE] = informative if weighted else n
+                s[SUM_W2] = sum_w2 if weighted else n
                 k = FIRST_MOMENT
                 for a in range(size):
                     for b in range(a, size):
@@ -132,10 +139,10 @@ def clipped_fit(
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
         n_chunks = max(1, min(num_threads() * 4, ids.size))
         kernel(
-            centers[ids], index.shape, index.strides, index.half, index.offsets,
-            index.max_runs, max_count, xs, ys, ws if ws is not None else np.ones(1),
-            ws is not None,
-            x_ref, y_ref, coef, rmse, intercept, float(n_sigma_cut), n_chunks, out,
+            centers[ids], *index.args, index.max_entries, index.offsets, max_count,
+            xs, ys, ws if ws is not None else np.ones(1), ws is not None,
+            ws is not None or index.weighted, x_ref, y_ref, coef, rmse, intercept,
+            float(n_sigma_cut), n_chunks, out,
         )  # fmt: skip
         return out
 

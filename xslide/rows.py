@@ -1,8 +1,8 @@
 """Raw-row paths: statistics that need the rows themselves, reached through the bin index.
 
 The bin index (``grid.bin_index``) lists the rows of every bin contiguously, so the rows of a
-window are a few contiguous runs (one per line of bins along the last dim) of an array of
-target values laid out in bin order. Nothing is copied per window but into one reusable buffer.
+window are one contiguous run per neighbour bin of arrays laid out in bin order. Nothing is
+copied per window but into one reusable buffer.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import njit, num_threads, prange
+from .window import Window, window_entries
 
 
 def values_in_bin_order(
@@ -124,102 +125,104 @@ def _median_bracketed(a, n, sample, middle):
     return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
 
 
-class WindowIndex:
-    """Where the rows of any window lie in bin order: the grid, the window and the bin index.
+@njit(cache=True)
+def _weighted_lower_median(values, weights, n):
+    """Smallest value whose cumulative weight reaches half the total weight."""
+    if n == 0:
+        return np.nan
+    order = np.argsort(values[:n], kind="mergesort")
+    half = 0.5 * weights[:n].sum()
+    cumulative = 0.0
+    for k in range(n):
+        cumulative += weights[order[k]]
+        if cumulative >= half:
+            return values[order[k]]
+    return values[order[n - 1]]
 
-    A window is a box of bins; its rows are one contiguous run of the bin-ordered rows per line
-    of bins along the last dim (truncate boundary: the box is clipped to the grid).
+
+class WindowIndex:
+    """Where the rows of any window lie: a ``Window`` and the bin index offsets.
+
+    A window is a list of neighbour bins with kernel weights (a bin read twice under the
+    mirror boundary is listed twice); the rows of bin b are ``offsets[b]:offsets[b + 1]`` of
+    the bin-ordered rows.
     """
 
-    def __init__(self, shape, half_widths, offsets: np.ndarray) -> None:
-        self.shape = np.asarray(shape, dtype=np.int64)
-        self.half = np.asarray(half_widths, dtype=np.int64)
+    def __init__(self, window: Window, offsets: np.ndarray) -> None:
+        self.window = window
         self.offsets = offsets
-        self.strides = np.ones(len(shape), dtype=np.int64)
-        for d in range(len(shape) - 2, -1, -1):
-            self.strides[d] = self.strides[d + 1] * self.shape[d + 1]
-        lines = 1
-        for w, n in zip(half_widths[:-1], shape[:-1], strict=True):
-            lines *= min(2 * w + 1, n)
-        self.max_runs = max(lines, 1)
-
-    def scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per-thread work arrays of ``_window_runs``: lo, hi, cursor and the runs."""
-        d = self.shape.size
-        return (
-            np.empty(d, dtype=np.int64),
-            np.empty(d, dtype=np.int64),
-            np.empty(d, dtype=np.int64),
-            np.empty((self.max_runs, 2), dtype=np.int64),
+        nb_j, nb_o, nb_len = window.tables
+        strides, kstrides = window.strides
+        # the arguments of ``window_entries`` that describe the window, in its order
+        self.args = (
+            np.asarray(window.shape, dtype=np.int64),
+            strides,
+            nb_j,
+            nb_o,
+            nb_len,
+            np.asarray(window.half, dtype=np.int64),
+            window.weights.ravel(),
+            kstrides,
         )
+        self.max_entries = window.weights.size
+        self.weighted = not bool(np.all(window.weights == 1.0))
 
-    def positions(self, center: int) -> np.ndarray:
-        """Positions in the bin-ordered rows of the window around ``center``."""
-        lo, hi, cur, runs = self.scratch()
-        n_runs = _window_runs(
-            center, self.shape, self.strides, self.half, self.offsets, lo, hi, cur, runs
+    def entries(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbour bins, kernel weights and per-dim offsets of the window around ``center``."""
+        d = len(self.window.shape)
+        bins = np.empty(self.max_entries, dtype=np.int64)
+        weights = np.empty(self.max_entries)
+        offsets = np.empty((self.max_entries, d), dtype=np.int64)
+        n = window_entries(
+            center, *self.args, np.empty(d, np.int64), np.empty(d, np.int64), bins, weights, offsets
         )
-        return np.concatenate([np.arange(r0, r1) for r0, r1 in runs[:n_runs]])
+        return bins[:n], weights[:n], offsets[:n]
 
-
-@njit(cache=True)
-def _window_runs(center, shape, strides, half, offsets, lo, hi, cur, runs):
-    """Fill ``runs`` with the [start, stop) ranges of bin-ordered rows of a window; count them."""
-    n_dims = shape.shape[0]
-    rest = center
-    for d in range(n_dims):
-        pos = rest // strides[d]
-        rest -= pos * strides[d]
-        lo[d] = max(0, pos - half[d])
-        hi[d] = min(shape[d] - 1, pos + half[d])
-        cur[d] = lo[d]
-    last = n_dims - 1
-    n_runs = 0
-    while True:
-        base = 0
-        for d in range(last):
-            base += cur[d] * strides[d]
-        runs[n_runs, 0] = offsets[base + lo[last]]
-        runs[n_runs, 1] = offsets[base + hi[last] + 1]
-        n_runs += 1
-        # odometer over all dims but the last
-        d = last - 1
-        while d >= 0:
-            cur[d] += 1
-            if cur[d] <= hi[d]:
-                break
-            cur[d] = lo[d]
-            d -= 1
-        if d < 0:
-            return n_runs
+    def positions(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bin-ordered positions of the window's rows, their kernel weights and bin offsets."""
+        bins, weights, offsets = self.entries(center)
+        counts = self.offsets[bins + 1] - self.offsets[bins]
+        starts = np.repeat(self.offsets[bins] - np.cumsum(counts) + counts, counts)
+        positions = starts + np.arange(counts.sum())
+        return positions, np.repeat(weights, counts), np.repeat(offsets, counts, axis=0)
 
 
 @njit(cache=True, parallel=True)
 def _window_median_numba(
-    centers, shape, strides, half, offsets, max_runs, ys, max_count, n_chunks, out
-):
+    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
+    offsets, ys, weighted, max_count, n_chunks, out,
+):  # fmt: skip
     n_targets = ys.shape[0]
     n_dims = shape.shape[0]
     m = centers.shape[0]
     for c in prange(n_chunks):
         buf = np.empty((n_targets, max_count))
+        wbuf = np.empty((n_targets, max_count))
         sample = np.empty(_SAMPLE)
         middle = np.empty(max_count)
-        lo = np.empty(n_dims, dtype=np.int64)
-        hi = np.empty(n_dims, dtype=np.int64)
+        pos = np.empty(n_dims, dtype=np.int64)
         cur = np.empty(n_dims, dtype=np.int64)
-        runs = np.empty((max_runs, 2), dtype=np.int64)
+        bins = np.empty(max_entries, dtype=np.int64)
+        weights = np.empty(max_entries)
+        nb_offsets = np.empty((max_entries, n_dims), dtype=np.int64)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_runs = _window_runs(centers[i], shape, strides, half, offsets, lo, hi, cur, runs)
+            n = window_entries(
+                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
+                pos, cur, bins, weights, nb_offsets,
+            )  # fmt: skip
             for t in range(n_targets):
                 k = 0
-                for j in range(n_runs):
-                    for r in range(runs[j, 0], runs[j, 1]):
+                for e in range(n):
+                    for r in range(offsets[bins[e]], offsets[bins[e] + 1]):
                         v = ys[t, r]
                         if v == v:
                             buf[t, k] = v
+                            wbuf[t, k] = weights[e]
                             k += 1
-                out[i, t] = _median_bracketed(buf[t], k, sample, middle)
+                if weighted:
+                    out[i, t] = _weighted_lower_median(buf[t], wbuf[t], k)
+                else:
+                    out[i, t] = _median_bracketed(buf[t], k, sample, middle)
 
 
 def window_median(
@@ -230,6 +233,9 @@ def window_median(
     backend: str,
 ) -> np.ndarray:
     """Exact median of each window's valid target values, (m, t); NaN for empty windows.
+
+    With a non-uniform kernel it is the lower weighted median under the kernel weights (row
+    weights are ignored, as for ``np.median``).
 
     Parameters
     ----------
@@ -242,23 +248,30 @@ def window_median(
     if centers.size == 0:
         return out
     if backend == "numba":
-        n_chunks = max(1, min(num_threads() * 4, centers.size))
         _window_median_numba(
             centers.astype(np.int64),
-            index.shape,
-            index.strides,
-            index.half,
+            *index.args,
+            index.max_entries,
             index.offsets,
-            index.max_runs,
             ys,
+            index.weighted,
             max(int(max_count), 1),
-            n_chunks,
+            max(1, min(num_threads() * 4, centers.size)),
             out,
         )
         return out
     for i, center in enumerate(centers):
-        values = ys[:, index.positions(int(center))]
+        positions, weights, _ = index.positions(int(center))
         for t in range(ys.shape[0]):
-            v = values[t][~np.isnan(values[t])]
-            out[i, t] = np.median(v) if v.size else np.nan
+            values = ys[t, positions]
+            valid = ~np.isnan(values)
+            v, w = values[valid], weights[valid]
+            if not v.size:
+                out[i, t] = np.nan
+            elif index.weighted:
+                order = np.argsort(v, kind="mergesort")
+                cumulative = np.cumsum(w[order])
+                out[i, t] = v[order][np.searchsorted(cumulative, 0.5 * w.sum())]
+            else:
+                out[i, t] = np.median(v)
     return out

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
+from ._numba import njit, num_threads, prange
 from .errors import InvalidWindowSpec
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2
 
-BOUNDARY_ALIASES = {"truncate": "truncate", "full": "truncate"}
-PLANNED_BOUNDARIES = ("periodic", "mirror", "shrink", "symmetric")
+BOUNDARY_ALIASES = {
+    "truncate": "truncate",
+    "full": "truncate",
+    "periodic": "periodic",
+    "mirror": "mirror",
+    "shrink": "shrink",
+    "symmetric": "shrink",
+}
+KERNELS = ("uniform", "gaussian", "epanechnikov", "linear")
 
 
 def parse_window(window: Mapping | None, dims: Sequence[str]) -> dict[str, int]:
@@ -48,12 +59,7 @@ def parse_boundary(boundary: str | Mapping, dims: Sequence[str]) -> dict[str, st
     out = {}
     for d in dims:
         mode = per_dim.get(d, "truncate")
-        if mode in PLANNED_BOUNDARIES:
-            raise NotImplementedError(
-                f"boundary {mode!r} (dim {d!r}) is not available yet; "
-                "only 'truncate' (alias 'full') is implemented"
-            )
-        if mode not in BOUNDARY_ALIASES:
+        if not isinstance(mode, str) or mode not in BOUNDARY_ALIASES:
             raise ValueError(
                 f"boundary for {d!r} must be one of 'truncate', 'full', 'periodic', 'mirror', "
                 f"'shrink', 'symmetric', got {mode!r}"
@@ -80,3 +86,276 @@ def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarra
             ones = np.ones(2 * w + 1)
             out = ndimage.correlate1d(out, ones, axis=axis, mode="constant", cval=0.0)
     return out
+
+
+def kernel_weights(
+    kernel, half_widths: Sequence[int], dims: Sequence[str], kernel_width=None
+) -> np.ndarray:
+    """Kernel weight of every offset of the window, shape (2w_d + 1, ...) over the dims.
+
+    ``kernel``: 'uniform', 'gaussian' (sigma = width), 'epanechnikov' (1 - (o/(width+1))²),
+    'linear' (1 - |o|/(width+1)) with ``kernel_width`` per dim (default max(w, 1)); a callable
+    taking one integer offset array per dim and returning weights; or an explicit array.
+    """
+    shape = tuple(2 * w + 1 for w in half_widths)
+    offsets = [np.arange(-w, w + 1) for w in half_widths]
+    if isinstance(kernel, str):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {list(KERNELS)}, a callable or an array")
+        if kernel == "uniform":
+            if kernel_width is not None:
+                raise ValueError(
+                    "kernel_width applies to the gaussian, epanechnikov and linear kernels"
+                )
+            return np.ones(shape)
+        widths = _kernel_widths(kernel_width, half_widths, dims)
+        weights = np.ones(shape)
+        for axis, (o, h) in enumerate(zip(offsets, widths, strict=True)):
+            if kernel == "gaussian":
+                profile = np.exp(-0.5 * (o / h) ** 2)
+            elif kernel == "epanechnikov":
+                profile = np.clip(1.0 - (o / (h + 1.0)) ** 2, 0.0, None)
+            else:
+                profile = np.clip(1.0 - np.abs(o) / (h + 1.0), 0.0, None)
+            view = [1] * len(shape)
+            view[axis] = shape[axis]
+            weights = weights * profile.reshape(view)
+    else:
+        if kernel_width is not None:
+            raise ValueError(
+                "kernel_width applies to the named kernels, not to a callable or array"
+            )
+        if callable(kernel):
+            grids = np.meshgrid(*offsets, indexing="ij")
+            try:
+                weights = np.broadcast_to(np.asarray(kernel(*grids), dtype=np.float64), shape)
+            except ValueError as err:
+                raise ValueError(
+                    f"kernel callable must return weights of shape {shape}: {err}"
+                ) from None
+            weights = weights.copy()
+        else:
+            weights = np.asarray(kernel, dtype=np.float64)
+            if weights.shape != shape:
+                raise ValueError(
+                    f"kernel array must have shape {shape} (2 x half-width + 1 per dim in "
+                    f"{list(dims)}), got {weights.shape}"
+                )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+        raise ValueError("kernel weights must be finite, >= 0 and not all zero")
+    return weights
+
+
+def _kernel_widths(kernel_width, half_widths: Sequence[int], dims: Sequence[str]) -> list[float]:
+    default = {d: float(max(w, 1)) for d, w in zip(dims, half_widths, strict=True)}
+    if kernel_width is None:
+        given = {}
+    elif isinstance(kernel_width, Mapping):
+        unknown = [d for d in kernel_width if d not in dims]
+        if unknown:
+            raise ValueError(f"kernel_width names {unknown}, which are not bin dims")
+        given = dict(kernel_width)
+    else:
+        given = dict.fromkeys(dims, kernel_width)
+    widths = []
+    for d in dims:
+        h = given.get(d, default[d])
+        if isinstance(h, bool) or not isinstance(h, int | float | np.number) or not h > 0:
+            raise ValueError(f"kernel_width[{d!r}] must be a positive number, got {h!r}")
+        widths.append(float(h))
+    return widths
+
+
+def neighbour_table(n: int, w: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every bin c of a dim: the bins j its window reads and their offsets o.
+
+    Returns ``j`` and ``o`` of shape (n, 2w + 1) and the number of entries used per bin.
+    truncate: offsets whose bin lies outside are dropped; periodic: j = (c + o) mod n;
+    mirror: reflected at the edges (index -1 reads bin 0), a bin may appear twice; shrink:
+    the half-width at c is min(w, c, n - 1 - c), so c stays the window's midpoint.
+    """
+    centers = np.arange(n)[:, None]
+    o = np.broadcast_to(np.arange(-w, w + 1), (n, 2 * w + 1))
+    raw = centers + o
+    if mode == "periodic":
+        if 2 * w + 1 > n:
+            raise InvalidWindowSpec(
+                f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
+                f"{n} bins of the dim; give extent= the full period or a smaller window"
+            )
+        return raw % n, o.copy(), np.full(n, 2 * w + 1)
+    if mode == "mirror":
+        folded = raw % (2 * n)
+        return np.where(folded < n, folded, 2 * n - 1 - folded), o.copy(), np.full(n, 2 * w + 1)
+    if mode == "shrink":
+        reach = np.minimum(w, np.minimum(np.arange(n), n - 1 - np.arange(n)))
+        keep = np.abs(o) <= reach[:, None]
+    else:
+        keep = (raw >= 0) & (raw < n)
+    j = np.zeros_like(raw)
+    off = np.zeros_like(raw)
+    length = keep.sum(axis=1)
+    for c in range(n):  # n is a grid side: small
+        j[c, : length[c]] = raw[c, keep[c]]
+        off[c, : length[c]] = o[c, keep[c]]
+    return j, off, length
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """A window on a grid: half-width and boundary per dim and the kernel weight per offset."""
+
+    shape: tuple[int, ...]
+    half: tuple[int, ...]
+    modes: tuple[str, ...]
+    weights: np.ndarray  # (2w_d + 1, ...) kernel weight per offset
+
+    @property
+    def is_box(self) -> bool:
+        """Uniform weights and truncated edges: plain box sums do the windowing."""
+        return all(m == "truncate" for m in self.modes) and bool(np.all(self.weights == 1.0))
+
+    @property
+    def volume(self) -> int:
+        """Offsets of the window with a non-zero kernel weight."""
+        return int(np.count_nonzero(self.weights))
+
+    @cached_property
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per dim neighbour bins and offsets, padded: (D, max n, L), (D, max n, L), (D, max n)."""
+        n_max = max(self.shape)
+        width = max(2 * w + 1 for w in self.half)
+        j = np.zeros((len(self.shape), n_max, width), dtype=np.int64)
+        o = np.zeros_like(j)
+        length = np.zeros((len(self.shape), n_max), dtype=np.int64)
+        for d, (n, w, mode) in enumerate(zip(self.shape, self.half, self.modes, strict=True)):
+            jd, od, ld = neighbour_table(n, w, mode)
+            j[d, :n, : jd.shape[1]] = jd
+            o[d, :n, : od.shape[1]] = od
+            length[d, :n] = ld
+        return j, o, length
+
+    @cached_property
+    def strides(self) -> tuple[np.ndarray, np.ndarray]:
+        """C-order strides of the grid and of the kernel weights array."""
+        return _c_strides(self.shape), _c_strides(self.weights.shape)
+
+
+def _c_strides(shape: Sequence[int]) -> np.ndarray:
+    strides = np.ones(len(shape), dtype=np.int64)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    return strides
+
+
+@njit(cache=True)
+def window_entries(
+    center, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
+    pos, cur, bins, weights, offsets,
+):  # fmt: skip
+    """List the bins of the window around ``center`` with a non-zero kernel weight.
+
+    Fills ``bins``, ``weights`` and ``offsets`` (one row of per-dim offsets per entry) and
+    returns the count. A bin read twice (mirror) is listed twice.
+    """
+    n_dims = shape.shape[0]
+    rest = center
+    for d in range(n_dims):
+        pos[d] = rest // strides[d]
+        rest -= pos[d] * strides[d]
+        cur[d] = 0
+        if nb_len[d, pos[d]] == 0:
+            return 0
+    n = 0
+    while True:
+        b = 0
+        k = 0
+        for d in range(n_dims):
+            b += nb_j[d, pos[d], cur[d]] * strides[d]
+            k += (nb_o[d, pos[d], cur[d]] + half[d]) * kstrides[d]
+        wt = kweights[k]
+        if wt != 0.0:
+            bins[n] = b
+            weights[n] = wt
+            for d in range(n_dims):
+                offsets[n, d] = nb_o[d, pos[d], cur[d]]
+            n += 1
+        d = n_dims - 1
+        while d >= 0:
+            cur[d] += 1
+            if cur[d] < nb_len[d, pos[d]]:
+                break
+            cur[d] = 0
+            d -= 1
+        if d < 0:
+            return n
+
+
+@njit(cache=True, parallel=True)
+def _neighbour_sums(
+    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
+    stats, rows, n_chunks, out, out_rows, out_bins,
+):  # fmt: skip
+    n_bins, n_targets, n_stats = stats.shape
+    n_dims = shape.shape[0]
+    m = centers.shape[0]
+    for c in prange(n_chunks):
+        pos = np.empty(n_dims, dtype=np.int64)
+        cur = np.empty(n_dims, dtype=np.int64)
+        bins = np.empty(max_entries, dtype=np.int64)
+        weights = np.empty(max_entries)
+        offsets = np.empty((max_entries, n_dims), dtype=np.int64)
+        seen = np.full(n_bins, -1, dtype=np.int64)
+        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            n = window_entries(
+                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
+                pos, cur, bins, weights, offsets,
+            )  # fmt: skip
+            out[i] = 0.0
+            total_rows = 0
+            distinct = 0
+            for e in range(n):
+                b = bins[e]
+                wt = weights[e]
+                if rows[b] == 0:
+                    continue
+                total_rows += rows[b]
+                if seen[b] != i:
+                    seen[b] = i
+                    distinct += 1
+                for t in range(n_targets):
+                    s = stats[b, t]
+                    o = out[i, t]
+                    o[COUNT] += s[COUNT]
+                    o[COUNT_POSITIVE] += s[COUNT_POSITIVE]
+                    o[SUM_W2] += wt * wt * s[SUM_W2]
+                    for k in range(FIRST_MOMENT, n_stats):
+                        o[k] += wt * s[k]
+            out_rows[i] = total_rows
+            out_bins[i] = distinct
+
+
+def neighbour_sums(
+    window: Window, centers: np.ndarray, stats: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windowed statistics at ``centers`` for any boundary and kernel, by visiting neighbours.
+
+    Each neighbour bin adds its counts, its Σw² times the kernel weight squared and its moments
+    times the kernel weight. Returns the sums (m, t, n_stats), the rows in each window (every
+    appearance counted) and the distinct bins with rows in each window.
+    """
+    m = centers.size
+    out = np.empty((m, *stats.shape[1:]))
+    out_rows = np.zeros(m, dtype=np.int64)
+    out_bins = np.zeros(m, dtype=np.int64)
+    if m == 0:
+        return out, out_rows, out_bins
+    nb_j, nb_o, nb_len = window.tables
+    strides, kstrides = window.strides
+    _neighbour_sums(
+        centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
+        nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
+        window.weights.ravel(), kstrides, window.weights.size, stats,
+        rows.astype(np.int64), max(1, min(num_threads() * 4, m)), out, out_rows, out_bins,
+    )  # fmt: skip
+    return out, out_rows, out_bins
