@@ -173,6 +173,81 @@ def quality_flag(codes: Sequence[str], targets: Sequence[str]) -> str:
     return ",".join(parts)
 
 
+MODES = {
+    "truncate": "truncate",
+    "full": "truncate",
+    "periodic": "periodic",
+    "mirror": "mirror",
+    "shrink": "shrink",
+    "symmetric": "shrink",
+}
+
+
+def dim_neighbours(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
+    """(bin index, offset) pairs of one dim's window around index c of a dim of n bins."""
+    out = []
+    reach = min(w, c, n - 1 - c) if mode == "shrink" else w
+    for o in range(-reach, reach + 1):
+        j = c + o
+        if mode == "periodic":
+            assert 2 * w + 1 <= n, "the engine refuses periodic windows wider than the dim"
+            j %= n
+        elif mode == "mirror":
+            while not 0 <= j < n:  # reflect at the edges: -1 -> 0, n -> n - 1
+                j = -j - 1 if j < 0 else 2 * n - 1 - j
+        elif not 0 <= j < n:
+            continue
+        out.append((j, o))
+    return out
+
+
+def window_bins(center, half_width, lows, sizes, modes):
+    """Every (neighbour bin, offset tuple) of the window around ``center``."""
+    per_dim = [
+        dim_neighbours(c - lo, int(w), n, mode)
+        for c, w, lo, n, mode in zip(center, half_width, lows, sizes, modes, strict=True)
+    ]
+    for combo in itertools.product(*per_dim):
+        neighbour = tuple(lo + j for lo, (j, _) in zip(lows, combo, strict=True))
+        yield neighbour, tuple(o for _, o in combo)
+
+
+def offset_weight(kernel, offset, half_width, dims, kernel_width) -> float:
+    """Kernel weight of one offset tuple, from the kernel's definition (API.md §3)."""
+    if isinstance(kernel, str):
+        if kernel == "uniform":
+            return 1.0
+        weight = 1.0
+        for o, w, d in zip(offset, half_width, dims, strict=True):
+            if isinstance(kernel_width, Mapping):
+                h = float(kernel_width.get(d, max(int(w), 1)))
+            elif kernel_width is not None:
+                h = float(kernel_width)
+            else:
+                h = float(max(int(w), 1))
+            if kernel == "gaussian":
+                weight *= float(np.exp(-0.5 * (o / h) ** 2))
+            elif kernel == "epanechnikov":
+                weight *= max(0.0, 1.0 - (o / (h + 1.0)) ** 2)
+            elif kernel == "linear":
+                weight *= max(0.0, 1.0 - abs(o) / (h + 1.0))
+            else:
+                raise ValueError(kernel)
+        return weight
+    if callable(kernel):
+        return float(kernel(*[np.array(o) for o in offset]))
+    array = np.asarray(kernel, dtype=np.float64)
+    return float(array[tuple(o + int(w) for o, w in zip(offset, half_width, strict=True))])
+
+
+def weighted_lower_median(y: np.ndarray, w: np.ndarray) -> float:
+    """Smallest y whose cumulative weight reaches half the total weight (a cumulative weight
+    within 1e-12 relative of half counts as reaching it: exact ties are rounding-sensitive)."""
+    order = np.argsort(y, kind="stable")
+    cumulative = np.cumsum(w[order])
+    return float(y[order][np.searchsorted(cumulative, 0.5 * w.sum() * (1 - 1e-12))])
+
+
 def reference_fit(
     df: pd.DataFrame,
     group_columns: Sequence[str],
@@ -187,11 +262,16 @@ def reference_fit(
     aggregation_functions: Sequence[str] | None = None,
     n_sigma_cut: float | None = None,
     max_iter: int = 3,
+    boundary: str | Mapping[str, str] = "truncate",
+    kernel="uniform",
+    kernel_width: float | Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way.
 
     With ``n_sigma_cut`` the fit is the outlier-rejecting refit of ``clipped_fit`` and
-    ``{t}_n_rejected`` follows ``{t}_n_fitted``.
+    ``{t}_n_rejected`` follows ``{t}_n_fitted``. ``boundary`` and ``kernel`` follow API.md §3:
+    the window's bins are enumerated per dim (see ``window_bins``) and every row gathered from
+    a bin carries its weight times the kernel weight of the bin's offset.
     """
     clipped = n_sigma_cut is not None
     group_columns = list(group_columns)
@@ -237,7 +317,25 @@ def reference_fit(
     else:
         raise ValueError(f"unknown centers={centers!r}")
 
-    window_size = float(np.prod(2 * half_width + 1))
+    lows, sizes = [], []
+    for k, dim in enumerate(group_columns):
+        if dim in extent:
+            lo, hi = extent[dim]
+        else:
+            lo, hi = int(bins[:, k].min()), int(bins[:, k].max())
+        lows.append(int(lo))
+        sizes.append(int(hi) - int(lo) + 1)
+    modes = {d: boundary for d in group_columns} if isinstance(boundary, str) else boundary
+    modes = [MODES[modes.get(d, "truncate")] for d in group_columns]
+    offsets_all = list(itertools.product(*[range(-w, w + 1) for w in half_width]))
+    kernel_of = {
+        o: offset_weight(kernel, o, half_width, group_columns, kernel_width) for o in offsets_all
+    }
+    uniform_kernel = all(v == 1.0 for v in kernel_of.values())
+    window_size = float(sum(1 for v in kernel_of.values() if v > 0))
+    rows_of_bin: dict[tuple, np.ndarray] = {}
+    for i, key in enumerate(map(tuple, bins.tolist())):
+        rows_of_bin.setdefault(key, []).append(i)
     columns: dict[str, list] = {d: [] for d in group_columns}
     for t in fit_columns:
         for a in aggregations:
@@ -250,20 +348,37 @@ def reference_fit(
     columns["effective_window_fraction"] = []
 
     for center in center_list:
-        in_window = np.all(np.abs(bins - np.array(center, dtype=np.int64)) <= half_width, axis=1)
+        # Every (bin, kernel weight) of the window; a bin read twice (mirror) appears twice.
+        gathered, kernel_w, used_bins = [], [], set()
+        for neighbour, offset in window_bins(center, half_width, lows, sizes, modes):
+            k = kernel_of[offset]
+            members = rows_of_bin.get(neighbour, [])
+            if k == 0 or not members:
+                continue
+            gathered += members
+            kernel_w += [k] * len(members)
+            used_bins.add(neighbour)
+        in_window = np.array(gathered, dtype=np.int64)
+        kernel_w = np.array(kernel_w, dtype=np.float64)
         for dim, value in zip(group_columns, center, strict=True):
             columns[dim].append(value)
         codes = []
         for t in fit_columns:
             y = targets[t][in_window]
             x = predictors[in_window]
-            w = weights[in_window]
+            w = weights[in_window] * kernel_w
             valid = np.isfinite(y) & np.all(np.isfinite(x), axis=1) & np.isfinite(w)
-            y, x, w = y[valid], x[valid], w[valid]
+            y, x, w, kw = y[valid], x[valid], w[valid], kernel_w[valid]
+            if not len(y):
+                median = np.nan
+            elif uniform_kernel:
+                median = float(np.median(y))
+            else:
+                median = weighted_lower_median(y, kw)
             stats = {
                 "mean": weighted_mean(y, w),
                 "std": weighted_std(y, w),
-                "median": float(np.median(y)) if len(y) else np.nan,
+                "median": median,
                 "entries": len(y),
             }
             for a in aggregations:
@@ -278,10 +393,10 @@ def reference_fit(
             names = fit_column_names(t, predictor_columns, clipped)
             for name, value in zip(names, values, strict=True):
                 columns[name].append(value)
-        n_bins_used = len(np.unique(bins[in_window], axis=0))
+        n_bins_used = len(used_bins)
         columns["quality_flag"].append(quality_flag(codes, fit_columns))
         columns["n_neighbors_used"].append(n_bins_used)
-        columns["n_rows_aggregated"].append(int(in_window.sum()))
+        columns["n_rows_aggregated"].append(int(in_window.size))
         columns["effective_window_fraction"].append(n_bins_used / window_size)
 
     out = {}

@@ -131,7 +131,9 @@ def _weighted_lower_median(values, weights, n):
     if n == 0:
         return np.nan
     order = np.argsort(values[:n], kind="mergesort")
-    half = 0.5 * weights[:n].sum()
+    # half the total, less a rounding margin: a cumulative weight that equals half exactly in
+    # exact arithmetic must count as reaching it whatever order the sums were taken in
+    half = 0.5 * weights[:n].sum() * (1.0 - 1e-12)
     cumulative = 0.0
     for k in range(n):
         cumulative += weights[order[k]]
@@ -271,7 +273,8 @@ def window_median(
             elif index.weighted:
                 order = np.argsort(v, kind="mergesort")
                 cumulative = np.cumsum(w[order])
-                out[i, t] = v[order][np.searchsorted(cumulative, 0.5 * w.sum())]
+                half = 0.5 * w.sum() * (1.0 - 1e-12)  # see _weighted_lower_median
+                out[i, t] = v[order][np.searchsorted(cumulative, half)]
             else:
                 out[i, t] = np.median(v)
     return out
