@@ -127,19 +127,49 @@ def _median_bracketed(a, n, sample, middle):
 
 @njit(cache=True)
 def _weighted_lower_median(values, weights, n):
-    """Smallest value whose cumulative weight reaches half the total weight."""
+    """Smallest value whose cumulative weight reaches half the total weight; reorders both.
+
+    A weighted quickselect: three-way partitions around a median-of-three pivot keep the part
+    holding the half-weight point, so the cost is linear rather than a sort's.
+    """
     if n == 0:
         return np.nan
-    order = np.argsort(values[:n], kind="mergesort")
     # half the total, less a rounding margin: a cumulative weight that equals half exactly in
     # exact arithmetic must count as reaching it whatever order the sums were taken in
-    half = 0.5 * weights[:n].sum() * (1.0 - 1e-12)
-    cumulative = 0.0
-    for k in range(n):
-        cumulative += weights[order[k]]
-        if cumulative >= half:
-            return values[order[k]]
-    return values[order[n - 1]]
+    target = 0.5 * weights[:n].sum() * (1.0 - 1e-12)
+    lo, hi = 0, n - 1
+    below = 0.0  # weight of the values known to lie below values[lo:hi + 1]
+    while lo < hi:
+        a, b, c = values[lo], values[(lo + hi) // 2], values[hi]
+        if a > b:
+            a, b = b, a
+        if b > c:
+            b = c if a <= c else a
+        pivot = b
+        lt, i, gt = lo, lo, hi
+        while i <= gt:
+            v = values[i]
+            if v < pivot:
+                values[i], values[lt] = values[lt], v
+                weights[i], weights[lt] = weights[lt], weights[i]
+                lt += 1
+                i += 1
+            elif v > pivot:
+                values[i], values[gt] = values[gt], v
+                weights[i], weights[gt] = weights[gt], weights[i]
+                gt -= 1
+            else:
+                i += 1
+        w_less = weights[lo:lt].sum()
+        if below + w_less >= target:
+            hi = lt - 1
+            continue
+        w_equal = weights[lt : gt + 1].sum()
+        if below + w_less + w_equal >= target:
+            return pivot
+        below += w_less + w_equal
+        lo = gt + 1
+    return values[lo]
 
 
 class WindowIndex:
