@@ -115,9 +115,13 @@ def clipped_fit(
     keep = np.ones(len(y), dtype=bool)
     fit = weighted_fit(x, y, w, min_entries)
     for _ in range(max_iter):
-        # an exact fit (no more informative rows than coefficients) has nothing to clip
-        exact = np.count_nonzero(w[keep] > 0) <= len(fit.coef)
-        if fit.code != "ok" or exact or not fit.rmse > 0:
+        if fit.code != "ok" or not fit.rmse > 0:
+            break
+        # an exact fit (no more informative rows than coefficients, or residuals at rounding
+        # level: rss <= 1e-13 tss, e.g. rows repeated by a mirror) has nothing to clip
+        wk, yk = w[keep], y[keep]
+        tss = float(np.sum(wk * (yk - np.sum(wk * yk) / np.sum(wk)) ** 2))
+        if np.count_nonzero(wk > 0) <= len(fit.coef) or fit.rmse**2 * np.sum(wk) <= 1e-13 * tss:
             break
         resid = y - (fit.coef[0] + x @ fit.coef[1:])
         new_keep = np.abs(resid) <= n_sigma_cut * fit.rmse
@@ -265,13 +269,15 @@ def reference_fit(
     boundary: str | Mapping[str, str] = "truncate",
     kernel="uniform",
     kernel_width: float | Mapping[str, float] | None = None,
+    trend: int = 0,
 ) -> pd.DataFrame:
     """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way.
 
     With ``n_sigma_cut`` the fit is the outlier-rejecting refit of ``clipped_fit`` and
     ``{t}_n_rejected`` follows ``{t}_n_fitted``. ``boundary`` and ``kernel`` follow API.md §3:
     the window's bins are enumerated per dim (see ``window_bins``) and every row gathered from
-    a bin carries its weight times the kernel weight of the bin's offset.
+    a bin carries its weight times the kernel weight of the bin's offset. ``trend=1`` adds the
+    bin offset along each windowed dim as a predictor ``d_{dim}``.
     """
     clipped = n_sigma_cut is not None
     group_columns = list(group_columns)
@@ -340,8 +346,10 @@ def reference_fit(
     for t in fit_columns:
         for a in aggregations:
             columns[f"{t}_{a}"] = []
+    trend_dims = [k for k, w in enumerate(half_width) if trend and w > 0]
+    terms = predictor_columns + [f"d_{group_columns[k]}" for k in trend_dims]
     for t in fit_columns:
-        for name in fit_column_names(t, predictor_columns, clipped):
+        for name in fit_column_names(t, terms, clipped):
             columns[name] = []
     for name in ("quality_flag", "n_neighbors_used", "n_rows_aggregated"):
         columns[name] = []
@@ -349,7 +357,7 @@ def reference_fit(
 
     for center in center_list:
         # Every (bin, kernel weight) of the window; a bin read twice (mirror) appears twice.
-        gathered, kernel_w, used_bins = [], [], set()
+        gathered, kernel_w, row_offsets, used_bins = [], [], [], set()
         for neighbour, offset in window_bins(center, half_width, lows, sizes, modes):
             k = kernel_of[offset]
             members = rows_of_bin.get(neighbour, [])
@@ -357,15 +365,19 @@ def reference_fit(
                 continue
             gathered += members
             kernel_w += [k] * len(members)
+            row_offsets += [[offset[d] for d in trend_dims]] * len(members)
             used_bins.add(neighbour)
         in_window = np.array(gathered, dtype=np.int64)
         kernel_w = np.array(kernel_w, dtype=np.float64)
+        row_offsets = np.array(row_offsets, dtype=np.float64).reshape(
+            len(gathered), len(trend_dims)
+        )
         for dim, value in zip(group_columns, center, strict=True):
             columns[dim].append(value)
         codes = []
         for t in fit_columns:
             y = targets[t][in_window]
-            x = predictors[in_window]
+            x = np.column_stack([predictors[in_window], row_offsets])
             w = weights[in_window] * kernel_w
             valid = np.isfinite(y) & np.all(np.isfinite(x), axis=1) & np.isfinite(w)
             y, x, w, kw = y[valid], x[valid], w[valid], kernel_w[valid]
@@ -390,7 +402,7 @@ def reference_fit(
                 fit, counts = weighted_fit(x, y, w, min_entries), [len(y)]
             codes.append(fit.code)
             values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, *counts]
-            names = fit_column_names(t, predictor_columns, clipped)
+            names = fit_column_names(t, terms, clipped)
             for name, value in zip(names, values, strict=True):
                 columns[name].append(value)
         n_bins_used = len(used_bins)

@@ -241,8 +241,9 @@ KERNELS = ["uniform", "gaussian", "epanechnikov", "linear", "callable", "array"]
     kernel=st.sampled_from(KERNELS),
     width=st.none() | st.sampled_from([0.5, 1.0, 2.5]),
     clip=st.booleans(),
+    trend=st.sampled_from([0, 0, 1]),
 )
-def test_boundaries_and_kernels_match_reference(params, modes, kernel, width, clip):
+def test_boundaries_and_kernels_match_reference(params, modes, kernel, width, clip, trend):
     """Every boundary mode (mixed per dim) and kernel, against the oracle's enumeration."""
     df, kwargs = build_case(params)
     dims = kwargs["group_columns"]
@@ -275,6 +276,8 @@ def test_boundaries_and_kernels_match_reference(params, modes, kernel, width, cl
             extra["kernel_width"] = width
     if clip:
         extra["n_sigma_cut"] = 2.0
+    if trend:
+        extra["trend"] = 1
     expected = reference_fit(df, **kwargs, **extra)
     actual = run_xslide(df, kwargs, **extra)
     assert_frames_close(actual, expected, rtol=1e-9, atol_scale=1e-9)

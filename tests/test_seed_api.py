@@ -382,17 +382,6 @@ def test_extent_fixes_the_grid_and_counts_rows_outside():
     assert list(out.y_entries) == [20, 30, 20, 10, 0]
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"trend": 1},
-    ],
-)
-def test_later_features_raise_not_implemented(kwargs):
-    with pytest.raises(NotImplementedError):
-        make_sliding_window_fit(grid_rows(), DIMS, {"xBin": 1}, ["y"], ["x"], **kwargs)
-
-
 def test_unknown_options_are_refused_not_ignored():
     with pytest.raises(TypeError, match="windoww"):
         make_sliding_window_fit(grid_rows(), DIMS, {}, ["y"], ["x"], windoww=3)

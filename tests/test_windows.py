@@ -180,3 +180,33 @@ def test_boundaries_and_kernels_match_the_oracle_on_a_2d_grid():
 def test_bad_boundaries_and_kernels_are_refused(options, error, message):
     with pytest.raises(error, match=message):
         fit1d(field_rows(n_bins=4), window={"phi": 1}, **options)
+
+
+def test_trend_recovers_the_gradient_and_removes_edge_bias():
+    df = field_rows(slope=0.5)
+    out = fit1d(df, trend=1)
+    np.testing.assert_allclose(out.y_slope_d_phi, 0.5, atol=0.03)
+    np.testing.assert_allclose(out.y_intercept, 0.5 * np.arange(12), atol=0.02)
+    np.testing.assert_allclose(out.y_slope_x, 2.0, atol=0.01)
+    assert out.columns.get_loc("y_slope_d_phi") == out.columns.get_loc("y_slope_x") + 1
+
+
+def test_trend_on_a_flat_field_reproduces_the_plain_fit():
+    df = field_rows(slope=0.0, per_bin=200)
+    plain = fit1d(df)
+    trended = fit1d(df, trend=1)
+    assert (trended.y_slope_d_phi.abs() <= 4 * trended.y_slope_d_phi_err).all()
+    difference = (trended.y_intercept - plain.y_intercept).abs()
+    assert (difference <= 4 * trended.y_intercept_err).all()
+    np.testing.assert_allclose(trended.y_slope_x, plain.y_slope_x, rtol=1e-3)
+
+
+def test_trend_terms_on_the_xarray_result_and_every_path():
+    df = field_rows(n_bins=6, per_bin=20, slope=0.3)
+    ds = xslide.fit(df, ["phi"], ["y"], ["x"], {"phi": 1}, trend=1)
+    assert ds.term.values.tolist() == ["Intercept", "x", "d_phi"]
+    fast = fit1d(df, trend=1, window={"phi": 1})
+    glm = fit1d(df, trend=1, window={"phi": 1}, fitter="glm")
+    np.testing.assert_allclose(glm.y_slope_d_phi, fast.y_slope_d_phi, rtol=1e-8)
+    with pytest.raises(ValueError, match="trend"):
+        fit1d(df, trend=2)

@@ -95,6 +95,7 @@ def fit(
     boundary: str | Mapping[str, str] = "truncate",
     kernel="uniform",
     kernel_width=None,
+    trend: int = 0,
     centers: str = "observed",
     extent: Mapping | None = None,
     backend: str = "auto",
@@ -133,6 +134,9 @@ def fit(
         default max(half-width, 1)), a callable of one integer offset array per dim, or an
         explicit weights array of shape (2w + 1, ...). A row's weight is its own weight times
         the kernel weight of its bin's offset.
+    trend : 1 adds a term ``d_{dim}`` per windowed dim, the row's bin offset from the center:
+        the intercept is then the local value free of the window's gradient bias, and the
+        ``d_`` coefficients are the local derivatives per bin.
     centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
     extent : ``{dim: (lo, hi)}`` fixing the grid range.
     backend : 'auto', 'numba' or 'numpy'.
@@ -191,6 +195,7 @@ def fit(
         boundary=boundary,
         kernel=kernel,
         kernel_width=kernel_width,
+        trend=trend,
         centers=centers,
         extent=extent,
         backend=backend,
@@ -224,6 +229,7 @@ def run_fit(
     boundary,
     kernel,
     kernel_width,
+    trend,
     centers,
     extent,
     backend,
@@ -270,6 +276,7 @@ def run_fit(
         boundary=boundary,
         kernel=kernel,
         kernel_width=kernel_width,
+        trend=trend,
         fitter=model.fitter_used,
         binning_formulas=binning_formulas,
         n_sigma_cut=n_sigma_cut,

@@ -11,14 +11,11 @@ from .api import run_fit
 from .grid import DEFAULT_MAX_BINS
 from .result import to_frame
 
-# Keyword arguments of later features: accepted names, refused with a clear message for now.
-_LATER_KWARGS = {
-    "trend": "local spatial trends (trend=1)",
-}
 _KWARGS = (
     "boundary",
     "kernel",
     "kernel_width",
+    "trend",
     "centers",
     "extent",
     "max_bins",
@@ -75,7 +72,8 @@ def make_sliding_window_fit(
         (no window across them; columns not in group_columns are added as leading groups).
     **kwargs : ``boundary`` ('truncate', 'periodic', 'mirror', 'shrink'; global or per dim),
         ``kernel`` ('uniform', 'gaussian', 'epanechnikov', 'linear', a callable of offsets or a
-        weights array) and ``kernel_width``, ``centers``
+        weights array) and ``kernel_width``, ``trend`` (1: local-linear terms ``d_{dim}`` in
+        the bin offsets, so the intercept is free of edge bias), ``centers``
         ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
         ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
         ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,
@@ -90,8 +88,6 @@ def make_sliding_window_fit(
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
     for key in kwargs:
-        if key in _LATER_KWARGS:
-            raise NotImplementedError(f"{key}=: {_LATER_KWARGS[key]} are not implemented yet")
         if key not in _KWARGS and key not in _FITTER_KWARGS:
             raise TypeError(
                 f"make_sliding_window_fit() got an unexpected keyword argument {key!r}; "
@@ -112,6 +108,7 @@ def make_sliding_window_fit(
         boundary=kwargs.get("boundary", "truncate"),
         kernel=kwargs.get("kernel", "uniform"),
         kernel_width=kwargs.get("kernel_width"),
+        trend=kwargs.get("trend", 0),
         centers=kwargs.get("centers", "observed"),
         extent=kwargs.get("extent"),
         backend=backend,

@@ -29,6 +29,7 @@ from .window import (
     Window,
     kernel_weights,
     neighbour_sums,
+    neighbour_sums_trend,
     parse_boundary,
     parse_window,
     window_sum,
@@ -298,6 +299,14 @@ class FitOptions:
     raw_fitter: RawFitter | None = None
     parallel: Parallel = field(default_factory=Parallel)
     progress: bool | None = None
+    trend: int = 0
+
+
+def check_trend(trend) -> int:
+    """``trend`` is 0 (local constant plus predictors) or 1 (plus local gradients)."""
+    if isinstance(trend, bool) or trend not in (0, 1):
+        raise ValueError(f"trend must be 0 or 1, got {trend!r}")
+    return int(trend)
 
 
 def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
@@ -334,6 +343,7 @@ def fit_options(
     raw_fitter: RawFitter | None = None,
     parallel: Parallel | None = None,
     progress: bool | None = None,
+    trend: int = 0,
 ) -> FitOptions:
     """Check every option of a fit; raise naming the argument that is wrong."""
     if n_sigma_cut is not None and raw_fitter is not None:
@@ -368,6 +378,7 @@ def fit_options(
         raw_fitter,
         parallel or Parallel(),
         check_progress(progress),
+        check_trend(trend),
     )
 
 
@@ -411,19 +422,23 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         center_ids = np.flatnonzero(reduced.rows_per_bin > 0)
     else:
         center_ids = np.arange(grid.size)
-    if window.is_box:
+    # trend=1: one local-derivative term per windowed dim, its column the bin's offset
+    trend_dims = np.flatnonzero(np.asarray(widths) > 0) if options.trend else np.empty(0, int)
+    terms = (*reduced.terms, *(f"d_{grid.dims[d]}" for d in trend_dims))
+    x_ref = np.concatenate([reduced.x_ref, np.zeros(trend_dims.size)])
+    n_columns = len(reduced.columns) + trend_dims.size
+    if trend_dims.size:
+        at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums_trend(
+            window, center_ids, reduced.stats, reduced.rows_per_bin, len(reduced.columns)
+        )
+    elif window.is_box:
         at_centers, n_rows_aggregated, n_neighbors_used = _box_sums(reduced, widths, center_ids)
     else:
         at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums(
             window, center_ids, reduced.stats, reduced.rows_per_bin
         )
     solution = solve(
-        at_centers,
-        len(reduced.columns),
-        reduced.x_ref,
-        reduced.y_ref,
-        options.min_entries,
-        reduced.intercept,
+        at_centers, n_columns, x_ref, reduced.y_ref, options.min_entries, reduced.intercept
     )
 
     n_fitted, n_rejected = solution.entries, None
@@ -436,7 +451,8 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
             rows.xs,
             rows.ys,
             rows.ws,
-            reduced.x_ref,
+            trend_dims,
+            x_ref,
             reduced.y_ref,
             reduced.intercept,
             options.min_entries,
@@ -469,8 +485,9 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
             rows.xs,
             rows.ys,
             rows.ws,
+            trend_dims,
             reduced.intercept,
-            reduced.terms,
+            terms,
             options.parallel,
             options.progress,
         )
@@ -493,6 +510,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         "binning_formulas_json": json.dumps(options.binning_formulas),
         "boundary_mode_per_dim": json.dumps(options.boundary),
         "kernel": options.kernel,
+        "trend": options.trend,
         "centers": centers,
         "min_entries": options.min_entries,
         "backend_used": reduced.backend,
@@ -507,7 +525,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     }
     return Fit(
         grid,
-        reduced.terms,
+        terms,
         reduced.targets,
         center_ids,
         solution,

@@ -146,6 +146,7 @@ class _Work:
     xs: np.ndarray
     ys: np.ndarray
     ws: np.ndarray | None
+    trend_dims: np.ndarray  # dims whose window offsets are design columns (trend=1)
     intercept: bool
     terms: tuple[str, ...]
 
@@ -178,11 +179,13 @@ def _fit_chunk(work: _Work, ids: np.ndarray) -> _Chunk:
         todo = np.flatnonzero(status[k] == OK)
         if todo.size == 0:
             continue
-        positions, kernel, _ = work.index.positions(int(work.centers[i]))
+        positions, kernel, offsets = work.index.positions(int(work.centers[i]))
         for t in todo:
             valid = ~np.isnan(work.ys[t, positions])
             rows = positions[valid]
             x = work.xs[:, rows].T
+            if work.trend_dims.size:
+                x = np.column_stack([x, offsets[valid][:, work.trend_dims]])
             if work.intercept:
                 x = np.column_stack([np.ones(rows.size), x])
             w = None if work.ws is None else work.ws[rows]
@@ -282,6 +285,7 @@ def fit_windows(
     xs: np.ndarray,
     ys: np.ndarray,
     ws: np.ndarray | None,
+    trend_dims: np.ndarray,
     intercept: bool,
     terms: tuple[str, ...],
     parallel: Parallel,
@@ -292,7 +296,7 @@ def fit_windows(
     Returns coef, stderr (m, t, p), r_squared, rmse, status (m, t; FIT_FAILED where the fitter
     raised) and counters of failure reasons and of warnings raised by the fitter.
     """
-    work = _Work(fitter, index, centers, status, xs, ys, ws, intercept, terms)
+    work = _Work(fitter, index, centers, status, xs, ys, ws, trend_dims, intercept, terms)
     todo = np.flatnonzero((status == OK).any(axis=1))
     m, n_targets, p = centers.size, ys.shape[0], len(terms)
     out = _Chunk(

@@ -32,8 +32,8 @@ def _weighted_dot(w, a, b, n):
 @njit(cache=True, parallel=True)
 def _kept_moments(
     centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
-    offsets, max_count, xs, ys, ws, has_w, weighted, x_ref, y_ref, coef, rmse, intercept,
-    cut, n_chunks, out,
+    offsets, max_count, xs, ys, ws, has_w, weighted, trend_dims, x_ref, y_ref, coef, rmse,
+    intercept, cut, n_chunks, out,
 ):  # fmt: skip
     """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
 
@@ -42,9 +42,10 @@ def _kept_moments(
     vectorised dot product.
     """
     q = xs.shape[0]
+    n_trend = trend_dims.shape[0]
     n_targets = ys.shape[0]
     n_dims = shape.shape[0]
-    size = q + 2
+    size = q + n_trend + 2
     m = centers.shape[0]
     lead = 1 if intercept else 0
     for c in prange(n_chunks):
@@ -76,11 +77,15 @@ def _kept_moments(
                             pred = coef[i, t, 0] if intercept else 0.0
                             for k in range(q):
                                 pred += coef[i, t, lead + k] * xs[k, r]
+                            for d in range(n_trend):
+                                pred += coef[i, t, lead + q + d] * nb_offsets[e, trend_dims[d]]
                             if abs(yv - pred) > limit:
                                 continue
                         for k in range(q):
                             z[1 + k, n] = xs[k, r] - x_ref[k]
-                        z[q + 1, n] = yv - y_ref[t]
+                        for d in range(n_trend):
+                            z[1 + q + d, n] = nb_offsets[e, trend_dims[d]]
+                        z[size - 1, n] = yv - y_ref[t]
                         if weighted:
                             w = (ws[r] if has_w else 1.0) * kw[e]
                             wz[n] = w
@@ -104,6 +109,7 @@ def clipped_fit(
     xs: np.ndarray,
     ys: np.ndarray,
     ws: np.ndarray | None,
+    trend_dims: np.ndarray,
     x_ref: np.ndarray,
     y_ref: np.ndarray,
     intercept: bool,
@@ -121,6 +127,8 @@ def clipped_fit(
     index : where each window's rows lie.
     xs, ys, ws : design columns (q, n), targets (t, n; NaN where invalid) and weights of the
         indexed rows in bin order.
+    trend_dims : dims whose window offsets are design columns too (trend=1), after xs;
+        ``x_ref`` covers them (zeros).
     n_sigma_cut, max_iter : the cut in units of the window's rmse and the most refits.
     max_count : an upper bound of the valid rows in any window (sizes the buffers).
     backend : 'numba', or 'numpy' to run the same kernel as plain Python (slow; for checks).
@@ -130,7 +138,8 @@ def clipped_fit(
     The solution of the last fit of every window (its ``entries`` are the rows kept) and the
     number of passes each window needed.
     """
-    m, n_targets, q = centers.size, ys.shape[0], xs.shape[0]
+    m, n_targets = centers.size, ys.shape[0]
+    q = xs.shape[0] + trend_dims.size  # design columns, the offsets included
     max_count = max(int(max_count), 1)
     kernel = _kept_moments if backend == "numba" else _kept_moments.py_func
     n_terms = q + int(intercept)
@@ -141,8 +150,8 @@ def clipped_fit(
         kernel(
             centers[ids], *index.args, index.max_entries, index.offsets, max_count,
             xs, ys, ws if ws is not None else np.ones(1), ws is not None,
-            ws is not None or index.weighted, x_ref, y_ref, coef, rmse, intercept,
-            float(n_sigma_cut), n_chunks, out,
+            ws is not None or index.weighted, trend_dims.astype(np.int64), x_ref, y_ref,
+            coef, rmse, intercept, float(n_sigma_cut), n_chunks, out,
         )  # fmt: skip
         return out
 

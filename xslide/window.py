@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from ._numba import njit, num_threads, prange
 from .errors import InvalidWindowSpec
-from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index
 
 BOUNDARY_ALIASES = {
     "truncate": "truncate",
@@ -357,5 +357,113 @@ def neighbour_sums(
         nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
         window.weights.ravel(), kstrides, window.weights.size, stats,
         rows.astype(np.int64), max(1, min(num_threads() * 4, m)), out, out_rows, out_bins,
+    )  # fmt: skip
+    return out, out_rows, out_bins
+
+
+def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
+    """How each packed moment of the trend-augmented design comes from a bin's moments.
+
+    The augmented z' = (1, design columns, offsets o_1..o_D, target) of a row in a bin at
+    window offset o is the bin's z with the constant offsets inserted, so each moment is a bin
+    moment times a product of offsets: rows of (source slot, offset index or -1, offset index
+    or -1) per packed slot of z', from FIRST_MOMENT on.
+    """
+    size = n_columns + 1
+    source = moment_index(n_columns)
+
+    def origin(p: int) -> tuple[int, int]:
+        """(column of z, offset index) of position p of z'; one of them is -1."""
+        if p < n_columns:
+            return p, -1
+        if p < n_columns + n_trend:
+            return -1, p - n_columns
+        return size - 1, -1
+
+    rows = []
+    total = size + n_trend
+    for a in range(total):
+        for b in range(a, total):
+            (ca, oa), (cb, ob) = origin(a), origin(b)
+            # a missing z column is the constant 1 (column 0) times the offset
+            rows.append((source[max(ca, 0), max(cb, 0)], oa, ob))
+    return np.asarray(rows, dtype=np.int64)
+
+
+@njit(cache=True, parallel=True)
+def _neighbour_sums_trend(
+    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
+    stats, rows, trend_dims, layout, n_chunks, out, out_rows, out_bins,
+):  # fmt: skip
+    n_bins, n_targets, _ = stats.shape
+    n_dims = shape.shape[0]
+    m = centers.shape[0]
+    n_slots = layout.shape[0]
+    for c in prange(n_chunks):
+        pos = np.empty(n_dims, dtype=np.int64)
+        cur = np.empty(n_dims, dtype=np.int64)
+        bins = np.empty(max_entries, dtype=np.int64)
+        weights = np.empty(max_entries)
+        offsets = np.empty((max_entries, n_dims), dtype=np.int64)
+        seen = np.full(n_bins, -1, dtype=np.int64)
+        factor = np.empty(trend_dims.shape[0] + 1)
+        factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
+        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            n = window_entries(
+                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
+                pos, cur, bins, weights, offsets,
+            )  # fmt: skip
+            out[i] = 0.0
+            total_rows = 0
+            distinct = 0
+            for e in range(n):
+                b = bins[e]
+                wt = weights[e]
+                if rows[b] == 0:
+                    continue
+                total_rows += rows[b]
+                if seen[b] != i:
+                    seen[b] = i
+                    distinct += 1
+                for d in range(trend_dims.shape[0]):
+                    factor[d] = offsets[e, trend_dims[d]]
+                for t in range(n_targets):
+                    s = stats[b, t]
+                    o = out[i, t]
+                    o[COUNT] += s[COUNT]
+                    o[COUNT_POSITIVE] += s[COUNT_POSITIVE]
+                    o[SUM_W2] += wt * wt * s[SUM_W2]
+                    for k in range(n_slots):
+                        o[FIRST_MOMENT + k] += (
+                            wt * factor[layout[k, 1]] * factor[layout[k, 2]] * s[layout[k, 0]]
+                        )
+            out_rows[i] = total_rows
+            out_bins[i] = distinct
+
+
+def neighbour_sums_trend(
+    window: Window, centers: np.ndarray, stats: np.ndarray, rows: np.ndarray, n_columns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like ``neighbour_sums``, for the design augmented by the offsets of the windowed dims.
+
+    The sums are those of z' = (1, design columns, offsets, target): ``solve`` then fits the
+    local-linear model whose offset terms are the local derivatives along each windowed dim.
+    """
+    trend_dims = np.flatnonzero(np.asarray(window.half) > 0).astype(np.int64)
+    layout = trend_layout(n_columns, trend_dims.size)
+    m = centers.size
+    out = np.empty((m, stats.shape[1], FIRST_MOMENT + layout.shape[0]))
+    out_rows = np.zeros(m, dtype=np.int64)
+    out_bins = np.zeros(m, dtype=np.int64)
+    if m == 0:
+        return out, out_rows, out_bins
+    nb_j, nb_o, nb_len = window.tables
+    strides, kstrides = window.strides
+    _neighbour_sums_trend(
+        centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
+        nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
+        window.weights.ravel(), kstrides, window.weights.size, stats,
+        rows.astype(np.int64), trend_dims, layout, max(1, min(num_threads() * 4, m)),
+        out, out_rows, out_bins,
     )  # fmt: skip
     return out, out_rows, out_bins
