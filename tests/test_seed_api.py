@@ -140,16 +140,17 @@ def test_non_integer_bins_rejected(make_bad):
         make_sliding_window_fit(df, DIMS, {}, ["y"], ["x"])
 
 
-def test_nullable_integer_bins_accepted_unless_missing():
+def test_nullable_integer_bins_accepted_and_missing_bins_left_out_and_counted():
     df = grid_rows()
     expected = make_sliding_window_fit(df, DIMS, {"xBin": 1}, ["y"], ["x"])
     df["xBin"] = df.xBin.astype("Int32")
     pd.testing.assert_frame_equal(
         make_sliding_window_fit(df, DIMS, {"xBin": 1}, ["y"], ["x"]), expected, check_dtype=False
     )
-    df.loc[0, "xBin"] = pd.NA
-    with pytest.raises(ValueError, match="xBin"):
-        make_sliding_window_fit(df, DIMS, {}, ["y"], ["x"])
+    df.loc[[0, 1], "xBin"] = pd.NA
+    out = make_sliding_window_fit(df, DIMS, {}, ["y"], ["x"])
+    assert out.n_rows_aggregated.sum() == len(df) - 2
+    assert out.attrs["n_rows_without_bin"] == 2
 
 
 @pytest.mark.parametrize("value", [0, -3])

@@ -210,3 +210,38 @@ def test_trend_terms_on_the_xarray_result_and_every_path():
     np.testing.assert_allclose(glm.y_slope_d_phi, fast.y_slope_d_phi, rtol=1e-8)
     with pytest.raises(ValueError, match="trend"):
         fit1d(df, trend=2)
+
+
+def test_digitize_bins_physical_columns_and_fits_carry_the_centres(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 4000
+    df = pd.DataFrame({"r": rng.uniform(80, 250, n), "x": rng.normal(size=n)})
+    df["y"] = 0.01 * df.r + df.x + rng.normal(0, 0.1, n)
+    df.loc[[0, 1], "r"] = [300.0, np.nan]  # outside the edges and missing: no bin
+    binned = xslide.digitize(df, {"r": (80, 250, 17)})
+    assert "rBin" not in df and binned.rBin.dtype == "Int64"
+    assert binned.rBin.isna().sum() == 2 and binned.rBin.max() == 16
+    expected = np.floor((df.r[2:] - 80) / 10).clip(upper=16).astype(int)
+    np.testing.assert_array_equal(binned.rBin[2:].to_numpy(int), expected.to_numpy())
+    ds = xslide.fit(binned, ["rBin"], ["y"], ["x"], {"rBin": 1}, binning_formulas=None)
+    np.testing.assert_allclose(ds.r_center.values, 85 + 10 * np.arange(17))
+    assert ds.r_center.dims == ("rBin",)
+    assert ds.attrs["n_rows_without_bin"] == 2
+    formulas = json.loads(ds.attrs["binning_formulas_json"])
+    assert formulas == {"rBin": "rBin = digitize(r, edges=linspace(80.0, 250.0, 18))"}
+    ds.to_netcdf(tmp_path / "fit.nc")
+    own = xslide.make_sliding_window_fit(
+        binned, ["rBin"], {}, ["y"], ["x"], binning_formulas={"rBin": "floor((r - 80) / 10)"}
+    )
+    assert json.loads(own.attrs["binning_formulas_json"]) == {"rBin": "floor((r - 80) / 10)"}
+
+
+def test_digitize_with_explicit_edges_and_bad_specs():
+    df = pd.DataFrame({"z": [-1.0, -0.2, 0.0, 0.7, 1.0, 1.5]})
+    binned = xslide.digitize(df, {"z": [-1.0, 0.0, 0.5, 1.0]}, suffix="_bin")
+    assert binned.z_bin.tolist() == [0, 0, 1, 2, 2, pd.NA]
+    for bad in [(1.0, 0.0, 3), [0.0, 0.0, 1.0], [1.0], (0.0, 1.0, 0)]:
+        with pytest.raises(ValueError, match="digitize"):
+            xslide.digitize(df, {"z": bad})
+    with pytest.raises(KeyError, match="nope"):
+        xslide.digitize(df, {"nope": (0, 1, 2)})

@@ -8,6 +8,7 @@ from importlib import metadata as _metadata
 
 from . import accessor as _accessor  # noqa: F401  (registers Dataset.slidewin)
 from .api import bin_stats, combine_stats, fit
+from .binning import digitize
 from .compat import make_sliding_window_fit
 from .errors import InvalidWindowSpec, PerformanceWarning
 
@@ -22,6 +23,7 @@ __all__ = [
     "__version__",
     "bin_stats",
     "combine_stats",
+    "digitize",
     "fit",
     "make_sliding_window_fit",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 
@@ -25,6 +26,7 @@ from .result import to_dataset
 from .stats import COUNT, COUNT_POSITIVE, SUM_W2, moment_index, n_stats, rereference
 
 STATS_KIND = "xslide.stats"
+ROW_COUNTS = ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent")
 
 
 def bin_stats(
@@ -346,6 +348,7 @@ def stats_to_dataset(reduced: Reduced) -> xr.Dataset:
         },
         attrs={
             "xslide_kind": STATS_KIND,
+            "binning_json": json.dumps(reduced.binning),
             "intercept": int(reduced.intercept),
             "weights_column": reduced.weights or "",
             "backend_used": reduced.backend,
@@ -387,11 +390,7 @@ def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
         stats[..., idx[a, p]] = sum_wxy[..., a]
     stats[..., idx[p, p]] = ds["sum_wy2"].transpose(*order).values
     n_invalid = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
-    counts = {
-        k: int(ds.attrs[k])
-        for k in ("n_rows_input", "n_rows_not_selected", "n_rows_outside_extent")
-        if k in ds.attrs
-    }
+    counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = n_invalid
     return Reduced(
         grid,
@@ -405,6 +404,7 @@ def dataset_to_reduced(ds: xr.Dataset) -> Reduced:
         str(ds.attrs.get("backend_used", "numpy")),
         str(ds.attrs.get("weights_column", "")) or None,
         intercept=bool(ds.attrs.get("intercept", 1)),
+        binning=json.loads(ds.attrs.get("binning_json", "{}")),
     )
 
 
@@ -453,7 +453,7 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
         summed = [v for v in ds.data_vars if v not in ("x_reference", "y_reference")]
         for v in summed:
             total[v] = total[v] + ds[v]
-        for k in ("n_rows_input", "n_rows_not_selected", "n_rows_outside_extent"):
+        for k in ROW_COUNTS:
             total.attrs[k] = int(total.attrs.get(k, 0)) + int(ds.attrs.get(k, 0))
         for t in total["target"].values:
             key = f"n_rows_invalid_{t}"

@@ -16,6 +16,7 @@ from importlib import metadata
 import numpy as np
 
 from . import _numba
+from .binning import binning_of
 from .design import Design, RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .fitters import Parallel, RawFitter, check_progress, fit_windows, make_fitter
@@ -193,6 +194,7 @@ class Reduced:
     backend: str
     weights: str | None
     intercept: bool = True  # whether the constant is a model term
+    binning: dict = field(default_factory=dict)  # digitize records of the bin dims
     # raw-row access (absent when the statistics come from a stats Dataset)
     flat: np.ndarray | None = None
     design: Design | None = None
@@ -232,9 +234,13 @@ def reduce_rows(
 ) -> Reduced:
     """One pass over the rows: validate bins, build the grid and accumulate statistics."""
     table = RowTable(data)
-    bins = {d: bin_values(d, table.column(d, "group_columns")) for d in dims}
+    bins, missing = {}, None
+    for d in dims:
+        bins[d], absent = bin_values(d, table.column(d, "group_columns"))
+        if absent is not None:
+            missing = absent if missing is None else missing | absent
     selected = selection_mask(selection, table.n_rows, table.index)
-    grid, flat, counts = build_grid(bins, selected, extent, max_bins)
+    grid, flat, counts = build_grid(bins, selected, extent, max_bins, missing)
     design = build_design(table, targets, predictors, weights, flat, reference, formula)
     stats, invalid = accumulate(
         flat, design.x, design.y, design.w, design.x_ref, design.y_ref, grid.size, backend
@@ -257,6 +263,7 @@ def reduce_rows(
         backend,
         weights,
         intercept=design.intercept,
+        binning=binning_of(data, dims),
         flat=flat,
         design=design,
     )
@@ -279,6 +286,7 @@ class Fit:
     n_rows_aggregated: np.ndarray  # (m,) rows in each window (every appearance counted)
     window_volume: int
     attrs: dict
+    binning: dict = field(default_factory=dict)  # digitize records: bin centres per dim
 
 
 @dataclass(frozen=True)
@@ -507,7 +515,12 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         "xslide_version": _version("xslide"),
         "statsmodels_version": _version("statsmodels"),
         "window_spec_json": json.dumps(half),
-        "binning_formulas_json": json.dumps(options.binning_formulas),
+        "binning_formulas_json": json.dumps(
+            {
+                **{d: record["formula"] for d, record in reduced.binning.items()},
+                **options.binning_formulas,  # the user's own words win
+            }
+        ),
         "boundary_mode_per_dim": json.dumps(options.boundary),
         "kernel": options.kernel,
         "trend": options.trend,
@@ -537,6 +550,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         n_rows_aggregated,
         window.volume,
         attrs,
+        reduced.binning,
     )
 
 

@@ -43,19 +43,24 @@ class Grid:
         return [i.astype(np.int64) + lo for i, lo in zip(idx, self.lo, strict=True)]
 
 
-def bin_values(name: str, values) -> np.ndarray:
-    """Return a bin column as int64, refusing anything that is not an integer column."""
+def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return a bin column as int64 and the mask of rows without a bin (nullable integers).
+
+    Anything that is not an integer column is refused. Rows with a missing bin (``<NA>`` of a
+    nullable integer column, e.g. ``digitize`` outside its edges) are left out and counted.
+    """
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.CategoricalDtype) or not pd.api.types.is_integer_dtype(dtype):
         raise TypeError(
             f"bin column {name!r} must have an integer dtype, got {dtype}; "
-            "bin a physical variable first (e.g. with np.floor or pd.cut(...).cat.codes)"
+            "bin a physical variable first (xslide.digitize, np.floor or pd.cut(...).cat.codes)"
         )
+    missing = None
     if isinstance(values, pd.Series | pd.Index):
         if values.hasnans:
-            raise ValueError(f"bin column {name!r} has missing values; every row needs a bin")
-        values = values.to_numpy(dtype=np.int64)
-    return np.asarray(values).astype(np.int64, copy=False)
+            missing = values.isna().to_numpy()
+        values = values.to_numpy(dtype=np.int64, na_value=0)
+    return np.asarray(values).astype(np.int64, copy=False), missing
 
 
 def selection_mask(selection, n_rows: int, index: pd.Index | None) -> np.ndarray | None:
@@ -126,20 +131,25 @@ def build_grid(
     selected: np.ndarray | None,
     extent: Mapping | None = None,
     max_bins: int = DEFAULT_MAX_BINS,
+    missing: np.ndarray | None = None,
 ) -> tuple[Grid, np.ndarray, dict[str, int]]:
     """Fix the grid and give every row its flat bin id (-1: not selected or outside the extent).
 
     Returns the grid, the flat ids and counts of rows left out (``n_rows_not_selected``,
-    ``n_rows_outside_extent``).
+    ``n_rows_without_bin`` (selected, but a bin column is missing), ``n_rows_outside_extent``).
     """
     dims = tuple(bins)
     n_rows = len(next(iter(bins.values()))) if bins else 0
     given = _check_extent(extent, dims)
     keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
     n_not_selected = int(n_rows - keep.sum())
+    n_without_bin = 0
+    if missing is not None:
+        n_without_bin = int((keep & missing).sum())
+        keep &= ~missing
     for d, (lo, hi) in given.items():
         keep &= (bins[d] >= lo) & (bins[d] <= hi)
-    n_outside = int(n_rows - n_not_selected - keep.sum())
+    n_outside = int(n_rows - n_not_selected - n_without_bin - keep.sum())
     lo_list, shape = [], []
     for d in dims:
         if d in given:
@@ -167,7 +177,12 @@ def build_grid(
     for d, lo, stride in zip(dims, lo_list, strides, strict=True):
         ids += (bins[d][keep] - lo) * int(stride)
     flat[keep] = ids
-    return grid, flat, {"n_rows_not_selected": n_not_selected, "n_rows_outside_extent": n_outside}
+    counts = {
+        "n_rows_not_selected": n_not_selected,
+        "n_rows_without_bin": n_without_bin,
+        "n_rows_outside_extent": n_outside,
+    }
+    return grid, flat, counts
 
 
 @njit(cache=True)

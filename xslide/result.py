@@ -67,11 +67,14 @@ def to_dataset(fit: Fit) -> xr.Dataset:
             _dense(fit, fit.n_neighbors_used / fit.window_volume, np.nan).reshape(grid.shape),
         ),
     )
-    ds = xr.Dataset(
-        data_vars,
-        coords={**grid.coords(), "target": list(fit.targets), "term": list(fit.terms)},
-        attrs=dict(fit.attrs),
-    )
+    coords = {**grid.coords(), "target": list(fit.targets), "term": list(fit.terms)}
+    for dim, record in fit.binning.items():
+        centers = np.asarray(record["centers"])
+        bins = coords[dim]
+        inside = (bins >= 0) & (bins < centers.size)
+        values = np.where(inside, centers[np.clip(bins, 0, centers.size - 1)], np.nan)
+        coords[f"{record['source']}_center"] = (dim, values, {"edges": record["edges"]})
+    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(fit.attrs))
     # Aggregates a target did not ask for stay NaN rather than silently computed.
     for name in ("mean", "std", "median"):
         if name in ds:
