@@ -98,8 +98,8 @@ def _time(func, repeat: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def run(name: str, repeat: int = 5) -> dict:
-    """Run one scenario and return its figures."""
+def run(name: str, repeat: int = 5, **window_options) -> dict:
+    """Run one scenario and return its figures (``window_options``: boundary, kernel)."""
     import xslide
 
     s = SCENARIOS[name]
@@ -115,6 +115,7 @@ def run(name: str, repeat: int = 5) -> dict:
             ["y1", "y2"],
             ["x1", "x2"],
             aggregation_functions=aggregation,
+            **window_options,
             **options,
         )
 
@@ -131,6 +132,7 @@ def run(name: str, repeat: int = 5) -> dict:
     fitted = int(out["y1_intercept"].notna().sum())
     return {
         "scenario": name,
+        **window_options,
         "rows": len(df),
         "bins": n_bins,
         "centers": len(out),
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         help="glm/rlm: time statsmodels fits per window, serial and with --n-jobs processes",
     )
     parser.add_argument("--n-jobs", type=int, default=2, help="processes for --fitter glm/rlm")
+    parser.add_argument("--boundary", default="truncate", help="boundary mode of the window")
+    parser.add_argument("--kernel", default="uniform", help="kernel of the window")
     args = parser.parse_args(argv)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
@@ -210,10 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         names = []
     for name in names:
-        r = run(name, args.repeat)
+        r = run(name, args.repeat, boundary=args.boundary, kernel=args.kernel)
         results.append(r)
         print(
-            f"{r['scenario']}: {r['rows']:,} rows, {r['bins']:,} bins, "
+            f"{r['scenario']} ({args.boundary}, {args.kernel}): {r['rows']:,} rows, "
+            f"{r['bins']:,} bins, "
             f"{r['fitted_pct']:.1f}% fitted | mean/std/entries+OLS {r['ols_s']:.3f} s "
             f"({r['rows_per_s'] / 1e6:.1f} M rows/s, {r['bins_per_s'] / 1e3:.0f} k bins/s) | "
             f"+median {r['with_median_s']:.3f} s | OLS with n_sigma_cut=3 "
