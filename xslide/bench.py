@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import threading
 import time
 from dataclasses import dataclass
 
@@ -58,35 +56,23 @@ def make_rows(s: Scenario, seed: int = 42) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _rss_mb() -> float:
-    """Current resident set size of this process (Linux /proc; 0 elsewhere)."""
+def _peak_extra_mb(func) -> float:
+    """Peak memory allocated while ``func`` runs, above what was allocated before (MB).
+
+    numpy reports its buffers to tracemalloc, so this counts every array the fit creates
+    whatever the allocator keeps from earlier runs (RSS would not show reused pages).
+    """
+    import tracemalloc
+
+    tracemalloc.start()
     try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
-def _peak_extra_rss(func) -> float:
-    """Peak RSS above the level before the call, sampled every millisecond while it runs."""
-    before = _rss_mb()
-    peak = before
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_mb())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
         func()
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
-        done.set()
-        sampler.join()
-    return max(peak, _rss_mb()) - before
+        tracemalloc.stop()
+    return (peak - before) / 2**20
 
 
 def _time(func, repeat: int) -> tuple[float, object]:
@@ -125,8 +111,8 @@ def run(name: str, repeat: int = 5, **window_options) -> dict:
     t_ols, out = _time(lambda: fit(no_median), repeat)
     t_median, _ = _time(lambda: fit(None), max(1, repeat // 2))
     t_clip, _ = _time(lambda: fit(no_median, n_sigma_cut=3.0), 1)
-    extra_ols = _peak_extra_rss(lambda: fit(no_median))
-    extra_median = _peak_extra_rss(lambda: fit(None))
+    extra_ols = _peak_extra_mb(lambda: fit(no_median))
+    extra_median = _peak_extra_mb(lambda: fit(None))
     n_bins = int(np.prod(s.shape))
     input_mb = df.memory_usage(index=False).sum() / 2**20
     fitted = int(out["y1_intercept"].notna().sum())
@@ -145,8 +131,8 @@ def run(name: str, repeat: int = 5, **window_options) -> dict:
         "bins_per_s": n_bins / t_ols,
         "input_mb": input_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "fit_extra_rss_mb": extra_ols,
-        "median_extra_rss_mb": extra_median,
+        "fit_extra_mb": extra_ols,
+        "median_extra_mb": extra_median,
     }
 
 
@@ -223,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             f"({r['rows_per_s'] / 1e6:.1f} M rows/s, {r['bins_per_s'] / 1e3:.0f} k bins/s) | "
             f"+median {r['with_median_s']:.3f} s | OLS with n_sigma_cut=3 "
             f"{r['n_sigma_cut_s']:.3f} s | first call {r['first_call_s']:.2f} s | "
-            f"input columns {r['input_mb']:.0f} MB, peak RSS above them during the fit "
-            f"{r['fit_extra_rss_mb']:.0f} MB (+median {r['median_extra_rss_mb']:.0f} MB), "
-            f"process peak {r['peak_rss_mb']:.0f} MB"
+            f"input columns {r['input_mb']:.0f} MB, peak allocation of the fit "
+            f"{r['fit_extra_mb']:.0f} MB (with median {r['median_extra_mb']:.0f} MB), "
+            f"process peak RSS {r['peak_rss_mb']:.0f} MB"
         )
     if args.json:
         with open(args.json, "w") as fh:
