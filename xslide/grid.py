@@ -141,29 +141,25 @@ def build_grid(
     dims = tuple(bins)
     n_rows = len(next(iter(bins.values()))) if bins else 0
     given = _check_extent(extent, dims)
+    columns = tuple(_read_only(bins[d]) for d in dims)
     keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
     n_not_selected = int(n_rows - keep.sum())
     n_without_bin = 0
     if missing is not None:
         n_without_bin = int((keep & missing).sum())
         keep &= ~missing
-    for d, (lo, hi) in given.items():
-        keep &= (bins[d] >= lo) & (bins[d] <= hi)
-    n_outside = int(n_rows - n_not_selected - n_without_bin - keep.sum())
-    lo_list, shape = [], []
-    for d in dims:
-        if d in given:
-            lo, hi = given[d]
-        else:
-            values = bins[d][keep]
-            if values.size == 0:
-                raise ValueError(
-                    "no rows left to bin: the selection (and extent) excludes every row"
-                )
-            lo, hi = int(values.min()), int(values.max())
-        lo_list.append(lo)
-        shape.append(hi - lo + 1)
-    grid = Grid(dims, tuple(lo_list), tuple(shape))
+    use_mask = selected is not None or missing is not None
+    has_given = np.array([d in given for d in dims])
+    lo_given = np.array([given[d][0] if d in given else 0 for d in dims], dtype=np.int64)
+    hi_given = np.array([given[d][1] if d in given else 0 for d in dims], dtype=np.int64)
+    lo, hi, n_inside = _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given)
+    n_outside = int(n_rows - n_not_selected - n_without_bin - n_inside)
+    if n_inside == 0 and not has_given.all():
+        raise ValueError("no rows left to bin: the selection (and extent) excludes every row")
+    lo = np.where(has_given, lo_given, lo)
+    hi = np.where(has_given, hi_given, hi)
+    shape = [int(h - low + 1) for low, h in zip(lo, hi, strict=True)]
+    grid = Grid(dims, tuple(int(v) for v in lo), tuple(shape))
     if grid.size > max_bins:
         sizes = dict(zip(dims, shape, strict=True))
         raise ValueError(
@@ -171,18 +167,66 @@ def build_grid(
             f"more than max_bins={max_bins:,}; restrict it with extent=, use coarser bins, "
             "or raise max_bins if the memory allows"
         )
-    flat = np.full(n_rows, -1, dtype=np.int64)
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    ids = np.zeros(int(keep.sum()), dtype=np.int64)
-    for d, lo, stride in zip(dims, lo_list, strides, strict=True):
-        ids += (bins[d][keep] - lo) * int(stride)
-    flat[keep] = ids
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
+    flat = _flat_ids(columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides)
     counts = {
         "n_rows_not_selected": n_not_selected,
         "n_rows_without_bin": n_without_bin,
         "n_rows_outside_extent": n_outside,
     }
     return grid, flat, counts
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only contiguous int64 view: one numba type for every column, whatever pandas gives."""
+    view = np.ascontiguousarray(values, dtype=np.int64).view()
+    view.flags.writeable = False
+    return view
+
+
+@njit(cache=True)
+def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given):
+    """Per-dim min/max of the bins of kept rows inside the given extents; rows counted."""
+    n_dims = len(columns)
+    lo = np.full(n_dims, np.iinfo(np.int64).max)
+    hi = np.full(n_dims, np.iinfo(np.int64).min)
+    inside = 0
+    for i in range(columns[0].shape[0]):
+        if use_mask and not keep[i]:
+            continue
+        ok = True
+        for d in range(n_dims):
+            v = columns[d][i]
+            if has_given[d] and (v < lo_given[d] or v > hi_given[d]):
+                ok = False
+        if not ok:
+            continue
+        inside += 1
+        for d in range(n_dims):
+            v = columns[d][i]
+            lo[d] = min(lo[d], v)
+            hi[d] = max(hi[d], v)
+    return lo, hi, inside
+
+
+@njit(cache=True)
+def _flat_ids(columns, use_mask, keep, lo, shape, strides):
+    """C-order flat bin id of every kept row inside the grid, -1 for the others."""
+    n_rows = columns[0].shape[0]
+    flat = np.empty(n_rows, dtype=np.int64)
+    for i in range(n_rows):
+        flat[i] = -1
+        if use_mask and not keep[i]:
+            continue
+        b = 0
+        for d in range(len(columns)):
+            k = columns[d][i] - lo[d]
+            if k < 0 or k >= shape[d]:
+                b = -1
+                break
+            b += k * strides[d]
+        flat[i] = b
+    return flat
 
 
 @njit(cache=True)
