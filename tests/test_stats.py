@@ -530,3 +530,28 @@ def test_window_sum_with_zero_half_widths_is_identity(shape: tuple[int, ...]) ->
     values = np.random.default_rng(1).normal(size=(*shape, 3))
     out = window_sum(values, (0,) * len(shape))
     np.testing.assert_array_equal(out, values)
+
+
+@pytest.mark.parametrize("q", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, tmp_path):
+    from xslide import stats
+
+    rng = np.random.default_rng(q)
+    n, n_bins = 2000, 37
+    flat = rng.integers(-1, n_bins, n)
+    x = rng.normal(size=(q, n)) * 3 + 1
+    y = rng.normal(size=(2, n))
+    x[:, :5] = np.nan
+    y[1, 10:20] = np.inf
+    w = rng.uniform(0, 2, n) if weighted else np.ones(1)
+    x_ref, y_ref = np.full(q, 0.5), np.array([0.1, -0.2])
+    results = []
+    for kernel in (stats._unrolled_kernel(q), stats._accumulate_numba):
+        out = np.zeros((n_bins, 2, stats.n_stats(q + 1)))
+        invalid = np.zeros((3, 2), dtype=np.int64)
+        kernel(flat, x, y, w, weighted, x_ref, y_ref, n_bins, 3, out, invalid)
+        results.append((out, invalid.sum(axis=0)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert results[0][0][..., 0].sum() > 0

@@ -11,8 +11,16 @@ row subsets that share the references.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 
+from . import _numba
 from ._numba import njit, num_threads, prange
 
 COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
@@ -112,6 +120,90 @@ def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):
                 k += 1
 
 
+# Design sizes whose row pass is generated with every loop unrolled (5x faster than the
+# generic kernel: the sums stay in registers); larger designs use the generic kernel.
+_UNROLLED_MAX_COLUMNS = 6
+
+
+def _unrolled_source(q: int) -> str:
+    """Source of the row pass for q design columns, with the z loops written out.
+
+    The arithmetic is the generic kernel's, term for term (w z_a first, then times z_b), so
+    the sums are bit-identical to it and to the numpy pass.
+    """
+    size = q + 2
+    z = ["1.0", *[f"z{j}" for j in range(1, q + 1)], "zy"]
+    lines = [
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        "",
+        "@njit(cache=True, parallel=True)",
+        "def kernel(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid):",
+        "    n_rows = flat.shape[0]",
+        "    n_targets = y.shape[0]",
+        "    for c in prange(n_chunks):",
+        "        b_lo = c * n_bins // n_chunks",
+        "        b_hi = (c + 1) * n_bins // n_chunks",
+        "        for i in range(n_rows):",
+        "            b = flat[i]",
+        "            if b < b_lo or b >= b_hi:",
+        "                continue",
+        "            wi = w[i] if has_w else 1.0",
+        *[f"            z{j} = x[{j - 1}, i] - x_ref[{j - 1}]" for j in range(1, q + 1)],
+        "            if not (np.isfinite(wi)"
+        + "".join(f" and np.isfinite(z{j})" for j in range(1, q + 1))
+        + "):",
+        "                for t in range(n_targets):",
+        "                    invalid[c, t] += 1",
+        "                continue",
+        "            for t in range(n_targets):",
+        "                yt = y[t, i]",
+        "                if not np.isfinite(yt):",
+        "                    invalid[c, t] += 1",
+        "                    continue",
+        "                zy = yt - y_ref[t]",
+        "                s = out[b, t]",
+        f"                s[{COUNT}] += 1.0",
+        f"                s[{COUNT_POSITIVE}] += 1.0 if wi > 0.0 else 0.0",
+        f"                s[{SUM_W2}] += wi * wi",
+    ]
+    lines += [f"                w{a} = wi * {z[a]}" for a in range(size)]
+    k = FIRST_MOMENT
+    for a in range(size):
+        for b in range(a, size):
+            lines.append(f"                s[{k}] += w{a} * {z[b]}")
+            k += 1
+    return "\n".join(lines) + "\n"
+
+
+@functools.cache
+def _unrolled_kernel(q: int):
+    """The generated row pass for q design columns, or None where it cannot be built.
+
+    numba caches compiled code next to a source file, so the source is written once to a
+    cache folder (XSLIDE_CACHE_DIR, else ~/.cache/xslide) under a name that changes with it.
+    """
+    source = _unrolled_source(q)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+    folder = Path(os.environ.get("XSLIDE_CACHE_DIR", Path.home() / ".cache" / "xslide"))
+    path = folder / f"stats_q{q}_{digest}.py"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(source)
+            partial.replace(path)  # atomic: concurrent processes never read half a file
+        name = f"xslide_stats_q{q}_{digest}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # numba's disk cache finds the module again by name
+        spec.loader.exec_module(module)
+    except OSError:
+        return None
+    return module.kernel
+
+
 def accumulate(
     flat: np.ndarray,
     x: np.ndarray,
@@ -143,7 +235,11 @@ def accumulate(
         invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
         has_w = w is not None
         w_arr = w if has_w else np.ones(1)
-        _accumulate_numba(flat, x, y, w_arr, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid)
+        kernel = None
+        if x.shape[0] + 1 <= _UNROLLED_MAX_COLUMNS and _numba.HAVE_NUMBA:
+            kernel = _unrolled_kernel(x.shape[0])
+        kernel = kernel or _accumulate_numba
+        kernel(flat, x, y, w_arr, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid)
     else:
         invalid = np.zeros((1, n_targets), dtype=np.int64)
         _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid)
