@@ -24,6 +24,7 @@ from .fitters import parse_partition
 from .grid import DEFAULT_MAX_BINS, Grid
 from .result import to_dataset
 from .stats import COUNT, COUNT_POSITIVE, SUM_W2, moment_index, n_stats, rereference
+from .stream import is_stream, stream_stats
 
 STATS_KIND = "xslide.stats"
 ROW_COUNTS = ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent")
@@ -46,7 +47,10 @@ def bin_stats(
 
     Parameters
     ----------
-    data : pandas DataFrame, xarray Dataset of rows (one dimension) or dict of arrays.
+    data : pandas DataFrame, xarray Dataset of rows (one dimension), dict of arrays, or a
+        stream: a parquet path or an iterable of DataFrames / pyarrow RecordBatches, summed
+        batch by batch with memory bounded by the grid (``selection`` then names a boolean
+        column; the reference comes from the first batch unless given).
     dims : integer bin columns, the grid dims in order.
     targets, predictors : fit columns and predictor columns.
     weights : optional column of row weights (>= 0).
@@ -66,7 +70,8 @@ def bin_stats(
     Sums are of the shifted columns (x - x_reference, y - y_reference).
     """
     dims, targets, predictors = check_names(dims, targets, predictors)
-    reduced = reduce_rows(
+    read = stream_stats if is_stream(data) else reduce_rows
+    reduced = read(
         data,
         dims,
         targets,
@@ -182,6 +187,8 @@ def fit(
             aggregation = ["mean", "std", "entries"]
     elif dims is None or targets is None:
         raise TypeError("fit() needs dims= and targets= when given rows")
+    elif is_stream(data) and aggregation is None:
+        aggregation = ["mean", "std", "entries"]  # the median needs the rows in memory
     result = run_fit(
         data,
         dims,
@@ -288,7 +295,8 @@ def run_fit(
         progress=progress,
     )
     if not is_stats_dataset(data):
-        reduced = reduce_rows(
+        read = stream_stats if is_stream(data) else reduce_rows
+        reduced = read(
             data,
             dims,
             targets,

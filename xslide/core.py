@@ -210,8 +210,9 @@ class Reduced:
         if self._rows is None:
             if self.flat is None:
                 raise ValueError(
-                    "this needs the rows, but the fit starts from a statistics Dataset: "
-                    "fit the rows instead (the median, n_sigma_cut and raw-row fitters need them)"
+                    "the median, n_sigma_cut and the raw-row fitters (glm, rlm, callables) need "
+                    "the rows in memory; this fit starts from statistics (a statistics Dataset "
+                    "or a stream): leave them out or fit an in-memory table"
                 )
             order, offsets = bin_index(self.flat, self.grid.size, self.backend)
             self._rows = BinOrdered(order, offsets, self.design)

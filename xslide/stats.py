@@ -109,14 +109,14 @@ def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):
         z = [np.ones(ids.size)]
         z += [row[valid] - r for row, r in zip(x, x_ref, strict=True)]
         z.append(y[t, valid] - y_ref[t])
-        out[:, t, COUNT] = np.bincount(ids, minlength=n_bins)
-        out[:, t, COUNT_POSITIVE] = np.bincount(ids, weights=wv > 0, minlength=n_bins)
-        out[:, t, SUM_W2] = np.bincount(ids, weights=wv * wv, minlength=n_bins)
+        out[:, t, COUNT] += np.bincount(ids, minlength=n_bins)
+        out[:, t, COUNT_POSITIVE] += np.bincount(ids, weights=wv > 0, minlength=n_bins)
+        out[:, t, SUM_W2] += np.bincount(ids, weights=wv * wv, minlength=n_bins)
         k = FIRST_MOMENT
         for a in range(len(z)):
             wa = wv * z[a]
             for b in range(a, len(z)):
-                out[:, t, k] = np.bincount(ids, weights=wa * z[b], minlength=n_bins)
+                out[:, t, k] += np.bincount(ids, weights=wa * z[b], minlength=n_bins)
                 k += 1
 
 
@@ -213,6 +213,7 @@ def accumulate(
     y_ref: np.ndarray,
     n_bins: int,
     backend: str,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sum the statistics of every row into its bin.
 
@@ -222,6 +223,8 @@ def accumulate(
     x : (q, n) float64 predictors; y : (t, n) float64 targets; w : (n,) float64 weights or None.
     x_ref, y_ref : global references subtracted from each predictor / target.
     backend : 'numba' or 'numpy' (equal results, the numba pass is fused and parallel).
+    out : statistics to add to (streaming: batch after batch, every bin's rows summed in
+        order, so the result is bit-identical to one pass over all rows); new when None.
 
     Returns
     -------
@@ -229,7 +232,8 @@ def accumulate(
     invalid : (t,) int64 rows inside the grid left out of each target (NaN/inf).
     """
     n_targets = y.shape[0]
-    out = np.zeros((n_bins, n_targets, n_stats(x.shape[0] + 1)))
+    if out is None:
+        out = np.zeros((n_bins, n_targets, n_stats(x.shape[0] + 1)))
     if backend == "numba":
         n_chunks = max(1, min(num_threads(), n_bins))
         invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
