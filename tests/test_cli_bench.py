@@ -29,9 +29,16 @@ def test_demo_runs_as_a_command():
     assert "fitted" in done.stdout
 
 
-def test_bench_small_scenario_reports_figures():
-    figures = bench.run("small", repeat=1)
-    assert figures["rows"] == 20_000 and figures["bins"] == 1000
-    assert figures["fitted_pct"] == 100.0
-    assert figures["ols_s"] > 0 and figures["with_median_s"] >= 0
-    assert figures["peak_rss_mb"] > 0
+def test_bench_small_scenario_reports_figures(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    assert (
+        bench.main(["small", "--scale", "0.1", "--repeat", "1", "--markdown", "--json", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "x the floor" in printed and "| small | 2,000 |" in printed
+    (figures,) = __import__("json").loads(out.read_text())
+    assert figures["rows"] == 2_000 and figures["bins"] == 1000
+    assert figures["fitted_pct"] == 100.0 and figures["skipped_pct"] == 0.0
+    assert figures["ols_s"] > 0 and figures["floor_s"] > 0 and figures["naive_s"] > 0
+    assert 1 <= figures["avg_window_bins"] <= 27
