@@ -242,11 +242,11 @@ def reduce_rows(
             missing = absent if missing is None else missing | absent
     selected = selection_mask(selection, table.n_rows, table.index)
     grid, flat, counts = build_grid(bins, selected, extent, max_bins, missing)
+    rows_per_bin = counts.pop("rows_per_bin")
     design = build_design(table, targets, predictors, weights, flat, reference, formula)
     stats, invalid = accumulate(
         flat, design.x, design.y, design.w, design.x_ref, design.y_ref, grid.size, backend
     )
-    rows_per_bin = np.bincount(flat[flat >= 0], minlength=grid.size)
     counts = {
         "n_rows_input": table.n_rows,
         **counts,

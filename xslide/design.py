@@ -63,6 +63,8 @@ class RowTable:
         col = self.column(name, role)
         if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
             raise TypeError(f"{role}: column {name!r} must be numeric, got dtype {col.dtype}")
+        if col.dtype == np.float64:
+            return col.to_numpy()  # no copy: NaN is already the missing value
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -102,11 +104,17 @@ class Design:
         return self.columns if self.intercept else self.columns[1:]
 
 
-def _reference(values: np.ndarray, inside: np.ndarray) -> float:
-    """Mean of a strided sample of the finite in-grid values: a shift that keeps digits."""
-    rows = np.flatnonzero(inside)
-    step = max(1, rows.size // _REFERENCE_SAMPLE)
-    sample = values[rows[::step]]
+def _sample_rows(inside: np.ndarray) -> np.ndarray:
+    """About _REFERENCE_SAMPLE in-grid rows spread evenly over the table."""
+    step = max(1, inside.size // _REFERENCE_SAMPLE)
+    rows = np.arange(0, inside.size, step)
+    rows = rows[inside[rows]]
+    return rows if rows.size else np.flatnonzero(inside)[:_REFERENCE_SAMPLE]
+
+
+def _reference(values: np.ndarray, rows: np.ndarray) -> float:
+    """Mean of the finite sampled values: a shift that keeps the sums' digits."""
+    sample = values[rows]
     sample = sample[np.isfinite(sample)]
     return float(sample.mean()) if sample.size else 0.0
 
@@ -167,8 +175,9 @@ def build_design(
         raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
     x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
     y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
+    sample = _sample_rows(inside)
     for arr, ref in ((x, x_ref), (y, y_ref)):
         for j in range(arr.shape[0]):
             if np.isnan(ref[j]):
-                ref[j] = _reference(arr[j], inside)
+                ref[j] = _reference(arr[j], sample)
     return Design((INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept)

@@ -135,8 +135,9 @@ def build_grid(
 ) -> tuple[Grid, np.ndarray, dict[str, int]]:
     """Fix the grid and give every row its flat bin id (-1: not selected or outside the extent).
 
-    Returns the grid, the flat ids and counts of rows left out (``n_rows_not_selected``,
-    ``n_rows_without_bin`` (selected, but a bin column is missing), ``n_rows_outside_extent``).
+    Returns the grid, the flat ids and counts: ``rows_per_bin`` (the rows of every bin) and
+    the rows left out (``n_rows_not_selected``, ``n_rows_without_bin`` (selected, but a bin
+    column is missing), ``n_rows_outside_extent``).
     """
     dims = tuple(bins)
     n_rows = len(next(iter(bins.values()))) if bins else 0
@@ -168,8 +169,12 @@ def build_grid(
             "or raise max_bins if the memory allows"
         )
     strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
-    flat = _flat_ids(columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides)
+    rows_per_bin = np.zeros(grid.size, dtype=np.int64)
+    flat = _flat_ids(
+        columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides, rows_per_bin
+    )
     counts = {
+        "rows_per_bin": rows_per_bin,
         "n_rows_not_selected": n_not_selected,
         "n_rows_without_bin": n_without_bin,
         "n_rows_outside_extent": n_outside,
@@ -210,8 +215,9 @@ def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given):
 
 
 @njit(cache=True)
-def _flat_ids(columns, use_mask, keep, lo, shape, strides):
-    """C-order flat bin id of every kept row inside the grid, -1 for the others."""
+def _flat_ids(columns, use_mask, keep, lo, shape, strides, rows_per_bin):
+    """C-order flat bin id of every kept row inside the grid, -1 for the others; counts the
+    rows of every bin into ``rows_per_bin``."""
     n_rows = columns[0].shape[0]
     flat = np.empty(n_rows, dtype=np.int64)
     for i in range(n_rows):
@@ -226,6 +232,8 @@ def _flat_ids(columns, use_mask, keep, lo, shape, strides):
                 break
             b += k * strides[d]
         flat[i] = b
+        if b >= 0:
+            rows_per_bin[b] += 1
     return flat
 
 

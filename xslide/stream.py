@@ -129,6 +129,7 @@ def stream_stats(
                 raise
             batch_grid = None  # nothing of this batch falls on the grid
             batch_counts = _counts_without_grid(selected, missing, table.n_rows)
+        batch_counts.pop("rows_per_bin", None)
         for key, value in batch_counts.items():
             counts[key] += value
         counts["n_rows_input"] += table.n_rows
@@ -144,7 +145,7 @@ def stream_stats(
             stats, rows = _grow(stats, rows, grid, target_grid)
         grid = target_grid
         fixed = {d: (lo, hi) for d, lo, hi in zip(grid.dims, grid.lo, grid.hi, strict=True)}
-        _, flat, _ = build_grid(bins, selected, fixed, max_bins, missing)
+        _, flat, fixed_counts = build_grid(bins, selected, fixed, max_bins, missing)
         design = build_design(table, targets, predictors, weights, flat, reference, formula)
         if not reference:  # fixed by the first batch, for every later one
             names = [*design.columns[1:], *design.targets]
@@ -157,7 +158,7 @@ def stream_stats(
             out=stats,
         )  # fmt: skip
         invalid_total += invalid
-        rows += np.bincount(flat[flat >= 0], minlength=grid.size)
+        rows += fixed_counts["rows_per_bin"]
     if grid is None or design is None:
         raise ValueError("the stream holds no row inside the grid (after selection/extent)")
     counts["n_rows_invalid"] = {t: int(n) for t, n in zip(targets, invalid_total, strict=True)}
