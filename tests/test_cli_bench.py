@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 from xslide import bench, cli
 
@@ -31,14 +34,14 @@ def test_demo_runs_as_a_command():
 
 def test_bench_small_scenario_reports_figures(capsys, tmp_path):
     out = tmp_path / "bench.json"
-    assert (
-        bench.main(["small", "--scale", "0.1", "--repeat", "1", "--markdown", "--json", str(out)])
-        == 0
-    )
+    args = ["small", "--scale", "0.01", "--repeat", "1", "--markdown", "--json", str(out)]
+    assert bench.main(args) == 0
     printed = capsys.readouterr().out
-    assert "x the floor" in printed and "| small | 2,000 |" in printed
-    (figures,) = __import__("json").loads(out.read_text())
-    assert figures["rows"] == 2_000 and figures["bins"] == 1000
-    assert figures["fitted_pct"] == 100.0 and figures["skipped_pct"] == 0.0
+    assert "x the floor" in printed and "| small | 1,000 |" in printed
+    (figures,) = json.loads(out.read_text())
+    assert figures["rows"] == 1_000 and figures["bins"] == 1000
+    # one row per bin: the 8 corner windows hold 8 rows, fewer than min_entries
+    assert figures["fitted_pct"] == pytest.approx(99.2)
+    assert figures["skipped_pct"] == pytest.approx(0.8)
     assert figures["ols_s"] > 0 and figures["floor_s"] > 0 and figures["naive_s"] > 0
     assert 1 <= figures["avg_window_bins"] <= 27
