@@ -21,7 +21,7 @@ from .design import Design, RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .fitters import Parallel, RawFitter, check_progress, fit_windows, make_fitter
 from .formula import ParsedFormula, parse_formula, uses_column
-from .grid import DEFAULT_MAX_BINS, Grid, bin_index, bin_values, build_grid, selection_mask
+from .grid import DEFAULT_MAX_BINS, Grid, bin_index, build_grid, read_bins, selection_mask
 from .robust import clipped_fit
 from .rows import WindowIndex, values_in_bin_order, window_median
 from .solve import Solution, solve
@@ -235,11 +235,7 @@ def reduce_rows(
 ) -> Reduced:
     """One pass over the rows: validate bins, build the grid and accumulate statistics."""
     table = RowTable(data)
-    bins, missing = {}, None
-    for d in dims:
-        bins[d], absent = bin_values(d, table.column(d, "group_columns"))
-        if absent is not None:
-            missing = absent if missing is None else missing | absent
+    bins, missing = read_bins(table, dims)
     selected = selection_mask(selection, table.n_rows, table.index)
     grid, flat, counts = build_grid(bins, selected, extent, max_bins, missing)
     rows_per_bin = counts.pop("rows_per_bin")

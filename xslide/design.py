@@ -39,7 +39,11 @@ class RowTable:
         elif isinstance(data, Mapping):
             self.index = None
             self.names = [str(k) for k in data]
-            self._get = lambda name: pd.Series(np.asarray(data[name]))
+            self._get = lambda name: (
+                data[name]
+                if isinstance(data[name], pd.Series)
+                else pd.Series(np.asarray(data[name]))
+            )
             lengths = {len(np.asarray(v)) for v in data.values()}
             if len(lengths) > 1:
                 raise ValueError(f"columns have different lengths: {sorted(lengths)}")

@@ -63,6 +63,16 @@ def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(values).astype(np.int64, copy=False), missing
 
 
+def read_bins(table, dims) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The bin columns of a row table as int64, and the rows missing any of them (or None)."""
+    bins, missing = {}, None
+    for d in dims:
+        bins[d], absent = bin_values(d, table.column(d, "group_columns"))
+        if absent is not None:
+            missing = absent if missing is None else missing | absent
+    return bins, missing
+
+
 def selection_mask(selection, n_rows: int, index: pd.Index | None) -> np.ndarray | None:
     """Turn ``selection`` into a positional boolean mask of length ``n_rows`` (None = all)."""
     if selection is None:

@@ -22,11 +22,12 @@ from ._optional import require
 from .core import Reduced
 from .design import RowTable, build_design
 from .formula import ParsedFormula
-from .grid import DEFAULT_MAX_BINS, Grid, bin_values, build_grid
+from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
 from .stats import accumulate, n_stats
 
-# Rows per batch read from a parquet file: large enough to keep the numba pass efficient.
-PARQUET_BATCH_ROWS = 1 << 20
+# Rows per batch read from a parquet file: large enough to keep the numba pass efficient,
+# small enough that the decoded batch and its copies stay a few tens of MB.
+PARQUET_BATCH_ROWS = 1 << 18
 
 
 def is_stream(data) -> bool:
@@ -38,17 +39,33 @@ def is_stream(data) -> bool:
     return isinstance(data, Iterable)
 
 
-def _batches(source, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+def _columns_of(batch) -> dict:
+    """A pyarrow batch as numpy columns (no copy where arrow allows it); columns with nulls
+    become pandas Series so that integer bins keep a nullable integer dtype."""
+    out = {}
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if column.null_count:
+            out[name] = column.to_pandas()
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _batches(source, columns: Sequence[str]) -> Iterator:
     if isinstance(source, str | Path):
-        parquet = require("pyarrow.parquet", "reading parquet files").ParquetFile(source)
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=list(columns)):
-            yield batch.to_pandas()
+        # pre_buffer reads ahead and keeps column chunks alive: memory would grow with the file
+        parquet = require("pyarrow.parquet", "reading parquet files").ParquetFile(
+            source, pre_buffer=False
+        )
+        chosen = list(columns) or None
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=chosen):
+            yield _columns_of(batch)
         return
     for batch in source:
         if isinstance(batch, pd.DataFrame):
             yield batch
-        elif hasattr(batch, "to_pandas") and hasattr(batch, "schema"):  # pyarrow batch/table
-            yield batch.to_pandas()
+        elif hasattr(batch, "columns") and hasattr(batch, "schema"):  # pyarrow batch/table
+            yield _columns_of(batch)
         else:
             raise TypeError(
                 "a stream must yield pandas DataFrames or pyarrow RecordBatches, "
@@ -116,11 +133,7 @@ def stream_stats(
     design = None
     for batch in _batches(source, needed or []):
         table = RowTable(batch)
-        bins, missing = {}, None
-        for d in dims:
-            bins[d], absent = bin_values(d, table.column(d, "group_columns"))
-            if absent is not None:
-                missing = absent if missing is None else missing | absent
+        bins, missing = read_bins(table, dims)
         selected = _selection(table, selection)
         try:
             batch_grid, _, batch_counts = build_grid(bins, selected, extent, max_bins, missing)

@@ -291,50 +291,6 @@ def window_entries(
             return n
 
 
-@njit(cache=True, parallel=True)
-def _neighbour_sums(
-    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
-    stats, rows, n_chunks, out, out_rows, out_bins,
-):  # fmt: skip
-    n_bins, n_targets, n_stats = stats.shape
-    n_dims = shape.shape[0]
-    m = centers.shape[0]
-    for c in prange(n_chunks):
-        pos = np.empty(n_dims, dtype=np.int64)
-        cur = np.empty(n_dims, dtype=np.int64)
-        bins = np.empty(max_entries, dtype=np.int64)
-        weights = np.empty(max_entries)
-        offsets = np.empty((max_entries, n_dims), dtype=np.int64)
-        seen = np.full(n_bins, -1, dtype=np.int64)
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n = window_entries(
-                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
-                pos, cur, bins, weights, offsets,
-            )  # fmt: skip
-            out[i] = 0.0
-            total_rows = 0
-            distinct = 0
-            for e in range(n):
-                b = bins[e]
-                wt = weights[e]
-                if rows[b] == 0:
-                    continue
-                total_rows += rows[b]
-                if seen[b] != i:
-                    seen[b] = i
-                    distinct += 1
-                for t in range(n_targets):
-                    s = stats[b, t]
-                    o = out[i, t]
-                    o[COUNT] += s[COUNT]
-                    o[COUNT_POSITIVE] += s[COUNT_POSITIVE]
-                    o[SUM_W2] += wt * wt * s[SUM_W2]
-                    for k in range(FIRST_MOMENT, n_stats):
-                        o[k] += wt * s[k]
-            out_rows[i] = total_rows
-            out_bins[i] = distinct
-
-
 def neighbour_sums(
     window: Window, centers: np.ndarray, stats: np.ndarray, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -344,21 +300,11 @@ def neighbour_sums(
     times the kernel weight. Returns the sums (m, t, n_stats), the rows in each window (every
     appearance counted) and the distinct bins with rows in each window.
     """
-    m = centers.size
-    out = np.empty((m, *stats.shape[1:]))
-    out_rows = np.zeros(m, dtype=np.int64)
-    out_bins = np.zeros(m, dtype=np.int64)
-    if m == 0:
-        return out, out_rows, out_bins
-    nb_j, nb_o, nb_len = window.tables
-    strides, kstrides = window.strides
-    _neighbour_sums(
-        centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
-        nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
-        window.weights.ravel(), kstrides, window.weights.size, stats,
-        rows.astype(np.int64), max(1, min(num_threads() * 4, m)), out, out_rows, out_bins,
-    )  # fmt: skip
-    return out, out_rows, out_bins
+    n_moments = stats.shape[2] - FIRST_MOMENT
+    identity = np.column_stack(
+        [np.arange(FIRST_MOMENT, stats.shape[2]), np.full((n_moments, 2), -1)]
+    ).astype(np.int64)
+    return _run_neighbour_sums(window, centers, stats, rows, np.empty(0, np.int64), identity)
 
 
 def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
@@ -391,7 +337,7 @@ def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _neighbour_sums_trend(
+def _neighbour_sums(
     centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
     stats, rows, trend_dims, layout, n_chunks, out, out_rows, out_bins,
 ):  # fmt: skip
@@ -451,6 +397,12 @@ def neighbour_sums_trend(
     """
     trend_dims = np.flatnonzero(np.asarray(window.half) > 0).astype(np.int64)
     layout = trend_layout(n_columns, trend_dims.size)
+    return _run_neighbour_sums(window, centers, stats, rows, trend_dims, layout)
+
+
+def _run_neighbour_sums(window, centers, stats, rows, trend_dims, layout):
+    """Call the neighbour kernel: ``layout`` maps each output moment to a bin moment and the
+    offsets multiplying it (see ``trend_layout``; without trend every moment maps to itself)."""
     m = centers.size
     out = np.empty((m, stats.shape[1], FIRST_MOMENT + layout.shape[0]))
     out_rows = np.zeros(m, dtype=np.int64)
@@ -459,7 +411,7 @@ def neighbour_sums_trend(
         return out, out_rows, out_bins
     nb_j, nb_o, nb_len = window.tables
     strides, kstrides = window.strides
-    _neighbour_sums_trend(
+    _neighbour_sums(
         centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
         nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
         window.weights.ravel(), kstrides, window.weights.size, stats,
