@@ -180,8 +180,10 @@ def build_grid(
         )
     strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
     rows_per_bin = np.zeros(grid.size, dtype=np.int64)
-    flat = _flat_ids(
-        columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides, rows_per_bin
+    # int32 ids halve the largest per-row array the pipeline keeps, when the grid allows it
+    flat = np.empty(n_rows, dtype=np.int32 if grid.size < 2**31 - 1 else np.int64)
+    _flat_ids(
+        columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides, rows_per_bin, flat
     )
     counts = {
         "rows_per_bin": rows_per_bin,
@@ -225,11 +227,10 @@ def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given):
 
 
 @njit(cache=True)
-def _flat_ids(columns, use_mask, keep, lo, shape, strides, rows_per_bin):
-    """C-order flat bin id of every kept row inside the grid, -1 for the others; counts the
-    rows of every bin into ``rows_per_bin``."""
+def _flat_ids(columns, use_mask, keep, lo, shape, strides, rows_per_bin, flat):
+    """Fill ``flat`` with the C-order flat bin id of every kept row inside the grid, -1 for the
+    others; count the rows of every bin into ``rows_per_bin``."""
     n_rows = columns[0].shape[0]
-    flat = np.empty(n_rows, dtype=np.int64)
     for i in range(n_rows):
         flat[i] = -1
         if use_mask and not keep[i]:
@@ -244,7 +245,6 @@ def _flat_ids(columns, use_mask, keep, lo, shape, strides, rows_per_bin):
         flat[i] = b
         if b >= 0:
             rows_per_bin[b] += 1
-    return flat
 
 
 @njit(cache=True)
