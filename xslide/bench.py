@@ -260,6 +260,8 @@ def run_large(data_dir: Path, scale: float = 1.0) -> dict:
         "rows": rows,
         "bins": int(np.prod(s.shape)),
         "fitted_pct": float((fit.quality_flag.sel(target="y1") == 0).mean() * 100),
+        "skipped_pct": float((fit.quality_flag.sel(target="y1") == 2).mean() * 100),
+        "avg_window_bins": float(fit.n_neighbors_used.mean()),
         "stream_s": t_stream,
         "stream_rows_per_s": rows / t_stream,
         "stats_pass_rows_per_s": rows / sum(accumulate_seconds),
@@ -326,7 +328,8 @@ def _describe(r: dict) -> str:
     if r["scenario"] == "large":
         return (
             f"large: {r['rows']:,} rows streamed from parquet, {r['bins']:,} bins, "
-            f"{r['fitted_pct']:.1f}% fitted | stream {r['stream_s']:.1f} s "
+            f"{r['fitted_pct']:.1f}% fitted, {r['skipped_pct']:.1f}% below min_entries, "
+            f"{r['avg_window_bins']:.1f} bins per window | stream {r['stream_s']:.1f} s "
             f"({r['stream_rows_per_s'] / 1e6:.1f} M rows/s incl. parquet decoding; row pass "
             f"alone {r['stats_pass_rows_per_s'] / 1e6:.1f} M rows/s) | fit from stats "
             f"{r['fit_from_stats_s']:.2f} s | peak RSS {r['peak_rss_mb']:.0f} MB"
