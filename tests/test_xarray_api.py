@@ -140,7 +140,8 @@ def test_fit_returns_dataset_on_dense_grid_with_documented_dims(rows: pd.DataFra
         assert fit[v].dims == ("target", *DIMS), v
     for v in PER_BIN_VARS:
         assert fit[v].dims == tuple(DIMS), v
-    assert fit.sizes == {"target": 2, "term": 3, "xBin": 6, "yBin": 5}
+    assert fit.sizes == {"target": 2, "term": 3, "term_": 3, "xBin": 6, "yBin": 5}
+    assert fit["cov"].dims == ("target", "term", "term_", *DIMS)
     for v in ("entries", "n_fitted", "quality_flag", "n_neighbors_used", "n_rows_aggregated"):
         assert np.issubdtype(fit[v].dtype, np.integer), v
 

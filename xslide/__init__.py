@@ -11,6 +11,7 @@ from .api import bin_stats, combine_stats, fit
 from .binning import digitize
 from .compat import make_sliding_window_fit
 from .errors import InvalidWindowSpec, PerformanceWarning
+from .predict import predict
 
 try:
     __version__ = _metadata.version("xslide")
@@ -26,4 +27,5 @@ __all__ = [
     "digitize",
     "fit",
     "make_sliding_window_fit",
+    "predict",
 ]

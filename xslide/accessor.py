@@ -26,3 +26,9 @@ class SlideWinAccessor:
     def fit(self, dims=None, targets=None, predictors=(), window=None, **kwargs) -> xr.Dataset:
         """Sliding-window fit of the rows, or a refit of statistics; see ``xslide.fit``."""
         return api.fit(self._ds, dims, targets, predictors, window, **kwargs)
+
+    def predict(self, rows, **kwargs):
+        """Evaluate this fit's local models at ``rows``; see ``xslide.predict``."""
+        from .predict import predict
+
+        return predict(self._ds, rows, **kwargs)

@@ -309,7 +309,15 @@ def run_fit(
             reference=reference,
             formula=model.formula,
         )
-    return fit_reduced(reduced, options)
+    result = fit_reduced(reduced, options)
+    # what predict needs to rebuild the design at new rows
+    if model.formula is not None:
+        result.attrs["formula"] = model.formula.formula
+    elif model.raw_fitter is not None and model.raw_fitter.kind == "callable":
+        result.attrs["formula"] = "callable"
+    else:
+        result.attrs["formula"] = ""
+    return result
 
 
 def is_stats_dataset(data) -> bool:

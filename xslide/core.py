@@ -466,7 +466,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
             int(solution.entries.max(initial=0)),
             reduced.backend,
         )
-        for name in ("coef", "stderr", "r_squared", "rmse", "status"):
+        for name in ("coef", "stderr", "r_squared", "rmse", "status", "cov"):
             setattr(solution, name, getattr(clipped, name))
         n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
 
@@ -477,6 +477,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         (
             solution.coef,
             solution.stderr,
+            solution.cov,
             solution.r_squared,
             solution.rmse,
             solution.status,

@@ -48,10 +48,12 @@ class RawFitter:
 
     def fit(
         self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, terms: Sequence[str]
-    ) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """Coefficients, standard errors, r² and rmse of one window (x includes the constant)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+        """Coefficients, standard errors, their covariance, r² and rmse of one window (x
+        includes the constant). A callable gives no covariances: they count as zero."""
         if self.kind == "callable":
             coef, stderr = _call_user(self.func, x, y, w, terms)
+            cov = np.diag(stderr**2)
             fitted, r2_defined = x @ coef, True
         else:
             sm = require("statsmodels.api", f"fitter={self.kind!r}")
@@ -67,6 +69,7 @@ class RawFitter:
             result = model.fit(**self.fit_options)
             coef = np.asarray(result.params, dtype=np.float64)
             stderr = np.asarray(result.bse, dtype=np.float64)
+            cov = np.asarray(result.cov_params(), dtype=np.float64)
             fitted = np.asarray(result.fittedvalues, dtype=np.float64)
             if not np.all(np.isfinite(coef)):
                 raise FloatingPointError("non-finite coefficients")
@@ -80,7 +83,7 @@ class RawFitter:
             center = np.sum(weights * y) / sum_w if has_constant else 0.0
             tss = float(np.sum(weights * (y - center) ** 2))
             r2 = 1.0 - rss / tss if tss > 0 else math.nan
-        return coef, stderr, r2, rmse
+        return coef, stderr, cov, r2, rmse
 
 
 def _callable_name(func: Callable) -> str:
@@ -158,6 +161,7 @@ class _Chunk:
     ids: np.ndarray
     coef: np.ndarray
     stderr: np.ndarray
+    cov: np.ndarray
     r_squared: np.ndarray
     rmse: np.ndarray
     status: np.ndarray
@@ -170,6 +174,7 @@ def _fit_chunk(work: _Work, ids: np.ndarray) -> _Chunk:
     p = len(work.terms)
     coef = np.full((ids.size, n_targets, p), np.nan)
     stderr = np.full_like(coef, np.nan)
+    cov = np.full((ids.size, n_targets, p, p), np.nan)
     r_squared = np.full((ids.size, n_targets), np.nan)
     rmse = np.full_like(r_squared, np.nan)
     status = work.status[ids].copy()
@@ -201,8 +206,8 @@ def _fit_chunk(work: _Work, ids: np.ndarray) -> _Chunk:
                 status[k, t] = FIT_FAILED
                 failures[type(err).__name__] += 1
                 continue
-            coef[k, t], stderr[k, t], r_squared[k, t], rmse[k, t] = fitted
-    return _Chunk(ids, coef, stderr, r_squared, rmse, status, failures, warned)
+            coef[k, t], stderr[k, t], cov[k, t], r_squared[k, t], rmse[k, t] = fitted
+    return _Chunk(ids, coef, stderr, cov, r_squared, rmse, status, failures, warned)
 
 
 _WORKER: _Work | None = None
@@ -293,8 +298,8 @@ def fit_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Counter, Counter]:
     """Fit every window and target whose status is OK with ``fitter``.
 
-    Returns coef, stderr (m, t, p), r_squared, rmse, status (m, t; FIT_FAILED where the fitter
-    raised) and counters of failure reasons and of warnings raised by the fitter.
+    Returns coef, stderr (m, t, p), cov (m, t, p, p), r_squared, rmse, status (m, t;
+    FIT_FAILED where the fitter raised) and counters of failure reasons and of warnings.
     """
     work = _Work(fitter, index, centers, status, xs, ys, ws, trend_dims, intercept, terms)
     todo = np.flatnonzero((status == OK).any(axis=1))
@@ -303,6 +308,7 @@ def fit_windows(
         np.arange(m),
         np.full((m, n_targets, p), np.nan),
         np.full((m, n_targets, p), np.nan),
+        np.full((m, n_targets, p, p), np.nan),
         np.full((m, n_targets), np.nan),
         np.full((m, n_targets), np.nan),
         status.copy(),
@@ -358,7 +364,7 @@ def fit_windows(
     finally:
         bar.close()
     for chunk in done:
-        for name in ("coef", "stderr", "r_squared", "rmse", "status"):
+        for name in ("coef", "stderr", "cov", "r_squared", "rmse", "status"):
             getattr(out, name)[chunk.ids] = getattr(chunk, name)
         out.failures.update(chunk.failures)
         out.warned.update(chunk.warned)
@@ -369,6 +375,7 @@ def _unpack(chunk: _Chunk):
     return (
         chunk.coef,
         chunk.stderr,
+        chunk.cov,
         chunk.r_squared,
         chunk.rmse,
         chunk.status,

@@ -42,9 +42,13 @@ def to_dataset(fit: Fit) -> xr.Dataset:
 
     sol = fit.solution
     wanted = {a for names in fit.aggregation.values() for a in names}
+    cov = np.moveaxis(_dense(fit, sol.cov, np.nan), 0, -1).reshape(
+        (*sol.cov.shape[1:], *grid.shape)
+    )
     data_vars = {
         "coef": per_term(sol.coef),
         "stderr": per_term(sol.stderr),
+        "cov": (("target", "term", "term_", *dims), cov),
     }
     if "mean" in wanted:
         data_vars["mean"] = per_target(sol.mean, np.nan)
@@ -67,7 +71,12 @@ def to_dataset(fit: Fit) -> xr.Dataset:
             _dense(fit, fit.n_neighbors_used / fit.window_volume, np.nan).reshape(grid.shape),
         ),
     )
-    coords = {**grid.coords(), "target": list(fit.targets), "term": list(fit.terms)}
+    coords = {
+        **grid.coords(),
+        "target": list(fit.targets),
+        "term": list(fit.terms),
+        "term_": list(fit.terms),
+    }
     for dim, record in fit.binning.items():
         centers = np.asarray(record["centers"])
         bins = coords[dim]

@@ -179,7 +179,17 @@ def clipped_fit(
         active = active[changed]
         current[active] = again[changed]
         refit = fit(again[changed])
-        for name in ("entries", "mean", "std", "coef", "stderr", "r_squared", "rmse", "status"):
+        for name in (
+            "entries",
+            "mean",
+            "std",
+            "coef",
+            "stderr",
+            "r_squared",
+            "rmse",
+            "status",
+            "cov",
+        ):
             getattr(result, name)[active] = getattr(refit, name)
         passes[active] += 1
     return result, passes

@@ -48,6 +48,7 @@ class Solution:
     r_squared: np.ndarray
     rmse: np.ndarray
     status: np.ndarray
+    cov: np.ndarray  # (m, t, p, p) covariance of the coefficients
 
 
 def solve(
@@ -124,8 +125,15 @@ def solve(
             var_const = sigma2 / sum_w + np.einsum("...a,...ab,...b->...", xmean, cov_beta, xmean)
             coef = np.concatenate([const[..., None], beta], axis=-1)
             stderr = np.concatenate([np.sqrt(var_const)[..., None], se_beta], axis=-1)
+            # intercept = mean - x̄·β: Cov(intercept, β) = -Cov(β) x̄
+            cross = -np.einsum("...ab,...b->...a", cov_beta, xmean)
+            cov = np.empty((m, n_targets, q + 1, q + 1))
+            cov[..., 0, 0] = var_const
+            cov[..., 0, 1:] = cross
+            cov[..., 1:, 0] = cross
+            cov[..., 1:, 1:] = cov_beta
         else:
-            coef, stderr = beta, se_beta
+            coef, stderr, cov = beta, se_beta, cov_beta
         r_squared = np.where(tss > 0, 1.0 - rss / tss, np.nan)
         rmse = np.sqrt(rss / sum_w)
 
@@ -136,10 +144,11 @@ def solve(
     failed = status != OK
     coef[failed] = np.nan
     stderr[failed] = np.nan
+    cov[failed] = np.nan
     r_squared[failed] = np.nan
     rmse[failed] = np.nan
     mean[count == 0] = np.nan
-    return Solution(count, mean, std, coef, stderr, r_squared, rmse, status)
+    return Solution(count, mean, std, coef, stderr, r_squared, rmse, status, cov)
 
 
 def _matrix(stats: np.ndarray, idx: np.ndarray, q: int) -> np.ndarray:
