@@ -133,3 +133,13 @@ def test_bad_predict_options(kwargs, error):
         fit.slidewin.predict(df, **kwargs)
     with pytest.raises(KeyError, match="'a'"):
         fit.slidewin.predict(df.drop(columns="a"))
+
+
+def test_a_formula_read_with_a_fit_is_checked_before_it_is_evaluated(tmp_path):
+    df = linear_field(n=2000, noise=0.1)
+    fit = xslide.fit(df, ["a"], ["y"], formula="target ~ x", window={"a": 1})
+    marker = tmp_path / "PWNED"
+    fit.attrs["formula"] = f"target ~ x + I(x * 0 + len(open({str(marker)!r}, 'w').write('x')))"
+    with pytest.raises(ValueError):
+        xslide.predict(fit, df)
+    assert not marker.exists()

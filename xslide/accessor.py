@@ -32,3 +32,15 @@ class SlideWinAccessor:
         from .predict import predict
 
         return predict(self._ds, rows, **kwargs)
+
+    def plot_map(self, var: str = "coef", target=None, term=None, ax=None, **sel):
+        """2-D map of a fit variable; see ``xslide.plots.plot_map``."""
+        from .plots import plot_map
+
+        return plot_map(self._ds, var, target, term, ax, **sel)
+
+    def plot_pulls(self, rows, targets=None, method: str = "nearest", bins: int = 60, ax=None):
+        """Pull histogram of ``rows`` against this fit; see ``xslide.plots.plot_pulls``."""
+        from .plots import plot_pulls
+
+        return plot_pulls(self._ds, rows, targets, method, bins, ax)

@@ -1,15 +1,241 @@
-"""The ``xslide`` command line: ``xslide demo`` fits a synthetic TPC-distortion-like dataset."""
+"""The ``xslide`` command line: ``demo``, ``fit`` (rows -> fit file) and ``predict``.
+
+Exit codes: 0 success; 2 bad arguments (argparse errors, malformed or unknown option values,
+unsupported file suffixes, selections or formulas refused by the restricted-expression
+checker); 1 data errors (missing file, unknown column, xslide refusing the data). Errors are
+one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
+
+import numpy as np
+import pandas as pd
 
 from .demo import demo
+from .errors import InvalidWindowSpec
+from .expressions import ExpressionError, check, check_formula, evaluate
+from .io import CHUNK_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+
+BOUNDARIES = ("truncate", "full", "periodic", "mirror", "shrink", "symmetric")
+KERNELS = ("uniform", "gaussian", "epanechnikov", "linear")
+AGGREGATES = ("mean", "std", "median", "entries")
+FAMILIES = {
+    "gaussian": "Gaussian",
+    "poisson": "Poisson",
+    "binomial": "Binomial",
+    "gamma": "Gamma",
+    "inverse_gaussian": "InverseGaussian",
+    "negative_binomial": "NegativeBinomial",
+    "tweedie": "Tweedie",
+}
+NORMS = {
+    "huber": "HuberT",
+    "tukey": "TukeyBiweight",
+    "hampel": "Hampel",
+    "andrew": "AndrewWave",
+    "ramsay": "RamsayE",
+    "trimmed_mean": "TrimmedMean",
+    "least_squares": "LeastSquares",
+}
+#: the boolean column a streamed --selection adds to every batch
+SELECTION_COLUMN = "__xslide_selection__"
+
+FIT_EPILOG = """\
+inputs:
+  rows.parquet (streamed by row group), rows.csv (read in chunks), file.root:tree (ROOT TTree,
+  via uproot, read in chunks); several inputs are one stream, chained in order. The median
+  (--aggregations ...,median), --n-sigma-cut, --fitter glm/rlm and --in-memory read all inputs
+  into memory instead.
+
+outputs (by suffix of --out):
+  .nc, .zarr  the fit Dataset (coef/stderr on (target, term, *dims), attrs included)
+  .parquet    one row per center bin: bin columns, {t}_coef_{term}, {t}_stderr_{term},
+              {t}_mean, {t}_entries, ..., {t}_quality_flag (int codes); attrs in metadata
+  .root       the same table as TTree 'xslide' (+ TObjString 'xslide_attrs' with the attrs)
+
+examples:
+  xslide fit rows.parquet --dims rBin,y2xBin,z2xBin --window rBin=1,y2xBin=2 \\
+      --targets dX,dY --predictors qpt --out fit.nc
+  xslide fit part1.parquet part2.parquet --dims rBin,zBin --window rBin=2,zBin=1 \\
+      --targets dX --formula 'target ~ qpt + np.log(r) + I(qpt**2)' \\
+      --selection 'abs(qpt) < 2 & isfinite(dX)' --boundary rBin=shrink --out fit.zarr
+  xslide fit tracks.root:residuals --dims rBin,phiBin --window rBin=1,phiBin=1 \\
+      --boundary phiBin=periodic --kernel gaussian --kernel-width 1.0 --targets dY \\
+      --predictors qpt --weights w --min-entries 20 --out fit.root
+  xslide fit rows.csv --dims rBin --targets dX --aggregations mean,median,entries \\
+      --n-sigma-cut 3 --out fit.parquet
+
+exit codes: 0 success, 2 bad arguments, 1 data errors (missing file, unknown column, ...)
+"""
+
+PREDICT_EPILOG = """\
+Evaluates each input row's local model (its bin's coefficients, or models blended between bin
+centres with --method linear) and writes the input columns plus {t}_pred (and {t}_pred_err
+with --errors) per target. Prints how many rows fell outside the grid or on unfitted bins.
+
+examples:
+  xslide predict fit.nc rows.parquet --out predicted.parquet
+  xslide predict fit.zarr tracks.root:residuals --method linear --bounds clamp \\
+      --invalid nearest_valid --errors --out predicted.csv
+
+exit codes: 0 success, 2 bad arguments, 1 data errors (missing file, unknown column, ...)
+"""
+
+
+class UsageError(ValueError):
+    """An option value is malformed or inconsistent with the others: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``xslide: error: ...`` and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"xslide: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---- option parsers (argparse ``type=``): a bad value is an argparse error, exit 2 ----
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _pairs(text: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        dim, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not dim or not value:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {item.strip()!r} in {text!r}")
+        pairs.append((dim, value))
+    dims = [dim for dim, _ in pairs]
+    if len(set(dims)) != len(dims):
+        raise argparse.ArgumentTypeError(f"a dim is given twice in {text!r}")
+    return pairs
+
+
+def _window(text: str) -> dict[str, int]:
+    window = {}
+    for dim, value in _pairs(text, "dim=half_width (e.g. rBin=1,zBin=2)"):
+        try:
+            window[dim] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"half-width of {dim!r} must be an integer >= 0, got {value!r}"
+            ) from None
+        if window[dim] < 0:
+            raise argparse.ArgumentTypeError(f"half-width of {dim!r} must be >= 0, got {value}")
+    return window
+
+
+def _boundary(text: str) -> str | dict[str, str]:
+    def mode(value: str) -> str:
+        if value not in BOUNDARIES:
+            raise argparse.ArgumentTypeError(
+                f"unknown boundary {value!r}; choose from {', '.join(BOUNDARIES)}"
+            )
+        return value
+
+    if "=" not in text:
+        return mode(text.strip())
+    return {dim: mode(value) for dim, value in _pairs(text, "dim=mode (e.g. rBin=shrink)")}
+
+
+def _positive_float(value: str, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{what} must be a positive number, got {value!r}")
+    return number
+
+
+def _kernel_width(text: str) -> float | dict[str, float]:
+    if "=" not in text:
+        return _positive_float(text.strip(), "kernel width")
+    pairs = _pairs(text, "dim=width (e.g. rBin=1.5)")
+    return {dim: _positive_float(value, f"kernel width of {dim!r}") for dim, value in pairs}
+
+
+def _extent(text: str) -> dict[str, tuple[int, int]]:
+    extent = {}
+    for dim, value in _pairs(text, "dim=lo:hi (e.g. phiBin=0:17)"):
+        lo, sep, hi = value.partition(":")
+        try:
+            extent[dim] = (int(lo), int(hi))
+        except ValueError:
+            sep = ""
+        if not sep or extent[dim][0] > extent[dim][1]:
+            raise argparse.ArgumentTypeError(
+                f"extent of {dim!r} must be lo:hi with integers lo <= hi, got {value!r}"
+            )
+    return extent
+
+
+def _aggregations(text: str) -> list[str]:
+    names = _names(text)
+    unknown = [n for n in names if n not in AGGREGATES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown aggregation(s) {unknown}; choose from {', '.join(AGGREGATES)}"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _positive_float(text, "value")
+
+
+def _output(suffixes: Sequence[str]):
+    def parse(text: str) -> str:
+        if not text.lower().endswith(tuple(suffixes)):
+            raise argparse.ArgumentTypeError(
+                f"unknown output format {text!r}; expected a suffix among {', '.join(suffixes)}"
+            )
+        return text
+
+    return parse
+
+
+def _fit_input(text: str) -> str:
+    if not text.lower().rstrip("/").endswith((".nc", ".zarr")):
+        raise argparse.ArgumentTypeError(f"a fit is read from .nc or .zarr, got {text!r}")
+    return text
+
+
+def _source(text: str) -> Source:
+    try:
+        return parse_source(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# ---- the parser ----
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xslide", description="Sliding-window group-by regression on integer-binned grids."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -17,13 +243,458 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--rows", type=int, default=1_000_000, help="number of rows (1e6)")
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
     p_demo.add_argument("--min-entries", type=int, default=10, help="min rows per window")
+    p_demo.add_argument("--out", default="xslide-demo", help="output name (.nc and .png added)")
     p_demo.set_defaults(func=demo)
+    _add_fit(sub)
+    _add_predict(sub)
     return parser
 
 
+def _add_fit(sub) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit rows from parquet/CSV/ROOT files and write the fit",
+        description="Fit target ~ predictors in a sliding window over integer bin columns.",
+        epilog=FIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=_source,
+        metavar="INPUT",
+        help="rows.parquet, rows.csv or file.root:tree (several: one stream)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_output(FIT_SUFFIXES),
+        help="output file: .nc, .zarr, .parquet or .root",
+    )
+    p.add_argument("--dims", required=True, type=_names, help="integer bin columns, e.g. rBin,zBin")
+    p.add_argument("--targets", required=True, type=_names, help="fit columns, e.g. dX,dY")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument(
+        "--predictors",
+        type=_names,
+        default=[],
+        help="predictor columns (target ~ predictors with an intercept)",
+    )
+    model.add_argument(
+        "--formula", help="model formula, 'target ~ x + np.log(r) + x:r + I(x**2) - 1'"
+    )
+    p.add_argument(
+        "--window",
+        type=_window,
+        default={},
+        help="half-widths, e.g. rBin=1,zBin=2 (dims left out: 0)",
+    )
+    p.add_argument(
+        "--fitter",
+        choices=("ols", "wls", "glm", "rlm"),
+        default="ols",
+        help="ols/wls: closed form; glm/rlm: statsmodels on the rows (default ols)",
+    )
+    p.add_argument("--family", choices=sorted(FAMILIES), help="GLM family (--fitter glm)")
+    p.add_argument("--norm", choices=sorted(NORMS), help="RLM norm (--fitter rlm)")
+    p.add_argument("--weights", help="row weights column (WLS, weighted mean/std)")
+    p.add_argument(
+        "--selection", help="boolean expression over columns, e.g. 'qpt > 0.5 & abs(tgl) < 1'"
+    )
+    p.add_argument(
+        "--min-entries",
+        type=_positive_int,
+        default=10,
+        help="fit a center only with >= this many rows in its window (10)",
+    )
+    p.add_argument(
+        "--boundary",
+        type=_boundary,
+        default="truncate",
+        help=f"{'|'.join(BOUNDARIES)}, global or per dim (rBin=shrink,phiBin=periodic)",
+    )
+    p.add_argument("--kernel", choices=KERNELS, default="uniform", help="bin weights in a window")
+    p.add_argument(
+        "--kernel-width",
+        type=_kernel_width,
+        help="kernel width in bins, global or per dim (default max(half-width, 1))",
+    )
+    p.add_argument(
+        "--trend",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="1: add local-gradient terms d_{dim} (edge-bias-free intercept)",
+    )
+    p.add_argument(
+        "--centers",
+        choices=("observed", "grid"),
+        default="observed",
+        help="fit bins with rows (observed) or every bin of the grid (grid)",
+    )
+    p.add_argument("--extent", type=_extent, help="fix the grid range per dim, e.g. phiBin=0:17")
+    p.add_argument(
+        "--aggregations",
+        type=_aggregations,
+        help="per-target aggregates among mean,std,median,entries "
+        "(default: all four in memory, mean,std,entries when streaming)",
+    )
+    p.add_argument(
+        "--n-sigma-cut", type=_positive, help="refit without rows whose |residual| > N x rmse"
+    )
+    p.add_argument("--max-iter", type=_positive_int, help="most refits of --n-sigma-cut (3)")
+    p.add_argument("--backend", choices=("auto", "numba", "numpy"), default="auto")
+    p.add_argument(
+        "--in-memory", action="store_true", help="read all inputs into memory instead of streaming"
+    )
+    p.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=CHUNK_ROWS,
+        help=f"rows per streamed batch ({CHUNK_ROWS})",
+    )
+    _add_common(p)
+    p.set_defaults(func=run_fit_command)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="evaluate a fit's local models at the rows of a file",
+        description="Predict each target at new rows from a fit written by 'xslide fit'.",
+        epilog=PREDICT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("fit", metavar="FIT", type=_fit_input, help="the fit: .nc or .zarr")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=_source,
+        metavar="INPUT",
+        help="rows.parquet, rows.csv or file.root:tree (several are concatenated)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=_output(ROWS_OUT_SUFFIXES),
+        help="output rows: .parquet, .csv or .root",
+    )
+    p.add_argument("--targets", type=_names, help="targets to predict (default: all)")
+    p.add_argument(
+        "--method",
+        choices=("nearest", "linear"),
+        default="nearest",
+        help="the row's bin model, or models blended between bin centres",
+    )
+    p.add_argument(
+        "--bounds",
+        choices=("nan", "clamp"),
+        default="nan",
+        help="rows outside the grid: NaN, or moved to its edge",
+    )
+    p.add_argument(
+        "--invalid",
+        choices=("nan", "nearest_valid"),
+        default="nan",
+        help="unfitted bins: NaN, or the nearest fitted bin's model",
+    )
+    p.add_argument("--errors", action="store_true", help="also write {t}_pred_err")
+    _add_common(p)
+    p.set_defaults(func=run_predict_command)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: when stderr is a terminal)",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")  # fmt: skip
+
+
+# ---- fit ----
+
+
+def _check_usage(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Cross-check the options before reading data; return the selection and formula columns."""
+    dims = set(args.dims)
+    for option, value in (
+        ("--window", args.window),
+        ("--boundary", args.boundary),
+        ("--kernel-width", args.kernel_width),
+        ("--extent", args.extent),
+    ):
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - dims)
+            if unknown:
+                raise UsageError(f"{option} names {unknown}, which are not in --dims {args.dims}")
+    if args.family and args.fitter != "glm":
+        raise UsageError("--family is an option of --fitter glm")
+    if args.norm and args.fitter != "rlm":
+        raise UsageError("--norm is an option of --fitter rlm")
+    if args.fitter == "wls" and not args.weights:
+        raise UsageError("--fitter wls needs --weights")
+    if args.max_iter is not None and args.n_sigma_cut is None:
+        raise UsageError("--max-iter is an option of --n-sigma-cut")
+    selection_columns = check(args.selection) if args.selection is not None else []
+    formula_columns = check_formula(args.formula) if args.formula is not None else []
+    return selection_columns, formula_columns
+
+
+def _fitter_options(args: argparse.Namespace) -> dict:
+    if args.family is None and args.norm is None:
+        return {}
+    from ._optional import require
+
+    sm = require("statsmodels.api", "--family/--norm")
+    if args.family is not None:
+        return {"family": getattr(sm.families, FAMILIES[args.family])()}
+    return {"M": getattr(sm.robust.norms, NORMS[args.norm])()}
+
+
+def _array(column) -> np.ndarray:
+    """A batch column as a numpy array, missing values as NaN (numbers) or False (booleans)."""
+    if isinstance(column, pd.Series):
+        if pd.api.types.is_bool_dtype(column.dtype):
+            return column.to_numpy(dtype=bool, na_value=False)
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            return column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return column.to_numpy()
+    return column.to_numpy(zero_copy_only=False)
+
+
+def _selection_mask(expression: str, batch, names: Sequence[str]) -> np.ndarray:
+    """Evaluate the selection over a DataFrame or pyarrow batch: one boolean per row."""
+    n_rows = batch.num_rows if hasattr(batch, "num_rows") else len(batch)
+    if hasattr(batch, "num_rows"):
+        columns = {n: _array(batch.column(n)) for n in names}
+    else:
+        columns = {n: _array(batch[n]) for n in names}
+    mask = evaluate(expression, columns)
+    if mask.dtype != np.bool_:
+        raise ValueError(
+            f"--selection {expression!r} gives {mask.dtype} values, not booleans; "
+            "use a comparison such as 'qpt > 0.5'"
+        )
+    return np.broadcast_to(mask, (n_rows,)).copy()
+
+
+def _progress_bar(enabled: bool | None, total: int | None, what: str):
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(
+        total=total, unit=" rows", unit_scale=True, desc=what, disable=not show, file=sys.stderr
+    )
+
+
+def _total_rows(sources: Sequence[Source]) -> int | None:
+    """Rows in all inputs when their metadata says so cheaply (parquet, ROOT), else None."""
+    total = 0
+    for source in sources:
+        if source.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(source.path).metadata.num_rows
+        elif source.kind == "root":
+            import uproot
+
+            from .io import root_tree
+
+            with uproot.open(source.path) as file:
+                total += int(root_tree(source, file).num_entries)
+        else:
+            return None
+    return total
+
+
+def _stream(
+    sources: Sequence[Source],
+    columns: Sequence[str],
+    chunk_rows: int,
+    selection: str | None,
+    selection_columns: Sequence[str],
+    progress: bool | None,
+) -> Iterator:
+    """Batches of all inputs, chained, each with the selection column added when asked."""
+    from .io import iter_batches
+
+    batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
+    with _progress_bar(progress, _total_rows(sources), "reading") as bar:
+        for batch in batches:
+            if selection is not None:
+                mask = _selection_mask(selection, batch, selection_columns)
+                if hasattr(batch, "num_rows"):
+                    import pyarrow as pa
+
+                    batch = batch.append_column(SELECTION_COLUMN, pa.array(mask))
+                else:
+                    batch = batch.assign(**{SELECTION_COLUMN: mask})
+            bar.update(len(batch))
+            yield batch
+
+
+def _texts(sources: Sequence[Source]) -> list[str]:
+    """Inputs as the text specs the io readers take."""
+    return [str(s) for s in sources]
+
+
+def run_fit_command(args: argparse.Namespace) -> int:
+    """``xslide fit``: read (or stream) the inputs, fit, write the result by suffix."""
+    import xslide
+
+    from .io import available_columns, read_rows, write_fit
+
+    selection_columns, formula_columns = _check_usage(args)
+    columns = [*args.dims, *args.targets, *args.predictors]
+    columns += [args.weights] if args.weights else []
+    columns += [*selection_columns, *formula_columns]
+    columns = list(dict.fromkeys(columns))
+    for source in args.inputs:
+        known = available_columns(source)
+        missing = [c for c in columns if c not in known]
+        if missing:
+            raise KeyError(f"{source}: column(s) {missing} not found; available columns: {known}")
+    aggregation = args.aggregations
+    in_memory = (
+        args.in_memory
+        or (aggregation is not None and "median" in aggregation)
+        or args.n_sigma_cut is not None
+        or args.fitter in ("glm", "rlm")
+    )
+    if in_memory:
+        frames = [read_rows(str(s), columns) for s in args.inputs]
+        data = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        selection = None
+        if args.selection is not None:
+            selection = _selection_mask(args.selection, data, selection_columns)
+    elif len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
+        data = str(args.inputs[0].path)  # xslide streams it by row group itself
+        selection = None
+    else:
+        data = _stream(args.inputs, columns, args.chunk_rows, args.selection,
+                       selection_columns, args.progress)  # fmt: skip
+        selection = None if args.selection is None else SELECTION_COLUMN
+    options = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    ds = xslide.fit(
+        data,
+        dims=args.dims,
+        targets=args.targets,
+        predictors=args.predictors,
+        window=args.window,
+        formula=args.formula,
+        fitter=args.fitter,
+        weights=args.weights,
+        selection=selection,
+        min_entries=args.min_entries,
+        aggregation=aggregation,
+        boundary=args.boundary,
+        kernel=args.kernel,
+        kernel_width=args.kernel_width,
+        trend=args.trend,
+        centers=args.centers,
+        extent=args.extent,
+        backend=args.backend,
+        n_sigma_cut=args.n_sigma_cut,
+        progress=args.progress,
+        **options,
+        **_fitter_options(args),
+    )
+    ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
+    ds.attrs["selection_expression"] = args.selection or ""
+    ds.attrs["read_mode"] = "memory" if in_memory else "stream"
+    out = write_fit(ds, args.out)
+    fitted = (ds["quality_flag"] == 0).sum(
+        dim=[d for d in ds["quality_flag"].dims if d != "target"]
+    )
+    counts = ", ".join(
+        f"{t} {int(n):,}" for t, n in zip(ds.target.values, fitted.values, strict=True)
+    )
+    print(
+        f"xslide fit: {int(ds.attrs.get('n_rows_input', 0)):,} rows "
+        f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected); "
+        f"fitted bins per target: {counts}; wrote {out}"
+    )
+    return 0
+
+
+# ---- predict ----
+
+
+def run_predict_command(args: argparse.Namespace) -> int:
+    """``xslide predict``: open a fit, read the rows, write them with the predictions."""
+    import xslide
+
+    from .io import open_fit, read_rows, write_rows
+
+    fit = open_fit(args.fit)
+    formula = str(fit.attrs.get("formula", ""))
+    if formula and formula != "callable":
+        try:  # the formula comes from a file and patsy evaluates it: check it like user input
+            check_formula(formula)
+        except ExpressionError as err:
+            raise ValueError(f"{args.fit}: refusing the stored formula: {err}") from None
+    frames = [read_rows(str(s)) for s in args.inputs]
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    predicted = xslide.predict(
+        fit,
+        rows,
+        targets=args.targets,
+        method=args.method,
+        bounds=args.bounds,
+        invalid=args.invalid,
+        return_error=args.errors,
+    )
+    out = rows.copy()
+    for name in predicted.columns:
+        out[name] = predicted[name].to_numpy()
+    path = write_rows(out, args.out)
+    outside = int(predicted.attrs.get("n_outside_grid", 0))
+    invalid = int(predicted.attrs.get("n_invalid", 0))
+    print(
+        f"xslide predict: {len(out):,} rows; {outside:,} outside the grid, "
+        f"{invalid:,} on unfitted bins; wrote {path}"
+    )
+    return 0
+
+
+# ---- entry point ----
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = err.args[0]  # str(KeyError) would quote it
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"xslide: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run the command line; return the exit code (0 ok, 1 data error, 2 bad arguments)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or an argparse error (already printed)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    debug = getattr(args, "debug", False)
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _warn_one_line
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("xslide: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every error is reported in one line
+        usage = isinstance(err, UsageError | ExpressionError | InvalidWindowSpec)
+        if debug:
+            traceback.print_exc()
+        print(f"xslide: error: {_message(err)}", file=sys.stderr)
+        return 2 if usage else 1
 
 
 if __name__ == "__main__":

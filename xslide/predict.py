@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from ._numba import njit
 from .design import RowTable
+from .expressions import check_formula
 from .formula import INTERCEPT, design_matrix, parse_formula
 
 METHODS = ("nearest", "linear")
@@ -65,6 +66,8 @@ def _design(fit: xr.Dataset, table: RowTable, terms: Sequence[str], trend: Seque
     formula = str(fit.attrs.get("formula", ""))
     plain = [t for t in terms if t not in trend]
     if formula and formula != "callable":
+        # the formula comes with the fit, maybe from a file: patsy would eval any Python in it
+        check_formula(formula, table.names)
         names, matrix = design_matrix(
             parse_formula(formula, ["target"]),
             lambda name: table.numeric(name, "rows"),

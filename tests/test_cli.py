@@ -1,0 +1,389 @@
+"""The command line end to end: files written here, fitted by ``xslide fit``/``predict``, reopened
+and compared with the Python API on the same rows.
+
+Exit codes: 0 success, 2 bad arguments (including expressions the restricted checker refuses),
+1 data errors (missing file, unknown column).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xslide
+from xslide.cli import main
+
+pq = pytest.importorskip("pyarrow.parquet")
+uproot = pytest.importorskip("uproot")
+
+DIMS = ["rBin", "zBin"]
+TARGETS = ["dX", "dY"]
+STREAM_AGGREGATES = ["mean", "std", "entries"]  # what a streamed fit computes by default
+BASE = ["--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX,dY"]
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 4000
+    df = pd.DataFrame(
+        {
+            "rBin": rng.integers(0, 8, n),
+            "zBin": rng.integers(0, 4, n),
+            "qpt": rng.normal(0.0, 1.0, n),
+            "r": rng.uniform(85.0, 250.0, n),
+            "w": rng.uniform(0.5, 2.0, n),
+        }
+    )
+    df["dX"] = 0.1 * df.rBin + 0.3 * df.qpt + 0.01 * df.r + rng.normal(0, 0.1, n)
+    df["dY"] = -0.2 * df.zBin + 0.2 * df.qpt + rng.normal(0, 0.1, n)
+    return df
+
+
+@pytest.fixture(scope="module")
+def files(rows, tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("inputs")
+    paths = {k: str(folder / f"rows.{k}") for k in ("parquet", "csv", "root")}
+    rows.to_parquet(paths["parquet"], row_group_size=1000)
+    rows.to_csv(paths["csv"], index=False)
+    with uproot.recreate(paths["root"]) as file:
+        tree = file.mktree("tracks", {c: rows[c].dtype for c in rows.columns})
+        tree.extend({c: rows[c].to_numpy() for c in rows.columns})
+    paths["root"] += ":tracks"
+    return paths
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def api_fit(df: pd.DataFrame, **kwargs) -> xr.Dataset:
+    options = {"targets": TARGETS, "predictors": ["qpt"], "window": {"rBin": 1}, **kwargs}
+    return xslide.fit(df, dims=DIMS, **options)
+
+
+def assert_same_fit(got: xr.Dataset, want: xr.Dataset, rtol: float = 1e-9) -> None:
+    for name in ("coef", "stderr", "mean", "std"):
+        np.testing.assert_allclose(
+            got[name].values, want[name].values, rtol=rtol, atol=1e-12, err_msg=name
+        )
+    for name in ("entries", "n_fitted", "quality_flag", "n_rows_aggregated"):
+        np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+
+
+# ---- fit: inputs and outputs ----
+
+
+def test_parquet_streamed_to_netcdf_equals_the_python_api(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    code, stdout, _ = run(capsys, "fit", files["parquet"], *BASE, "--predictors", "qpt",
+                          "--out", out)  # fmt: skip
+    assert code == 0
+    assert f"{len(rows):,} rows" in stdout and str(out) in stdout
+    with xr.open_dataset(out) as fit:
+        assert_same_fit(fit, api_fit(rows, aggregation=STREAM_AGGREGATES))
+        assert fit.attrs["read_mode"] == "stream"
+        assert json.loads(fit.attrs["input_files_json"]) == [files["parquet"]]
+        assert json.loads(fit.attrs["window_spec_json"]) == {"rBin": 1, "zBin": 0}
+
+
+def test_csv_streamed_in_chunks_with_selection_to_zarr(rows, files, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    out = tmp_path / "fit.zarr"
+    code, _, _ = run(capsys, "fit", files["csv"], *BASE, "--predictors", "qpt",
+                     "--selection", "qpt > 0.5", "--chunk-rows", 700, "--out", out)  # fmt: skip
+    assert code == 0
+    want = api_fit(rows, selection=rows.qpt > 0.5, aggregation=STREAM_AGGREGATES)
+    fit = xr.open_zarr(out).load()
+    assert_same_fit(fit, want)
+    assert fit.attrs["n_rows_not_selected"] == int((rows.qpt <= 0.5).sum())
+    assert fit.attrs["selection_expression"] == "qpt > 0.5"
+
+
+def test_selection_on_a_single_parquet_equals_the_python_selection(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    selection = "(abs(qpt) < 1.5) & (np.sqrt(r) > 10) | (zBin == 3)"
+    code, _, _ = run(capsys, "fit", files["parquet"], *BASE, "--predictors", "qpt",
+                     "--selection", selection, "--chunk-rows", 1500, "--out", out)  # fmt: skip
+    assert code == 0
+    mask = ((rows.qpt.abs() < 1.5) & (np.sqrt(rows.r) > 10)) | (rows.zBin == 3)
+    with xr.open_dataset(out) as fit:
+        assert_same_fit(fit, api_fit(rows, selection=mask, aggregation=STREAM_AGGREGATES))
+
+
+def test_root_tree_to_root_output_is_a_drawable_table(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.root"
+    code, _, _ = run(capsys, "fit", files["root"], *BASE, "--predictors", "qpt",
+                     "--chunk-rows", 1000, "--out", out)  # fmt: skip
+    assert code == 0
+    want = api_fit(rows, aggregation=STREAM_AGGREGATES)
+    with uproot.open(out) as file:
+        assert file.classnames()["xslide;1"] == "TTree"
+        table = file["xslide"].arrays(library="pd")
+        attrs = json.loads(str(file["xslide_attrs"]))
+    assert attrs["fitter_used"] == "ols" and "insufficient_stats" in attrs["quality_flag_meanings"]
+    at = {d: xr.DataArray(table[d].to_numpy(), dims="row") for d in DIMS}
+    assert len(table) == 32  # every observed bin is a center
+    for t in TARGETS:
+        for term in ("Intercept", "qpt"):
+            coef = want.coef.sel(target=t, term=term).sel(at).values
+            stderr = want.stderr.sel(target=t, term=term).sel(at).values
+            np.testing.assert_allclose(table[f"{t}_coef_{term}"], coef, rtol=1e-9)
+            np.testing.assert_allclose(table[f"{t}_stderr_{term}"], stderr, rtol=1e-9)
+        np.testing.assert_array_equal(table[f"{t}_entries"], want.entries.sel(target=t).sel(at))
+        np.testing.assert_array_equal(table[f"{t}_quality_flag"], 0)
+
+
+def test_parquet_output_layout_and_metadata(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.parquet"
+    code, _, _ = run(capsys, "fit", files["parquet"], *BASE, "--formula",
+                     "target ~ qpt + np.log(r)", "--out", out)  # fmt: skip
+    assert code == 0
+    table = pd.read_parquet(out)
+    want = api_fit(rows, predictors=[], formula="target ~ qpt + np.log(r)",
+                   aggregation=STREAM_AGGREGATES)  # fmt: skip
+    assert list(table.columns[:8]) == [
+        "rBin", "zBin",
+        "dX_coef_Intercept", "dX_coef_qpt", "dX_coef_np_log_r_",
+        "dX_stderr_Intercept", "dX_stderr_qpt", "dX_stderr_np_log_r_",
+    ]  # fmt: skip
+    for column in ("dX_entries", "dX_mean", "dX_r_squared", "dX_quality_flag", "n_rows_aggregated"):
+        assert column in table.columns
+    at = {d: xr.DataArray(table[d].to_numpy(), dims="row") for d in DIMS}
+    np.testing.assert_allclose(
+        table["dY_coef_np_log_r_"], want.coef.sel(target="dY", term="np.log(r)").sel(at), rtol=1e-9
+    )
+    assert json.loads(table.attrs["terms_json"])["np_log_r_"] == "np.log(r)"
+    assert table.attrs["formula"] == "target ~ qpt + np.log(r)"
+    meta = json.loads(pq.read_schema(out).metadata[b"xslide"])
+    assert meta["window_spec_json"] == '{"rBin": 1, "zBin": 0}'
+
+
+def test_several_inputs_are_one_stream(rows, tmp_path, capsys):
+    first, second = tmp_path / "a.parquet", tmp_path / "b.csv"
+    rows.iloc[:2500].to_parquet(first)
+    rows.iloc[2500:].to_csv(second, index=False)
+    out = tmp_path / "fit.nc"
+    code, _, _ = run(capsys, "fit", first, second, *BASE, "--predictors", "qpt", "--out", out)
+    assert code == 0
+    with xr.open_dataset(out) as fit:
+        assert_same_fit(fit, api_fit(rows, aggregation=STREAM_AGGREGATES))
+        assert fit.attrs["n_rows_input"] == len(rows)
+
+
+def test_median_reads_the_rows_into_memory_and_equals_the_api(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    code, _, _ = run(capsys, "fit", files["csv"], *BASE, "--predictors", "qpt",
+                     "--aggregations", "mean,median,entries", "--selection", "w > 1",
+                     "--out", out)  # fmt: skip
+    assert code == 0
+    want = api_fit(rows, selection=rows.w > 1, aggregation=["mean", "median", "entries"])
+    with xr.open_dataset(out) as fit:
+        assert fit.attrs["read_mode"] == "memory"
+        np.testing.assert_array_equal(fit["median"].values, want["median"].values)
+        np.testing.assert_array_equal(fit["coef"].values, want["coef"].values)
+
+
+def test_window_options_map_onto_the_api_keywords(rows, files, tmp_path, capsys):
+    out = tmp_path / "fit.nc"
+    code, _, _ = run(capsys, "fit", files["parquet"], "--dims", "rBin,zBin",
+                     "--window", "rBin=2,zBin=1", "--targets", "dX", "--predictors", "qpt,r",
+                     "--weights", "w", "--boundary", "rBin=shrink,zBin=periodic",
+                     "--kernel", "gaussian", "--kernel-width", "rBin=1.5,zBin=1",
+                     "--trend", "1", "--centers", "grid", "--min-entries", "30",
+                     "--n-sigma-cut", "3", "--max-iter", "2", "--out", out)  # fmt: skip
+    assert code == 0
+    want = xslide.fit(
+        rows, dims=DIMS, targets=["dX"], predictors=["qpt", "r"],
+        window={"rBin": 2, "zBin": 1}, weights="w",
+        boundary={"rBin": "shrink", "zBin": "periodic"}, kernel="gaussian",
+        kernel_width={"rBin": 1.5, "zBin": 1.0}, trend=1, centers="grid", min_entries=30,
+        n_sigma_cut=3.0, max_iter=2,
+    )  # fmt: skip
+    with xr.open_dataset(out) as fit:
+        assert list(fit.term.values) == ["Intercept", "qpt", "r", "d_rBin", "d_zBin"]
+        assert_same_fit(fit, want, rtol=1e-12)
+        np.testing.assert_array_equal(fit["n_rejected"].values, want["n_rejected"].values)
+        assert fit.attrs["kernel"] == want.attrs["kernel"]
+
+
+# ---- fit: errors ----
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("xslide: error: ")
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_file_is_a_data_error(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", tmp_path / "nope.parquet", *BASE, "--out", tmp_path / "f.nc")
+    assert code == 1
+    assert_one_line_error(err, "nope.parquet", "no such file")
+
+
+def test_unknown_column_is_a_data_error(files, tmp_path, capsys):
+    code, _, err = run(capsys, "fit", files["csv"], *BASE, "--predictors", "qpt,eta",
+                       "--out", tmp_path / "f.nc")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "['eta'] not found")
+    code, _, err = run(capsys, "fit", files["root"], *BASE, "--selection", "eta > 0",
+                       "--out", tmp_path / "f.nc")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "['eta'] not found")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--window", "rBin=x"], "half-width of 'rBin'"),
+        (["--window", "rBin"], "dim=half_width"),
+        (["--window", "rBin=-1"], ">= 0"),
+        (["--window", "phiBin=1"], "not in --dims"),
+        (["--boundary", "rBin=bouncy"], "unknown boundary 'bouncy'"),
+        (["--kernel", "triangle"], "invalid choice"),
+        (["--aggregations", "mean,mode"], "'mode'"),
+        (["--selection", "__import__('os')"], "__import__"),
+        (["--selection", "qpt.__class__ == 1"], "attribute access"),
+        (["--selection", "open('f')"], "'open' is not allowed"),
+        (["--formula", "target ~ qpt + __import__('os').getcwd()"], "attribute access"),
+        (["--predictors", "qpt", "--formula", "target ~ qpt"], "not allowed with"),
+        (["--fitter", "wls"], "needs --weights"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(files, tmp_path, capsys, argv, fragment):
+    base = ["--dims", "rBin,zBin", "--targets", "dX"]
+    code, _, err = run(capsys, "fit", files["parquet"], *base, *argv, "--out", tmp_path / "f.nc")
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert not (tmp_path / "f.nc").exists()
+
+
+def test_pickle_and_unknown_formats_are_refused(files, tmp_path, capsys):
+    (tmp_path / "rows.pkl").write_bytes(b"not read")
+    code, _, err = run(capsys, "fit", tmp_path / "rows.pkl", *BASE, "--out", tmp_path / "f.nc")
+    assert code == 2
+    assert_one_line_error(err, "pickle")
+    code, _, err = run(capsys, "fit", files["csv"], *BASE, "--out", tmp_path / "f.pkl")
+    assert code == 2
+    assert_one_line_error(err, "unknown output format")
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", tmp_path / "nope.csv", *BASE, "--out", tmp_path / "f.nc",
+                       "--debug")  # fmt: skip
+    assert code == 1
+    assert "Traceback" in err and err.strip().endswith("no such file")
+
+
+def test_help_shows_examples(capsys):
+    code, out, _ = run(capsys, "fit", "--help")
+    assert code == 0
+    assert "examples:" in out and "xslide fit rows.parquet --dims" in out
+    assert "exit codes:" in out
+    code, out, _ = run(capsys, "predict", "--help")
+    assert code == 0 and "xslide predict fit.nc rows.parquet" in out
+
+
+# ---- predict ----
+
+
+def test_predict_end_to_end_equals_the_api(rows, files, tmp_path, capsys):
+    fit_path, out = tmp_path / "fit.nc", tmp_path / "pred.parquet"
+    assert run(capsys, "fit", files["parquet"], *BASE, "--predictors", "qpt", "--in-memory",
+               "--min-entries", 200, "--out", fit_path)[0] == 0  # fmt: skip
+    new = rows.iloc[:500].copy()
+    new.loc[new.index[:7], "rBin"] = 20  # outside the grid
+    new_path = tmp_path / "new.csv"
+    new.to_csv(new_path, index=False)
+    code, stdout, _ = run(capsys, "predict", fit_path, new_path, "--method", "linear",
+                          "--bounds", "nan", "--errors", "--out", out)  # fmt: skip
+    assert code == 0
+    got = pd.read_parquet(out)
+    with xr.open_dataset(fit_path) as fit:
+        want = xslide.predict(fit.load(), new, method="linear", return_error=True)
+    assert list(got.columns) == [*new.columns, "dX_pred", "dY_pred", "dX_pred_err", "dY_pred_err"]
+    pd.testing.assert_frame_equal(got[list(new.columns)], new.reset_index(drop=True))
+    for column in want.columns:
+        np.testing.assert_allclose(got[column], want[column], rtol=1e-12, equal_nan=True)
+    assert np.isnan(got["dX_pred"][:7]).all() and np.isfinite(got["dX_pred"][7:]).all()
+    assert f"{want.attrs['n_outside_grid']:,} outside the grid" in stdout
+    assert want.attrs["n_outside_grid"] == 7
+
+
+def test_predict_refuses_a_fit_whose_stored_formula_is_not_a_safe_expression(
+    rows, tmp_path, capsys
+):
+    fit = api_fit(rows)
+    fit.attrs["formula"] = "target ~ qpt + __import__('os').getcwd()"
+    fit.to_netcdf(tmp_path / "evil.nc")
+    rows.to_parquet(tmp_path / "rows.parquet")
+    code, _, err = run(capsys, "predict", tmp_path / "evil.nc", tmp_path / "rows.parquet",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "refusing the stored formula")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_errors(files, tmp_path, capsys):
+    code, _, err = run(capsys, "predict", tmp_path / "none.nc", files["csv"],
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "no such file")
+    code, _, err = run(capsys, "predict", tmp_path / "fit.parquet", files["csv"],
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "a fit is read from .nc or .zarr")
+
+
+def test_rlm_with_a_named_norm_reads_into_memory_and_equals_the_api(rows, files, tmp_path, capsys):
+    sm = pytest.importorskip("statsmodels.api")
+    out = tmp_path / "fit.nc"
+    code, _, _ = run(capsys, "fit", files["parquet"], *BASE, "--predictors", "qpt",
+                     "--fitter", "rlm", "--norm", "tukey", "--min-entries", "50",
+                     "--out", out)  # fmt: skip
+    assert code == 0
+    want = api_fit(rows, fitter="rlm", M=sm.robust.norms.TukeyBiweight(), min_entries=50)
+    with xr.open_dataset(out) as fit:
+        assert fit.attrs["read_mode"] == "memory" and fit.attrs["fitter_used"] == "rlm"
+        np.testing.assert_allclose(fit["coef"].values, want["coef"].values, rtol=1e-9)
+
+
+# ---- the io module ----
+
+
+def test_iter_batches_chains_inputs_in_chunks_and_read_rows_reads_all(rows, files):
+    from xslide import io
+
+    sizes = [len(b) for b in io.iter_batches([files["csv"], files["root"]], ["dX"], 1500)]
+    assert sizes == [1500, 1500, 1000, 1500, 1500, 1000]
+    whole = io.read_rows(files["root"], ["rBin", "dX"])
+    pd.testing.assert_frame_equal(whole, rows[["rBin", "dX"]])
+    with pytest.raises(KeyError, match=r"\['eta'\] not found"):
+        next(io.iter_batches(files["parquet"], ["dX", "eta"]))
+
+
+def test_io_refuses_pickle_and_unknown_suffixes(rows, tmp_path):
+    from xslide import io
+
+    for reader in (io.read_rows, io.parse_source):
+        with pytest.raises(ValueError, match="pickle"):
+            reader(tmp_path / "rows.pkl")
+        with pytest.raises(ValueError, match="unknown input format"):
+            reader(tmp_path / "rows.txt")
+    fit = api_fit(rows)
+    with pytest.raises(ValueError, match="pickle"):
+        io.write_fit(fit, tmp_path / "fit.pickle")
+    with pytest.raises(ValueError, match="unknown fit output format"):
+        io.write_fit(fit, tmp_path / "fit.h5")
+    with pytest.raises(ValueError, match="pickle"):
+        io.open_fit(tmp_path / "fit.pkl")

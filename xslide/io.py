@@ -1,0 +1,390 @@
+"""Files in and out: rows from parquet, CSV and ROOT TTrees; fits to netCDF, zarr, parquet, ROOT.
+
+Inputs are chosen by suffix: ``.parquet``/``.pq``, ``.csv`` (also ``.csv.gz``, ``.csv.bz2``,
+``.csv.xz``, ``.csv.zst``) and ``file.root:tree`` (the tree may be left out when the file holds
+one). Pickle is refused everywhere: unpickling a file runs code from it.
+
+Fit outputs (``write_fit``) are chosen by suffix too:
+
+- ``.nc`` / ``.zarr``: the fit Dataset as is (attrs included), reopened with xarray;
+- ``.parquet``: a flat table, one row per center bin (a bin with
+  ``quality_flag != not_a_center`` for some target), columns in this order: the bin dims,
+  physical bin-centre coords (``{x}_center``) if any, then per target ``t`` and term ``k``
+  ``{t}_coef_{k}``, ``{t}_stderr_{k}``, the covariance's upper triangle ``{t}_cov_{k}_{l}``
+  (when the fit has ``cov``), then ``{t}_{v}`` for each per-target variable ``v``
+  (``mean``, ``std``, ``median``, ``entries``, ``r_squared``, ``rmse``, ``n_fitted``,
+  ``n_rejected``, ``quality_flag`` as integer codes), then the per-bin ``n_neighbors_used``,
+  ``n_rows_aggregated``, ``effective_window_fraction``. Term names are made column-safe
+  (non-alphanumerics -> ``_``: ``np.log(r)`` -> ``np_log_r_``). The Dataset attrs, the term
+  names and the quality-flag meanings are in the file's key-value metadata under ``xslide``
+  (JSON) and come back as ``pandas.read_parquet(...).attrs``;
+- ``.root``: the same columns as a TTree ``xslide`` (readable with ROOT's ``TTree::Draw``) and
+  the same JSON metadata as a ``TObjString`` ``xslide_attrs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._optional import require
+from .result import column_safe
+from .solve import NOT_A_CENTER
+
+#: rows per batch when streaming (the same as xslide's own parquet streaming)
+CHUNK_ROWS = 1 << 18
+ROW_SUFFIXES = (".parquet", ".pq", ".csv", ".root")
+FIT_SUFFIXES = (".nc", ".zarr", ".parquet", ".root")
+ROWS_OUT_SUFFIXES = (".parquet", ".csv", ".root")
+_CSV_COMPRESSED = (".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
+_PICKLE = (".pkl", ".pickle", ".pck", ".pcl", ".joblib", ".npy", ".npz")
+TREE_NAME = "xslide"
+METADATA_KEY = "xslide"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: its file, its format ('parquet', 'csv', 'root') and, for ROOT, the tree."""
+
+    path: Path
+    kind: str
+    tree: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.tree}" if self.tree else str(self.path)
+
+
+def _refuse_pickle(name: str) -> None:
+    if name.lower().endswith(_PICKLE):
+        raise ValueError(
+            f"{name}: pickle/numpy-object files are refused (loading them can run arbitrary code);"
+            " convert the rows to parquet, CSV or ROOT"
+        )
+
+
+def parse_source(path_or_spec: str | Path) -> Source:
+    """Parse an input path (``rows.parquet``, ``rows.csv``, ``file.root:tree``) by suffix."""
+    text = str(path_or_spec)
+    tree = None
+    if ":" in text and not text.lower().endswith(ROW_SUFFIXES + _CSV_COMPRESSED):
+        head, _, tail = text.rpartition(":")
+        if head.lower().endswith(".root"):
+            text, tree = head, tail or None
+    _refuse_pickle(text)
+    lower = text.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return Source(Path(text), "parquet")
+    if lower.endswith((".csv", *_CSV_COMPRESSED)):
+        return Source(Path(text), "csv")
+    if lower.endswith(".root"):
+        return Source(Path(text), "root", tree)
+    raise ValueError(
+        f"{text}: unknown input format; expected a suffix among "
+        f"{[*ROW_SUFFIXES, *_CSV_COMPRESSED]} ('file.root:tree' for ROOT)"
+    )
+
+
+def _exists(source: Source) -> None:
+    if not source.path.exists():
+        raise FileNotFoundError(f"{source.path}: no such file")
+
+
+def root_tree(source: Source, file):
+    """The tree (TTree or RNTuple) of a ROOT file: the named one, or the only one."""
+    trees = [
+        key.split(";")[0]
+        for key, cls in file.classnames().items()
+        if cls == "TTree" or cls.endswith("RNTuple")
+    ]
+    name = source.tree
+    if name is None:
+        if len(set(trees)) != 1:
+            raise ValueError(
+                f"{source.path} holds trees {sorted(set(trees))}; name one as 'file.root:tree'"
+            )
+        name = trees[0]
+    if name not in trees:
+        raise KeyError(f"{source.path}: no tree {name!r}; trees: {sorted(set(trees))}")
+    return file[name]
+
+
+def available_columns(path_or_spec: str | Path | Source) -> list[str]:
+    """The column names of an input, read from its schema/header only."""
+    source = path_or_spec if isinstance(path_or_spec, Source) else parse_source(path_or_spec)
+    _exists(source)
+    if source.kind == "parquet":
+        pq = require("pyarrow.parquet", "reading parquet files")
+        return list(pq.ParquetFile(source.path).schema_arrow.names)
+    if source.kind == "csv":
+        return [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
+    uproot = require("uproot", "reading ROOT files")
+    with uproot.open(source.path) as file:
+        return [str(k) for k in root_tree(source, file).keys()]
+
+
+def _check_columns(source: Source, columns: Sequence[str] | None) -> list[str] | None:
+    if columns is None:
+        return None
+    columns = list(dict.fromkeys(columns))
+    known = available_columns(source)
+    missing = [c for c in columns if c not in known]
+    if missing:
+        raise KeyError(f"{source}: column(s) {missing} not found; available columns: {known}")
+    return columns
+
+
+def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read all rows of one input into a DataFrame.
+
+    Parameters
+    ----------
+    path_or_spec : ``rows.parquet``, ``rows.csv`` or ``file.root:tree``.
+    columns : the columns to read (all when None); a missing one raises a KeyError naming it.
+
+    Returns
+    -------
+    pandas.DataFrame with a fresh RangeIndex.
+    """
+    source = parse_source(path_or_spec)
+    columns = _check_columns(source, columns)
+    if source.kind == "parquet":
+        require("pyarrow", "reading parquet files")
+        return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
+    if source.kind == "csv":
+        return pd.read_csv(source.path, usecols=columns)
+    uproot = require("uproot", "reading ROOT files")
+    with uproot.open(source.path) as file:
+        tree = root_tree(source, file)
+        names = set(tree.keys() if columns is None else columns)
+        frame = tree.arrays(filter_name=lambda name: name in names, library="pd")
+    return frame[columns].reset_index(drop=True) if columns else frame.reset_index(drop=True)
+
+
+def iter_batches(
+    paths: str | Path | Iterable[str | Path],
+    columns: Sequence[str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    *,
+    arrow: bool = False,
+) -> Iterator:
+    """Yield the rows of one or several inputs as batches of at most ``chunk_rows`` rows.
+
+    Parameters
+    ----------
+    paths : one input or several, chained in order (parquet, CSV, ``file.root:tree``).
+    columns : the columns to read (all when None); checked against every input first.
+    chunk_rows : rows per batch (parquet batches never span row groups, so may be smaller).
+    arrow : yield parquet batches as ``pyarrow.RecordBatch`` (no conversion to pandas).
+
+    Yields
+    ------
+    pandas.DataFrame (or pyarrow.RecordBatch for parquet with ``arrow=True``).
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    if int(chunk_rows) < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    sources = [parse_source(p) for p in paths]
+    checked = [_check_columns(s, columns) for s in sources]  # fail before the first batch
+    for source, names in zip(sources, checked, strict=True):
+        _exists(source)
+        if source.kind == "parquet":
+            pq = require("pyarrow.parquet", "reading parquet files")
+            parquet = pq.ParquetFile(source.path, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=int(chunk_rows), columns=names):
+                yield batch if arrow else batch.to_pandas()
+        elif source.kind == "csv":
+            with pd.read_csv(source.path, usecols=names, chunksize=int(chunk_rows)) as reader:
+                yield from reader
+        else:
+            uproot = require("uproot", "reading ROOT files")
+            with uproot.open(source.path) as file:
+                tree = root_tree(source, file)
+                wanted = set(tree.keys() if names is None else names)
+                for frame in tree.iterate(
+                    filter_name=lambda name, wanted=wanted: name in wanted,
+                    step_size=int(chunk_rows),
+                    library="pd",
+                ):
+                    yield frame[names] if names else frame
+
+
+def _native(value):
+    """An attr value as plain JSON (numpy scalars and arrays to Python)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def fit_metadata(ds: xr.Dataset) -> dict:
+    """The attrs, term names and quality-flag meanings of a fit, as JSON-ready values."""
+    meta = {k: _native(v) for k, v in ds.attrs.items()}
+    if "term" in ds.coords:
+        meta["terms_json"] = json.dumps({column_safe(str(t)): str(t) for t in ds["term"].values})
+    if "quality_flag" in ds:
+        meta["quality_flag_meanings"] = str(ds["quality_flag"].attrs.get("flag_meanings", ""))
+    return meta
+
+
+def _grid_dims(ds: xr.Dataset) -> list[str]:
+    for name in ("n_rows_aggregated", "n_neighbors_used", "rows"):
+        if name in ds:
+            return [str(d) for d in ds[name].dims]
+    return [str(d) for d in ds.dims if d not in ("target", "term", "term_")]
+
+
+def fit_table(ds: xr.Dataset) -> pd.DataFrame:
+    """The fit as a flat table, one row per center bin (the layout of the module docstring)."""
+    dims = _grid_dims(ds)
+    shape = tuple(ds.sizes[d] for d in dims)
+    if "quality_flag" in ds:
+        flags = ds["quality_flag"].transpose("target", *dims).values
+        center = (flags != NOT_A_CENTER).any(axis=0).reshape(-1)
+    else:
+        center = np.ones(int(np.prod(shape)), dtype=bool)
+    mesh = np.meshgrid(*(ds[d].values for d in dims), indexing="ij")
+    columns = {d: m.reshape(-1)[center] for d, m in zip(dims, mesh, strict=True)}
+    for name, coord in ds.coords.items():
+        if name in dims or not coord.dims or not set(coord.dims) <= set(dims):
+            continue  # bin dims themselves, and target/term labels
+        values = coord.variable.set_dims(dict(zip(dims, shape, strict=True))).transpose(*dims)
+        columns[str(name)] = values.values.reshape(-1)[center]
+    targets = [str(t) for t in ds["target"].values] if "target" in ds.coords else []
+    terms = [str(t) for t in ds["term"].values] if "term" in ds.coords else []
+    by_term = [v for v in ds.data_vars if set(ds[v].dims) == {"target", "term", *dims}]
+    by_target = [v for v in ds.data_vars if set(ds[v].dims) == {"target", *dims}]
+    by_pair = [v for v in ds.data_vars if set(ds[v].dims) == {"target", "term", "term_", *dims}]
+    per_bin = [v for v in ds.data_vars if set(ds[v].dims) == set(dims)]
+    safe = [column_safe(term) for term in terms]
+    for t, target in enumerate(targets):
+        for name in by_term:
+            values = ds[name].transpose("target", "term", *dims).values[t]
+            for k in range(len(terms)):
+                columns[f"{target}_{name}_{safe[k]}"] = values[k].reshape(-1)[center]
+        for name in by_pair:  # symmetric (the covariance): the upper triangle only
+            values = ds[name].transpose("target", "term", "term_", *dims).values[t]
+            for k in range(len(terms)):
+                for j in range(k, len(terms)):
+                    key = f"{target}_{name}_{safe[k]}_{safe[j]}"
+                    columns[key] = values[k, j].reshape(-1)[center]
+        for name in by_target:
+            values = ds[name].transpose("target", *dims).values[t]
+            columns[f"{target}_{name}"] = values.reshape(-1)[center]
+    for name in per_bin:
+        columns[str(name)] = ds[name].transpose(*dims).values.reshape(-1)[center]
+    frame = pd.DataFrame(columns)
+    frame.attrs.update(fit_metadata(ds))
+    return frame
+
+
+def _write_root_table(frame: pd.DataFrame, path: Path, tree: str, meta: dict | None) -> None:
+    uproot = require("uproot", "writing ROOT files")
+    branches = {}
+    for name, column in frame.items():
+        values = column.to_numpy()
+        if values.dtype.kind == "b":
+            values = values.astype(np.bool_)
+        elif values.dtype.kind in "iu":
+            values = values.astype(np.int64 if values.dtype.kind == "i" else np.uint64)
+        elif values.dtype.kind == "f":
+            values = values.astype(np.float64)
+        else:
+            raise TypeError(
+                f"column {name!r} of dtype {column.dtype} cannot be written to a ROOT TTree "
+                "(numbers and booleans only)"
+            )
+        branches[str(name)] = values
+    with uproot.recreate(path) as file:
+        out = file.mktree(tree, {name: values.dtype for name, values in branches.items()})
+        if len(frame):
+            out.extend(branches)
+        if meta is not None:
+            file[f"{tree}_attrs"] = json.dumps(meta)
+
+
+def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a fit by suffix: ``.nc``, ``.zarr``, ``.parquet`` or ``.root`` (module docstring).
+
+    Parameters
+    ----------
+    ds : the fit Dataset from ``xslide.fit``.
+    path : the output file (a ``.zarr`` store is a directory, replaced if present).
+
+    Returns
+    -------
+    The path written.
+    """
+    path = Path(path)
+    suffix = _fit_suffix(path)
+    if suffix == ".nc":
+        ds.to_netcdf(path)
+    elif suffix == ".zarr":
+        zarr = require("zarr", "writing zarr stores")
+        # zarr 3 has no v3 spec for the string coords target/term: keep the v2 format
+        options = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+        ds.to_zarr(path, mode="w", consolidated=True, **options)
+    elif suffix == ".parquet":
+        require("pyarrow", "writing parquet files")
+        _write_parquet(fit_table(ds), path)
+    else:
+        _write_root_table(fit_table(ds), path, TREE_NAME, fit_metadata(ds))
+    return path
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    pa = require("pyarrow", "writing parquet files")
+    pq = require("pyarrow.parquet", "writing parquet files")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if frame.attrs:
+        metadata = dict(table.schema.metadata or {})
+        metadata[METADATA_KEY.encode()] = json.dumps(frame.attrs).encode()
+        table = table.replace_schema_metadata(metadata)
+    pq.write_table(table, path)
+
+
+def _fit_suffix(path: Path) -> str:
+    _refuse_pickle(path.name)
+    suffix = path.suffix.lower()
+    if suffix not in FIT_SUFFIXES:
+        raise ValueError(f"{path}: unknown fit output format; expected one of {FIT_SUFFIXES}")
+    return suffix
+
+
+def open_fit(path: str | Path) -> xr.Dataset:
+    """Open a fit written as ``.nc`` or ``.zarr``, loaded into memory."""
+    path = Path(path)
+    _refuse_pickle(path.name)
+    if path.suffix.lower() not in (".nc", ".zarr"):
+        raise ValueError(f"{path}: a fit is read from .nc or .zarr, got {path.suffix or 'none'}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() == ".nc":
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    require("zarr", "reading zarr stores")
+    with xr.open_zarr(path) as ds:
+        return ds.load()
+
+
+def write_rows(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write rows by suffix: ``.parquet``, ``.csv`` or ``.root`` (a TTree ``rows``)."""
+    path = Path(path)
+    _refuse_pickle(path.name)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        _write_parquet(frame, path)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".root":
+        _write_root_table(frame, path, "rows", None)
+    else:
+        raise ValueError(f"{path}: unknown rows output format; expected one of {ROWS_OUT_SUFFIXES}")
+    return path
