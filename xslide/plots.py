@@ -47,7 +47,15 @@ def plot_map(fit: xr.Dataset, var: str = "coef", target=None, term=None, ax=None
         _, ax = plt.subplots(figsize=(6, 4.5))
     # physical axes (digitize's bin centres) where the fit has them, else the bin numbers
     axes = [_centre_coord(data, d) for d in data.dims]
-    data.plot(ax=ax, x=axes[0], y=axes[1], cmap="RdBu_r" if var == "coef" else "viridis")
+    low, high = float(data.min()), float(data.max())
+    diverging = var == "coef" and low < 0 < high  # white at zero only when both signs occur
+    data.plot(
+        ax=ax,
+        x=axes[0],
+        y=axes[1],
+        cmap="RdBu_r" if diverging else "viridis",
+        center=0.0 if diverging else None,
+    )
     ax.set_title(
         f"{var} {target or ''} {term or ''}".strip() + "".join(f", {k}={v}" for k, v in sel.items())
     )
@@ -86,7 +94,15 @@ def plot_pulls(
         pull = (y - pred[f"{t}_pred"].to_numpy()) / rmse[f"{t}_pred"].to_numpy()
         pull = pull[np.isfinite(pull)]
         pulls[t] = pull
-        ax.hist(pull, bins=edges, histtype="step", density=True, label=f"{t} (σ={pull.std():.2f})")
+        # the width of the bulk (1.4826 x MAD): the plain std is dominated by outliers
+        width = 1.4826 * np.median(np.abs(pull - np.median(pull)))
+        ax.hist(
+            np.clip(pull, edges[0], edges[-1]),  # overflow in the edge bins: density over all
+            bins=edges,
+            histtype="step",
+            density=True,
+            label=f"{t} (bulk σ={width:.2f}, {np.mean(np.abs(pull) > 5):.1%} beyond 5)",
+        )
     grid = np.linspace(-6, 6, 400)
     ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k--", lw=1, label="N(0, 1)")
     ax.set_xlabel("pull = (y - local model) / local rmse")
