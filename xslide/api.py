@@ -19,6 +19,7 @@ from .core import (
     resolve_backend,
     resolve_model,
 )
+from .distributed import dask_stats, is_dask_dataframe
 from .errors import InvalidWindowSpec
 from .fitters import parse_partition
 from .grid import DEFAULT_MAX_BINS, Grid
@@ -70,7 +71,7 @@ def bin_stats(
     Sums are of the shifted columns (x - x_reference, y - y_reference).
     """
     dims, targets, predictors = check_names(dims, targets, predictors)
-    read = stream_stats if is_stream(data) else reduce_rows
+    read = _reader(data)
     reduced = read(
         data,
         dims,
@@ -187,8 +188,6 @@ def fit(
             aggregation = ["mean", "std", "entries"]
     elif dims is None or targets is None:
         raise TypeError("fit() needs dims= and targets= when given rows")
-    elif is_stream(data) and aggregation is None:
-        aggregation = ["mean", "std", "entries"]  # the median needs the rows in memory
     result = run_fit(
         data,
         dims,
@@ -257,6 +256,9 @@ def run_fit(
     never cross them, which is fitting each group separately.
     """
     parallel, split_by = parse_partition(partition_strategy)
+    rows_in_memory = not (is_stats_dataset(data) or is_stream(data) or is_dask_dataframe(data))
+    if aggregation is None and not rows_in_memory:
+        aggregation = ["mean", "std", "entries"]  # the median needs the rows in memory
     if is_stats_dataset(data):
         reduced = dataset_to_reduced(data)
         weights = reduced.weights
@@ -295,7 +297,7 @@ def run_fit(
         progress=progress,
     )
     if not is_stats_dataset(data):
-        read = stream_stats if is_stream(data) else reduce_rows
+        read = _reader(data)
         reduced = read(
             data,
             dims,
@@ -318,6 +320,13 @@ def run_fit(
     else:
         result.attrs["formula"] = ""
     return result
+
+
+def _reader(data):
+    """How rows become statistics: in memory, streamed batch by batch, or on dask workers."""
+    if is_dask_dataframe(data):
+        return dask_stats
+    return stream_stats if is_stream(data) else reduce_rows
 
 
 def is_stats_dataset(data) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from .api import run_fit
+from .distributed import is_dask_dataframe
 from .grid import DEFAULT_MAX_BINS
 from .result import to_frame
 
@@ -49,7 +50,8 @@ def make_sliding_window_fit(
 
     Parameters
     ----------
-    df : the rows.
+    df : the rows: a pandas DataFrame, or a dask DataFrame (statistics computed per partition
+        on the workers; the median and raw-row fitters then need a pandas selection).
     group_columns : integer bin columns; the window slides over them.
     window_spec : ``{bin_column: half_width}`` (±half_width bins); columns left out get 0.
     fit_columns : targets, each fitted separately on its own valid rows.
@@ -85,8 +87,8 @@ def make_sliding_window_fit(
     pandas.DataFrame sorted by the group columns, columns and ``attrs`` as API.md §1.
     """
     started = time.perf_counter()
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if not (isinstance(df, pd.DataFrame) or is_dask_dataframe(df)):
+        raise TypeError(f"df must be a pandas or dask DataFrame, got {type(df).__name__}")
     for key in kwargs:
         if key not in _KWARGS and key not in _FITTER_KWARGS:
             raise TypeError(

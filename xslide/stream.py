@@ -36,6 +36,8 @@ def is_stream(data) -> bool:
         return True
     if isinstance(data, pd.DataFrame | xr.Dataset | Mapping | np.ndarray):
         return False
+    if type(data).__module__.startswith("dask"):  # dask collections have their own path
+        return False
     return isinstance(data, Iterable)
 
 

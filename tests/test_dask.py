@@ -1,0 +1,84 @@
+"""Dask input: per-partition statistics on the workers equal the in-memory fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xslide
+from xslide.bench import DIMS, SCENARIOS, make_rows
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+ARGS = (list(DIMS[:3]), ["y1", "y2"], ["x1", "x2"])
+REFERENCE = {"x1": 0.0, "x2": 0.0, "y1": 0.1, "y2": -0.1}
+WINDOW = {"xBin": 1, "yBin": 1}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    df = make_rows(SCENARIOS["small"], seed=5)
+    df.loc[[3, 300], "y2"] = np.nan
+    df["good"] = df.x1 > -2.0
+    return df
+
+
+def test_dask_dataframe_statistics_equal_pandas(client, rows):
+    ddf = dd.from_pandas(rows, npartitions=5)
+    from_dask = xslide.bin_stats(ddf, *ARGS, weights="w", reference=REFERENCE)
+    from_pandas = xslide.bin_stats(rows, *ARGS, weights="w", reference=REFERENCE)
+    for name in from_pandas.data_vars:
+        np.testing.assert_allclose(
+            from_dask[name].values, from_pandas[name].values, rtol=1e-12, atol=1e-9, err_msg=name
+        )
+    assert from_dask.attrs["n_rows_input"] == len(rows)
+    assert from_dask.attrs["n_rows_invalid_y2"] == 2
+
+
+def test_dask_fit_equals_the_pandas_fit(client, rows):
+    ddf = dd.from_pandas(rows, npartitions=4)
+    options = {"selection": "good", "boundary": "mirror", "kernel": "gaussian", "trend": 1}
+    from_dask = xslide.fit(ddf, *ARGS, WINDOW, reference=REFERENCE, **options)
+    options["selection"] = rows.good.to_numpy()
+    from_pandas = xslide.fit(
+        rows, *ARGS, WINDOW, reference=REFERENCE, aggregation=["mean", "std", "entries"], **options
+    )
+    for name in ("coef", "stderr", "mean", "std", "entries", "r_squared", "quality_flag"):
+        np.testing.assert_allclose(
+            from_dask[name].values, from_pandas[name].values, rtol=1e-12, atol=1e-12,
+            err_msg=name,
+        )  # fmt: skip
+    assert from_dask.attrs["n_rows_not_selected"] == int((~rows.good).sum())
+
+
+def test_seed_api_takes_a_dask_dataframe(client, rows):
+    ddf = dd.from_pandas(rows, npartitions=3)
+    table = xslide.make_sliding_window_fit(ddf, *ARGS[:1], WINDOW, *ARGS[1:], reference=REFERENCE)
+    expected = xslide.make_sliding_window_fit(
+        rows, *ARGS[:1], WINDOW, *ARGS[1:], reference=REFERENCE,
+        aggregation_functions={"y1": ["mean", "std", "entries"], "y2": ["mean", "std", "entries"]},
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-11, atol=1e-12)
+
+
+def test_rows_paths_are_refused_on_dask_input(client, rows):
+    ddf = dd.from_pandas(rows, npartitions=2)
+    with pytest.raises(ValueError, match="rows in memory"):
+        xslide.fit(ddf, *ARGS, WINDOW, aggregation=["median"])
+    with pytest.raises(ValueError, match="rows in memory"):
+        xslide.fit(ddf, *ARGS, WINDOW, n_sigma_cut=3.0)
+    with pytest.raises(TypeError, match="selection"):
+        xslide.fit(ddf, *ARGS, WINDOW, selection=rows.good.to_numpy())
