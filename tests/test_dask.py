@@ -82,3 +82,24 @@ def test_rows_paths_are_refused_on_dask_input(client, rows):
         xslide.fit(ddf, *ARGS, WINDOW, n_sigma_cut=3.0)
     with pytest.raises(TypeError, match="selection"):
         xslide.fit(ddf, *ARGS, WINDOW, selection=rows.good.to_numpy())
+
+
+def test_cli_fit_on_a_dask_cluster_equals_the_local_run(client, rows, tmp_path):
+    from xslide import cli
+
+    path = tmp_path / "rows.parquet"
+    rows.to_parquet(path)
+    common = [
+        "fit", str(path), "--dims", "xBin,yBin,zBin", "--window", "xBin=1,yBin=1",
+        "--targets", "y1,y2", "--predictors", "x1,x2", "--selection", "x1 > -2",
+    ]  # fmt: skip
+    address = client.scheduler.address
+    assert cli.main([*common, "--scheduler", address, "--out", str(tmp_path / "d.nc")]) == 0
+    assert cli.main([*common, "--out", str(tmp_path / "s.nc")]) == 0
+    import xarray as xr
+
+    on_cluster = xr.open_dataset(tmp_path / "d.nc")
+    local = xr.open_dataset(tmp_path / "s.nc")
+    assert on_cluster.attrs["read_mode"] == "dask"
+    np.testing.assert_allclose(on_cluster.coef.values, local.coef.values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(on_cluster.entries.values, local.entries.values)

@@ -9,6 +9,7 @@ one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import traceback
@@ -353,6 +354,14 @@ def _add_fit(sub) -> None:
         default=CHUNK_ROWS,
         help=f"rows per streamed batch ({CHUNK_ROWS})",
     )
+    p.add_argument(
+        "--scheduler", help="dask scheduler address (tcp://...): statistics on that cluster"
+    )
+    p.add_argument(
+        "--dask-workers",
+        type=_positive_int,
+        help="start a local dask cluster of N worker processes for the statistics",
+    )
     _add_common(p)
     p.set_defaults(func=run_fit_command)
 
@@ -540,6 +549,82 @@ def _texts(sources: Sequence[Source]) -> list[str]:
     return [str(s) for s in sources]
 
 
+def _fit_with(xslide, data, selection, aggregation, options, args):
+    """The ``xslide.fit`` call of ``xslide fit``."""
+    return xslide.fit(
+        data,
+        dims=args.dims,
+        targets=args.targets,
+        predictors=args.predictors,
+        window=args.window,
+        formula=args.formula,
+        fitter=args.fitter,
+        weights=args.weights,
+        selection=selection,
+        min_entries=args.min_entries,
+        aggregation=aggregation,
+        boundary=args.boundary,
+        kernel=args.kernel,
+        kernel_width=args.kernel_width,
+        trend=args.trend,
+        centers=args.centers,
+        extent=args.extent,
+        backend=args.backend,
+        n_sigma_cut=args.n_sigma_cut,
+        progress=args.progress,
+        **options,
+        **_fitter_options(args),
+    )
+
+
+def _dask_client(args: argparse.Namespace):
+    """A client on ``--scheduler`` or on a local cluster of ``--dask-workers`` processes."""
+    if not (args.scheduler or args.dask_workers):
+        return contextlib.nullcontext()
+    from ._optional import require
+
+    feature = "--scheduler / --dask-workers (pip install 'xslide[dask]')"
+    distributed = require("distributed", feature)
+    if args.scheduler:
+        return distributed.Client(args.scheduler)
+    cluster = distributed.LocalCluster(
+        n_workers=args.dask_workers, threads_per_worker=1, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+
+    class _Both(contextlib.AbstractContextManager):
+        def __exit__(self, *exc):
+            client.close()
+            cluster.close()
+
+    return _Both()
+
+
+def _dask_frame(args: argparse.Namespace, columns, selection_columns):
+    """The inputs as one dask DataFrame (parquet/CSV), with the selection as a column."""
+    from ._optional import require
+
+    dd = require("dask.dataframe", "--scheduler / --dask-workers (pip install 'xslide[dask]')")
+    kinds = {s.kind for s in args.inputs}
+    if not kinds <= {"parquet", "csv"} or len(kinds) > 1:
+        raise UsageError("--scheduler/--dask-workers read parquet or CSV inputs of one format")
+    paths = [str(s.path) for s in args.inputs]
+    if kinds == {"parquet"}:
+        frame = dd.read_parquet(paths, columns=columns)
+    else:
+        frame = dd.read_csv(paths, usecols=columns)
+    if args.selection is None:
+        return frame, None
+    expression = args.selection
+
+    def select(part):
+        values = evaluate(expression, {c: part[c].to_numpy() for c in selection_columns})
+        return pd.Series(np.asarray(values, dtype=bool), index=part.index)
+
+    selected = frame.map_partitions(select, meta=(SELECTION_COLUMN, bool))
+    return frame.assign(**{SELECTION_COLUMN: selected}), SELECTION_COLUMN
+
+
 def run_fit_command(args: argparse.Namespace) -> int:
     """``xslide fit``: read (or stream) the inputs, fit, write the result by suffix."""
     import xslide
@@ -569,6 +654,8 @@ def run_fit_command(args: argparse.Namespace) -> int:
         selection = None
         if args.selection is not None:
             selection = _selection_mask(args.selection, data, selection_columns)
+    elif args.scheduler or args.dask_workers:
+        data, selection = _dask_frame(args, columns, selection_columns)
     elif len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
         data = str(args.inputs[0].path)  # xslide streams it by row group itself
         selection = None
@@ -577,33 +664,12 @@ def run_fit_command(args: argparse.Namespace) -> int:
                        selection_columns, args.progress)  # fmt: skip
         selection = None if args.selection is None else SELECTION_COLUMN
     options = {} if args.max_iter is None else {"max_iter": args.max_iter}
-    ds = xslide.fit(
-        data,
-        dims=args.dims,
-        targets=args.targets,
-        predictors=args.predictors,
-        window=args.window,
-        formula=args.formula,
-        fitter=args.fitter,
-        weights=args.weights,
-        selection=selection,
-        min_entries=args.min_entries,
-        aggregation=aggregation,
-        boundary=args.boundary,
-        kernel=args.kernel,
-        kernel_width=args.kernel_width,
-        trend=args.trend,
-        centers=args.centers,
-        extent=args.extent,
-        backend=args.backend,
-        n_sigma_cut=args.n_sigma_cut,
-        progress=args.progress,
-        **options,
-        **_fitter_options(args),
-    )
+    with _dask_client(args) if not in_memory else contextlib.nullcontext():
+        ds = _fit_with(xslide, data, selection, aggregation, options, args)
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
-    ds.attrs["read_mode"] = "memory" if in_memory else "stream"
+    distributed = bool(args.scheduler or args.dask_workers) and not in_memory
+    ds.attrs["read_mode"] = "memory" if in_memory else ("dask" if distributed else "stream")
     out = write_fit(ds, args.out)
     fitted = (ds["quality_flag"] == 0).sum(
         dim=[d for d in ds["quality_flag"].dims if d != "target"]
