@@ -223,6 +223,41 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
     }
 
 
+def run_large_dask(data_dir: Path, workers: int, scale: float = 1.0) -> dict:
+    """The large scenario's statistics on a local dask cluster of ``workers`` processes."""
+    import xslide
+
+    path = Path(data_dir) / f"large_{scale:g}.parquet"
+    if not path.exists():
+        code = f"from xslide.bench import write_large; write_large({str(path)!r}, {scale!r})"
+        subprocess.run([sys.executable, "-c", code], check=True)
+    distributed = _optional("distributed")
+    dd = _optional("dask.dataframe")
+    dims = list(DIMS)
+    with (
+        distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        # two row groups (2M rows) per partition: a worker holds one partition at a time
+        ddf = dd.read_parquet(path, columns=[*dims, *PREDICTORS, *TARGETS], split_row_groups=2)
+        xslide.bin_stats(ddf.partitions[:2], dims, TARGETS, PREDICTORS)  # warm the workers
+        t0 = time.perf_counter()
+        stats = xslide.bin_stats(ddf, dims, TARGETS, PREDICTORS)
+        elapsed = time.perf_counter() - t0
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rows = int(stats.attrs["n_rows_input"])
+    return {
+        "scenario": "large",
+        "dask_workers": workers,
+        "rows": rows,
+        "stats_s": elapsed,
+        "rows_per_s": rows / elapsed,
+        "peak_rss_per_worker_mb": max(peaks.values()),
+    }
+
+
 def run_large(data_dir: Path, scale: float = 1.0) -> dict:
     """Write the large scenario to parquet once, then stream it: time, throughput, peak RSS."""
     import xslide
@@ -325,6 +360,12 @@ def run_raw(name: str, fitter: str, n_jobs: int, scale: float = 1.0) -> dict:
 
 
 def _describe(r: dict) -> str:
+    if "dask_workers" in r:
+        return (
+            f"large on dask, {r['dask_workers']} worker(s): {r['rows']:,} rows -> statistics in "
+            f"{r['stats_s']:.1f} s ({r['rows_per_s'] / 1e6:.1f} M rows/s incl. parquet), peak "
+            f"RSS per worker {r['peak_rss_per_worker_mb']:.0f} MB"
+        )
     if r["scenario"] == "large":
         return (
             f"large: {r['rows']:,} rows streamed from parquet, {r['bins']:,} bins, "
@@ -392,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         help="glm/rlm: time statsmodels fits per window, serial and with --n-jobs processes",
     )
     parser.add_argument("--n-jobs", type=int, default=2, help="processes for --fitter glm/rlm")
+    parser.add_argument(
+        "--dask-workers", type=int, nargs="*", help="large: statistics on N dask workers (1 2)"
+    )
     parser.add_argument("--boundary", default="truncate", help="boundary mode of the window")
     parser.add_argument("--kernel", default="uniform", help="kernel of the window")
     args = parser.parse_args(argv)
@@ -405,6 +449,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['serial_s_per_1k']:.2f} s per 1k windows | n_jobs={r['n_jobs']} "
                 f"{r['parallel_s_per_1k']:.2f} s per 1k windows ({r['speedup']:.2f}x)"
             )
+        elif name == "large" and args.dask_workers:
+            for workers in args.dask_workers:
+                r = run_large_dask(Path(args.data_dir), workers, args.scale)
+                print(_describe(r))
+                results.append(r)
+            if len(args.dask_workers) > 1:
+                runs = results[-len(args.dask_workers) :]
+                base = runs[0]["rows_per_s"] / runs[0]["dask_workers"]
+                for run_ in runs[1:]:
+                    efficiency = run_["rows_per_s"] / (base * run_["dask_workers"])
+                    print(
+                        f"  scaling efficiency at {run_['dask_workers']} workers: {efficiency:.0%}"
+                    )
+            continue
         elif name == "large":
             r = run_large(Path(args.data_dir), args.scale)
             print(_describe(r))
