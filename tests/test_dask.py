@@ -103,3 +103,18 @@ def test_cli_fit_on_a_dask_cluster_equals_the_local_run(client, rows, tmp_path):
     assert on_cluster.attrs["read_mode"] == "dask"
     np.testing.assert_allclose(on_cluster.coef.values, local.coef.values, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(on_cluster.entries.values, local.entries.values)
+
+
+def test_raw_row_paths_on_the_cluster_equal_the_serial_run(client, rows):
+    pytest.importorskip("statsmodels")
+    kwargs = {"min_entries": 5, "aggregation": ["median", "entries"]}
+    serial = xslide.fit(rows, *ARGS, WINDOW, **kwargs)
+    on_cluster = xslide.fit(rows, *ARGS, WINDOW, partition_strategy=client, **kwargs)
+    np.testing.assert_array_equal(on_cluster["median"].values, serial["median"].values)
+    small = rows[rows.xBin < 4]
+    rlm_serial = xslide.fit(small, *ARGS, WINDOW, fitter="rlm", aggregation=["entries"])
+    rlm_cluster = xslide.fit(
+        small, *ARGS, WINDOW, fitter="rlm", aggregation=["entries"], partition_strategy=client
+    )
+    np.testing.assert_array_equal(rlm_cluster.coef.values, rlm_serial.coef.values)
+    np.testing.assert_array_equal(rlm_cluster.stderr.values, rlm_serial.stderr.values)

@@ -505,9 +505,20 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         index = WindowIndex(window, rows.offsets)
         max_count = int(solution.entries[:, wants_median].max(initial=0))
         median = np.full((center_ids.size, n_targets), np.nan)
-        median[:, wants_median] = window_median(
-            center_ids, index, rows.ys[wants_median], max_count, reduced.backend
-        )
+        ys = rows.ys[wants_median]
+        client = options.parallel.client
+        if client is not None:  # blocks of centers on the cluster's workers
+            shared = client.scatter((index, ys), broadcast=True, hash=False)
+            blocks = np.array_split(center_ids, max(1, 4 * len(client.nthreads())))
+            futures = client.map(
+                _median_block, [shared] * len(blocks), blocks,
+                max_count=max_count, backend=reduced.backend, pure=False,
+            )  # fmt: skip
+            median[:, wants_median] = np.concatenate(client.gather(futures))
+        else:
+            median[:, wants_median] = window_median(
+                center_ids, index, ys, max_count, reduced.backend
+            )
 
     attrs = {
         "xslide_version": _version("xslide"),
@@ -550,6 +561,12 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         attrs,
         reduced.binning,
     )
+
+
+def _median_block(shared, centers: np.ndarray, max_count: int, backend: str) -> np.ndarray:
+    """Window medians of a block of centers (run on a dask worker)."""
+    index, ys = shared
+    return window_median(centers, index, ys, max_count, backend)
 
 
 def _version(package: str) -> str:
