@@ -118,3 +118,26 @@ def test_raw_row_paths_on_the_cluster_equal_the_serial_run(client, rows):
     )
     np.testing.assert_array_equal(rlm_cluster.coef.values, rlm_serial.coef.values)
     np.testing.assert_array_equal(rlm_cluster.stderr.values, rlm_serial.stderr.values)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"boundary": "periodic"},
+        {"boundary": "mirror"},
+        {"boundary": "shrink"},
+        {"boundary": {"xBin": "mirror", "yBin": "periodic", "zBin": "shrink"}, "trend": 1},
+        {"boundary": "mirror", "kernel": "gaussian"},
+    ],
+    ids=str,
+)
+def test_chunked_grid_windowing_equals_the_in_memory_path(client, rows, options):
+    window = {"xBin": 2, "yBin": 2, "zBin": 1}  # chunks of 4 and 2: smaller than the windows
+    kwargs = {"aggregation": ["mean", "std", "entries"], **options}
+    memory = xslide.fit(rows, *ARGS, window, **kwargs)
+    chunked = xslide.fit(rows, *ARGS, window, chunks={"xBin": 4, "yBin": 4, "zBin": 2}, **kwargs)
+    for name in ("coef", "stderr", "mean", "std", "entries", "n_neighbors_used", "quality_flag"):
+        np.testing.assert_allclose(
+            chunked[name].values, memory[name].values, rtol=1e-12, atol=1e-12, err_msg=name
+        )

@@ -114,6 +114,7 @@ def fit(
     max_iter: int | None = None,
     partition_strategy=None,
     progress: bool | None = None,
+    chunks: Mapping[str, int] | None = None,
     **fitter_options,
 ) -> xr.Dataset:
     """Fit ``target ~ predictors`` at every center from the rows of its window.
@@ -154,6 +155,8 @@ def fit(
     partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':
         client}`` or a dask Client, ``{'split_by': [columns]}`` (no window across them).
     progress : progress bar of raw-row fits: True, False, or None (on a terminal when long).
+    chunks : ``{dim: size}``: window the statistics chunk by chunk with dask (halo of the
+        window's depth, every boundary mode), for grids too large for one array; equal results.
 
     Returns
     -------
@@ -215,6 +218,7 @@ def fit(
         partition_strategy=partition_strategy,
         progress=progress,
         fitter_options=fitter_options,
+        chunks=chunks,
     )
     ds = to_dataset(result)
     ds.attrs["computation_time_sec"] = time.perf_counter() - started
@@ -249,6 +253,7 @@ def run_fit(
     partition_strategy,
     progress,
     fitter_options: dict,
+    chunks=None,
 ) -> Fit:
     """Validate every option, reduce the rows (unless given statistics) and fit the centers.
 
@@ -295,6 +300,7 @@ def run_fit(
         raw_fitter=model.raw_fitter,
         parallel=parallel,
         progress=progress,
+        chunks=chunks,
     )
     if not is_stats_dataset(data):
         read = _reader(data)

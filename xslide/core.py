@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _numba
 from .binning import binning_of
+from .chunked import chunked_window_sums
 from .design import Design, RowTable, as_name_list, build_design
 from .errors import PerformanceWarning
 from .fitters import Parallel, RawFitter, check_progress, fit_windows, make_fitter
@@ -305,6 +306,22 @@ class FitOptions:
     parallel: Parallel = field(default_factory=Parallel)
     progress: bool | None = None
     trend: int = 0
+    chunks: dict[str, int] | None = None  # chunk size per bin dim: windowing with dask
+
+
+def check_chunks(chunks, dims: Sequence[str]) -> dict[str, int] | None:
+    """``chunks={dim: size}`` (dims left out: one chunk), positive integers."""
+    if chunks is None:
+        return None
+    if not isinstance(chunks, Mapping):
+        raise TypeError(f"chunks must be a dict {{dim: chunk size}}, got {chunks!r}")
+    unknown = [d for d in chunks if d not in dims]
+    if unknown:
+        raise ValueError(f"chunks names {unknown}, which are not bin dims ({list(dims)})")
+    for d, size in chunks.items():
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(f"chunks[{d!r}] must be a positive integer, got {size!r}")
+    return {d: int(s) for d, s in chunks.items()}
 
 
 def check_trend(trend) -> int:
@@ -349,6 +366,7 @@ def fit_options(
     parallel: Parallel | None = None,
     progress: bool | None = None,
     trend: int = 0,
+    chunks: Mapping[str, int] | None = None,
 ) -> FitOptions:
     """Check every option of a fit; raise naming the argument that is wrong."""
     if n_sigma_cut is not None and raw_fitter is not None:
@@ -384,6 +402,7 @@ def fit_options(
         parallel or Parallel(),
         check_progress(progress),
         check_trend(trend),
+        check_chunks(chunks, dims),
     )
 
 
@@ -432,7 +451,15 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     terms = (*reduced.terms, *(f"d_{grid.dims[d]}" for d in trend_dims))
     x_ref = np.concatenate([reduced.x_ref, np.zeros(trend_dims.size)])
     n_columns = len(reduced.columns) + trend_dims.size
-    if trend_dims.size:
+    if options.chunks is not None:
+        sizes = tuple(options.chunks.get(d, n) for d, n in zip(grid.dims, grid.shape, strict=True))
+        dense, rows_in, bins_in = chunked_window_sums(
+            reduced.stats, reduced.rows_per_bin, window, sizes, len(reduced.columns),
+            bool(trend_dims.size),
+        )  # fmt: skip
+        at_centers = dense[center_ids]
+        n_rows_aggregated, n_neighbors_used = rows_in[center_ids], bins_in[center_ids]
+    elif trend_dims.size:
         at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums_trend(
             window, center_ids, reduced.stats, reduced.rows_per_bin, len(reduced.columns)
         )
