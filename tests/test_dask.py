@@ -141,3 +141,22 @@ def test_chunked_grid_windowing_equals_the_in_memory_path(client, rows, options)
         np.testing.assert_allclose(
             chunked[name].values, memory[name].values, rtol=1e-12, atol=1e-12, err_msg=name
         )
+
+
+def test_a_dask_backed_dataset_of_rows_is_reduced_on_the_workers(client, rows):
+    ds = rows.drop(columns="good").to_xarray().chunk({"index": 5000})
+    from_dask = xslide.fit(ds, *ARGS, WINDOW, reference=REFERENCE)
+    memory = xslide.fit(rows, *ARGS, WINDOW, reference=REFERENCE, aggregation=["mean", "entries"])
+    np.testing.assert_allclose(from_dask.coef.values, memory.coef.values, rtol=1e-12, atol=1e-15)
+    assert "median" not in from_dask
+
+
+def test_without_dask_the_dask_features_say_what_to_install(monkeypatch, rows):
+    import sys
+
+    for name in ("dask", "dask.array", "dask.dataframe", "distributed"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r"xslide\[dask\]"):
+        xslide.fit(rows, *ARGS, WINDOW, chunks={"xBin": 4}, aggregation=["mean"])
+    plain = xslide.fit(rows, *ARGS, WINDOW, aggregation=["mean"])  # everything else works
+    assert np.isfinite(plain.coef.values).any()

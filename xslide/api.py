@@ -19,7 +19,7 @@ from .core import (
     resolve_backend,
     resolve_model,
 )
-from .distributed import dask_stats, is_dask_dataframe
+from .distributed import dask_stats, is_dask_dataframe, is_dask_dataset
 from .errors import InvalidWindowSpec
 from .fitters import parse_partition
 from .grid import DEFAULT_MAX_BINS, Grid
@@ -261,7 +261,12 @@ def run_fit(
     never cross them, which is fitting each group separately.
     """
     parallel, split_by = parse_partition(partition_strategy)
-    rows_in_memory = not (is_stats_dataset(data) or is_stream(data) or is_dask_dataframe(data))
+    rows_in_memory = not (
+        is_stats_dataset(data)
+        or is_stream(data)
+        or is_dask_dataframe(data)
+        or is_dask_dataset(data)
+    )
     if aggregation is None and not rows_in_memory:
         aggregation = ["mean", "std", "entries"]  # the median needs the rows in memory
     if is_stats_dataset(data):
@@ -332,6 +337,8 @@ def _reader(data):
     """How rows become statistics: in memory, streamed batch by batch, or on dask workers."""
     if is_dask_dataframe(data):
         return dask_stats
+    if is_dask_dataset(data):  # a dask-backed Dataset of rows: its partitions, on the workers
+        return lambda ds, *args, **kwargs: dask_stats(ds.to_dask_dataframe(), *args, **kwargs)
     return stream_stats if is_stream(data) else reduce_rows
 
 

@@ -469,7 +469,7 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums(
             window, center_ids, reduced.stats, reduced.rows_per_bin
         )
-    solution = solve(
+    solution = solve_in_blocks(
         at_centers, n_columns, x_ref, reduced.y_ref, options.min_entries, reduced.intercept
     )
 
@@ -588,6 +588,19 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         attrs,
         reduced.binning,
     )
+
+
+# Centers solved at once: bounds the solve's temporaries (a few kB per center) on large grids.
+SOLVE_BLOCK = 1 << 16
+
+
+def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
+    """``solve`` block by block of centers: the same results, with bounded memory."""
+    if stats.shape[0] <= SOLVE_BLOCK:
+        return solve(stats, *args)
+    parts = [solve(stats[k : k + SOLVE_BLOCK], *args) for k in range(0, len(stats), SOLVE_BLOCK)]
+    fields = Solution.__dataclass_fields__
+    return Solution(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
 
 
 def _median_block(shared, centers: np.ndarray, max_count: int, backend: str) -> np.ndarray:

@@ -26,6 +26,15 @@ def is_dask_dataframe(data) -> bool:
     return type(data).__module__.startswith("dask") and hasattr(data, "npartitions")
 
 
+def is_dask_dataset(data) -> bool:
+    """An xarray Dataset of rows whose variables are dask arrays."""
+    import xarray as xr
+
+    return isinstance(data, xr.Dataset) and any(
+        v.chunks is not None for v in data.data_vars.values()
+    )
+
+
 def _partition(pdf, dims, targets, predictors, weights, selection, extent, reference, formula,
                backend):  # fmt: skip
     from .stream import stream_stats
