@@ -407,3 +407,12 @@ def test_intercept_only_model():
     np.testing.assert_allclose(out.y_intercept, out.y_mean, rtol=1e-12)
     np.testing.assert_allclose(out.y_intercept_err, out.y_std / np.sqrt(out.y_entries), rtol=1e-10)
     assert (out.y_r_squared == 0).all()
+
+
+def test_solving_in_blocks_of_centers_changes_nothing(monkeypatch):
+    df = grid_rows(shape=(6, 5, 4), per_bin=6)
+    expected = make_sliding_window_fit(df, DIMS, {"xBin": 1}, ["y", "z"], ["x"], min_entries=3)
+    monkeypatch.setattr(xslide.solve, "SOLVE_BLOCK", 7)
+    blocked = make_sliding_window_fit(df, DIMS, {"xBin": 1}, ["y", "z"], ["x"], min_entries=3)
+    blocked.attrs = expected.attrs = {}
+    pd.testing.assert_frame_equal(blocked, expected, check_exact=True)

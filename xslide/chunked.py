@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from ._optional import require
+from .solve import Solution, solve_in_blocks
 from .stats import FIRST_MOMENT
 from .window import Window, _run_neighbour_sums, trend_layout
 
@@ -67,6 +68,31 @@ class BlockWindow(Window):
         return j, o, length
 
 
+_SCALARS = ("entries", "mean", "std", "r_squared", "rmse", "status")
+
+
+def _pack(solution: Solution) -> np.ndarray:
+    """A Solution as one float array (m, t, fields): scalars, coef, stderr, cov."""
+    m, t, p = solution.coef.shape
+    scalars = [getattr(solution, name).astype(np.float64)[..., None] for name in _SCALARS]
+    return np.concatenate(
+        [*scalars, solution.coef, solution.stderr, solution.cov.reshape(m, t, p * p)], axis=-1
+    )
+
+
+def _unpack(packed: np.ndarray, p: int) -> Solution:
+    k = len(_SCALARS)
+    fields = {name: packed[..., i] for i, name in enumerate(_SCALARS)}
+    fields["entries"] = np.rint(fields["entries"]).astype(np.int64)
+    fields["status"] = np.rint(fields["status"]).astype(np.int8)
+    return Solution(
+        **fields,
+        coef=packed[..., k : k + p],
+        stderr=packed[..., k + p : k + 2 * p],
+        cov=packed[..., k + 2 * p :].reshape(*packed.shape[:2], p, p),
+    )
+
+
 def chunked_window_sums(
     stats: np.ndarray,
     rows: np.ndarray,
@@ -74,8 +100,9 @@ def chunked_window_sums(
     chunks: tuple[int, ...],
     n_columns: int,
     trend: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windowed statistics of every bin, computed chunk by chunk with dask.
+    solve_options: dict,
+) -> tuple[Solution, np.ndarray, np.ndarray]:
+    """Windowed statistics and their solutions for every bin, chunk by chunk with dask.
 
     Parameters
     ----------
@@ -84,11 +111,13 @@ def chunked_window_sums(
     chunks : chunk size per bin dim (raised to the half-width where smaller: a halo cannot
         be deeper than a chunk).
     n_columns, trend : the design size, and whether to add the offset terms (trend=1).
+    solve_options : the arguments of ``solve`` after the statistics and the design size.
 
     Returns
     -------
-    The windowed statistics (n_bins, t, n_stats'), the rows and the distinct bins with rows
-    of every window, as the in-memory path gives them.
+    The solution of every bin's window, solved where its chunk was windowed (the windowed
+    statistics of the whole grid never exist at once), and the rows and distinct bins with
+    rows of every window, as the in-memory path gives them.
     """
     da = require("dask.array", "chunked grids (pip install 'xslide[dask]')")
     _ = window.tables  # checks the whole window: a periodic window wider than its dim fails
@@ -116,7 +145,9 @@ def chunked_window_sums(
         moments = np.arange(FIRST_MOMENT, stats.shape[2])
         layout = np.column_stack([moments, np.full((moments.size, 2), -1)])
     layout = layout.astype(np.int64)
-    width = FIRST_MOMENT + layout.shape[0] + 2  # the sums, then rows and distinct bins
+    n_terms = n_columns + trend_dims.size - (0 if solve_options["intercept"] else 1)
+    width = len(_SCALARS) + n_terms * (2 + n_terms) + 2  # the solution, rows, distinct bins
+    x_ref = np.concatenate([solve_options["x_ref"], np.zeros(trend_dims.size)])
 
     def block(xb, rb, block_id=None):
         local_shape = rb.shape[:n_dims]
@@ -131,8 +162,12 @@ def chunked_window_sums(
             local, centers, np.ascontiguousarray(xb.reshape(rb.size, n_targets, -1)),
             rb.reshape(-1), trend_dims.astype(np.int64), layout,
         )  # fmt: skip
+        solution = solve_in_blocks(
+            sums, n_columns + trend_dims.size, x_ref, solve_options["y_ref"],
+            solve_options["min_entries"], solve_options["intercept"],
+        )  # fmt: skip
         out = np.empty((rb.size, n_targets, width))
-        out[..., :-2] = sums
+        out[..., :-2] = _pack(solution)
         out[..., -2] = counts[:, None]
         out[..., -1] = distinct[:, None]
         return out.reshape((*local_shape, n_targets, width))
@@ -147,7 +182,7 @@ def chunked_window_sums(
     )  # fmt: skip
     dense = y.compute().reshape(int(np.prod(shape)), n_targets, width)
     return (
-        np.ascontiguousarray(dense[..., :-2]),
+        _unpack(np.ascontiguousarray(dense[..., :-2]), n_terms),
         np.rint(dense[:, 0, -2]).astype(np.int64),
         np.rint(dense[:, 0, -1]).astype(np.int64),
     )

@@ -25,7 +25,7 @@ from .formula import ParsedFormula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS, Grid, bin_index, build_grid, read_bins, selection_mask
 from .robust import clipped_fit
 from .rows import WindowIndex, values_in_bin_order, window_median
-from .solve import Solution, solve
+from .solve import Solution, solve_in_blocks
 from .stats import accumulate
 from .window import (
     Window,
@@ -451,13 +451,18 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     terms = (*reduced.terms, *(f"d_{grid.dims[d]}" for d in trend_dims))
     x_ref = np.concatenate([reduced.x_ref, np.zeros(trend_dims.size)])
     n_columns = len(reduced.columns) + trend_dims.size
-    if options.chunks is not None:
+    solution = None
+    if options.chunks is not None:  # windowed and solved chunk by chunk (dask)
         sizes = tuple(options.chunks.get(d, n) for d, n in zip(grid.dims, grid.shape, strict=True))
-        dense, rows_in, bins_in = chunked_window_sums(
+        solved, rows_in, bins_in = chunked_window_sums(
             reduced.stats, reduced.rows_per_bin, window, sizes, len(reduced.columns),
             bool(trend_dims.size),
+            {"x_ref": reduced.x_ref, "y_ref": reduced.y_ref,
+             "min_entries": options.min_entries, "intercept": reduced.intercept},
         )  # fmt: skip
-        at_centers = dense[center_ids]
+        solution = Solution(
+            **{name: getattr(solved, name)[center_ids] for name in Solution.__dataclass_fields__}
+        )
         n_rows_aggregated, n_neighbors_used = rows_in[center_ids], bins_in[center_ids]
     elif trend_dims.size:
         at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums_trend(
@@ -469,9 +474,10 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         at_centers, n_rows_aggregated, n_neighbors_used = neighbour_sums(
             window, center_ids, reduced.stats, reduced.rows_per_bin
         )
-    solution = solve_in_blocks(
-        at_centers, n_columns, x_ref, reduced.y_ref, options.min_entries, reduced.intercept
-    )
+    if solution is None:
+        solution = solve_in_blocks(
+            at_centers, n_columns, x_ref, reduced.y_ref, options.min_entries, reduced.intercept
+        )
 
     n_fitted, n_rejected = solution.entries, None
     if options.n_sigma_cut is not None:
@@ -588,19 +594,6 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         attrs,
         reduced.binning,
     )
-
-
-# Centers solved at once: bounds the solve's temporaries (a few kB per center) on large grids.
-SOLVE_BLOCK = 1 << 16
-
-
-def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
-    """``solve`` block by block of centers: the same results, with bounded memory."""
-    if stats.shape[0] <= SOLVE_BLOCK:
-        return solve(stats, *args)
-    parts = [solve(stats[k : k + SOLVE_BLOCK], *args) for k in range(0, len(stats), SOLVE_BLOCK)]
-    fields = Solution.__dataclass_fields__
-    return Solution(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
 
 
 def _median_block(shared, centers: np.ndarray, max_count: int, backend: str) -> np.ndarray:

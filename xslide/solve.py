@@ -226,3 +226,16 @@ def _cho_inverse(low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e[..., j] = 1.0
         inv[..., :, j] = _cho_solve(low, e)
     return np.diagonal(inv, axis1=-2, axis2=-1), inv
+
+
+# Centers solved at once: bounds the solve's temporaries (a few kB per center) on large grids.
+SOLVE_BLOCK = 1 << 16
+
+
+def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
+    """``solve`` block by block of centers: the same results, with bounded memory."""
+    if stats.shape[0] <= SOLVE_BLOCK:
+        return solve(stats, *args)
+    parts = [solve(stats[k : k + SOLVE_BLOCK], *args) for k in range(0, len(stats), SOLVE_BLOCK)]
+    fields = Solution.__dataclass_fields__
+    return Solution(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
