@@ -160,3 +160,20 @@ def test_without_dask_the_dask_features_say_what_to_install(monkeypatch, rows):
         xslide.fit(rows, *ARGS, WINDOW, chunks={"xBin": 4}, aggregation=["mean"])
     plain = xslide.fit(rows, *ARGS, WINDOW, aggregation=["mean"])  # everything else works
     assert np.isfinite(plain.coef.values).any()
+
+
+def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
+    from xslide.core import reduce_rows
+    from xslide.rows import WindowIndex, window_median
+    from xslide.window import Window
+
+    reduced = reduce_rows(rows, *ARGS, backend="numba")
+    ordered = reduced.bin_ordered()
+    window = Window(reduced.grid.shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
+    index = WindowIndex(window, ordered.offsets)
+    block = np.arange(10, 30)
+    local, positions = index.halo(block)
+    assert positions.size < ordered.ys.shape[1] / 5  # a small part of the table
+    whole = window_median(block, index, ordered.ys, 10_000, "numba")
+    halo = window_median(block, local, ordered.ys[:, positions], 10_000, "numba")
+    np.testing.assert_array_equal(halo, whole)

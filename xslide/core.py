@@ -540,13 +540,13 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         median = np.full((center_ids.size, n_targets), np.nan)
         ys = rows.ys[wants_median]
         client = options.parallel.client
-        if client is not None:  # blocks of centers on the cluster's workers
-            shared = client.scatter((index, ys), broadcast=True, hash=False)
+        if client is not None:  # blocks of centers, each with its halo rows, on the workers
             blocks = np.array_split(center_ids, max(1, 4 * len(client.nthreads())))
-            futures = client.map(
-                _median_block, [shared] * len(blocks), blocks,
-                max_count=max_count, backend=reduced.backend, pure=False,
-            )  # fmt: skip
+            futures = []
+            for block in blocks:
+                local, positions = index.halo(block)
+                arguments = (block, local, ys[:, positions], max_count, reduced.backend)
+                futures.append(client.submit(window_median, *arguments, pure=False))
             median[:, wants_median] = np.concatenate(client.gather(futures))
         else:
             median[:, wants_median] = window_median(
@@ -594,12 +594,6 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
         attrs,
         reduced.binning,
     )
-
-
-def _median_block(shared, centers: np.ndarray, max_count: int, backend: str) -> np.ndarray:
-    """Window medians of a block of centers (run on a dask worker)."""
-    index, ys = shared
-    return window_median(centers, index, ys, max_count, backend)
 
 
 def _version(package: str) -> str:

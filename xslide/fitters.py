@@ -210,6 +210,16 @@ def _fit_chunk(work: _Work, ids: np.ndarray) -> _Chunk:
     return _Chunk(ids, coef, stderr, cov, r_squared, rmse, status, failures, warned)
 
 
+def _halo_work(work: _Work, ids: np.ndarray) -> _Work:
+    """The work of the centers ``ids`` with just the rows their windows read."""
+    local, positions = work.index.halo(work.centers[ids])
+    return _Work(
+        work.fitter, local, work.centers, work.status, work.xs[:, positions],
+        work.ys[:, positions], None if work.ws is None else work.ws[positions],
+        work.trend_dims, work.intercept, work.terms,
+    )  # fmt: skip
+
+
 _WORKER: _Work | None = None
 
 
@@ -339,10 +349,12 @@ def fit_windows(
     bar = _progress_bar(todo.size, show, fitter.name)
     try:
         if parallel.client is not None:
-            # a fresh key per call: a hashed key may be released by an earlier, identical call
-            remote = parallel.client.scatter(work, broadcast=True, hash=False)
+            # each block of centers travels with its halo rows only, not the whole table
             parts = _chunks(todo, 8 * max(1, len(parallel.client.nthreads())))
-            futures = parallel.client.map(_fit_chunk, [remote] * len(parts), parts, pure=False)
+            futures = [
+                parallel.client.submit(_fit_chunk, _halo_work(work, part), part, pure=False)
+                for part in parts
+            ]
             for future, part in zip(futures, parts, strict=True):
                 done.append(future.result())
                 bar.update(part.size)

@@ -210,6 +210,25 @@ class WindowIndex:
         )
         return bins[:n], weights[:n], offsets[:n]
 
+    def halo(self, centers: np.ndarray) -> tuple[WindowIndex, np.ndarray]:
+        """The index of just the rows the windows of ``centers`` read, and their positions.
+
+        A block of centers shipped to a worker needs only its halo: the rows of the bins its
+        windows reach. The returned index places those rows (``positions`` into the full
+        bin-ordered arrays, to slice them with) where the windows of ``centers`` look for them.
+        """
+        needed = np.zeros(self.offsets.size - 1, dtype=bool)
+        for center in centers:
+            needed[self.entries(int(center))[0]] = True
+        counts = np.where(needed, np.diff(self.offsets), 0)
+        local = np.zeros_like(self.offsets)
+        np.cumsum(counts, out=local[1:])
+        bins = np.flatnonzero(needed)
+        lengths = counts[bins]
+        starts = np.repeat(self.offsets[bins] - local[bins], lengths)
+        positions = starts + np.arange(lengths.sum())
+        return WindowIndex(self.window, local), positions
+
     def positions(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bin-ordered positions of the window's rows, their kernel weights and bin offsets."""
         bins, weights, offsets = self.entries(center)
