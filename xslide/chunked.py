@@ -11,7 +11,6 @@ gets exactly the windowed sums of the in-memory path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -53,19 +52,10 @@ class BlockWindow(Window):
     origin: tuple[int, ...] = ()
     global_shape: tuple[int, ...] = ()
 
-    @cached_property
-    def tables(self):
-        n_max = max(self.shape)
-        width = max(2 * w + 1 for w in self.half)
-        j = np.zeros((len(self.shape), n_max, width), dtype=np.int64)
-        o = np.zeros_like(j)
-        length = np.zeros((len(self.shape), n_max), dtype=np.int64)
-        for d, (n, w, mode) in enumerate(zip(self.shape, self.half, self.modes, strict=True)):
-            jd, od, ld = _block_table(n, w, mode, self.origin[d], self.global_shape[d])
-            j[d, :n, : jd.shape[1]] = jd
-            o[d, :n, : od.shape[1]] = od
-            length[d, :n] = ld
-        return j, o, length
+    def dim_table(self, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _block_table(
+            self.shape[d], self.half[d], self.modes[d], self.origin[d], self.global_shape[d]
+        )
 
 
 _SCALARS = ("entries", "mean", "std", "r_squared", "rmse", "status")

@@ -228,12 +228,16 @@ class Window:
         j = np.zeros((len(self.shape), n_max, width), dtype=np.int64)
         o = np.zeros_like(j)
         length = np.zeros((len(self.shape), n_max), dtype=np.int64)
-        for d, (n, w, mode) in enumerate(zip(self.shape, self.half, self.modes, strict=True)):
-            jd, od, ld = neighbour_table(n, w, mode)
+        for d, n in enumerate(self.shape):
+            jd, od, ld = self.dim_table(d)
             j[d, :n, : jd.shape[1]] = jd
             o[d, :n, : od.shape[1]] = od
             length[d, :n] = ld
         return j, o, length
+
+    def dim_table(self, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Neighbour bins, offsets and counts of every bin along dim ``d``."""
+        return neighbour_table(self.shape[d], self.half[d], self.modes[d])
 
     @cached_property
     def strides(self) -> tuple[np.ndarray, np.ndarray]:
