@@ -177,3 +177,18 @@ def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
     whole = window_median(block, index, ordered.ys, 10_000, "numba")
     halo = window_median(block, local, ordered.ys[:, positions], 10_000, "numba")
     np.testing.assert_array_equal(halo, whole)
+
+
+def test_dask_formula_with_a_partial_reference_equals_pandas(client):
+    rng = np.random.default_rng(6)
+    parts = []
+    for centre in (0.0, 50.0):
+        part = pd.DataFrame({"b": rng.integers(0, 4, 3000), "x": centre + rng.normal(size=3000)})
+        part["y"] = 1.0 + 2.0 * part.x + rng.normal(0, 0.1, 3000)
+        parts.append(part)
+    rows = pd.concat(parts, ignore_index=True)
+    ddf = dd.from_pandas(rows, npartitions=2, sort=False)
+    formula = "target ~ x + I(x**2)"
+    on_dask = xslide.fit(ddf, ["b"], ["y"], formula=formula, window={}, reference={"y": 0.0})
+    memory = xslide.fit(rows, ["b"], ["y"], formula=formula, window={}, aggregation=["mean"])
+    np.testing.assert_allclose(on_dask.coef.values, memory.coef.values, rtol=1e-6, atol=1e-9)

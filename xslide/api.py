@@ -19,6 +19,7 @@ from .core import (
     resolve_backend,
     resolve_model,
 )
+from .design import RowTable
 from .distributed import dask_stats, is_dask_dataframe, is_dask_dataset
 from .errors import InvalidWindowSpec
 from .fitters import parse_partition
@@ -286,6 +287,8 @@ def run_fit(
         if column not in dims:
             if is_stats_dataset(data):
                 raise ValueError(f"split_by column {column!r} is not a dim of the statistics")
+            if rows_in_memory and column not in RowTable(data).names:
+                raise KeyError(f"partition_strategy['split_by']: column {column!r} not found")
             dims = [column, *dims]
     options = fit_options(
         dims,

@@ -212,8 +212,9 @@ class Reduced:
             if self.flat is None:
                 raise ValueError(
                     "the median, n_sigma_cut and the raw-row fitters (glm, rlm, callables) need "
-                    "the rows in memory; this fit starts from statistics (a statistics Dataset "
-                    "or a stream): leave them out or fit an in-memory table"
+                    "the rows in memory, and this input is reduced to statistics without them "
+                    "(a statistics Dataset, a stream or a dask collection): leave those out, or "
+                    "fit an in-memory table (e.g. one sector at a time)"
                 )
             order, offsets = bin_index(self.flat, self.grid.size, self.backend)
             self._rows = BinOrdered(order, offsets, self.design)
@@ -237,6 +238,8 @@ def reduce_rows(
     """One pass over the rows: validate bins, build the grid and accumulate statistics."""
     table = RowTable(data)
     bins, missing = read_bins(table, dims)
+    if isinstance(selection, str):  # a boolean column of the data, as on streams and dask
+        selection = table.column(selection, "selection")
     selected = selection_mask(selection, table.n_rows, table.index)
     grid, flat, counts = build_grid(bins, selected, extent, max_bins, missing)
     rows_per_bin = counts.pop("rows_per_bin")
@@ -449,6 +452,11 @@ def fit_reduced(reduced: Reduced, options: FitOptions) -> Fit:
     # trend=1: one local-derivative term per windowed dim, its column the bin's offset
     trend_dims = np.flatnonzero(np.asarray(widths) > 0) if options.trend else np.empty(0, int)
     terms = (*reduced.terms, *(f"d_{grid.dims[d]}" for d in trend_dims))
+    if len(set(terms)) < len(terms):
+        raise ValueError(
+            f"trend=1 adds terms {[f'd_{grid.dims[d]}' for d in trend_dims]}, which clash with "
+            f"design terms {list(reduced.terms)}: rename those predictors"
+        )
     x_ref = np.concatenate([reduced.x_ref, np.zeros(trend_dims.size)])
     n_columns = len(reduced.columns) + trend_dims.size
     solution = None

@@ -119,15 +119,17 @@ def dask_stats(
             "restrict it with extent= or raise max_bins"
         )
     partitions = ddf.to_delayed()
-    if formula is not None and not reference:
-        # formula terms exist only once evaluated: the first partition fixes their references
+    if formula is not None:
+        # formula terms exist only once evaluated: the first partition fixes the references
+        # that were not given (the user's own win)
         first = _partition(
             partitions[0].compute(), dims, targets, predictors, weights, selection, extent,
             None, formula, backend,
         )  # fmt: skip
         if not isinstance(first, dict):
             names = [*first.columns[1:], *first.targets]
-            reference = dict(zip(names, [*first.x_ref, *first.y_ref], strict=True))
+            found = dict(zip(names, [*first.x_ref, *first.y_ref], strict=True))
+            reference = {**found, **reference}
     arguments = (dims, targets, predictors, weights, selection, extent, reference or None)
     parts = [dask.delayed(_partition)(part, *arguments, formula, backend) for part in partitions]
     while len(parts) > 1:  # a tree: partial statistics are added pairwise

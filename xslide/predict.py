@@ -47,6 +47,10 @@ def _positions(fit: xr.Dataset, table: RowTable, dims: Sequence[str]):
             low, high = edges[0], edges[-1]
             clamped = np.interp(np.clip(value, low, high), edges, np.arange(edges.size))
             positions[~np.isfinite(index), k] = (clamped - 0.5 - bins[0])[~np.isfinite(index)]
+            # inside the edges but on bins the fitted grid does not cover: outside too
+            beyond = (positions[:, k] < -0.5) | (positions[:, k] > bins.size - 0.5)
+            outside |= beyond
+            positions[:, k] = np.clip(positions[:, k], -0.5, bins.size - 0.5)
         elif d in table.names:
             value = table.numeric(d, "rows")
             positions[:, k] = value - bins[0]
@@ -212,7 +216,9 @@ def predict(
         raise KeyError(f"targets {unknown} were not fitted; fitted: {all_targets}")
     dims = [str(d) for d in fit.coef.dims if d not in ("target", "term")]
     terms = [str(t) for t in fit.term.values]
-    trend = [t for t in terms if t.startswith("d_") and t[2:] in dims]
+    # the fit says whether its d_{dim} terms are window offsets (trend=1) or plain predictors
+    has_trend = int(fit.attrs.get("trend", 0)) == 1
+    trend = [t for t in terms if has_trend and t.startswith("d_") and t[2:] in dims]
     table = RowTable(rows)
     positions, outside = _positions(fit, table, dims)
     design = _design(fit, table, terms, trend)

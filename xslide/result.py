@@ -103,11 +103,14 @@ def to_dataset(fit: Fit) -> xr.Dataset:
 def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
     """The seed API's comma-joined quality flag per center from per-target status codes."""
     n_codes = len(FLAG_MEANINGS)
-    packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
-    codes, inverse = np.unique(packed, return_inverse=True)
+    if n_codes ** status.shape[1] < 2**62:  # one integer per center: a fast unique
+        packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
+        codes, inverse = np.unique(packed, return_inverse=True)
+        combos = [(code // n_codes ** np.arange(status.shape[1])) % n_codes for code in codes]
+    else:  # too many targets to pack: unique rows
+        combos, inverse = np.unique(status, axis=0, return_inverse=True)
     labels = []
-    for code in codes:
-        combo = (code // n_codes ** np.arange(status.shape[1])) % n_codes
+    for combo in combos:
         if np.all(combo == EMPTY):
             labels.append("empty_window")
             continue

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from ._optional import require
+from .binning import binning_of
 from .core import Reduced
 from .design import RowTable, build_design
 from .formula import ParsedFormula
@@ -86,7 +87,9 @@ def _selection(table: RowTable, selection) -> np.ndarray | None:
     column = table.column(selection, "selection")
     if not pd.api.types.is_bool_dtype(column.dtype):
         raise TypeError(f"selection column {selection!r} must be boolean, got {column.dtype}")
-    return column.to_numpy(dtype=bool, na_value=False)
+    if column.hasnans:
+        raise ValueError(f"selection column {selection!r} has missing values; use True/False")
+    return column.to_numpy(dtype=bool)
 
 
 def _grow(stats: np.ndarray, rows: np.ndarray, old: Grid, new: Grid):
@@ -133,6 +136,7 @@ def stream_stats(
     counts["n_rows_outside_extent"] = 0
     invalid_total = np.zeros(len(targets), dtype=np.int64)
     design = None
+    binning = None  # digitize records, from the first batch that is a DataFrame
     for batch in _batches(source, needed or []):
         table = RowTable(batch)
         bins, missing = read_bins(table, dims)
@@ -162,9 +166,13 @@ def stream_stats(
         fixed = {d: (lo, hi) for d, lo, hi in zip(grid.dims, grid.lo, grid.hi, strict=True)}
         _, flat, fixed_counts = build_grid(bins, selected, fixed, max_bins, missing)
         design = build_design(table, targets, predictors, weights, flat, reference, formula)
-        if not reference:  # fixed by the first batch, for every later one
-            names = [*design.columns[1:], *design.targets]
-            reference = dict(zip(names, [*design.x_ref, *design.y_ref], strict=True))
+        names = [*design.columns[1:], *design.targets]
+        if any(name not in reference for name in names):
+            # the first batch fixes every reference not given, for every later batch
+            found = dict(zip(names, [*design.x_ref, *design.y_ref], strict=True))
+            reference = {**found, **reference}
+        if binning is None:
+            binning = binning_of(batch, dims)
         if stats is None:
             stats = np.zeros((grid.size, len(targets), n_stats(design.x.shape[0] + 1)))
             rows = np.zeros(grid.size, dtype=np.int64)
@@ -189,6 +197,7 @@ def stream_stats(
         backend,
         weights,
         intercept=design.intercept,
+        binning=binning or {},
     )
 
 
