@@ -251,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_inputs_and_out(p, several: str, suffixes, out_help: str) -> None:
+    """The INPUT... files and the --out file of a subcommand."""
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=_source,
+        metavar="INPUT",
+        help=f"rows.parquet, rows.csv or file.root:tree ({several})",
+    )
+    p.add_argument("--out", required=True, type=_output(suffixes), help=out_help)
+
+
 def _add_fit(sub) -> None:
     p = sub.add_parser(
         "fit",
@@ -259,18 +271,8 @@ def _add_fit(sub) -> None:
         epilog=FIT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        type=_source,
-        metavar="INPUT",
-        help="rows.parquet, rows.csv or file.root:tree (several: one stream)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_output(FIT_SUFFIXES),
-        help="output file: .nc, .zarr, .parquet or .root",
+    _add_inputs_and_out(
+        p, "several: one stream", FIT_SUFFIXES, "output file: .nc, .zarr, .parquet or .root"
     )
     p.add_argument("--dims", required=True, type=_names, help="integer bin columns, e.g. rBin,zBin")
     p.add_argument("--targets", required=True, type=_names, help="fit columns, e.g. dX,dY")
@@ -375,18 +377,8 @@ def _add_predict(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("fit", metavar="FIT", type=_fit_input, help="the fit: .nc or .zarr")
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        type=_source,
-        metavar="INPUT",
-        help="rows.parquet, rows.csv or file.root:tree (several are concatenated)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=_output(ROWS_OUT_SUFFIXES),
-        help="output rows: .parquet, .csv or .root",
+    _add_inputs_and_out(
+        p, "several are concatenated", ROWS_OUT_SUFFIXES, "output rows: .parquet, .csv or .root"
     )
     p.add_argument("--targets", type=_names, help="targets to predict (default: all)")
     p.add_argument(

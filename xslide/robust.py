@@ -16,7 +16,7 @@ from ._numba import njit, num_threads, prange
 from .rows import WindowIndex
 from .solve import OK, Solution, solve
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
-from .window import window_entries
+from .window import entry_buffers, window_entries
 
 
 @njit(cache=True, fastmath={"reassoc", "nsz", "arcp"})
@@ -49,11 +49,7 @@ def _kept_moments(
     m = centers.shape[0]
     lead = 1 if intercept else 0
     for c in prange(n_chunks):
-        pos = np.empty(n_dims, dtype=np.int64)
-        cur = np.empty(n_dims, dtype=np.int64)
-        bins = np.empty(max_entries, dtype=np.int64)
-        kw = np.empty(max_entries)
-        nb_offsets = np.empty((max_entries, n_dims), dtype=np.int64)
+        pos, cur, bins, kw, nb_offsets = entry_buffers(n_dims, max_entries)
         z = np.empty((size, max_count))
         z[0, :] = 1.0
         wz = np.ones(max_count)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba import njit, num_threads, prange
-from .window import Window, window_entries
+from .window import Window, entry_buffers, window_entries
 
 
 def values_in_bin_order(
@@ -201,13 +201,9 @@ class WindowIndex:
 
     def entries(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Neighbour bins, kernel weights and per-dim offsets of the window around ``center``."""
-        d = len(self.window.shape)
-        bins = np.empty(self.max_entries, dtype=np.int64)
-        weights = np.empty(self.max_entries)
-        offsets = np.empty((self.max_entries, d), dtype=np.int64)
-        n = window_entries(
-            center, *self.args, np.empty(d, np.int64), np.empty(d, np.int64), bins, weights, offsets
-        )
+        buffers = entry_buffers(len(self.window.shape), self.max_entries)
+        n = window_entries(center, *self.args, *buffers)
+        _, _, bins, weights, offsets = buffers
         return bins[:n], weights[:n], offsets[:n]
 
     def halo(self, centers: np.ndarray) -> tuple[WindowIndex, np.ndarray]:
@@ -251,11 +247,7 @@ def _window_median_numba(
         wbuf = np.empty((n_targets, max_count))
         sample = np.empty(_SAMPLE)
         middle = np.empty(max_count)
-        pos = np.empty(n_dims, dtype=np.int64)
-        cur = np.empty(n_dims, dtype=np.int64)
-        bins = np.empty(max_entries, dtype=np.int64)
-        weights = np.empty(max_entries)
-        nb_offsets = np.empty((max_entries, n_dims), dtype=np.int64)
+        pos, cur, bins, weights, nb_offsets = entry_buffers(n_dims, max_entries)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
             n = window_entries(
                 centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,

@@ -253,6 +253,18 @@ def _c_strides(shape: Sequence[int]) -> np.ndarray:
 
 
 @njit(cache=True)
+def entry_buffers(n_dims, max_entries):
+    """Work arrays of ``window_entries``: pos, cur, bins, weights and offsets."""
+    return (
+        np.empty(n_dims, dtype=np.int64),
+        np.empty(n_dims, dtype=np.int64),
+        np.empty(max_entries, dtype=np.int64),
+        np.empty(max_entries),
+        np.empty((max_entries, n_dims), dtype=np.int64),
+    )
+
+
+@njit(cache=True)
 def window_entries(
     center, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
     pos, cur, bins, weights, offsets,
@@ -350,11 +362,7 @@ def _neighbour_sums(
     m = centers.shape[0]
     n_slots = layout.shape[0]
     for c in prange(n_chunks):
-        pos = np.empty(n_dims, dtype=np.int64)
-        cur = np.empty(n_dims, dtype=np.int64)
-        bins = np.empty(max_entries, dtype=np.int64)
-        weights = np.empty(max_entries)
-        offsets = np.empty((max_entries, n_dims), dtype=np.int64)
+        pos, cur, bins, weights, offsets = entry_buffers(n_dims, max_entries)
         seen = np.full(n_bins, -1, dtype=np.int64)
         factor = np.empty(trend_dims.shape[0] + 1)
         factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
