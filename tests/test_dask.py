@@ -163,13 +163,13 @@ def test_without_dask_the_dask_features_say_what_to_install(monkeypatch, rows):
 
 
 def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
-    from xslide.core import reduce_rows
+    from xslide.options import ReadSpec
     from xslide.rows import WindowIndex, window_median
+    from xslide.sources import read
     from xslide.window import Window
 
-    reduced = reduce_rows(rows, *ARGS, backend="numba")
-    ordered = reduced.bin_ordered()
-    window = Window(reduced.grid.shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
+    stats, ordered = read(rows, ReadSpec(*ARGS, backend="numba"))
+    window = Window(stats.grid.shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
     index = WindowIndex(window, ordered.offsets)
     block = np.arange(10, 30)
     local, positions = index.halo(block)

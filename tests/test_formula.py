@@ -172,7 +172,7 @@ def test_bad_formulas_are_refused_before_any_work(monkeypatch, formula, predicto
     def no_work(*args, **kwargs):
         raise AssertionError("the statistics pass ran before the formula was checked")
 
-    monkeypatch.setattr(xslide.core, "accumulate", no_work)
+    monkeypatch.setattr(xslide.sources, "accumulate", no_work)
     with pytest.raises(ValueError, match=message):
         xslide.make_sliding_window_fit(
             make_rows(6), ["b"], {}, ["y", "z"], predictors, fit_formula=formula

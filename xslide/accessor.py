@@ -5,6 +5,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import api
+from .result import is_stats_dataset
 
 
 @xr.register_dataset_accessor("slidewin")
@@ -19,7 +20,7 @@ class SlideWinAccessor:
 
     def stats(self, dims, targets, predictors=(), **kwargs) -> xr.Dataset:
         """Per-bin sufficient statistics of the rows; see ``xslide.bin_stats``."""
-        if api.is_stats_dataset(self._ds):
+        if is_stats_dataset(self._ds):
             raise TypeError("this Dataset already holds statistics; call .slidewin.fit(window=...)")
         return api.bin_stats(self._ds, dims, targets, predictors, **kwargs)
 

@@ -261,7 +261,7 @@ def run_large_dask(data_dir: Path, workers: int, scale: float = 1.0) -> dict:
 def run_large(data_dir: Path, scale: float = 1.0) -> dict:
     """Write the large scenario to parquet once, then stream it: time, throughput, peak RSS."""
     import xslide
-    from xslide import stream
+    from xslide import sources as stream
 
     path = Path(data_dir) / f"large_{scale:g}.parquet"
     if not path.exists():  # in a child process: its memory must not count as the stream's

@@ -23,11 +23,10 @@ import pandas as pd
 from .demo import demo
 from .errors import InvalidWindowSpec
 from .expressions import ExpressionError, check, check_formula, evaluate
-from .io import CHUNK_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+from .io import BATCH_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
+from .parallel import progress_bar
 
-BOUNDARIES = ("truncate", "full", "periodic", "mirror", "shrink", "symmetric")
-KERNELS = ("uniform", "gaussian", "epanechnikov", "linear")
-AGGREGATES = ("mean", "std", "median", "entries")
 FAMILIES = {
     "gaussian": "Gaussian",
     "poisson": "Poisson",
@@ -134,39 +133,27 @@ def _window(text: str) -> dict[str, int]:
             raise argparse.ArgumentTypeError(
                 f"half-width of {dim!r} must be an integer >= 0, got {value!r}"
             ) from None
-        if window[dim] < 0:
-            raise argparse.ArgumentTypeError(f"half-width of {dim!r} must be >= 0, got {value}")
     return window
 
 
 def _boundary(text: str) -> str | dict[str, str]:
-    def mode(value: str) -> str:
-        if value not in BOUNDARIES:
-            raise argparse.ArgumentTypeError(
-                f"unknown boundary {value!r}; choose from {', '.join(BOUNDARIES)}"
-            )
-        return value
-
     if "=" not in text:
-        return mode(text.strip())
-    return {dim: mode(value) for dim, value in _pairs(text, "dim=mode (e.g. rBin=shrink)")}
+        return text.strip()
+    return dict(_pairs(text, "dim=mode (e.g. rBin=shrink)"))
 
 
-def _positive_float(value: str, what: str) -> float:
+def _number(value: str, what: str) -> float:
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{what} must be a number, got {value!r}") from None
-    if not np.isfinite(number) or number <= 0:
-        raise argparse.ArgumentTypeError(f"{what} must be a positive number, got {value!r}")
-    return number
 
 
 def _kernel_width(text: str) -> float | dict[str, float]:
     if "=" not in text:
-        return _positive_float(text.strip(), "kernel width")
+        return _number(text.strip(), "kernel width")
     pairs = _pairs(text, "dim=width (e.g. rBin=1.5)")
-    return {dim: _positive_float(value, f"kernel width of {dim!r}") for dim, value in pairs}
+    return {dim: _number(value, f"kernel width of {dim!r}") for dim, value in pairs}
 
 
 def _extent(text: str) -> dict[str, tuple[int, int]]:
@@ -177,21 +164,11 @@ def _extent(text: str) -> dict[str, tuple[int, int]]:
             extent[dim] = (int(lo), int(hi))
         except ValueError:
             sep = ""
-        if not sep or extent[dim][0] > extent[dim][1]:
+        if not sep:
             raise argparse.ArgumentTypeError(
                 f"extent of {dim!r} must be lo:hi with integers lo <= hi, got {value!r}"
             )
     return extent
-
-
-def _aggregations(text: str) -> list[str]:
-    names = _names(text)
-    unknown = [n for n in names if n not in AGGREGATES]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown aggregation(s) {unknown}; choose from {', '.join(AGGREGATES)}"
-        )
-    return names
 
 
 def _positive_int(text: str) -> int:
@@ -204,8 +181,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> float:
-    return _positive_float(text, "value")
+def _float(text: str) -> float:
+    return _number(text, "value")
 
 
 def _output(suffixes: Sequence[str]):
@@ -294,7 +271,7 @@ def _add_fit(sub) -> None:
     )
     p.add_argument(
         "--fitter",
-        choices=("ols", "wls", "glm", "rlm"),
+        choices=FITTERS,
         default="ols",
         help="ols/wls: closed form; glm/rlm: statsmodels on the rows (default ols)",
     )
@@ -331,30 +308,30 @@ def _add_fit(sub) -> None:
     )
     p.add_argument(
         "--centers",
-        choices=("observed", "grid"),
+        choices=CENTERS,
         default="observed",
         help="fit bins with rows (observed) or every bin of the grid (grid)",
     )
     p.add_argument("--extent", type=_extent, help="fix the grid range per dim, e.g. phiBin=0:17")
     p.add_argument(
         "--aggregations",
-        type=_aggregations,
+        type=_names,
         help="per-target aggregates among mean,std,median,entries "
         "(default: all four in memory, mean,std,entries when streaming)",
     )
     p.add_argument(
-        "--n-sigma-cut", type=_positive, help="refit without rows whose |residual| > N x rmse"
+        "--n-sigma-cut", type=_float, help="refit without rows whose |residual| > N x rmse"
     )
     p.add_argument("--max-iter", type=_positive_int, help="most refits of --n-sigma-cut (3)")
-    p.add_argument("--backend", choices=("auto", "numba", "numpy"), default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument(
         "--in-memory", action="store_true", help="read all inputs into memory instead of streaming"
     )
     p.add_argument(
         "--chunk-rows",
         type=_positive_int,
-        default=CHUNK_ROWS,
-        help=f"rows per streamed batch ({CHUNK_ROWS})",
+        default=BATCH_ROWS,
+        help=f"rows per streamed batch ({BATCH_ROWS})",
     )
     p.add_argument(
         "--scheduler", help="dask scheduler address (tcp://...): statistics on that cluster"
@@ -417,29 +394,44 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 # ---- fit ----
 
 
-def _check_usage(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """Cross-check the options before reading data; return the selection and formula columns."""
-    dims = set(args.dims)
-    for option, value in (
-        ("--window", args.window),
-        ("--boundary", args.boundary),
-        ("--kernel-width", args.kernel_width),
-        ("--extent", args.extent),
-    ):
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - dims)
-            if unknown:
-                raise UsageError(f"{option} names {unknown}, which are not in --dims {args.dims}")
+def _fit_keywords(args: argparse.Namespace) -> dict:
+    """The ``xslide.fit`` keywords of the options (the selection and data come later)."""
+    return {
+        "dims": args.dims,
+        "targets": args.targets,
+        "predictors": args.predictors,
+        "window": args.window,
+        "formula": args.formula,
+        "fitter": args.fitter,
+        "weights": args.weights,
+        "min_entries": args.min_entries,
+        "aggregation": args.aggregations,
+        "boundary": args.boundary,
+        "kernel": args.kernel,
+        "kernel_width": args.kernel_width,
+        "trend": args.trend,
+        "centers": args.centers,
+        "extent": args.extent,
+        "backend": args.backend,
+        "n_sigma_cut": args.n_sigma_cut,
+        "max_iter": args.max_iter,
+        "progress": args.progress,
+    }
+
+
+def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[str]]:
+    """Check the options before reading data (exit 2); return the selection and formula
+    columns."""
     if args.family and args.fitter != "glm":
         raise UsageError("--family is an option of --fitter glm")
     if args.norm and args.fitter != "rlm":
         raise UsageError("--norm is an option of --fitter rlm")
-    if args.fitter == "wls" and not args.weights:
-        raise UsageError("--fitter wls needs --weights")
-    if args.max_iter is not None and args.n_sigma_cut is None:
-        raise UsageError("--max-iter is an option of --n-sigma-cut")
     selection_columns = check(args.selection) if args.selection is not None else []
     formula_columns = check_formula(args.formula) if args.formula is not None else []
+    try:
+        build_options(_fit_keywords(args), Input(kind))
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
     return selection_columns, formula_columns
 
 
@@ -481,15 +473,6 @@ def _selection_mask(expression: str, batch, names: Sequence[str]) -> np.ndarray:
     return np.broadcast_to(mask, (n_rows,)).copy()
 
 
-def _progress_bar(enabled: bool | None, total: int | None, what: str):
-    from tqdm.auto import tqdm
-
-    show = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(
-        total=total, unit=" rows", unit_scale=True, desc=what, disable=not show, file=sys.stderr
-    )
-
-
 def _total_rows(sources: Sequence[Source]) -> int | None:
     """Rows in all inputs when their metadata says so cheaply (parquet, ROOT), else None."""
     total = 0
@@ -522,7 +505,7 @@ def _stream(
     from .io import iter_batches
 
     batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
-    with _progress_bar(progress, _total_rows(sources), "reading") as bar:
+    with progress_bar(_total_rows(sources), progress, "reading", " rows", scale=True) as bar:
         for batch in batches:
             if selection is not None:
                 mask = _selection_mask(selection, batch, selection_columns)
@@ -539,34 +522,6 @@ def _stream(
 def _texts(sources: Sequence[Source]) -> list[str]:
     """Inputs as the text specs the io readers take."""
     return [str(s) for s in sources]
-
-
-def _fit_with(xslide, data, selection, aggregation, options, args):
-    """The ``xslide.fit`` call of ``xslide fit``."""
-    return xslide.fit(
-        data,
-        dims=args.dims,
-        targets=args.targets,
-        predictors=args.predictors,
-        window=args.window,
-        formula=args.formula,
-        fitter=args.fitter,
-        weights=args.weights,
-        selection=selection,
-        min_entries=args.min_entries,
-        aggregation=aggregation,
-        boundary=args.boundary,
-        kernel=args.kernel,
-        kernel_width=args.kernel_width,
-        trend=args.trend,
-        centers=args.centers,
-        extent=args.extent,
-        backend=args.backend,
-        n_sigma_cut=args.n_sigma_cut,
-        progress=args.progress,
-        **options,
-        **_fitter_options(args),
-    )
 
 
 def _dask_client(args: argparse.Namespace):
@@ -617,51 +572,70 @@ def _dask_frame(args: argparse.Namespace, columns, selection_columns):
     return frame.assign(**{SELECTION_COLUMN: selected}), SELECTION_COLUMN
 
 
-def run_fit_command(args: argparse.Namespace) -> int:
-    """``xslide fit``: read (or stream) the inputs, fit, write the result by suffix."""
-    import xslide
+def _read_mode(args: argparse.Namespace) -> str:
+    """'memory' where a path needs every row at once, else 'dask' or 'stream'."""
+    aggregation = args.aggregations
+    if (
+        args.in_memory
+        or (aggregation is not None and "median" in aggregation)
+        or args.n_sigma_cut is not None
+        or args.fitter in ("glm", "rlm")
+    ):
+        return "memory"
+    return "dask" if args.scheduler or args.dask_workers else "stream"
 
-    from .io import available_columns, read_rows, write_fit
 
-    selection_columns, formula_columns = _check_usage(args)
+def _needed_columns(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
+    """The columns the fit reads, checked in every input before any row is read."""
+    from .io import available_columns
+
     columns = [*args.dims, *args.targets, *args.predictors]
     columns += [args.weights] if args.weights else []
-    columns += [*selection_columns, *formula_columns]
-    columns = list(dict.fromkeys(columns))
+    columns = list(dict.fromkeys([*columns, *extra]))
     for source in args.inputs:
         known = available_columns(source)
         missing = [c for c in columns if c not in known]
         if missing:
             raise KeyError(f"{source}: column(s) {missing} not found; available columns: {known}")
-    aggregation = args.aggregations
-    in_memory = (
-        args.in_memory
-        or (aggregation is not None and "median" in aggregation)
-        or args.n_sigma_cut is not None
-        or args.fitter in ("glm", "rlm")
-    )
-    if in_memory:
+    return columns
+
+
+def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns) -> tuple:
+    """The rows as xslide.fit takes them (a table, a dask frame, a path or batches) and the
+    selection."""
+    from .io import read_rows
+
+    if mode == "memory":
         frames = [read_rows(str(s), columns) for s in args.inputs]
         data = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        selection = None
-        if args.selection is not None:
-            selection = _selection_mask(args.selection, data, selection_columns)
-    elif args.scheduler or args.dask_workers:
-        data, selection = _dask_frame(args, columns, selection_columns)
-    elif len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
-        data = str(args.inputs[0].path)  # xslide streams it by row group itself
-        selection = None
-    else:
-        data = _stream(args.inputs, columns, args.chunk_rows, args.selection,
-                       selection_columns, args.progress)  # fmt: skip
-        selection = None if args.selection is None else SELECTION_COLUMN
-    options = {} if args.max_iter is None else {"max_iter": args.max_iter}
-    with _dask_client(args) if not in_memory else contextlib.nullcontext():
-        ds = _fit_with(xslide, data, selection, aggregation, options, args)
+        if args.selection is None:
+            return data, None
+        return data, _selection_mask(args.selection, data, selection_columns)
+    if mode == "dask":
+        return _dask_frame(args, columns, selection_columns)
+    if len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
+        return str(args.inputs[0].path), None  # xslide streams it by row group itself
+    data = _stream(args.inputs, columns, args.chunk_rows, args.selection,
+                   selection_columns, args.progress)  # fmt: skip
+    return data, None if args.selection is None else SELECTION_COLUMN
+
+
+def run_fit_command(args: argparse.Namespace) -> int:
+    """``xslide fit``: read (or stream) the inputs, fit, write the result by suffix."""
+    import xslide
+
+    from .io import write_fit
+
+    mode = _read_mode(args)
+    selection_columns, formula_columns = _check_usage(args, mode)
+    columns = _needed_columns(args, [*selection_columns, *formula_columns])
+    data, selection = _input_data(args, mode, columns, selection_columns)
+    keywords = {**_fit_keywords(args), **_fitter_options(args)}
+    with _dask_client(args) if mode == "dask" else contextlib.nullcontext():
+        ds = xslide.fit(data, selection=selection, **keywords)
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
-    distributed = bool(args.scheduler or args.dask_workers) and not in_memory
-    ds.attrs["read_mode"] = "memory" if in_memory else ("dask" if distributed else "stream")
+    ds.attrs["read_mode"] = mode
     out = write_fit(ds, args.out)
     fitted = (ds["quality_flag"] == 0).sum(
         dim=[d for d in ds["quality_flag"].dims if d != "target"]

@@ -7,26 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .api import run_fit
-from .distributed import is_dask_dataframe
-from .grid import DEFAULT_MAX_BINS
+from . import api, sources
+from .options import Backend, FitterName, build_options
 from .result import to_frame
-
-_KWARGS = (
-    "boundary",
-    "kernel",
-    "kernel_width",
-    "trend",
-    "centers",
-    "extent",
-    "max_bins",
-    "reference",
-    "n_sigma_cut",
-    "max_iter",
-    "progress",
-)
-# statsmodels options of fitter='glm' / 'rlm'
-_FITTER_KWARGS = ("family", "M", "fit_kwargs")
 
 
 def make_sliding_window_fit(
@@ -36,13 +19,13 @@ def make_sliding_window_fit(
     fit_columns: Sequence[str],
     predictor_columns: Sequence[str],
     fit_formula=None,
-    fitter: str = "ols",
+    fitter: FitterName = "ols",
     aggregation_functions: Mapping[str, Sequence[str]] | None = None,
     weights_column: str | None = None,
     selection=None,
     binning_formulas: Mapping[str, str] | None = None,
     min_entries: int = 10,
-    backend: str = "auto",
+    backend: Backend = "auto",
     partition_strategy=None,
     **kwargs,
 ) -> pd.DataFrame:
@@ -87,42 +70,27 @@ def make_sliding_window_fit(
     pandas.DataFrame sorted by the group columns, columns and ``attrs`` as API.md §1.
     """
     started = time.perf_counter()
-    if not (isinstance(df, pd.DataFrame) or is_dask_dataframe(df)):
+    if not (isinstance(df, pd.DataFrame) or sources.is_dask_dataframe(df)):
         raise TypeError(f"df must be a pandas or dask DataFrame, got {type(df).__name__}")
-    for key in kwargs:
-        if key not in _KWARGS and key not in _FITTER_KWARGS:
-            raise TypeError(
-                f"make_sliding_window_fit() got an unexpected keyword argument {key!r}; "
-                f"known: {[*_KWARGS, *_FITTER_KWARGS]}"
-            )
-    result = run_fit(
-        df,
-        group_columns,
-        fit_columns,
-        predictor_columns,
-        window_spec,
-        formula=fit_formula,
-        fitter=fitter,
-        weights=weights_column,
-        selection=selection,
-        min_entries=min_entries,
-        aggregation=aggregation_functions,
-        boundary=kwargs.get("boundary", "truncate"),
-        kernel=kwargs.get("kernel", "uniform"),
-        kernel_width=kwargs.get("kernel_width"),
-        trend=kwargs.get("trend", 0),
-        centers=kwargs.get("centers", "observed"),
-        extent=kwargs.get("extent"),
-        backend=backend,
-        max_bins=kwargs.get("max_bins", DEFAULT_MAX_BINS),
-        binning_formulas=binning_formulas,
-        reference=kwargs.get("reference"),
-        n_sigma_cut=kwargs.get("n_sigma_cut"),
-        max_iter=kwargs.get("max_iter"),
-        partition_strategy=partition_strategy,
-        progress=kwargs.get("progress"),
-        fitter_options={k: v for k, v in kwargs.items() if k in _FITTER_KWARGS},
-    )
-    frame = to_frame(result)
+    keywords = {
+        "dims": group_columns,
+        "targets": fit_columns,
+        "predictors": predictor_columns,
+        "window": window_spec,
+        "formula": fit_formula,
+        "fitter": fitter,
+        "aggregation": aggregation_functions,
+        "weights": weights_column,
+        "selection": selection,
+        "binning_formulas": binning_formulas,
+        "min_entries": min_entries,
+        "backend": backend,
+        "partition_strategy": partition_strategy,
+    }
+    clash = sorted(set(kwargs) & set(keywords))
+    if clash:
+        raise TypeError(f"make_sliding_window_fit() takes {clash} under their seed names")
+    options = build_options({**keywords, **kwargs}, sources.describe(df))
+    frame = to_frame(api.run(df, options))
     frame.attrs["computation_time_sec"] = time.perf_counter() - started
     return frame

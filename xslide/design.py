@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .formula import INTERCEPT, ParsedFormula, design_matrix
+from .formula import INTERCEPT, design_matrix
+
+if TYPE_CHECKING:
+    from .options import ReadSpec
 
 _REFERENCE_SAMPLE = 100_000
 
@@ -72,19 +76,6 @@ class RowTable:
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def as_name_list(value, role: str, allow_empty: bool = False) -> list[str]:
-    """Accept one column name or a sequence of names; refuse anything else."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{role} must be a column name or a list of column names, got {value!r}")
-    if not value and not allow_empty:
-        raise ValueError(f"{role} must name at least one column")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{role} lists a column twice: {list(value)}")
-    return list(value)
-
-
 @dataclass
 class Design:
     """Design columns (q, n), targets (t, n), weights (n,) or None and their references.
@@ -123,26 +114,20 @@ def _reference(values: np.ndarray, rows: np.ndarray) -> float:
     return float(sample.mean()) if sample.size else 0.0
 
 
-def build_design(
-    table: RowTable,
-    targets: Sequence[str],
-    predictors: Sequence[str],
-    weights: str | None,
-    flat: np.ndarray,
-    reference: Mapping[str, float] | None = None,
-    formula: ParsedFormula | None = None,
-) -> Design:
+def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
     """Read targets, design columns and weights as float64 and fix the references.
 
-    The design columns are the predictors, or the right-hand side of ``formula`` evaluated
+    The design columns are the predictors, or the right-hand side of the formula evaluated
     over all rows. Negative weights are refused; NaN/inf values are kept here and excluded per
-    target by the statistics pass.
+    target by the statistics pass. References not given are means of a sample of the rows
+    inside the grid (``flat >= 0``).
     """
-    overlap = set(targets) & set(predictors)
-    if overlap:
-        raise ValueError(f"columns {sorted(overlap)} are both fit columns and predictors")
-    if INTERCEPT in predictors:
-        raise ValueError(f"{INTERCEPT!r} is added automatically; do not list it as a predictor")
+    targets, predictors, weights, formula = (
+        spec.targets,
+        spec.predictors,
+        spec.weights,
+        spec.formula,
+    )
     inside = flat >= 0
     y = np.empty((len(targets), table.n_rows))
     for t, name in enumerate(targets):
@@ -164,8 +149,6 @@ def build_design(
         x = np.ascontiguousarray(matrix.T)
     w = None
     if weights is not None:
-        if not isinstance(weights, str):
-            raise TypeError(f"weights_column must be a column name, got {weights!r}")
         w = table.numeric(weights, "weights_column")
         negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
         if negative.any():
@@ -173,7 +156,7 @@ def build_design(
                 f"weights_column {weights!r} has {int(negative.sum())} negative weights "
                 f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
             )
-    reference = dict(reference or {})
+    reference = dict(spec.reference or {})
     unknown = set(reference) - set(names) - set(targets)
     if unknown:
         raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from ._numba import njit
+from .errors import EmptyGridError
 
 DEFAULT_MAX_BINS = 50_000_000
 
@@ -73,77 +73,16 @@ def read_bins(table, dims) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     return bins, missing
 
 
-def selection_mask(selection, n_rows: int, index: pd.Index | None) -> np.ndarray | None:
-    """Turn ``selection`` into a positional boolean mask of length ``n_rows`` (None = all)."""
-    if selection is None:
-        return None
-    if isinstance(selection, xr.DataArray):
-        if selection.ndim != 1:
-            raise ValueError(f"selection must be one-dimensional, got dims {selection.dims}")
-        selection = selection.to_series()  # labelled: aligned on the row coordinate below
-    if isinstance(selection, pd.Series):
-        if not pd.api.types.is_bool_dtype(selection.dtype):
-            raise TypeError(f"selection must be boolean, got a Series of dtype {selection.dtype}")
-        if index is not None and not selection.index.equals(index):
-            aligned = (
-                len(selection) == n_rows
-                and index.is_unique
-                and selection.index.is_unique
-                and selection.index.isin(index).all()
-            )
-            if not aligned:
-                raise ValueError(
-                    "selection Series must be aligned with the data: its index does not match "
-                    f"the data's index ({len(selection)} entries vs {n_rows} rows)"
-                )
-            selection = selection.reindex(index)
-        elif len(selection) != n_rows:
-            raise ValueError(f"selection has {len(selection)} entries, the data {n_rows} rows")
-        if selection.hasnans:
-            raise ValueError("selection has missing values; use True/False for every row")
-        return selection.to_numpy(dtype=bool)
-    arr = np.asarray(getattr(selection, "values", selection))
-    if arr.dtype != np.bool_:
-        raise TypeError(
-            f"selection must be a boolean Series or boolean array, got dtype {arr.dtype}"
-        )
-    if arr.ndim != 1 or arr.shape[0] != n_rows:
-        raise ValueError(
-            f"selection must have one entry per row: got shape {arr.shape}, data has {n_rows} rows"
-        )
-    return arr
-
-
-def _check_extent(extent: Mapping | None, dims: Sequence[str]) -> dict[str, tuple[int, int]]:
-    if extent is None:
-        return {}
-    if not isinstance(extent, Mapping):
-        raise TypeError(f"extent must be a dict {{dim: (lo, hi)}}, got {type(extent).__name__}")
-    unknown = set(extent) - set(dims)
-    if unknown:
-        raise ValueError(f"extent names unknown dims {sorted(unknown)}; bin dims are {list(dims)}")
-    out = {}
-    for d, value in extent.items():
-        try:
-            lo, hi = value
-        except (TypeError, ValueError):
-            raise ValueError(f"extent[{d!r}] must be a pair (lo, hi), got {value!r}") from None
-        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in (lo, hi)):
-            raise TypeError(f"extent[{d!r}] must hold integers, got {value!r}")
-        if hi < lo:
-            raise ValueError(f"extent[{d!r}] = {value!r} has hi < lo")
-        out[d] = (int(lo), int(hi))
-    return out
-
-
 def build_grid(
     bins: Mapping[str, np.ndarray],
     selected: np.ndarray | None,
-    extent: Mapping | None = None,
+    extent: Mapping[str, tuple[int, int]] | None = None,
     max_bins: int = DEFAULT_MAX_BINS,
     missing: np.ndarray | None = None,
 ) -> tuple[Grid, np.ndarray, dict[str, int]]:
     """Fix the grid and give every row its flat bin id (-1: not selected or outside the extent).
+
+    ``extent`` (checked by ``options.check_extent``) fixes the range of the dims it names.
 
     Returns the grid, the flat ids and counts: ``rows_per_bin`` (the rows of every bin) and
     the rows left out (``n_rows_not_selected``, ``n_rows_without_bin`` (selected, but a bin
@@ -151,7 +90,7 @@ def build_grid(
     """
     dims = tuple(bins)
     n_rows = len(next(iter(bins.values()))) if bins else 0
-    given = _check_extent(extent, dims)
+    given = dict(extent or {})
     columns = tuple(_read_only(bins[d]) for d in dims)
     keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
     n_not_selected = int(n_rows - keep.sum())
@@ -166,7 +105,7 @@ def build_grid(
     lo, hi, n_inside = _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given)
     n_outside = int(n_rows - n_not_selected - n_without_bin - n_inside)
     if n_inside == 0 and not has_given.all():
-        raise ValueError("no rows left to bin: the selection (and extent) excludes every row")
+        raise EmptyGridError("no rows left to bin: the selection (and extent) excludes every row")
     lo = np.where(has_given, lo_given, lo)
     hi = np.where(has_given, hi_given, hi)
     shape = [int(h - low + 1) for low, h in zip(lo, hi, strict=True)]

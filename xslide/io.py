@@ -38,7 +38,7 @@ from .result import column_safe
 from .solve import NOT_A_CENTER
 
 #: rows per batch when streaming (the same as xslide's own parquet streaming)
-CHUNK_ROWS = 1 << 18
+BATCH_ROWS = 1 << 18
 ROW_SUFFIXES = (".parquet", ".pq", ".csv", ".root")
 FIT_SUFFIXES = (".nc", ".zarr", ".parquet", ".root")
 ROWS_OUT_SUFFIXES = (".parquet", ".csv", ".root")
@@ -169,7 +169,7 @@ def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) ->
 def iter_batches(
     paths: str | Path | Iterable[str | Path],
     columns: Sequence[str] | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int = BATCH_ROWS,
     *,
     arrow: bool = False,
 ) -> Iterator:

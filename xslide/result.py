@@ -1,16 +1,61 @@
-"""Turn per-center fit arrays into the public results: an xr.Dataset or the seed DataFrame."""
+"""The public results: the fit as an xr.Dataset or the seed DataFrame, and statistics as a
+Dataset and back."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .core import Fit
 from .formula import INTERCEPT
-from .solve import EMPTY, FIT_FAILED, FLAG_MEANINGS, INSUFFICIENT, NOT_A_CENTER, SINGULAR
+from .grid import Grid
+from .solve import (
+    EMPTY,
+    FIT_FAILED,
+    FLAG_MEANINGS,
+    INSUFFICIENT,
+    NOT_A_CENTER,
+    SINGULAR,
+    Solution,
+)
+from .stats import COUNT, COUNT_POSITIVE, SUM_W2, BinStats, moment_index, n_stats
+
+STATS_KIND = "xslide.stats"
+ROW_COUNTS = ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent")
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """Fit results at the centers (flat ids) of a grid, ready to become a Dataset or DataFrame."""
+
+    grid: Grid
+    terms: tuple[str, ...]
+    targets: tuple[str, ...]
+    centers: np.ndarray
+    solution: Solution  # aggregates of all valid rows; fit results of the final fit
+    n_fitted: np.ndarray  # (m, t) rows in the final fit
+    n_rejected: np.ndarray | None  # (m, t) rows dropped by n_sigma_cut, None without it
+    median: np.ndarray | None  # (m, t), NaN for targets whose median was not asked
+    aggregation: Mapping[str, tuple[str, ...]]
+    n_neighbors_used: np.ndarray  # (m,) distinct bins with rows in each window
+    n_rows_aggregated: np.ndarray  # (m,) rows in each window (every appearance counted)
+    window_volume: int
+    attrs: Mapping
+    binning: Mapping = field(default_factory=dict)  # digitize records: bin centers per dim
+
+
+def version(package: str) -> str:
+    """The installed version of ``package``, or 'not installed'."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def column_safe(name: str) -> str:
@@ -153,3 +198,93 @@ def to_frame(fit: Fit) -> pd.DataFrame:
     frame = pd.DataFrame(columns)
     frame.attrs.update(fit.attrs)
     return frame
+
+
+# ---- statistics <-> Dataset ----
+
+
+def is_stats_dataset(data) -> bool:
+    """True for the statistics Dataset produced by ``bin_stats``."""
+    return isinstance(data, xr.Dataset) and data.attrs.get("xslide_kind") == STATS_KIND
+
+
+def stats_to_dataset(stats: BinStats) -> xr.Dataset:
+    """Unpack the packed per-bin statistics into named variables on the grid."""
+    grid = stats.grid
+    dims = grid.dims
+    p = len(stats.columns)
+    idx = moment_index(p)
+    packed = stats.sums.reshape((*grid.shape, len(stats.targets), -1))
+    bt = (*dims, "target")
+
+    def moment(a: int, b: int) -> np.ndarray:
+        return packed[..., idx[a, b]]
+
+    sum_wxx = np.stack([np.stack([moment(a, b) for b in range(p)], -1) for a in range(p)], -2)
+    data_vars = {
+        "count": (bt, np.rint(packed[..., COUNT]).astype(np.int64)),
+        "count_positive": (bt, np.rint(packed[..., COUNT_POSITIVE]).astype(np.int64)),
+        "sum_w": (bt, moment(0, 0)),
+        "sum_w2": (bt, packed[..., SUM_W2]),
+        "sum_wx": ((*bt, "term"), np.stack([moment(0, j) for j in range(p)], axis=-1)),
+        "sum_wy": (bt, moment(0, p)),
+        "sum_wxx": ((*bt, "term", "term_"), sum_wxx),
+        "sum_wxy": ((*bt, "term"), np.stack([moment(j, p) for j in range(p)], axis=-1)),
+        "sum_wy2": (bt, moment(p, p)),
+        "rows": (dims, stats.rows_per_bin.reshape(grid.shape)),
+        "x_reference": ("term", np.concatenate([[0.0], stats.x_ref])),
+        "y_reference": ("target", stats.y_ref),
+    }
+    coords = {**grid.coords(), "target": list(stats.targets), "term": list(stats.columns),
+              "term_": list(stats.columns)}  # fmt: skip
+    attrs = {
+        "xslide_kind": STATS_KIND,
+        "binning_json": json.dumps(stats.binning),
+        "intercept": int(stats.intercept),
+        "weights_column": stats.weights or "",
+        "backend_used": stats.backend,
+        **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
+        **{f"n_rows_invalid_{t}": n for t, n in stats.counts["n_rows_invalid"].items()},
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _stats_grid(ds: xr.Dataset) -> Grid:
+    dims = tuple(d for d in ds["rows"].dims)
+    grid = Grid(dims, tuple(int(ds[d].values[0]) for d in dims), tuple(ds.sizes[d] for d in dims))
+    for d, lo, n in zip(dims, grid.lo, grid.shape, strict=True):
+        if not np.array_equal(ds[d].values, np.arange(lo, lo + n)):
+            raise ValueError(f"statistics coordinate {d!r} must be consecutive integers")
+    return grid
+
+
+def dataset_to_stats(ds: xr.Dataset) -> BinStats:
+    """Pack a statistics Dataset back into the array layout the pipeline works on."""
+    grid = _stats_grid(ds)
+    terms = tuple(str(t) for t in ds["term"].values)
+    targets = tuple(str(t) for t in ds["target"].values)
+    p = len(terms)
+    idx = moment_index(p)
+    order = (*grid.dims, "target")
+    sums = np.empty((*grid.shape, len(targets), n_stats(p)))
+    sums[..., COUNT] = ds["count"].transpose(*order).values
+    sums[..., COUNT_POSITIVE] = ds["count_positive"].transpose(*order).values
+    sums[..., SUM_W2] = ds["sum_w2"].transpose(*order).values
+    sum_wxx = ds["sum_wxx"].transpose(*order, "term", "term_").values
+    sum_wxy = ds["sum_wxy"].transpose(*order, "term").values
+    for a in range(p):
+        for b in range(a, p):
+            sums[..., idx[a, b]] = sum_wxx[..., a, b]
+        sums[..., idx[a, p]] = sum_wxy[..., a]
+    sums[..., idx[p, p]] = ds["sum_wy2"].transpose(*order).values
+    counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
+    counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
+    return BinStats(
+        grid, terms, targets, sums.reshape(grid.size, len(targets), -1),
+        ds["rows"].transpose(*grid.dims).values.reshape(-1),
+        ds["x_reference"].values[1:].astype(np.float64),
+        ds["y_reference"].values.astype(np.float64), counts,
+        str(ds.attrs.get("backend_used", "numpy")), str(ds.attrs.get("weights_column", "")) or None,
+        intercept=bool(ds.attrs.get("intercept", 1)),
+        binning=json.loads(ds.attrs.get("binning_json", "{}")),
+    )  # fmt: skip

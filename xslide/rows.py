@@ -7,10 +7,61 @@ copied per window but into one reusable buffer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 
 from ._numba import njit, num_threads, prange
+from .design import Design
+from .grid import bin_index
+from .parallel import Parallel, split
 from .window import Window, entry_buffers, window_entries
+
+
+@dataclass(eq=False)
+class RowAccess:
+    """The rows of a grid in bin order, for the raw-row paths; each part is built on first use.
+
+    ``flat`` is every row's flat bin id (-1: off the grid); the bin index lists the rows of
+    bin b as ``order[offsets[b]:offsets[b + 1]]``, and the columns are copied into that order
+    only when a path reads them (the median needs no design).
+    """
+
+    flat: np.ndarray
+    design: Design
+    n_bins: int
+    backend: str
+
+    @cached_property
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        return bin_index(self.flat, self.n_bins, self.backend)
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row numbers, bin by bin."""
+        return self._index[0]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Rows of bin b: ``order[offsets[b]:offsets[b + 1]]``."""
+        return self._index[1]
+
+    @cached_property
+    def xs(self) -> np.ndarray:
+        """(q, n) design columns."""
+        return np.ascontiguousarray(self.design.x[:, self.order])
+
+    @cached_property
+    def ys(self) -> np.ndarray:
+        """(t, n) targets, NaN where the row is invalid for that target."""
+        d = self.design
+        return values_in_bin_order(self.order, d.x, d.y, d.w)
+
+    @cached_property
+    def ws(self) -> np.ndarray | None:
+        """(n,) weights, or None."""
+        return None if self.design.w is None else self.design.w[self.order]
 
 
 def values_in_bin_order(
@@ -319,3 +370,32 @@ def window_median(
             else:
                 out[i, t] = np.median(v)
     return out
+
+
+def _median_block(work: tuple, block: np.ndarray) -> np.ndarray:
+    index, ys, max_count, backend = work
+    return window_median(block, index, ys, max_count, backend)
+
+
+def _median_halo(work: tuple, block: np.ndarray) -> tuple:
+    """The rows the windows of ``block`` read, for a cluster worker."""
+    index, ys, max_count, backend = work
+    local, positions = index.halo(block)
+    return local, ys[:, positions], max_count, backend
+
+
+def window_medians(
+    centers: np.ndarray,
+    index: WindowIndex,
+    ys: np.ndarray,
+    max_count: int,
+    backend: str,
+    parallel: Parallel,
+) -> np.ndarray:
+    """``window_median`` in one block here, or in blocks with their halo rows on a cluster."""
+    work = (index, ys, max_count, backend)
+    if parallel.client is None:
+        return window_median(centers, index, ys, max_count, backend)
+    blocks = split(centers, 4 * parallel.workers)
+    parts = list(parallel.map(_median_block, work, blocks, ship=_median_halo))
+    return np.concatenate(parts) if parts else np.empty((0, ys.shape[0]))

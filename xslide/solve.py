@@ -9,6 +9,8 @@ gets NaN, never garbage.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +51,55 @@ class Solution:
     rmse: np.ndarray
     status: np.ndarray
     cov: np.ndarray  # (m, t, p, p) covariance of the coefficients
+
+    def take(self, ids: np.ndarray) -> Solution:
+        """The solutions of the windows ``ids``."""
+        return Solution(**{name: value[ids] for name, value in self._fields()})
+
+    @classmethod
+    def concat(cls, parts: Sequence[Solution]) -> Solution:
+        """The solutions of consecutive blocks of windows as one."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
+
+    def updated(
+        self, ids: np.ndarray, other: Solution, names: Sequence[str] | None = None
+    ) -> Solution:
+        """A copy whose windows ``ids`` take ``other``'s values (of the fields ``names``)."""
+        fields = dict(self._fields())
+        for name in names or fields:
+            fields[name] = fields[name].copy()
+            fields[name][ids] = getattr(other, name)
+        return Solution(**fields)
+
+    def pack(self) -> np.ndarray:
+        """One float array (m, t, fields): the scalars, coef, stderr and cov (see ``unpack``)."""
+        m, t, p = self.coef.shape
+        scalars = [getattr(self, name).astype(np.float64)[..., None] for name in _SCALARS]
+        return np.concatenate(
+            [*scalars, self.coef, self.stderr, self.cov.reshape(m, t, p * p)], axis=-1
+        )
+
+    @classmethod
+    def unpack(cls, packed: np.ndarray) -> Solution:
+        """The Solution ``pack`` made ``packed`` from."""
+        k = len(_SCALARS)
+        p = round(float(np.sqrt(1 + packed.shape[-1] - k))) - 1  # width = k + 2p + p²
+        fields = {name: packed[..., i] for i, name in enumerate(_SCALARS)}
+        fields["entries"] = np.rint(fields["entries"]).astype(np.int64)
+        fields["status"] = np.rint(fields["status"]).astype(np.int8)
+        return cls(
+            **fields,
+            coef=packed[..., k : k + p],
+            stderr=packed[..., k + p : k + 2 * p],
+            cov=packed[..., k + 2 * p :].reshape(*packed.shape[:2], p, p),
+        )
+
+    def _fields(self) -> list[tuple[str, np.ndarray]]:
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+
+_SCALARS = ("entries", "mean", "std", "r_squared", "rmse", "status")
 
 
 def solve(
@@ -237,5 +288,4 @@ def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
     if stats.shape[0] <= SOLVE_BLOCK:
         return solve(stats, *args)
     parts = [solve(stats[k : k + SOLVE_BLOCK], *args) for k in range(0, len(stats), SOLVE_BLOCK)]
-    fields = Solution.__dataclass_fields__
-    return Solution(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
+    return Solution.concat(parts)

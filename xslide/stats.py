@@ -11,17 +11,21 @@ row subsets that share the references.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import _numba
 from ._numba import njit, num_threads, prange
+from .grid import Grid
 
 COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
 
@@ -272,3 +276,54 @@ def rereference(stats: np.ndarray, n_terms: int, shift: np.ndarray) -> np.ndarra
         for b in range(a, size):
             out[..., idx[a, b]] = new[..., a, b]
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class BinStats:
+    """Rows reduced to packed per-bin statistics on a grid, and what they were made of."""
+
+    grid: Grid
+    columns: tuple[str, ...]  # the constant and the design columns summed in ``sums``
+    targets: tuple[str, ...]
+    sums: np.ndarray  # (n_bins, t, n_stats) packed statistics, see the module docstring
+    rows_per_bin: np.ndarray  # (n_bins,) selected rows in each bin
+    x_ref: np.ndarray  # (q,) references of the design columns
+    y_ref: np.ndarray  # (t,) references of the targets
+    counts: Mapping  # rows read and left out: n_rows_input, ..., n_rows_invalid {target: n}
+    backend: str
+    weights: str | None
+    intercept: bool = True  # whether the constant is a model term
+    binning: Mapping = field(default_factory=dict)  # digitize records of the bin dims
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Terms of the model, in output order."""
+        return self.columns if self.intercept else self.columns[1:]
+
+    def add(self, other: BinStats) -> BinStats:
+        """The statistics of both row sets (same grid and references)."""
+        counts = {}
+        for key, value in self.counts.items():
+            if isinstance(value, Mapping):
+                counts[key] = {t: n + other.counts[key][t] for t, n in value.items()}
+            else:
+                counts[key] = value + other.counts[key]
+        return dataclasses.replace(
+            self,
+            sums=self.sums + other.sums,
+            rows_per_bin=self.rows_per_bin + other.rows_per_bin,
+            counts=counts,
+        )
+
+    def rereferenced(self, x_ref: np.ndarray, y_ref: np.ndarray) -> BinStats:
+        """The same statistics expressed relative to other references."""
+        n_terms = len(self.columns)
+        shift = np.zeros((len(self.targets), n_terms + 1))
+        shift[:, 1:n_terms] = np.asarray(x_ref) - self.x_ref
+        shift[:, n_terms] = np.asarray(y_ref) - self.y_ref
+        return dataclasses.replace(
+            self,
+            sums=rereference(self.sums, n_terms, shift),
+            x_ref=np.asarray(x_ref, dtype=np.float64),
+            y_ref=np.asarray(y_ref, dtype=np.float64),
+        )

@@ -2,70 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from scipy import ndimage
 
 from ._numba import njit, num_threads, prange
 from .errors import InvalidWindowSpec
-from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_stats
 
-BOUNDARY_ALIASES = {
-    "truncate": "truncate",
-    "full": "truncate",
-    "periodic": "periodic",
-    "mirror": "mirror",
-    "shrink": "shrink",
-    "symmetric": "shrink",
-}
-KERNELS = ("uniform", "gaussian", "epanechnikov", "linear")
-
-
-def parse_window(window: Mapping | None, dims: Sequence[str]) -> dict[str, int]:
-    """Validate ``{dim: half_width}``; dims left out get 0 (no window along them)."""
-    if window is None:
-        window = {}
-    if not isinstance(window, Mapping):
-        raise InvalidWindowSpec(
-            f"window_spec must be a dict {{dim: half_width}}, got {type(window).__name__}"
-        )
-    unknown = [d for d in window if d not in dims]
-    if unknown:
-        raise InvalidWindowSpec(
-            f"window_spec names {unknown}, which are not bin dims; bin dims are {list(dims)}"
-        )
-    out = {}
-    for d in dims:
-        w = window.get(d, 0)
-        if isinstance(w, bool) or not isinstance(w, int | np.integer):
-            raise InvalidWindowSpec(
-                f"window_spec[{d!r}] must be a non-negative integer half-width, got {w!r}"
-            )
-        if w < 0:
-            raise InvalidWindowSpec(f"window_spec[{d!r}] must be >= 0, got {w}")
-        out[d] = int(w)
-    return out
-
-
-def parse_boundary(boundary: str | Mapping, dims: Sequence[str]) -> dict[str, str]:
-    """Validate the boundary mode, global or per dim, and return it per dim."""
-    per_dim = boundary if isinstance(boundary, Mapping) else dict.fromkeys(dims, boundary)
-    unknown = [d for d in per_dim if d not in dims]
-    if unknown:
-        raise ValueError(f"boundary names {unknown}, which are not bin dims ({list(dims)})")
-    out = {}
-    for d in dims:
-        mode = per_dim.get(d, "truncate")
-        if not isinstance(mode, str) or mode not in BOUNDARY_ALIASES:
-            raise ValueError(
-                f"boundary for {d!r} must be one of 'truncate', 'full', 'periodic', 'mirror', "
-                f"'shrink', 'symmetric', got {mode!r}"
-            )
-        out[d] = BOUNDARY_ALIASES[mode]
-    return out
+T = TypeVar("T")
 
 
 def window_volume(half_widths: Sequence[int]) -> int:
@@ -88,127 +37,105 @@ def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarra
     return out
 
 
-def kernel_weights(
-    kernel, half_widths: Sequence[int], dims: Sequence[str], kernel_width=None
-) -> np.ndarray:
+def kernel_weights(kernel, half_widths: Sequence[int], widths: Sequence[float]) -> np.ndarray:
     """Kernel weight of every offset of the window, shape (2w_d + 1, ...) over the dims.
 
     ``kernel``: 'uniform', 'gaussian' (sigma = width), 'epanechnikov' (1 - (o/(width+1))²),
-    'linear' (1 - |o|/(width+1)) with ``kernel_width`` per dim (default max(w, 1)); a callable
+    'linear' (1 - |o|/(width+1)), each a product over dims with ``widths`` per dim; a callable
     taking one integer offset array per dim and returning weights; or an explicit array.
     """
     shape = tuple(2 * w + 1 for w in half_widths)
     offsets = [np.arange(-w, w + 1) for w in half_widths]
     if isinstance(kernel, str):
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {list(KERNELS)}, a callable or an array")
-        if kernel == "uniform":
-            if kernel_width is not None:
-                raise ValueError(
-                    "kernel_width applies to the gaussian, epanechnikov and linear kernels"
-                )
-            return np.ones(shape)
-        widths = _kernel_widths(kernel_width, half_widths, dims)
         weights = np.ones(shape)
         for axis, (o, h) in enumerate(zip(offsets, widths, strict=True)):
-            if kernel == "gaussian":
-                profile = np.exp(-0.5 * (o / h) ** 2)
-            elif kernel == "epanechnikov":
-                profile = np.clip(1.0 - (o / (h + 1.0)) ** 2, 0.0, None)
-            else:
-                profile = np.clip(1.0 - np.abs(o) / (h + 1.0), 0.0, None)
+            if kernel == "uniform":
+                continue
             view = [1] * len(shape)
             view[axis] = shape[axis]
-            weights = weights * profile.reshape(view)
-    else:
-        if kernel_width is not None:
+            weights = weights * _PROFILES[kernel](o, h).reshape(view)
+    elif callable(kernel):
+        grids = np.meshgrid(*offsets, indexing="ij")
+        try:
+            weights = np.broadcast_to(np.asarray(kernel(*grids), dtype=np.float64), shape).copy()
+        except ValueError as err:
             raise ValueError(
-                "kernel_width applies to the named kernels, not to a callable or array"
+                f"kernel callable must return weights of shape {shape}: {err}"
+            ) from None
+    else:
+        weights = np.asarray(kernel, dtype=np.float64)
+        if weights.shape != shape:
+            raise ValueError(
+                f"kernel array must have shape {shape} (2 x half-width + 1 per dim), "
+                f"got {weights.shape}"
             )
-        if callable(kernel):
-            grids = np.meshgrid(*offsets, indexing="ij")
-            try:
-                weights = np.broadcast_to(np.asarray(kernel(*grids), dtype=np.float64), shape)
-            except ValueError as err:
-                raise ValueError(
-                    f"kernel callable must return weights of shape {shape}: {err}"
-                ) from None
-            weights = weights.copy()
-        else:
-            weights = np.asarray(kernel, dtype=np.float64)
-            if weights.shape != shape:
-                raise ValueError(
-                    f"kernel array must have shape {shape} (2 x half-width + 1 per dim in "
-                    f"{list(dims)}), got {weights.shape}"
-                )
     if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
         raise ValueError("kernel weights must be finite, >= 0 and not all zero")
     return weights
 
 
-def _kernel_widths(kernel_width, half_widths: Sequence[int], dims: Sequence[str]) -> list[float]:
-    default = {d: float(max(w, 1)) for d, w in zip(dims, half_widths, strict=True)}
-    if kernel_width is None:
-        given = {}
-    elif isinstance(kernel_width, Mapping):
-        unknown = [d for d in kernel_width if d not in dims]
-        if unknown:
-            raise ValueError(f"kernel_width names {unknown}, which are not bin dims")
-        given = dict(kernel_width)
-    else:
-        given = dict.fromkeys(dims, kernel_width)
-    widths = []
-    for d in dims:
-        h = given.get(d, default[d])
-        if isinstance(h, bool) or not isinstance(h, int | float | np.number) or not h > 0:
-            raise ValueError(f"kernel_width[{d!r}] must be a positive number, got {h!r}")
-        widths.append(float(h))
-    return widths
+# the per-dim profile of each named kernel: offsets o, width h -> weights
+_PROFILES = {
+    "gaussian": lambda o, h: np.exp(-0.5 * (o / h) ** 2),
+    "epanechnikov": lambda o, h: np.clip(1.0 - (o / (h + 1.0)) ** 2, 0.0, None),
+    "linear": lambda o, h: np.clip(1.0 - np.abs(o) / (h + 1.0), 0.0, None),
+}
 
 
-def neighbour_table(n: int, w: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def neighbor_table(
+    n: int, w: int, mode: str, origin: int = 0, n_global: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every bin c of a dim: the bins j its window reads and their offsets o.
 
-    Returns ``j`` and ``o`` of shape (n, 2w + 1) and the number of entries used per bin.
-    truncate: offsets whose bin lies outside are dropped; periodic: j = (c + o) mod n;
-    mirror: reflected at the edges (index -1 reads bin 0), a bin may appear twice; shrink:
-    the half-width at c is min(w, c, n - 1 - c), so c stays the window's midpoint.
+    The dim may be a chunk: its ``n`` bins start at bin ``origin`` of a dim of ``n_global``
+    bins (the whole dim by default), so that the edges are the grid's, not the chunk's; a chunk
+    of a periodic dim carries its wrapped halo, so its neighbors are found inside it. Returns
+    ``j`` and ``o`` of shape (n, 2w + 1), in offset order and padded with zeros, and the number
+    of entries used per bin. truncate: offsets whose bin lies outside are dropped; periodic:
+    j = (c + o) mod n; mirror: reflected at the edges (index -1 reads bin 0), a bin may appear
+    twice; shrink: the half-width at c is min(w, c, n - 1 - c), so c stays the window's midpoint.
     """
-    centers = np.arange(n)[:, None]
+    n_global = n if n_global is None else n_global
+    if mode == "periodic" and 2 * w + 1 > n_global:
+        raise InvalidWindowSpec(
+            f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
+            f"{n_global} bins of the dim; give extent= the full period or a smaller window"
+        )
+    g = origin + np.arange(n)[:, None]  # global bin of every cell
     o = np.broadcast_to(np.arange(-w, w + 1), (n, 2 * w + 1))
-    raw = centers + o
-    if mode == "periodic":
-        if 2 * w + 1 > n:
-            raise InvalidWindowSpec(
-                f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
-                f"{n} bins of the dim; give extent= the full period or a smaller window"
-            )
-        return raw % n, o.copy(), np.full(n, 2 * w + 1)
+    u = g + o
     if mode == "mirror":
-        folded = raw % (2 * n)
-        return np.where(folded < n, folded, 2 * n - 1 - folded), o.copy(), np.full(n, 2 * w + 1)
+        folded = u % (2 * n_global)
+        u = np.where(folded < n_global, folded, 2 * n_global - 1 - folded)
+    local = u - origin
+    inside = (local >= 0) & (local < n)
+    if mode == "periodic":
+        local = np.where(inside, local, u % n_global - origin)
+        inside = (local >= 0) & (local < n)
     if mode == "shrink":
-        reach = np.minimum(w, np.minimum(np.arange(n), n - 1 - np.arange(n)))
-        keep = np.abs(o) <= reach[:, None]
-    else:
-        keep = (raw >= 0) & (raw < n)
-    j = np.zeros_like(raw)
-    off = np.zeros_like(raw)
-    length = keep.sum(axis=1)
-    for c in range(n):  # n is a grid side: small
-        j[c, : length[c]] = raw[c, keep[c]]
-        off[c, : length[c]] = o[c, keep[c]]
-    return j, off, length
+        inside &= np.abs(o) <= np.minimum(w, np.minimum(g, n_global - 1 - g))
+    # the kept entries of every row first, in offset order; zeros after them
+    order = np.argsort(~inside, axis=1, kind="stable")
+    kept = np.take_along_axis(inside, order, axis=1)
+    j = np.where(kept, np.take_along_axis(local, order, axis=1), 0).astype(np.int64)
+    off = np.where(kept, np.take_along_axis(o, order, axis=1), 0).astype(np.int64)
+    return j, off, inside.sum(axis=1).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
 class Window:
-    """A window on a grid: half-width and boundary per dim and the kernel weight per offset."""
+    """A window on a grid: half-width and boundary per dim and the kernel weight per offset.
+
+    The grid may be a chunk of a larger grid (``origin``: its first bin's global place per dim,
+    ``global_shape``: the whole grid's shape), whose edges decide mirror and shrink.
+    """
 
     shape: tuple[int, ...]
     half: tuple[int, ...]
     modes: tuple[str, ...]
     weights: np.ndarray  # (2w_d + 1, ...) kernel weight per offset
+    origin: tuple[int, ...] | None = None
+    global_shape: tuple[int, ...] | None = None
 
     @property
     def is_box(self) -> bool:
@@ -222,22 +149,20 @@ class Window:
 
     @cached_property
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per dim neighbour bins and offsets, padded: (D, max n, L), (D, max n, L), (D, max n)."""
+        """Per dim neighbor bins and offsets, padded: (D, max n, L), (D, max n, L), (D, max n)."""
         n_max = max(self.shape)
         width = max(2 * w + 1 for w in self.half)
         j = np.zeros((len(self.shape), n_max, width), dtype=np.int64)
         o = np.zeros_like(j)
         length = np.zeros((len(self.shape), n_max), dtype=np.int64)
+        origin = self.origin or (0,) * len(self.shape)
+        n_global = self.global_shape or self.shape
         for d, n in enumerate(self.shape):
-            jd, od, ld = self.dim_table(d)
+            jd, od, ld = neighbor_table(n, self.half[d], self.modes[d], origin[d], n_global[d])
             j[d, :n, : jd.shape[1]] = jd
             o[d, :n, : od.shape[1]] = od
             length[d, :n] = ld
         return j, o, length
-
-    def dim_table(self, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Neighbour bins, offsets and counts of every bin along dim ``d``."""
-        return neighbour_table(self.shape[d], self.half[d], self.modes[d])
 
     @cached_property
     def strides(self) -> tuple[np.ndarray, np.ndarray]:
@@ -305,22 +230,6 @@ def window_entries(
             d -= 1
         if d < 0:
             return n
-
-
-def neighbour_sums(
-    window: Window, centers: np.ndarray, stats: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windowed statistics at ``centers`` for any boundary and kernel, by visiting neighbours.
-
-    Each neighbour bin adds its counts, its Σw² times the kernel weight squared and its moments
-    times the kernel weight. Returns the sums (m, t, n_stats), the rows in each window (every
-    appearance counted) and the distinct bins with rows in each window.
-    """
-    n_moments = stats.shape[2] - FIRST_MOMENT
-    identity = np.column_stack(
-        [np.arange(FIRST_MOMENT, stats.shape[2]), np.full((n_moments, 2), -1)]
-    ).astype(np.int64)
-    return _run_neighbour_sums(window, centers, stats, rows, np.empty(0, np.int64), identity)
 
 
 def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
@@ -399,24 +308,36 @@ def _neighbour_sums(
             out_bins[i] = distinct
 
 
-def neighbour_sums_trend(
-    window: Window, centers: np.ndarray, stats: np.ndarray, rows: np.ndarray, n_columns: int
+class MomentLayout(NamedTuple):
+    """How the windowed moments come from the bins' moments (see ``trend_layout``)."""
+
+    trend_dims: np.ndarray  # (k,) int64 dims whose offsets are design columns (trend=1)
+    table: np.ndarray  # (slots, 3) int64: source slot, offset index or -1, offset index or -1
+
+
+def moment_layout(n_columns: int, trend_dims: np.ndarray) -> MomentLayout:
+    """The layout of the design of ``n_columns`` columns, augmented by the offsets of
+    ``trend_dims``; without trend every moment maps to itself."""
+    trend_dims = np.asarray(trend_dims, dtype=np.int64)
+    if trend_dims.size:
+        return MomentLayout(trend_dims, trend_layout(n_columns, trend_dims.size))
+    moments = np.arange(FIRST_MOMENT, n_stats(n_columns), dtype=np.int64)
+    return MomentLayout(trend_dims, np.column_stack([moments, np.full((moments.size, 2), -1)]))
+
+
+def neighbor_sums(
+    window: Window, centers: np.ndarray, sums: np.ndarray, rows: np.ndarray, layout: MomentLayout
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Like ``neighbour_sums``, for the design augmented by the offsets of the windowed dims.
+    """Windowed statistics at ``centers`` for any boundary, kernel and trend, by visiting the
+    neighbor bins of every window.
 
-    The sums are those of z' = (1, design columns, offsets, target): ``solve`` then fits the
-    local-linear model whose offset terms are the local derivatives along each windowed dim.
+    Each neighbor bin adds its counts, its Σw² times the kernel weight squared and its moments
+    times the kernel weight (and the offsets the layout asks for). Returns the sums
+    (m, t, n_stats'), the rows in each window (every appearance counted) and the distinct bins
+    with rows in each window.
     """
-    trend_dims = np.flatnonzero(np.asarray(window.half) > 0).astype(np.int64)
-    layout = trend_layout(n_columns, trend_dims.size)
-    return _run_neighbour_sums(window, centers, stats, rows, trend_dims, layout)
-
-
-def _run_neighbour_sums(window, centers, stats, rows, trend_dims, layout):
-    """Call the neighbour kernel: ``layout`` maps each output moment to a bin moment and the
-    offsets multiplying it (see ``trend_layout``; without trend every moment maps to itself)."""
     m = centers.size
-    out = np.empty((m, stats.shape[1], FIRST_MOMENT + layout.shape[0]))
+    out = np.empty((m, sums.shape[1], FIRST_MOMENT + layout.table.shape[0]))
     out_rows = np.zeros(m, dtype=np.int64)
     out_bins = np.zeros(m, dtype=np.int64)
     if m == 0:
@@ -426,8 +347,65 @@ def _run_neighbour_sums(window, centers, stats, rows, trend_dims, layout):
     _neighbour_sums(
         centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
         nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
-        window.weights.ravel(), kstrides, window.weights.size, stats,
-        rows.astype(np.int64), trend_dims, layout, max(1, min(num_threads() * 4, m)),
+        window.weights.ravel(), kstrides, window.weights.size, sums,
+        rows.astype(np.int64), layout.trend_dims, layout.table, max(1, min(num_threads() * 4, m)),
         out, out_rows, out_bins,
     )  # fmt: skip
     return out, out_rows, out_bins
+
+
+def _box_sums(
+    sums: np.ndarray, rows: np.ndarray, window: Window, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windowed statistics of a uniform, truncated window by box sums over the whole grid."""
+    shape = window.shape
+    per_bin = np.concatenate(
+        [
+            sums.reshape((*shape, -1)),
+            rows.astype(np.float64).reshape((*shape, 1)),
+            (rows > 0).astype(np.float64).reshape((*shape, 1)),
+        ],
+        axis=-1,
+    )
+    windowed = window_sum(per_bin, window.half).reshape(rows.size, -1)[centers]
+    return (
+        windowed[:, :-2].reshape(centers.size, *sums.shape[1:]),
+        np.rint(windowed[:, -2]).astype(np.int64),
+        np.rint(windowed[:, -1]).astype(np.int64),
+    )
+
+
+def windowed(
+    sums: np.ndarray,
+    rows: np.ndarray,
+    window: Window,
+    centers: np.ndarray,
+    layout: MomentLayout,
+    solve: Callable[[np.ndarray], T],
+    chunks: tuple[int, ...] | None = None,
+) -> tuple[T, np.ndarray, np.ndarray]:
+    """The windowed statistics at ``centers``, handed to ``solve``; and per window the rows
+    (every appearance counted) and the distinct bins with rows.
+
+    The one place that picks how windows are summed: box sums (uniform kernel, truncated
+    edges, no trend), the neighbor loop (any boundary, kernel or trend), or chunk by chunk
+    with dask when ``chunks`` (chunk size per dim) is given, where ``solve`` runs on every
+    chunk so that the windowed statistics of the whole grid never exist at once.
+
+    Parameters
+    ----------
+    sums, rows : per-bin packed statistics (n_bins, t, n_stats) and rows per bin.
+    window : the window on the grid.
+    centers : (m,) flat ids of the window centers.
+    layout : the moments to sum (``moment_layout``: with or without trend terms).
+    solve : windowed statistics (k, t, n_stats') -> their solution.
+    """
+    if chunks is not None:
+        from .chunked import chunked_windowed
+
+        return chunked_windowed(sums, rows, window, centers, layout, solve, chunks)
+    if layout.trend_dims.size == 0 and window.is_box:
+        at_centers, n_rows, n_bins = _box_sums(sums, rows, window, centers)
+    else:
+        at_centers, n_rows, n_bins = neighbor_sums(window, centers, sums, rows, layout)
+    return solve(at_centers), n_rows, n_bins

@@ -1,0 +1,587 @@
+"""Fit options: every keyword of ``xslide.fit`` checked once into a frozen ``FitOptions``.
+
+This is the only module that knows the choice lists (boundaries, kernels, aggregates, fitters,
+backends, centers) and the defaults. ``xslide.fit``, ``make_sliding_window_fit`` and the command
+line all build their options with ``build_options``; every validator raises naming the argument
+and what was expected, before any row is read.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
+
+import numpy as np
+
+from . import _numba
+from .errors import InvalidWindowSpec, PerformanceWarning
+from .fitters import RawFitter, make_fitter
+from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
+from .grid import DEFAULT_MAX_BINS
+from .parallel import Parallel
+
+Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
+KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
+Aggregate = Literal["mean", "std", "median", "entries"]
+FitterName = Literal["ols", "wls", "glm", "rlm"]
+Backend = Literal["auto", "numba", "numpy"]
+Centers = Literal["observed", "grid"]
+SourceKind = Literal["memory", "stream", "dask", "stats"]
+
+BOUNDARIES: tuple[str, ...] = get_args(Boundary)
+KERNELS: tuple[str, ...] = get_args(KernelName)
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+FITTERS: tuple[str, ...] = get_args(FitterName)
+BACKENDS: tuple[str, ...] = get_args(Backend)
+CENTERS: tuple[str, ...] = get_args(Centers)
+# the spelling of each boundary mode the engine uses
+CANONICAL_BOUNDARY = {mode: mode for mode in BOUNDARIES} | {
+    "full": "truncate",
+    "symmetric": "shrink",
+}
+# statsmodels options of fitter='glm' / 'rlm', passed on as keyword arguments
+FITTER_KEYWORDS = ("family", "M", "fit_kwargs")
+# aggregates without the rows in memory (the median needs them)
+REDUCED_AGGREGATES = ("mean", "std", "entries")
+
+#: every keyword of ``xslide.fit`` and its default (the public signatures repeat them)
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "dims": None,
+        "targets": None,
+        "predictors": (),
+        "window": None,
+        "formula": None,
+        "fitter": "ols",
+        "weights": None,
+        "selection": None,
+        "min_entries": 10,
+        "aggregation": None,
+        "boundary": "truncate",
+        "kernel": "uniform",
+        "kernel_width": None,
+        "trend": 0,
+        "centers": "observed",
+        "extent": None,
+        "backend": "auto",
+        "max_bins": DEFAULT_MAX_BINS,
+        "binning_formulas": None,
+        "reference": None,
+        "n_sigma_cut": None,
+        "max_iter": None,
+        "partition_strategy": None,
+        "progress": None,
+        "chunks": None,
+    }
+)
+# the keywords that act on rows; a statistics Dataset has none left to act on
+ROW_KEYWORDS = ("dims", "targets", "predictors", "formula", "weights", "selection", "extent",
+                "reference")  # fmt: skip
+READ_KEYWORDS = ("dims", "targets", "predictors", "weights", "selection", "extent", "backend",
+                 "max_bins", "reference")  # fmt: skip
+
+
+class Input(NamedTuple):
+    """What the options need to know of the data before reading it (``sources.describe``)."""
+
+    kind: SourceKind
+    columns: tuple[str, ...] | None = None  # column names, when known without reading rows
+    dims: tuple[str, ...] = ()  # a statistics Dataset: its grid dims, targets, weights
+    targets: tuple[str, ...] = ()
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What a reader needs to reduce rows to per-bin statistics (one signature for all)."""
+
+    dims: tuple[str, ...]
+    targets: tuple[str, ...]
+    predictors: tuple[str, ...] = ()
+    weights: str | None = None
+    selection: Any = None
+    extent: Mapping[str, tuple[int, int]] | None = None
+    max_bins: int = DEFAULT_MAX_BINS
+    backend: str = "numpy"
+    reference: Mapping[str, float] | None = None
+    formula: ParsedFormula | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FitOptions:
+    """Every option of a fit, validated: how rows are read, windowed, fitted and summarised."""
+
+    read: ReadSpec
+    window: Mapping[str, int]  # half-width per dim (all dims, in grid order)
+    boundary: Mapping[str, str]  # canonical mode per dim
+    kernel: str  # its name for the attrs: a named kernel, 'callable' or 'array'
+    kernel_weights: np.ndarray  # weight per window offset, shape (2w_d + 1, ...)
+    trend: int
+    min_entries: int
+    aggregation: Mapping[str, tuple[str, ...]]
+    centers: str
+    fitter: str  # the fitter used: 'ols', 'wls', 'glm', 'rlm' or 'callable:<name>'
+    raw_fitter: RawFitter | None  # None: the closed-form OLS/WLS path
+    formula: str  # what predict needs to rebuild the design: a formula, 'callable' or ''
+    n_sigma_cut: float | None
+    max_iter: int
+    parallel: Parallel
+    progress: bool | None
+    chunks: Mapping[str, int] | None
+    binning_formulas: Mapping[str, str]
+
+
+# ---- one validator per option ----
+
+T = TypeVar("T")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def per_dim(
+    value,
+    dims: Sequence[str],
+    name: str,
+    check: Callable[[Any, str], T],
+    default: Callable[[str], T] | None = None,
+    scalar: bool = True,
+    error: type[Exception] = ValueError,
+) -> dict[str, T]:
+    """One value for every dim, or ``{dim: value}``: each checked by ``check(value, label)``.
+
+    Dims left out of a dict get ``default(dim)``, or are left out when ``default`` is None.
+    """
+    if isinstance(value, Mapping):
+        unknown = [d for d in value if d not in dims]
+        if unknown:
+            raise error(
+                f"{name} names {unknown}, which are not bin dims; bin dims are {list(dims)}"
+            )
+        given = dict(value)
+    elif scalar:
+        given = dict.fromkeys(dims, value)
+    else:
+        raise error(f"{name} must be a dict {{dim: value}}, got {type(value).__name__}")
+    out = {}
+    for d in dims:
+        if d in given:
+            out[d] = check(given[d], f"{name}[{d!r}]")
+        elif default is not None:
+            out[d] = default(d)
+    return out
+
+
+def _half_width(value, label: str) -> int:
+    if not _is_int(value):
+        raise InvalidWindowSpec(f"{label} must be a non-negative integer half-width, got {value!r}")
+    if value < 0:
+        raise InvalidWindowSpec(f"{label} must be >= 0, got {value}")
+    return int(value)
+
+
+def _boundary_mode(value, label: str) -> str:
+    if not isinstance(value, str) or value not in BOUNDARIES:
+        raise ValueError(
+            f"{label}: unknown boundary {value!r}; choose from {', '.join(BOUNDARIES)}"
+        )
+    return CANONICAL_BOUNDARY[value]
+
+
+def _positive_number(value, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not value > 0:
+        raise ValueError(f"{label} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _chunk_size(value, label: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _extent_range(value, label: str) -> tuple[int, int]:
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} must be a pair (lo, hi), got {value!r}") from None
+    if not (_is_int(lo) and _is_int(hi)):
+        raise TypeError(f"{label} must hold integers, got {value!r}")
+    if hi < lo:
+        raise ValueError(f"{label} = {value!r} has hi < lo")
+    return int(lo), int(hi)
+
+
+def check_extent(extent, dims: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``{dim: (lo, hi)}`` with integers lo <= hi; dims left out keep their observed range."""
+    if extent is None:
+        return {}
+    if not isinstance(extent, Mapping):
+        raise TypeError(f"extent must be a dict {{dim: (lo, hi)}}, got {type(extent).__name__}")
+    return per_dim(extent, dims, "extent", _extent_range)
+
+
+def check_names(value, role: str, allow_empty: bool = False) -> tuple[str, ...]:
+    """One column name or a sequence of distinct names."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{role} must be a column name or a list of column names, got {value!r}")
+    if not value and not allow_empty:
+        raise ValueError(f"{role} must name at least one column")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{role} lists a column twice: {list(value)}")
+    return tuple(value)
+
+
+def check_columns(dims, targets, predictors) -> tuple[tuple[str, ...], ...]:
+    """The column-name arguments; a column may play one role only."""
+    dims = check_names(dims, "group_columns")
+    targets = check_names(targets, "fit_columns")
+    predictors = check_names(predictors, "predictor_columns", allow_empty=True)
+    if set(dims) & (set(targets) | set(predictors)):
+        clash = sorted(set(dims) & (set(targets) | set(predictors)))
+        raise ValueError(f"bin columns {clash} cannot also be fit columns or predictors")
+    if set(targets) & set(predictors):
+        overlap = sorted(set(targets) & set(predictors))
+        raise ValueError(f"columns {overlap} are both fit columns and predictors")
+    if INTERCEPT in predictors:
+        raise ValueError(f"{INTERCEPT!r} is added automatically; do not list it as a predictor")
+    return dims, targets, predictors
+
+
+def check_min_entries(value) -> int:
+    if not _is_int(value):
+        raise TypeError(f"min_entries must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"min_entries must be >= 1, got {value}")
+    return int(value)
+
+
+def check_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """None -> all four aggregates per target; a list -> the same for every target; or a dict."""
+    if aggregation is None:
+        return dict.fromkeys(targets, AGGREGATES)
+    if isinstance(aggregation, str):
+        aggregation = [aggregation]
+    if not isinstance(aggregation, Mapping):
+        aggregation = dict.fromkeys(targets, tuple(aggregation))
+    unknown = set(aggregation) - set(targets)
+    if unknown:
+        raise ValueError(
+            f"aggregation_functions names {sorted(unknown)}, which are not fit columns "
+            f"{list(targets)}"
+        )
+    out = {}
+    for t in targets:
+        names = aggregation.get(t, ())
+        names = [names] if isinstance(names, str) else names
+        bad = [a for a in names if a not in AGGREGATES]
+        if bad:
+            raise ValueError(
+                f"aggregation_functions[{t!r}] has {bad}; choose from {list(AGGREGATES)}"
+            )
+        out[t] = tuple(a for a in AGGREGATES if a in names)
+    return out
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_trend(trend) -> int:
+    """``trend`` is 0 (local constant plus predictors) or 1 (plus local gradients)."""
+    if isinstance(trend, bool) or trend not in (0, 1):
+        raise ValueError(f"trend must be 0 or 1, got {trend!r}")
+    return int(trend)
+
+
+def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
+    """``n_sigma_cut`` (None or > 0) and ``max_iter`` (>= 1, only with a cut; default 3)."""
+    if n_sigma_cut is None:
+        if max_iter is not None:
+            raise TypeError("max_iter applies to outlier rejection: give n_sigma_cut too")
+        return None, 3
+    if isinstance(n_sigma_cut, bool) or not isinstance(n_sigma_cut, int | float | np.number):
+        raise TypeError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
+    if not np.isfinite(n_sigma_cut) or n_sigma_cut <= 0:
+        raise ValueError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
+    max_iter = 3 if max_iter is None else max_iter
+    if not _is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    return float(n_sigma_cut), int(max_iter)
+
+
+def check_progress(progress) -> bool | None:
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None (automatic), got {progress!r}")
+    return progress
+
+
+def check_max_bins(max_bins) -> int:
+    if not _is_int(max_bins) or max_bins < 1:
+        raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
+    return int(max_bins)
+
+
+def check_binning_formulas(formulas) -> dict[str, str]:
+    if formulas is not None and not isinstance(formulas, Mapping):
+        raise TypeError("binning_formulas must be a dict {bin_column: expression}")
+    return dict(formulas or {})
+
+
+def resolve_backend(backend) -> str:
+    """'auto' -> numba when it imports; 'numba' without numba warns and falls back to numpy."""
+    check_choice(backend, "backend", BACKENDS)
+    if backend == "numpy":
+        return "numpy"
+    if _numba.numba_available():
+        return "numba"
+    if backend == "numba":
+        warnings.warn(
+            "backend='numba' was asked but numba cannot be imported; using the slower numpy "
+            "backend (pip install numba)",
+            PerformanceWarning,
+            stacklevel=4,
+        )
+    return "numpy"
+
+
+def parse_partition(partition_strategy) -> tuple[Parallel, list[str]]:
+    """Split ``partition_strategy`` into where raw-row work runs and the ``split_by`` columns."""
+    if partition_strategy is None:
+        return Parallel(), []
+    if not isinstance(partition_strategy, Mapping):
+        if Parallel.is_client(partition_strategy):
+            return Parallel(client=partition_strategy), []
+        raise TypeError(
+            "partition_strategy must be a dict like {'split_by': [...], 'n_jobs': N} "
+            f"or a dask Client, got {type(partition_strategy).__name__}"
+        )
+    unknown = set(partition_strategy) - {"split_by", "n_jobs", "client"}
+    if unknown:
+        raise ValueError(
+            f"partition_strategy has unknown keys {sorted(unknown)}; "
+            "known: 'split_by', 'n_jobs', 'client'"
+        )
+    n_jobs = partition_strategy.get("n_jobs", 1)
+    if not _is_int(n_jobs) or n_jobs < 1:
+        raise ValueError(f"partition_strategy['n_jobs'] must be an integer >= 1, got {n_jobs!r}")
+    client = partition_strategy.get("client")
+    if client is not None and not Parallel.is_client(client):
+        raise TypeError("partition_strategy['client'] must be a dask.distributed Client")
+    split_by = partition_strategy.get("split_by", [])
+    split_by = [split_by] if isinstance(split_by, str) else split_by
+    if not isinstance(split_by, Sequence) or not all(isinstance(c, str) for c in split_by):
+        raise TypeError("partition_strategy['split_by'] must be a list of column names")
+    return Parallel(int(n_jobs), client), list(split_by)
+
+
+# ---- the kernel ----
+
+
+def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> tuple[str, Any, list[float]]:
+    """The kernel's name for the attrs, the kernel itself and its width per dim."""
+    dims = list(half)
+    if isinstance(kernel, str):
+        check_choice(kernel, "kernel", KERNELS)
+        if kernel == "uniform" and kernel_width is not None:
+            raise ValueError(
+                "kernel_width applies to the gaussian, epanechnikov and linear kernels"
+            )
+        widths = per_dim(
+            {} if kernel_width is None else kernel_width, dims, "kernel_width",
+            _positive_number, default=lambda d: float(max(half[d], 1)),
+        )  # fmt: skip
+        return kernel, kernel, list(widths.values())
+    if kernel_width is not None:
+        raise ValueError("kernel_width applies to the named kernels, not to a callable or array")
+    return ("callable" if callable(kernel) else "array"), kernel, []
+
+
+# ---- the builder ----
+
+
+def _keywords(keywords: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keywords with defaults filled in, and the statsmodels options apart."""
+    given = dict(keywords)
+    fitter_options = {k: given.pop(k) for k in FITTER_KEYWORDS if k in given}
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {unknown}; known: {[*DEFAULTS, *FITTER_KEYWORDS]}"
+        )
+    return {**DEFAULTS, **given}, fitter_options
+
+
+def _refuse_row_keywords(kw: dict[str, Any]) -> None:
+    """A statistics Dataset has no rows left for the row options to act on."""
+    given = [k for k in ROW_KEYWORDS if kw[k] not in (None, ())]
+    if given:
+        raise TypeError(
+            f"{given} act on rows, but data is a statistics Dataset whose rows are already "
+            "reduced; pass only window= and fit options, or fit the rows"
+        )
+    if kw["fitter"] in ("glm", "rlm") or kw["n_sigma_cut"] is not None:
+        raise ValueError(
+            "fitter='glm'/'rlm' and n_sigma_cut need the rows: fit the rows, not statistics"
+        )
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What is fitted: design columns (predictors or a formula) and the fitter fitting them."""
+
+    predictors: tuple[str, ...]
+    formula: ParsedFormula | None
+    raw_fitter: RawFitter | None
+    fitter: str
+    formula_attr: str
+
+
+def _model(
+    kw: dict, targets: tuple[str, ...], predictors: tuple[str, ...], fitter_options
+) -> _Model:
+    """Check the fitter, the formula or callable and their options; weights make OLS a WLS."""
+    fitter, formula, weights = kw["fitter"], kw["formula"], kw["weights"]
+    check_choice(fitter, "fitter", FITTERS)
+    if fitter == "wls" and weights is None:
+        raise ValueError("fitter='wls' needs weights_column (the row weights)")
+    parsed = None
+    if formula is not None and not callable(formula):
+        parsed = parse_formula(formula, targets)
+        unused = [p for p in predictors if not uses_column(parsed.rhs, p)]
+        if unused:
+            raise ValueError(
+                f"predictor_columns {unused} are not used by fit_formula {formula!r}; "
+                "with a formula, the formula alone defines the terms"
+            )
+        in_rhs = [t for t in targets if uses_column(parsed.rhs, t)]
+        if in_rhs:
+            raise ValueError(f"fit_formula {formula!r} uses fit columns {in_rhs} as terms")
+        predictors = ()
+    options = dict(fitter_options)
+    raw = make_fitter(fitter, formula, options, weights)
+    if options:
+        raise TypeError(f"unexpected fitter options {sorted(options)} for fitter={fitter!r}")
+    used = raw.name if raw is not None else ("wls" if weights is not None else "ols")
+    if parsed is not None:
+        formula_attr = parsed.formula
+    else:
+        formula_attr = "callable" if raw is not None and raw.kind == "callable" else ""
+    return _Model(predictors, parsed, raw, used, formula_attr)
+
+
+def _split_dims(split_by: list[str], dims: tuple[str, ...], kw: dict, source: Input) -> tuple:
+    """``split_by`` columns become leading bin dims of half-width 0: no window crosses them."""
+    window = kw["window"]
+    for column in split_by:
+        if isinstance(window, Mapping) and window.get(column, 0) != 0:
+            raise InvalidWindowSpec(
+                f"window_spec[{column!r}] must be 0: partition_strategy splits by {column!r}"
+            )
+        if column in dims:
+            continue
+        if source.kind == "stats":
+            raise ValueError(f"split_by column {column!r} is not a dim of the statistics")
+        if source.columns is not None and column not in source.columns:
+            raise KeyError(f"partition_strategy['split_by']: column {column!r} not found")
+        dims = (column, *dims)
+    return dims
+
+
+def build_read_spec(keywords: Mapping[str, Any], formula: ParsedFormula | None = None) -> ReadSpec:
+    """The reader's options (``bin_stats`` and the row part of ``fit``)."""
+    kw = {**DEFAULTS, **keywords}
+    dims, targets, predictors = check_columns(kw["dims"], kw["targets"], kw["predictors"])
+    weights, reference = kw["weights"], kw["reference"]
+    if weights is not None and not isinstance(weights, str):
+        raise TypeError(f"weights_column must be a column name, got {weights!r}")
+    if reference is not None and not isinstance(reference, Mapping):
+        raise TypeError(f"reference must be a dict {{column: value}}, got {reference!r}")
+    return ReadSpec(
+        dims, targets, predictors, weights, kw["selection"], check_extent(kw["extent"], dims),
+        check_max_bins(kw["max_bins"]), resolve_backend(kw["backend"]),
+        None if reference is None else dict(reference), formula,
+    )  # fmt: skip
+
+
+def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
+    """Half-widths, boundaries, kernel and chunks per dim."""
+    half = per_dim(kw["window"] or {}, dims, "window_spec", _half_width, default=lambda d: 0,
+                   scalar=False, error=InvalidWindowSpec)  # fmt: skip
+    boundary = per_dim(kw["boundary"], dims, "boundary", _boundary_mode, lambda d: "truncate")
+    name, kernel, widths = check_kernel(kw["kernel"], kw["kernel_width"], half)
+    from .window import kernel_weights  # the profiles are the window's business
+
+    chunks = kw["chunks"]
+    if chunks is not None:
+        if not isinstance(chunks, Mapping):
+            raise TypeError(f"chunks must be a dict {{dim: chunk size}}, got {chunks!r}")
+        chunks = per_dim(chunks, dims, "chunks", _chunk_size)
+    return {
+        "window": half,
+        "boundary": boundary,
+        "kernel": name,
+        "kernel_weights": kernel_weights(kernel, list(half.values()), widths),
+        "chunks": chunks,
+    }
+
+
+def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
+    """Check every keyword of a fit (``DEFAULTS`` fills the rest) into ``FitOptions``.
+
+    Unknown keywords are refused; statsmodels options (``family``, ``M``, ``fit_kwargs``) go to
+    the glm/rlm fitter. ``source`` says what kind of data will be read (see ``Input``).
+    """
+    kw, fitter_options = _keywords(keywords)
+    if source.kind == "stats":
+        _refuse_row_keywords(kw)
+        kw.update(dims=source.dims, targets=source.targets, weights=source.weights)
+        if kw["aggregation"] is None:
+            kw["aggregation"] = list(REDUCED_AGGREGATES)
+    elif kw["dims"] is None or kw["targets"] is None:
+        raise TypeError("fit() needs dims= and targets= when given rows")
+    if kw["aggregation"] is None and source.kind != "memory":
+        kw["aggregation"] = list(REDUCED_AGGREGATES)  # the median needs the rows in memory
+    dims, targets, predictors = check_columns(kw["dims"], kw["targets"], kw["predictors"])
+    model = _model(kw, targets, predictors, fitter_options)
+    parallel, split_by = parse_partition(kw["partition_strategy"])
+    dims = _split_dims(split_by, dims, kw, source)
+    n_sigma_cut, max_iter = check_clipping(kw["n_sigma_cut"], kw["max_iter"])
+    if n_sigma_cut is not None and model.raw_fitter is not None:
+        raise ValueError(
+            f"n_sigma_cut applies to the closed-form 'ols'/'wls' fits, not to "
+            f"{model.raw_fitter.name!r} (fitter='rlm' is the robust statsmodels alternative)"
+        )
+    windowing = _window_options(kw, dims)
+    uniform = bool(np.all(windowing["kernel_weights"] == 1.0))
+    if model.raw_fitter is not None and model.raw_fitter.kind == "rlm" and not uniform:
+        raise ValueError(
+            "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
+            "use kernel='uniform' or fitter='glm'/'wls'"
+        )
+    read = build_read_spec({**kw, "dims": dims, "targets": targets,
+                            "predictors": model.predictors}, model.formula)  # fmt: skip
+    return FitOptions(
+        read=read,
+        **windowing,
+        trend=check_trend(kw["trend"]),
+        min_entries=check_min_entries(kw["min_entries"]),
+        aggregation=check_aggregation(kw["aggregation"], targets),
+        centers=check_choice(kw["centers"], "centers", CENTERS),
+        fitter=model.fitter,
+        raw_fitter=model.raw_fitter,
+        formula=model.formula_attr,
+        n_sigma_cut=n_sigma_cut,
+        max_iter=max_iter,
+        parallel=parallel,
+        progress=check_progress(kw["progress"]),
+        binning_formulas=check_binning_formulas(kw["binning_formulas"]),
+    )

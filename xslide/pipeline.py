@@ -1,0 +1,201 @@
+"""The fit, step by step: statistics -> windowed statistics -> solutions -> ``Fit``.
+
+``run`` is the whole pipeline. Each step is a short function that takes what the previous ones
+made and returns new values:
+
+1. ``_plan``: the window on the grid, the centers, the terms (trend terms included);
+2. ``_window_and_solve``: windowed statistics at every center and their closed-form solve;
+3. ``_clip``: the robust refit without outliers (``n_sigma_cut``), from the rows;
+4. ``_raw_fits``: statsmodels glm/rlm or a callable on every window's rows;
+5. ``_median``: the exact window median, from the rows;
+6. ``fit_attrs``: the provenance attrs.
+
+Steps 3-5 reach the rows through the bin index only (``rows.RowAccess``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from .fitters import FitWork, fit_windows
+from .options import FitOptions
+from .result import Fit, version
+from .robust import clipped_fit
+from .rows import RowAccess, WindowIndex, window_medians
+from .solve import Solution, solve_in_blocks
+from .stats import BinStats
+from .window import MomentLayout, Window, moment_layout, windowed
+
+# the fields of a Solution that a refit replaces (the aggregates stay those of all rows)
+FIT_FIELDS = ("coef", "stderr", "r_squared", "rmse", "status", "cov")
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What every step shares: the window, the centers and the terms of the model."""
+
+    window: Window
+    centers: np.ndarray  # (m,) flat ids of the centers
+    layout: MomentLayout  # the moments summed; its trend dims add offset columns
+    terms: tuple[str, ...]
+    x_ref: np.ndarray  # references of the design columns, zeros for the offsets
+
+    @property
+    def trend_dims(self) -> np.ndarray:
+        return self.layout.trend_dims
+
+
+def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
+    """Fit every center of the grid from the statistics (and the rows, where a step needs them)."""
+    plan = _plan(stats, options)
+    solution, n_rows, n_bins = _window_and_solve(stats, plan, options)
+    n_fitted, n_rejected = solution.entries, None
+    if options.n_sigma_cut is not None:
+        clipped = _clip(stats, _need(rows), plan, options, solution)
+        n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
+        solution = _refit(solution, clipped)
+    failures, warned = {}, {}
+    if options.raw_fitter is not None:
+        raw = _raw_fits(stats, _need(rows), plan, options, solution.status)
+        solution, failures, warned = _refit(solution, raw), raw.failures, raw.warned
+    return Fit(
+        stats.grid, plan.terms, stats.targets, plan.centers, solution, n_fitted, n_rejected,
+        _median(stats, rows, plan, options, solution), options.aggregation, n_bins, n_rows,
+        plan.window.volume, fit_attrs(stats, options, failures, warned), stats.binning,
+    )  # fmt: skip
+
+
+def _need(rows: RowAccess | None) -> RowAccess:
+    if rows is None:
+        raise ValueError(
+            "the median, n_sigma_cut and the raw-row fitters (glm, rlm, callables) need "
+            "the rows in memory, and this input is reduced to statistics without them "
+            "(a statistics Dataset, a stream or a dask collection): leave those out, or "
+            "fit an in-memory table (e.g. one sector at a time)"
+        )
+    return rows
+
+
+def _refit(solution: Solution, refit) -> Solution:
+    """The solution with the fit results of a refit (clipped or raw-row)."""
+    return dataclasses.replace(solution, **{name: getattr(refit, name) for name in FIT_FIELDS})
+
+
+def _plan(stats: BinStats, options: FitOptions) -> Plan:
+    """The window on the grid, the centers, and the terms: trend=1 adds one local-derivative
+    term per windowed dim, whose column is the bin's offset from the center."""
+    grid = stats.grid
+    half = tuple(options.window[d] for d in grid.dims)
+    modes = tuple(options.boundary[d] for d in grid.dims)
+    window = Window(grid.shape, half, modes, options.kernel_weights)
+    if options.centers == "observed":
+        centers = np.flatnonzero(stats.rows_per_bin > 0)
+    else:
+        centers = np.arange(grid.size)
+    trend_dims = np.flatnonzero(np.asarray(half) > 0) if options.trend else np.empty(0, int)
+    trend_terms = tuple(f"d_{grid.dims[d]}" for d in trend_dims)
+    terms = (*stats.terms, *trend_terms)
+    if len(set(terms)) < len(terms):
+        raise ValueError(
+            f"trend=1 adds terms {list(trend_terms)}, which clash with design terms "
+            f"{list(stats.terms)}: rename those predictors"
+        )
+    layout = moment_layout(len(stats.columns), trend_dims)
+    x_ref = np.concatenate([stats.x_ref, np.zeros(trend_dims.size)])
+    return Plan(window, centers, layout, terms, x_ref)
+
+
+def _window_and_solve(
+    stats: BinStats, plan: Plan, options: FitOptions
+) -> tuple[Solution, np.ndarray, np.ndarray]:
+    """Windowed statistics at every center, solved in closed form."""
+    n_columns = len(stats.columns) + plan.trend_dims.size
+    solve = partial(
+        _solve, n_columns=n_columns, x_ref=plan.x_ref, y_ref=stats.y_ref,
+        min_entries=options.min_entries, intercept=stats.intercept,
+    )  # fmt: skip
+    chunks = None
+    if options.chunks is not None:
+        chunks = tuple(options.chunks.get(d, n) for d, n in zip(stats.grid.dims, stats.grid.shape,
+                                                                 strict=True))  # fmt: skip
+    return windowed(stats.sums, stats.rows_per_bin, plan.window, plan.centers, plan.layout,
+                    solve, chunks)  # fmt: skip
+
+
+def _solve(sums, *, n_columns, x_ref, y_ref, min_entries, intercept) -> Solution:
+    return solve_in_blocks(sums, n_columns, x_ref, y_ref, min_entries, intercept)
+
+
+def _clip(
+    stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions, solution: Solution
+) -> Solution:
+    """The fit of every window after iterative outlier rejection."""
+    clipped, _ = clipped_fit(
+        plan.centers, WindowIndex(plan.window, rows.offsets), rows.xs, rows.ys, rows.ws,
+        plan.trend_dims, plan.x_ref, stats.y_ref, stats.intercept, options.min_entries,
+        options.n_sigma_cut, options.max_iter, int(solution.entries.max(initial=0)),
+        stats.backend,
+    )  # fmt: skip
+    return clipped
+
+
+def _raw_fits(
+    stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions, status: np.ndarray
+):
+    """statsmodels glm/rlm or the user's callable on the rows of every window still OK."""
+    work = FitWork(
+        options.raw_fitter, WindowIndex(plan.window, rows.offsets), plan.centers, status,
+        rows.xs, rows.ys, rows.ws, plan.trend_dims, stats.intercept, plan.terms,
+    )  # fmt: skip
+    return fit_windows(work, options.parallel, options.progress)
+
+
+def _median(
+    stats: BinStats, rows: RowAccess | None, plan: Plan, options: FitOptions, solution: Solution
+) -> np.ndarray | None:
+    """The exact median of every window, for the targets that ask for it (NaN for others)."""
+    wanted = [t for t, name in enumerate(stats.targets) if "median" in options.aggregation[name]]
+    if not wanted:
+        return None
+    rows = _need(rows)
+    max_count = int(solution.entries[:, wanted].max(initial=0))
+    median = np.full((plan.centers.size, len(stats.targets)), np.nan)
+    median[:, wanted] = window_medians(
+        plan.centers, WindowIndex(plan.window, rows.offsets), rows.ys[wanted], max_count,
+        stats.backend, options.parallel,
+    )  # fmt: skip
+    return median
+
+
+def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
+    """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
+    binning = {d: record["formula"] for d, record in stats.binning.items()}
+    clipping = options.n_sigma_cut is not None
+    return {
+        "xslide_version": version("xslide"),
+        "statsmodels_version": version("statsmodels"),
+        "window_spec_json": json.dumps(dict(options.window)),
+        # the user's own words win over the digitize records
+        "binning_formulas_json": json.dumps({**binning, **options.binning_formulas}),
+        "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
+        "kernel": options.kernel,
+        "trend": options.trend,
+        "centers": options.centers,
+        "min_entries": options.min_entries,
+        "backend_used": stats.backend,
+        "fitter_used": options.fitter,
+        "n_sigma_cut": options.n_sigma_cut if clipping else "none",
+        "max_iter": options.max_iter if clipping else "none",
+        "weights_column": stats.weights or "",
+        **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
+        "n_rows_invalid_json": json.dumps(stats.counts["n_rows_invalid"]),
+        "fit_failures_json": json.dumps(dict(failures)),
+        "fit_warnings_json": json.dumps(dict(warned)),
+        "formula": options.formula,
+    }
