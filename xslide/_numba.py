@@ -21,6 +21,11 @@ except ImportError:  # pragma: no cover - exercised by simulating the missing mo
     prange = range
 
 
+def python(func):
+    """The plain Python function of a numba kernel (itself when numba is missing)."""
+    return getattr(func, "py_func", func)
+
+
 def numba_available() -> bool:
     """True when numba kernels can be used (looked up at call time so tests can patch it)."""
     return HAVE_NUMBA

@@ -1,4 +1,4 @@
-"""Physical variables to integer bins: ``digitize`` and the bin centres it records."""
+"""Physical variables to integer bins: ``digitize`` and the bin centers it records."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
     Returns
     -------
     A copy of ``df`` with nullable-integer bin columns. ``df.attrs['xslide_binning']`` records
-    each bin column's source, edges and centres: fits then carry ``{column}_center``
+    each bin column's source, edges and centers: fits then carry ``{column}_center``
     coordinates and the binning in ``attrs['binning_formulas_json']``.
     """
     if not isinstance(df, pd.DataFrame):

@@ -2,8 +2,8 @@
 
 The per-bin statistics become a dask array chunked along the bin dims; ``map_overlap`` gives
 every chunk a halo of depth = half-width per dim (wrapped around for periodic dims, none at the
-other outer edges) and each padded chunk runs the same numba neighbour loop as the in-memory
-path, with neighbour tables that know the chunk's place in the whole grid (mirror reflects and
+other outer edges) and each padded chunk runs the same numba neighbor loop as the in-memory
+path, with neighbor tables that know the chunk's place in the whole grid (mirror reflects and
 shrink narrows at the grid's edges, not the chunk's). The halo is then trimmed, so every bin
 gets exactly the windowed sums of the in-memory path.
 """

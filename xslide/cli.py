@@ -78,7 +78,7 @@ exit codes: 0 success, 2 bad arguments, 1 data errors (missing file, unknown col
 
 PREDICT_EPILOG = """\
 Evaluates each input row's local model (its bin's coefficients, or models blended between bin
-centres with --method linear) and writes the input columns plus {t}_pred (and {t}_pred_err
+centers with --method linear) and writes the input columns plus {t}_pred (and {t}_pred_err
 with --errors) per target. Prints how many rows fell outside the grid or on unfitted bins.
 
 examples:
@@ -362,7 +362,7 @@ def _add_predict(sub) -> None:
         "--method",
         choices=("nearest", "linear"),
         default="nearest",
-        help="the row's bin model, or models blended between bin centres",
+        help="the row's bin model, or models blended between bin centers",
     )
     p.add_argument(
         "--bounds",

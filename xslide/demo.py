@@ -71,7 +71,7 @@ def demo(args: argparse.Namespace) -> int:
     fit.to_netcdf(f"{out}.nc")
     truth = true_field(
         fit.r_center, fit.y2x_center, fit.z2x_center, fit.sector.astype(float)
-    )  # at every bin centre
+    )  # at every bin center
     print(f"xslide {xslide.__version__} demo: {len(rows):,} rows, window {window}, trend=1, "
           "n_sigma_cut=3")  # fmt: skip
     n_fitted = int((fit.quality_flag == 0).all("target").sum())

@@ -9,7 +9,7 @@ Fit outputs (``write_fit``) are chosen by suffix too:
 - ``.nc`` / ``.zarr``: the fit Dataset as is (attrs included), reopened with xarray;
 - ``.parquet``: a flat table, one row per center bin (a bin with
   ``quality_flag != not_a_center`` for some target), columns in this order: the bin dims,
-  physical bin-centre coords (``{x}_center``) if any, then per target ``t`` and term ``k``
+  physical bin-center coords (``{x}_center``) if any, then per target ``t`` and term ``k``
   ``{t}_coef_{k}``, ``{t}_stderr_{k}``, the covariance's upper triangle ``{t}_cov_{k}_{l}``
   (when the fit has ``cov``), then ``{t}_{v}`` for each per-target variable ``v``
   (``mean``, ``std``, ``median``, ``entries``, ``r_squared``, ``rmse``, ``n_fitted``,

@@ -26,7 +26,7 @@ import numpy as np
 from .fitters import FitWork, fit_windows
 from .options import FitOptions
 from .result import Fit, version
-from .robust import clipped_fit
+from .robust import Clipping, LocalModel, RowColumns, clipped_fit
 from .rows import RowAccess, WindowIndex, window_medians
 from .solve import Solution, solve_in_blocks
 from .stats import BinStats
@@ -136,12 +136,15 @@ def _clip(
     stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions, solution: Solution
 ) -> Solution:
     """The fit of every window after iterative outlier rejection."""
-    clipped, _ = clipped_fit(
-        plan.centers, WindowIndex(plan.window, rows.offsets), rows.xs, rows.ys, rows.ws,
-        plan.trend_dims, plan.x_ref, stats.y_ref, stats.intercept, options.min_entries,
-        options.n_sigma_cut, options.max_iter, int(solution.entries.max(initial=0)),
-        stats.backend,
-    )  # fmt: skip
+    index = WindowIndex(plan.window, rows.offsets)
+    ws = rows.ws
+    columns = RowColumns(rows.offsets, rows.xs, rows.ys, np.ones(1) if ws is None else ws,
+                         ws is not None, ws is not None or index.weighted)  # fmt: skip
+    model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
+    clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
+    max_count = int(solution.entries.max(initial=0))
+    clipped, _ = clipped_fit(plan.centers, index, columns, model, clipping, max_count,
+                             stats.backend)  # fmt: skip
     return clipped
 
 

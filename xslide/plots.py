@@ -45,8 +45,8 @@ def plot_map(fit: xr.Dataset, var: str = "coef", target=None, term=None, ax=None
         )
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
-    # physical axes (digitize's bin centres) where the fit has them, else the bin numbers
-    axes = [_centre_coord(data, d) for d in data.dims]
+    # physical axes (digitize's bin centers) where the fit has them, else the bin numbers
+    axes = [_center_coord(data, d) for d in data.dims]
     low, high = float(data.min()), float(data.max())
     diverging = var == "coef" and low < 0 < high  # white at zero only when both signs occur
     data.plot(
@@ -62,7 +62,7 @@ def plot_map(fit: xr.Dataset, var: str = "coef", target=None, term=None, ax=None
     return ax
 
 
-def _centre_coord(data: xr.DataArray, dim: str) -> str:
+def _center_coord(data: xr.DataArray, dim: str) -> str:
     for name, coord in data.coords.items():
         if str(name).endswith("_center") and coord.dims == (dim,):
             return str(name)
@@ -74,7 +74,7 @@ def plot_pulls(
 ):
     """Histogram the pulls (y - prediction) / local rmse of ``rows`` against a unit normal.
 
-    A well-fitted map gives pulls centred on 0 with unit width; outliers show in the tails.
+    A well-fitted map gives pulls centered on 0 with unit width; outliers show in the tails.
     Returns the matplotlib axes; ``ax.pulls`` holds the pull arrays per target.
     """
     from .design import RowTable

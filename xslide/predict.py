@@ -1,10 +1,10 @@
 """Evaluate fitted local models at new rows: the nearest bin's model, or models blended
-multilinearly between bin centres.
+multilinearly between bin centers.
 
 A row's position along each bin dim is its bin column (fractional values allowed) or, for dims
 made by ``digitize``, its physical value mapped through the bin edges. The prediction is the
 local model of the row's bin, ``Σ coef_k · term_k(row)`` (trend terms ``d_{dim}`` use the row's
-offset from the bin centre), with its standard error from the coefficients' covariance.
+offset from the bin center), with its standard error from the coefficients' covariance.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def _positions(fit: xr.Dataset, table: RowTable, dims: Sequence[str]):
     outside = np.zeros(n, dtype=bool)
     for k, d in enumerate(dims):
         bins = fit[d].values
-        centre = next(
+        center = next(
             (c for c in fit.coords if str(c).endswith("_center") and fit[c].dims == (d,)), None
         )
-        source = str(centre)[: -len("_center")] if centre is not None else None
+        source = str(center)[: -len("_center")] if center is not None else None
         if source is not None and source in table.names:
-            edges = np.asarray(fit[centre].attrs["edges"], dtype=np.float64)
+            edges = np.asarray(fit[center].attrs["edges"], dtype=np.float64)
             value = table.numeric(source, "rows")
-            # fractional edge index: bin b spans [b, b + 1), its centre sits at b + 0.5
+            # fractional edge index: bin b spans [b, b + 1), its center sits at b + 0.5
             index = np.interp(value, edges, np.arange(edges.size), left=np.nan, right=np.nan)
             positions[:, k] = index - 0.5 - bins[0]
             outside |= ~np.isfinite(index)
@@ -148,14 +148,14 @@ def _predict_rows(
                         total = np.nan
                         break
                 for k in range(n_trend):
-                    centre = 0
+                    center = 0
                     rest = flat
                     for d in range(n_dims):
                         idx = rest // strides[d]
                         rest -= idx * strides[d]
                         if d == trend_dims[k]:
-                            centre = idx
-                    g[n_plain + k] = pos[trend_dims[k]] - centre
+                            center = idx
+                    g[n_plain + k] = pos[trend_dims[k]] - center
                 value = 0.0
                 variance = 0.0
                 for a in range(p):
@@ -188,8 +188,8 @@ def predict(
         and the model's predictor columns.
     targets : which targets to predict (default: all).
     method : 'nearest' (the model of the row's bin) or 'linear' (models blended multilinearly
-        between the surrounding bin centres; continuous across bin edges, exact for a linear
-        field; extrapolated linearly in the half bin beyond the outermost centres).
+        between the surrounding bin centers; continuous across bin edges, exact for a linear
+        field; extrapolated linearly in the half bin beyond the outermost centers).
     bounds : rows outside the grid give NaN ('nan') or are moved to its edge ('clamp').
     invalid : bins without a valid fit give NaN ('nan') or lend the model of the nearest
         fitted bin ('nearest_valid').

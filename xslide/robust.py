@@ -10,9 +10,11 @@ stored between passes, and a window whose sums did not change has converged.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._numba import njit, num_threads, prange
+from ._numba import njit, num_threads, prange, python
 from .rows import WindowIndex
 from .solve import OK, Solution, solve
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
@@ -29,37 +31,62 @@ def _weighted_dot(w, a, b, n):
     return acc
 
 
+class RowColumns(NamedTuple):
+    """The indexed rows in bin order, as the kernel reads them."""
+
+    offsets: np.ndarray  # rows of bin b: offsets[b]:offsets[b + 1]
+    xs: np.ndarray  # (q, n) design columns
+    ys: np.ndarray  # (t, n) targets, NaN where invalid
+    ws: np.ndarray  # (n,) row weights, or a dummy when has_w is False
+    has_w: bool
+    weighted: bool  # row weights or a non-uniform kernel
+
+
+class LocalModel(NamedTuple):
+    """The local model's design beyond the columns: trend offsets, references, intercept."""
+
+    trend_dims: np.ndarray  # dims whose window offsets are design columns too (trend=1)
+    x_ref: np.ndarray  # references of the design columns, zeros for the offsets
+    y_ref: np.ndarray
+    intercept: bool
+
+
+class Cut(NamedTuple):
+    """The previous fit of every window and target, and the cut in units of its rmse."""
+
+    coef: np.ndarray  # (m, t, p); NaN keeps every row
+    rmse: np.ndarray  # (m, t)
+    n_sigma: float
+
+
 @njit(cache=True, parallel=True)
-def _kept_moments(
-    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
-    offsets, max_count, xs, ys, ws, has_w, weighted, trend_dims, x_ref, y_ref, coef, rmse,
-    intercept, cut, n_chunks, out,
-):  # fmt: skip
+def _kept_moments(centers, tables, columns, model, cut, max_count, n_chunks, out):
     """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
 
     The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref)
     with their weights (row weight x kernel weight), then every moment Σ w z_a z_b is one
     vectorised dot product.
     """
+    offsets, xs, ys, ws = columns.offsets, columns.xs, columns.ys, columns.ws
+    has_w, weighted = columns.has_w, columns.weighted
+    trend_dims, x_ref, y_ref, intercept = model
+    coef, rmse = cut.coef, cut.rmse
     q = xs.shape[0]
     n_trend = trend_dims.shape[0]
     n_targets = ys.shape[0]
-    n_dims = shape.shape[0]
     size = q + n_trend + 2
     m = centers.shape[0]
     lead = 1 if intercept else 0
     for c in prange(n_chunks):
-        pos, cur, bins, kw, nb_offsets = entry_buffers(n_dims, max_entries)
+        buffers = entry_buffers(tables)
+        bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
         z = np.empty((size, max_count))
         z[0, :] = 1.0
         wz = np.ones(max_count)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_entries = window_entries(
-                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
-                pos, cur, bins, kw, nb_offsets,
-            )  # fmt: skip
+            n_entries = window_entries(centers[i], tables, buffers)
             for t in range(n_targets):
-                limit = cut * rmse[i, t]
+                limit = cut.n_sigma * rmse[i, t]
                 clip = limit > 0.0  # NaN (no previous fit) or an exact fit: keep every row
                 n = 0
                 informative = 0.0
@@ -99,19 +126,20 @@ def _kept_moments(
                         k += 1
 
 
+class Clipping(NamedTuple):
+    """How to clip: the cut in units of the window's rmse, the most refits, the fewest rows."""
+
+    n_sigma_cut: float
+    max_iter: int
+    min_entries: int
+
+
 def clipped_fit(
     centers: np.ndarray,
     index: WindowIndex,
-    xs: np.ndarray,
-    ys: np.ndarray,
-    ws: np.ndarray | None,
-    trend_dims: np.ndarray,
-    x_ref: np.ndarray,
-    y_ref: np.ndarray,
-    intercept: bool,
-    min_entries: int,
-    n_sigma_cut: float,
-    max_iter: int,
+    columns: RowColumns,
+    model: LocalModel,
+    clipping: Clipping,
     max_count: int,
     backend: str,
 ) -> tuple[Solution, np.ndarray]:
@@ -121,11 +149,9 @@ def clipped_fit(
     ----------
     centers : (m,) flat ids of the window centers.
     index : where each window's rows lie.
-    xs, ys, ws : design columns (q, n), targets (t, n; NaN where invalid) and weights of the
-        indexed rows in bin order.
-    trend_dims : dims whose window offsets are design columns too (trend=1), after xs;
-        ``x_ref`` covers them (zeros).
-    n_sigma_cut, max_iter : the cut in units of the window's rmse and the most refits.
+    columns : the indexed rows in bin order (``RowColumns``).
+    model : trend dims, references and intercept of the local model.
+    clipping : the cut, the most refits and ``min_entries``.
     max_count : an upper bound of the valid rows in any window (sizes the buffers).
     backend : 'numba', or 'numpy' to run the same kernel as plain Python (slow; for checks).
 
@@ -134,21 +160,19 @@ def clipped_fit(
     The solution of the last fit of every window (its ``entries`` are the rows kept) and the
     number of passes each window needed.
     """
-    m, n_targets = centers.size, ys.shape[0]
-    q = xs.shape[0] + trend_dims.size  # design columns, the offsets included
+    m, n_targets = centers.size, columns.ys.shape[0]
+    q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
     max_count = max(int(max_count), 1)
-    kernel = _kept_moments if backend == "numba" else _kept_moments.py_func
-    n_terms = q + int(intercept)
+    kernel = _kept_moments if backend == "numba" else python(_kept_moments)
+    n_terms = q + int(model.intercept)
+    x_ref, y_ref, intercept = model.x_ref, model.y_ref, model.intercept
+    min_entries, max_iter = clipping.min_entries, clipping.max_iter
 
     def moments(ids: np.ndarray, coef: np.ndarray, rmse: np.ndarray) -> np.ndarray:
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
         n_chunks = max(1, min(num_threads() * 4, ids.size))
-        kernel(
-            centers[ids], *index.args, index.max_entries, index.offsets, max_count,
-            xs, ys, ws if ws is not None else np.ones(1), ws is not None,
-            ws is not None or index.weighted, trend_dims.astype(np.int64), x_ref, y_ref,
-            coef, rmse, intercept, float(n_sigma_cut), n_chunks, out,
-        )  # fmt: skip
+        cut = Cut(coef, rmse, float(clipping.n_sigma_cut))
+        kernel(centers[ids], index.tables, columns, model, cut, max_count, n_chunks, out)
         return out
 
     def fit(stats: np.ndarray) -> Solution:
@@ -174,18 +198,6 @@ def clipped_fit(
         changed = np.any(again != current[active], axis=(1, 2))
         active = active[changed]
         current[active] = again[changed]
-        refit = fit(again[changed])
-        for name in (
-            "entries",
-            "mean",
-            "std",
-            "coef",
-            "stderr",
-            "r_squared",
-            "rmse",
-            "status",
-            "cov",
-        ):
-            getattr(result, name)[active] = getattr(refit, name)
+        result = result.updated(active, fit(again[changed]))
         passes[active] += 1
     return result, passes

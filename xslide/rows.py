@@ -1,7 +1,7 @@
 """Raw-row paths: statistics that need the rows themselves, reached through the bin index.
 
 The bin index (``grid.bin_index``) lists the rows of every bin contiguously, so the rows of a
-window are one contiguous run per neighbour bin of arrays laid out in bin order. Nothing is
+window are one contiguous run per neighbor bin of arrays laid out in bin order. Nothing is
 copied per window but into one reusable buffer.
 """
 
@@ -226,7 +226,7 @@ def _weighted_lower_median(values, weights, n):
 class WindowIndex:
     """Where the rows of any window lie: a ``Window`` and the bin index offsets.
 
-    A window is a list of neighbour bins with kernel weights (a bin read twice under the
+    A window is a list of neighbor bins with kernel weights (a bin read twice under the
     mirror boundary is listed twice); the rows of bin b are ``offsets[b]:offsets[b + 1]`` of
     the bin-ordered rows.
     """
@@ -234,26 +234,13 @@ class WindowIndex:
     def __init__(self, window: Window, offsets: np.ndarray) -> None:
         self.window = window
         self.offsets = offsets
-        nb_j, nb_o, nb_len = window.tables
-        strides, kstrides = window.strides
-        # the arguments of ``window_entries`` that describe the window, in its order
-        self.args = (
-            np.asarray(window.shape, dtype=np.int64),
-            strides,
-            nb_j,
-            nb_o,
-            nb_len,
-            np.asarray(window.half, dtype=np.int64),
-            window.weights.ravel(),
-            kstrides,
-        )
-        self.max_entries = window.weights.size
+        self.tables = window.kernel_tables
         self.weighted = not bool(np.all(window.weights == 1.0))
 
     def entries(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Neighbour bins, kernel weights and per-dim offsets of the window around ``center``."""
-        buffers = entry_buffers(len(self.window.shape), self.max_entries)
-        n = window_entries(center, *self.args, *buffers)
+        """Neighbor bins, kernel weights and per-dim offsets of the window around ``center``."""
+        buffers = entry_buffers(self.tables)
+        n = window_entries(center, self.tables, buffers)
         _, _, bins, weights, offsets = buffers
         return bins[:n], weights[:n], offsets[:n]
 
@@ -286,24 +273,18 @@ class WindowIndex:
 
 
 @njit(cache=True, parallel=True)
-def _window_median_numba(
-    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
-    offsets, ys, weighted, max_count, n_chunks, out,
-):  # fmt: skip
+def _window_median_numba(centers, tables, offsets, ys, weighted, max_count, n_chunks, out):
     n_targets = ys.shape[0]
-    n_dims = shape.shape[0]
     m = centers.shape[0]
     for c in prange(n_chunks):
         buf = np.empty((n_targets, max_count))
         wbuf = np.empty((n_targets, max_count))
         sample = np.empty(_SAMPLE)
         middle = np.empty(max_count)
-        pos, cur, bins, weights, nb_offsets = entry_buffers(n_dims, max_entries)
+        buffers = entry_buffers(tables)
+        bins, weights = buffers[2], buffers[3]
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n = window_entries(
-                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
-                pos, cur, bins, weights, nb_offsets,
-            )  # fmt: skip
+            n = window_entries(centers[i], tables, buffers)
             for t in range(n_targets):
                 k = 0
                 for e in range(n):
@@ -344,8 +325,7 @@ def window_median(
     if backend == "numba":
         _window_median_numba(
             centers.astype(np.int64),
-            *index.args,
-            index.max_entries,
+            index.tables,
             index.offsets,
             ys,
             index.weighted,

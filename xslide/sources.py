@@ -157,7 +157,7 @@ def _read_memory(data, spec: ReadSpec) -> tuple[BinStats, RowAccess]:
     grid, flat, counts = build_grid(bins, selected, spec.extent, spec.max_bins, missing)
     rows_per_bin = counts.pop("rows_per_bin")
     design = build_design(table, spec, flat)
-    sums, invalid = _accumulate(design, flat, grid.size, spec.backend)
+    sums, invalid = accumulate(flat, design, grid.size, spec.backend)
     counts = {
         "n_rows_input": table.n_rows,
         **counts,
@@ -165,11 +165,6 @@ def _read_memory(data, spec: ReadSpec) -> tuple[BinStats, RowAccess]:
     }
     stats = _bin_stats(grid, design, sums, rows_per_bin, counts, spec, binning_of(data, spec.dims))
     return stats, RowAccess(flat, design, grid.size, spec.backend)
-
-
-def _accumulate(design: Design, flat, n_bins: int, backend: str, out=None):
-    d = design
-    return accumulate(flat, d.x, d.y, d.w, d.x_ref, d.y_ref, n_bins, backend, out=out)
 
 
 def _bin_stats(grid, design: Design, sums, rows, counts, spec: ReadSpec, binning) -> BinStats:
@@ -292,7 +287,7 @@ class _Stream:
             self.stats = _bin_stats(
                 grid, design, sums, rows, {}, spec, binning_of(batch, spec.dims)
             )
-        _, invalid = _accumulate(design, flat, grid.size, spec.backend, out=self.stats.sums)
+        _, invalid = accumulate(flat, design, grid.size, spec.backend, out=self.stats.sums)
         self.invalid += invalid
         self.stats.rows_per_bin[...] += fixed_counts["rows_per_bin"]
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _numba
 from ._numba import njit, num_threads, prange
+from .design import Design
 from .grid import Grid
 
 COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
@@ -64,7 +65,9 @@ def add_row(s, z, w):
 
 
 @njit(cache=True, parallel=True)
-def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid):
+def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arguments)
+    flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid
+):
     n_rows = flat.shape[0]
     q = x.shape[0]
     n_targets = y.shape[0]
@@ -98,7 +101,9 @@ def _accumulate_numba(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out,
                 add_row(out[b, t], z, wi)
 
 
-def _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid):
+def _accumulate_numpy(flat, design: Design, out, invalid):
+    x, y, w, x_ref, y_ref = design.x, design.y, design.w, design.x_ref, design.y_ref
+    n_bins = out.shape[0]
     inside = flat >= 0
     ok = inside.copy()
     if w is not None:
@@ -210,11 +215,7 @@ def _unrolled_kernel(q: int):
 
 def accumulate(
     flat: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray | None,
-    x_ref: np.ndarray,
-    y_ref: np.ndarray,
+    design: Design,
     n_bins: int,
     backend: str,
     out: np.ndarray | None = None,
@@ -224,8 +225,9 @@ def accumulate(
     Parameters
     ----------
     flat : (n,) int64 flat bin id per row, -1 for rows outside the grid or not selected.
-    x : (q, n) float64 predictors; y : (t, n) float64 targets; w : (n,) float64 weights or None.
-    x_ref, y_ref : global references subtracted from each predictor / target.
+    design : the rows' design columns x (q, n), targets y (t, n), weights w (n,) or None, and
+        the references subtracted from each column.
+    n_bins : bins of the grid.
     backend : 'numba' or 'numpy' (equal results, the numba pass is fused and parallel).
     out : statistics to add to (streaming: batch after batch, every bin's rows summed in
         order, so the result is bit-identical to one pass over all rows); new when None.
@@ -235,6 +237,7 @@ def accumulate(
     stats : (n_bins, t, n_stats(q + 1)) float64.
     invalid : (t,) int64 rows inside the grid left out of each target (NaN/inf).
     """
+    x, y, w = design.x, design.y, design.w
     n_targets = y.shape[0]
     if out is None:
         out = np.zeros((n_bins, n_targets, n_stats(x.shape[0] + 1)))
@@ -247,10 +250,10 @@ def accumulate(
         if x.shape[0] + 1 <= _UNROLLED_MAX_COLUMNS and _numba.HAVE_NUMBA:
             kernel = _unrolled_kernel(x.shape[0])
         kernel = kernel or _accumulate_numba
-        kernel(flat, x, y, w_arr, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid)
+        kernel(flat, x, y, w_arr, has_w, design.x_ref, design.y_ref, n_bins, n_chunks, out, invalid)
     else:
         invalid = np.zeros((1, n_targets), dtype=np.int64)
-        _accumulate_numpy(flat, x, y, w, x_ref, y_ref, n_bins, out, invalid)
+        _accumulate_numpy(flat, design, out, invalid)
     return out, invalid.sum(axis=0)
 
 

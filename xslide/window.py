@@ -25,7 +25,7 @@ def window_volume(half_widths: Sequence[int]) -> int:
 def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarray:
     """Box sums over the leading ``len(half_widths)`` axes; bins outside the grid count zero.
 
-    Each axis is summed directly over its 2w+1 neighbours (``ndimage.correlate1d``), not by a
+    Each axis is summed directly over its 2w+1 neighbors (``ndimage.correlate1d``), not by a
     running sum, so no rounding error builds up along an axis and windows larger than the grid
     are exact. A half-width of 0 leaves the axis as it is.
     """
@@ -165,9 +165,27 @@ class Window:
         return j, o, length
 
     @cached_property
-    def strides(self) -> tuple[np.ndarray, np.ndarray]:
-        """C-order strides of the grid and of the kernel weights array."""
-        return _c_strides(self.shape), _c_strides(self.weights.shape)
+    def kernel_tables(self) -> WindowTables:
+        """The window as the numba kernels read it."""
+        nb_j, nb_o, nb_len = self.tables
+        return WindowTables(
+            np.asarray(self.shape, dtype=np.int64), _c_strides(self.shape), nb_j, nb_o, nb_len,
+            np.asarray(self.half, dtype=np.int64), np.ascontiguousarray(self.weights.ravel()),
+            _c_strides(self.weights.shape),
+        )  # fmt: skip
+
+
+class WindowTables(NamedTuple):
+    """A window as numba kernels take it: one argument instead of eight arrays."""
+
+    shape: np.ndarray  # (D,) bins per dim
+    strides: np.ndarray  # (D,) C-order strides of the grid
+    nb_j: np.ndarray  # (D, max n, L) neighbor bins per dim and bin, padded
+    nb_o: np.ndarray  # (D, max n, L) their offsets
+    nb_len: np.ndarray  # (D, max n) entries used
+    half: np.ndarray  # (D,) half-widths
+    kweights: np.ndarray  # kernel weight per offset, flat
+    kstrides: np.ndarray  # (D,) C-order strides of the kernel weights
 
 
 def _c_strides(shape: Sequence[int]) -> np.ndarray:
@@ -178,8 +196,10 @@ def _c_strides(shape: Sequence[int]) -> np.ndarray:
 
 
 @njit(cache=True)
-def entry_buffers(n_dims, max_entries):
+def entry_buffers(tables):
     """Work arrays of ``window_entries``: pos, cur, bins, weights and offsets."""
+    n_dims = tables.shape.shape[0]
+    max_entries = tables.kweights.shape[0]
     return (
         np.empty(n_dims, dtype=np.int64),
         np.empty(n_dims, dtype=np.int64),
@@ -190,16 +210,17 @@ def entry_buffers(n_dims, max_entries):
 
 
 @njit(cache=True)
-def window_entries(
-    center, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
-    pos, cur, bins, weights, offsets,
-):  # fmt: skip
+def window_entries(center, tables, buffers):
     """List the bins of the window around ``center`` with a non-zero kernel weight.
 
-    Fills ``bins``, ``weights`` and ``offsets`` (one row of per-dim offsets per entry) and
-    returns the count. A bin read twice (mirror) is listed twice.
+    Fills the ``bins``, ``weights`` and ``offsets`` of ``buffers`` (from ``entry_buffers``; one
+    row of per-dim offsets per entry) and returns the count. A bin read twice (mirror) is
+    listed twice.
     """
-    n_dims = shape.shape[0]
+    strides, nb_j, nb_o, nb_len = tables.strides, tables.nb_j, tables.nb_o, tables.nb_len
+    half, kweights, kstrides = tables.half, tables.kweights, tables.kstrides
+    pos, cur, bins, weights, offsets = buffers
+    n_dims = tables.shape.shape[0]
     rest = center
     for d in range(n_dims):
         pos[d] = rest // strides[d]
@@ -262,24 +283,19 @@ def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _neighbour_sums(
-    centers, shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides, max_entries,
-    stats, rows, trend_dims, layout, n_chunks, out, out_rows, out_bins,
-):  # fmt: skip
+def _neighbor_sums(centers, tables, stats, rows, moments, n_chunks, out, out_rows, out_bins):
     n_bins, n_targets, _ = stats.shape
-    n_dims = shape.shape[0]
     m = centers.shape[0]
+    trend_dims, layout = moments.trend_dims, moments.table
     n_slots = layout.shape[0]
     for c in prange(n_chunks):
-        pos, cur, bins, weights, offsets = entry_buffers(n_dims, max_entries)
+        buffers = entry_buffers(tables)
+        _, _, bins, weights, offsets = buffers
         seen = np.full(n_bins, -1, dtype=np.int64)
         factor = np.empty(trend_dims.shape[0] + 1)
         factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n = window_entries(
-                centers[i], shape, strides, nb_j, nb_o, nb_len, half, kweights, kstrides,
-                pos, cur, bins, weights, offsets,
-            )  # fmt: skip
+            n = window_entries(centers[i], tables, buffers)
             out[i] = 0.0
             total_rows = 0
             distinct = 0
@@ -342,14 +358,10 @@ def neighbor_sums(
     out_bins = np.zeros(m, dtype=np.int64)
     if m == 0:
         return out, out_rows, out_bins
-    nb_j, nb_o, nb_len = window.tables
-    strides, kstrides = window.strides
-    _neighbour_sums(
-        centers.astype(np.int64), np.asarray(window.shape, dtype=np.int64), strides,
-        nb_j, nb_o, nb_len, np.asarray(window.half, dtype=np.int64),
-        window.weights.ravel(), kstrides, window.weights.size, sums,
-        rows.astype(np.int64), layout.trend_dims, layout.table, max(1, min(num_threads() * 4, m)),
-        out, out_rows, out_bins,
+    n_chunks = max(1, min(num_threads() * 4, m))
+    _neighbor_sums(
+        centers.astype(np.int64), window.kernel_tables, sums, rows.astype(np.int64), layout,
+        n_chunks, out, out_rows, out_bins,
     )  # fmt: skip
     return out, out_rows, out_bins
 
