@@ -33,7 +33,7 @@ from .result import (
 )
 
 
-def bin_stats(
+def bin_stats(  # noqa: PLR0913  (the documented public signature)
     data,
     dims: Sequence[str],
     targets: Sequence[str],
@@ -81,7 +81,7 @@ def bin_stats(
     return stats_to_dataset(stats)
 
 
-def fit(
+def fit(  # noqa: PLR0913  (the documented public signature)
     data,
     dims: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,

@@ -414,6 +414,47 @@ def _markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _run_large_dask(args: argparse.Namespace) -> list[dict]:
+    """The large scenario on each number of dask workers, and the scaling efficiency."""
+    runs = []
+    for workers in args.dask_workers:
+        r = run_large_dask(Path(args.data_dir), workers, args.scale)
+        print(_describe(r))
+        runs.append(r)
+    base = runs[0]["rows_per_s"] / runs[0]["dask_workers"]
+    for run_ in runs[1:]:
+        efficiency = run_["rows_per_s"] / (base * run_["dask_workers"])
+        print(f"  scaling efficiency at {run_['dask_workers']} workers: {efficiency:.0%}")
+    return runs
+
+
+def _run_scenario(name: str, args: argparse.Namespace) -> list[dict]:
+    """Run one scenario as the arguments say, print it and return its figures."""
+    if args.fitter != "ols":
+        r = run_raw(name, args.fitter, args.n_jobs, args.scale)
+        print(
+            f"{r['scenario']} {r['fitter']}: {r['windows']:,} window fits | serial "
+            f"{r['serial_s_per_1k']:.2f} s per 1k windows | n_jobs={r['n_jobs']} "
+            f"{r['parallel_s_per_1k']:.2f} s per 1k windows ({r['speedup']:.2f}x)"
+        )
+        return [r]
+    if name == "large" and args.dask_workers:
+        return _run_large_dask(args)
+    if name == "large":
+        r = run_large(Path(args.data_dir), args.scale)
+    else:
+        options = {}
+        if args.boundary != "truncate":
+            options["boundary"] = args.boundary
+        if args.kernel != "uniform":
+            options["kernel"] = args.kernel
+        r = run(name, args.repeat, args.scale, **options)
+        if args.fresh_process:
+            r["fresh_process_s"] = _fresh_process_seconds(name, args.scale)
+    print(_describe(r))
+    return [r]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m xslide.bench", description=__doc__,
@@ -442,41 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
     for name in names:
-        if args.fitter != "ols":
-            r = run_raw(name, args.fitter, args.n_jobs, args.scale)
-            print(
-                f"{r['scenario']} {r['fitter']}: {r['windows']:,} window fits | serial "
-                f"{r['serial_s_per_1k']:.2f} s per 1k windows | n_jobs={r['n_jobs']} "
-                f"{r['parallel_s_per_1k']:.2f} s per 1k windows ({r['speedup']:.2f}x)"
-            )
-        elif name == "large" and args.dask_workers:
-            for workers in args.dask_workers:
-                r = run_large_dask(Path(args.data_dir), workers, args.scale)
-                print(_describe(r))
-                results.append(r)
-            if len(args.dask_workers) > 1:
-                runs = results[-len(args.dask_workers) :]
-                base = runs[0]["rows_per_s"] / runs[0]["dask_workers"]
-                for run_ in runs[1:]:
-                    efficiency = run_["rows_per_s"] / (base * run_["dask_workers"])
-                    print(
-                        f"  scaling efficiency at {run_['dask_workers']} workers: {efficiency:.0%}"
-                    )
-            continue
-        elif name == "large":
-            r = run_large(Path(args.data_dir), args.scale)
-            print(_describe(r))
-        else:
-            options = {}
-            if args.boundary != "truncate":
-                options["boundary"] = args.boundary
-            if args.kernel != "uniform":
-                options["kernel"] = args.kernel
-            r = run(name, args.repeat, args.scale, **options)
-            if args.fresh_process:
-                r["fresh_process_s"] = _fresh_process_seconds(name, args.scale)
-            print(_describe(r))
-        results.append(r)
+        results += _run_scenario(name, args)
     if args.markdown:
         print(_markdown(results))
     if args.json:

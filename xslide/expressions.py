@@ -89,7 +89,7 @@ def _parse(expression: str) -> ast.Expression:
         raise ExpressionError(f"expression {expression!r} is not valid syntax: {err.msg}") from None
 
 
-class _Checker:
+class _Checker(ast.NodeVisitor):
     """Walk a parsed expression, refusing anything outside the grammar; collect column names."""
 
     def __init__(
@@ -112,55 +112,65 @@ class _Checker:
             f"expression {self.expression!r}: {why}: {_segment(self.expression, node)!r}"
         )
 
-    def visit(self, node: ast.AST) -> None:
-        match node:
-            case ast.Expression(body=body):
-                self.visit(body)
-            case ast.Constant(value=value):
-                if isinstance(value, bool | float):
-                    return
-                if isinstance(value, int) and abs(value) < 2**63:
-                    return  # larger ints would become unbounded Python-int arithmetic
-                raise self.refuse(node, "only numbers (int64, float) and booleans are allowed")
-            case ast.Name(id=name):
-                self.name(node, name)
-            case ast.Attribute():
-                if self.numpy_attribute(node) not in CONSTANTS:
-                    raise self.refuse(
-                        node, f"only np.<function>(...) calls and np.{{{', '.join(CONSTANTS)}}} "
-                        "may use attribute access",
-                    )  # fmt: skip
-            case ast.BinOp(left=left, op=op, right=right):
-                if type(op) not in _BINARY:
-                    raise self.refuse(node, f"operator {type(op).__name__} is not allowed")
-                if isinstance(op, ast.Pow) and not self.constant_powers and not _uses_name(node):
-                    raise self.refuse(node, "a power of constants is not allowed in a formula")
-                self.visit(left)
-                self.visit(right)
-            case ast.UnaryOp(op=op, operand=operand):
-                if type(op) not in _UNARY:
-                    raise self.refuse(node, f"operator {type(op).__name__} is not allowed")
-                self.visit(operand)
-            case ast.BoolOp(values=values):
-                for value in values:
-                    self.visit(value)
-            case ast.Compare(left=left, ops=ops, comparators=comparators):
-                for op in ops:
-                    if type(op) not in _COMPARE:
-                        raise self.refuse(node, f"comparison {type(op).__name__} is not allowed")
-                self.visit(left)
-                for value in comparators:
-                    self.visit(value)
-            case ast.Call(func=func, args=args, keywords=keywords):
-                self.function(func)
-                if keywords:
-                    raise self.refuse(node, "keyword arguments are not allowed")
-                for arg in args:
-                    if isinstance(arg, ast.Starred):
-                        raise self.refuse(arg, "starred arguments are not allowed")
-                    self.visit(arg)
-            case _:
-                raise self.refuse(node, f"{type(node).__name__} is not allowed")
+    # one method per node type allowed (ast.NodeVisitor dispatches); anything else is refused
+
+    def generic_visit(self, node: ast.AST) -> None:
+        raise self.refuse(node, f"{type(node).__name__} is not allowed")
+
+    def visit_Expression(self, node: ast.Expression) -> None:
+        self.visit(node.body)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        value = node.value
+        if isinstance(value, bool | float):
+            return
+        if isinstance(value, int) and abs(value) < 2**63:
+            return  # larger ints would become unbounded Python-int arithmetic
+        raise self.refuse(node, "only numbers (int64, float) and booleans are allowed")
+
+    def visit_Name(self, node: ast.Name) -> None:
+        self.name(node, node.id)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if self.numpy_attribute(node) not in CONSTANTS:
+            raise self.refuse(
+                node, f"only np.<function>(...) calls and np.{{{', '.join(CONSTANTS)}}} "
+                "may use attribute access",
+            )  # fmt: skip
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if type(node.op) not in _BINARY:
+            raise self.refuse(node, f"operator {type(node.op).__name__} is not allowed")
+        if isinstance(node.op, ast.Pow) and not self.constant_powers and not _uses_name(node):
+            raise self.refuse(node, "a power of constants is not allowed in a formula")
+        self.visit(node.left)
+        self.visit(node.right)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> None:
+        if type(node.op) not in _UNARY:
+            raise self.refuse(node, f"operator {type(node.op).__name__} is not allowed")
+        self.visit(node.operand)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        for value in node.values:
+            self.visit(value)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        for op in node.ops:
+            if type(op) not in _COMPARE:
+                raise self.refuse(node, f"comparison {type(op).__name__} is not allowed")
+        self.visit(node.left)
+        for value in node.comparators:
+            self.visit(value)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.function(node.func)
+        if node.keywords:
+            raise self.refuse(node, "keyword arguments are not allowed")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.refuse(arg, "starred arguments are not allowed")
+            self.visit(arg)
 
     def name(self, node: ast.AST, name: str) -> None:
         if name.startswith("_"):
@@ -239,59 +249,71 @@ def evaluate(expression: str, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     numpy array of the result (0-d when the expression uses no column).
     """
     check(expression, None)
-    tree = _parse(expression)
-    values: dict[str, np.ndarray] = {}
-
-    def column(node: ast.Name) -> np.ndarray:
-        if node.id not in columns:
-            raise KeyError(
-                f"expression {expression!r}: column {node.id!r} not found; "
-                f"available columns: {sorted(map(str, columns))}"
-            )
-        if node.id not in values:
-            values[node.id] = np.asarray(columns[node.id])
-        return values[node.id]
-
-    def walk(node: ast.AST):
-        match node:
-            case ast.Expression(body=body):
-                return walk(body)
-            case ast.Constant(value=value):
-                return np.asarray(value)  # numpy scalars: no unbounded Python-int arithmetic
-            case ast.Name():
-                return column(node)
-            case ast.Attribute(attr=attr):
-                return np.asarray(CONSTANTS[attr])
-            case ast.BinOp(left=left, op=op, right=right):
-                return _BINARY[type(op)](walk(left), walk(right))
-            case ast.UnaryOp(op=op, operand=operand):
-                return _UNARY[type(op)](walk(operand))
-            case ast.BoolOp(op=op, values=operands):
-                combine = np.logical_and if isinstance(op, ast.And) else np.logical_or
-                result = walk(operands[0])
-                for operand in operands[1:]:
-                    result = combine(result, walk(operand))
-                return result
-            case ast.Compare(left=left, ops=ops, comparators=comparators):
-                result, lhs = None, walk(left)
-                for op, right in zip(ops, comparators, strict=True):
-                    rhs = walk(right)
-                    part = _COMPARE[type(op)](lhs, rhs)
-                    result = part if result is None else np.logical_and(result, part)
-                    lhs = rhs
-                return result
-            case ast.Call(func=func, args=args):
-                name = func.attr if isinstance(func, ast.Attribute) else func.id
-                return FUNCTIONS[name](*(walk(arg) for arg in args))
-        raise ExpressionError(f"expression {expression!r}: cannot evaluate {ast.dump(node)}")
-
     try:
         with np.errstate(all="ignore"):
-            return np.asarray(walk(tree))
+            return np.asarray(_Evaluator(expression, columns).visit(_parse(expression)))
     except (ExpressionError, KeyError):
         raise
     except (TypeError, ValueError, ArithmeticError) as err:
         raise ValueError(f"expression {expression!r} failed on the data: {err}") from None
+
+
+class _Evaluator(ast.NodeVisitor):
+    """Evaluate a checked expression node by node, elementwise over numpy columns."""
+
+    def __init__(self, expression: str, columns: Mapping[str, np.ndarray]) -> None:
+        self.expression = expression
+        self.columns = columns
+        self.values: dict[str, np.ndarray] = {}
+
+    def generic_visit(self, node: ast.AST):
+        raise ExpressionError(f"expression {self.expression!r}: cannot evaluate {ast.dump(node)}")
+
+    def visit_Expression(self, node: ast.Expression):
+        return self.visit(node.body)
+
+    def visit_Constant(self, node: ast.Constant):
+        return np.asarray(node.value)  # numpy scalars: no unbounded Python-int arithmetic
+
+    def visit_Name(self, node: ast.Name):
+        if node.id not in self.columns:
+            raise KeyError(
+                f"expression {self.expression!r}: column {node.id!r} not found; "
+                f"available columns: {sorted(map(str, self.columns))}"
+            )
+        if node.id not in self.values:
+            self.values[node.id] = np.asarray(self.columns[node.id])
+        return self.values[node.id]
+
+    def visit_Attribute(self, node: ast.Attribute):
+        return np.asarray(CONSTANTS[node.attr])
+
+    def visit_BinOp(self, node: ast.BinOp):
+        return _BINARY[type(node.op)](self.visit(node.left), self.visit(node.right))
+
+    def visit_UnaryOp(self, node: ast.UnaryOp):
+        return _UNARY[type(node.op)](self.visit(node.operand))
+
+    def visit_BoolOp(self, node: ast.BoolOp):
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+        result = self.visit(node.values[0])
+        for operand in node.values[1:]:
+            result = combine(result, self.visit(operand))
+        return result
+
+    def visit_Compare(self, node: ast.Compare):
+        result, lhs = None, self.visit(node.left)
+        for op, right in zip(node.ops, node.comparators, strict=True):
+            rhs = self.visit(right)
+            part = _COMPARE[type(op)](lhs, rhs)
+            result = part if result is None else np.logical_and(result, part)
+            lhs = rhs
+        return result
+
+    def visit_Call(self, node: ast.Call):
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id
+        return FUNCTIONS[name](*(self.visit(arg) for arg in node.args))
 
 
 def _split_terms(text: str, expression: str) -> list[str]:

@@ -10,6 +10,7 @@ offset from the bin center), with its standard error from the coefficients' cova
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -87,11 +88,28 @@ def _design(fit: xr.Dataset, table: RowTable, terms: Sequence[str], trend: Seque
     return out
 
 
+class _Models(NamedTuple):
+    """The fitted local models on the grid, as the kernel reads them."""
+
+    shape: np.ndarray  # (D,) bins per dim
+    strides: np.ndarray  # (D,) C-order strides
+    coef: np.ndarray  # (n_bins, t, p)
+    cov: np.ndarray  # (n_bins, t, p, p)
+    usable: np.ndarray  # (n_bins, t) finite coefficients
+    nearest_valid: np.ndarray  # (t, n_bins) the nearest usable bin, -1 when none
+    trend_dims: np.ndarray  # dims of the d_{dim} terms, after the design columns
+
+
+class _Mode(NamedTuple):
+    linear: bool  # blend the corner bins' models (else the nearest bin's)
+    clamp: bool  # move positions outside the grid to its edge
+    replace_invalid: bool  # use the nearest usable bin's model for unusable bins
+
+
 @njit(cache=True)
-def _predict_rows(
-    positions, design, shape, strides, coef, cov, usable, nearest_valid, trend_dims,
-    linear, clamp, replace_invalid, pred, err, flags,
-):  # fmt: skip
+def _predict_rows(positions, design, models, mode, pred, err, flags):  # noqa: C901  (numba kernel)
+    shape, strides, coef, cov, usable, nearest_valid, trend_dims = models
+    linear, clamp, replace_invalid = mode
     n_rows, n_dims = positions.shape
     n_targets = coef.shape[1]
     n_plain = design.shape[1]
@@ -252,12 +270,13 @@ def predict(
     sub_pred = np.empty((rows_in.size, len(targets)))
     sub_err = np.empty_like(sub_pred)
     sub_flags = np.zeros(rows_in.size, dtype=np.int64)
+    trend_dims = np.array([dims.index(t[2:]) for t in trend], dtype=np.int64)
+    models = _Models(np.asarray(shape, dtype=np.int64), strides, coef, cov, usable,
+                     nearest_valid, trend_dims)  # fmt: skip
+    mode = _Mode(method == "linear", bounds == "clamp", invalid == "nearest_valid")
     _predict_rows(
         np.ascontiguousarray(positions[rows_in]), np.ascontiguousarray(design[rows_in]),
-        np.asarray(shape, dtype=np.int64), strides, coef, cov, usable, nearest_valid,
-        np.array([dims.index(t[2:]) for t in trend], dtype=np.int64),
-        method == "linear", bounds == "clamp", invalid == "nearest_valid",
-        sub_pred, sub_err, sub_flags,
+        models, mode, sub_pred, sub_err, sub_flags,
     )  # fmt: skip
     pred[rows_in], err[rows_in], flags[rows_in] = sub_pred, sub_err, sub_flags
     columns = {f"{t}_pred": pred[:, k] for k, t in enumerate(targets)}

@@ -60,7 +60,7 @@ class Cut(NamedTuple):
 
 
 @njit(cache=True, parallel=True)
-def _kept_moments(centers, tables, columns, model, cut, max_count, n_chunks, out):
+def _kept_moments(centers, tables, columns, model, cut, max_count, n_chunks, out):  # noqa: C901  (numba kernel)
     """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
 
     The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref)

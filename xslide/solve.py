@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -121,85 +122,115 @@ def solve(
     intercept : whether the constant is a model term; without it the model goes through the
         origin and r² is uncentered, as in statsmodels.
     """
-    m, n_targets = stats.shape[:2]
     q = n_columns - 1
     n_terms = q + int(intercept)
     idx = moment_index(n_columns)
-    ny = n_columns  # position of the target in z
     with np.errstate(divide="ignore", invalid="ignore"):
-        count = np.rint(stats[..., COUNT]).astype(np.int64)
-        # rows that carry weight: a zero-weight row adds no information to any estimate
-        informative = np.rint(stats[..., COUNT_POSITIVE]).astype(np.int64)
-        sum_w = stats[..., idx[0, 0]]
-        sum_w2 = stats[..., SUM_W2]
-        sum_wy = stats[..., idx[0, ny]]
-        sum_wyy = stats[..., idx[ny, ny]]
-        has_weight = sum_w > 0
-        mean_shifted = np.where(has_weight, sum_wy / sum_w, np.nan)
-        syy = sum_wyy - sum_wy * mean_shifted
-        syy = np.where((syy <= _ZERO_SPREAD * sum_wyy) | (informative < 2), 0.0, syy)
-        dof_w = sum_w - sum_w2 / sum_w
-        std = np.where(informative >= 2, np.sqrt(syy / dof_w), np.nan)
-        mean = mean_shifted + y_ref
-
+        target = _target_moments(stats, idx, n_columns, y_ref)
         if intercept:
             # Centered scatter of the design columns and their cross products with the target.
             sx = stats[..., idx[0, 1 : q + 1]]
-            xbar = sx / sum_w[..., None]
+            xbar = sx / target.sum_w[..., None]
             sxx = _matrix(stats, idx, q) - sx[..., :, None] * xbar[..., None, :]
-            sxy = _cross(stats, idx, q) - sx * mean_shifted[..., None]
-            tss = syy
+            sxy = _cross(stats, idx, q) - sx * target.mean_shifted[..., None]
+            tss = target.syy
         else:
             # Through the origin: the sums of the unshifted columns.
             shift = np.concatenate([[0.0], -x_ref, [0.0]])
-            shift = np.broadcast_to(shift, (n_targets, n_columns + 1)).copy()
+            shift = np.broadcast_to(shift, (stats.shape[1], n_columns + 1)).copy()
             shift[:, -1] = -y_ref
             stats = rereference(stats, n_columns, shift)
             sxx, sxy = _matrix(stats, idx, q), _cross(stats, idx, q)
-            tss = stats[..., idx[ny, ny]]
+            tss = stats[..., idx[n_columns, n_columns]]
         diagonal = np.arange(1, q + 1)
         raw_diag = stats[..., idx[diagonal, diagonal]]
         # fewer informative rows than terms can never determine the fit, whatever rounding says
-        beta, inv_sxx, singular = _normal_solve(sxx, sxy, raw_diag, informative >= n_terms)
-
+        usable = target.informative >= n_terms
+        beta, inv_sxx, singular = _normal_solve(sxx, sxy, raw_diag, usable)
         rss = tss - np.sum(beta * sxy, axis=-1)
         # As many informative rows as terms fit exactly; otherwise rss comes from a difference
         # of sums, and below this fraction of tss it is rounding noise.
-        exact = informative <= n_terms
+        exact = target.informative <= n_terms
         rss = np.where(exact | (rss <= _EXACT_FIT * tss), 0.0, rss)
+        count = target.count
         sigma2 = np.where(count <= n_terms, np.nan, rss / (count - n_terms))
         cov_beta = sigma2[..., None, None] * inv_sxx
         se_beta = np.sqrt(np.diagonal(cov_beta, axis1=-2, axis2=-1))
         if intercept:
-            xmean = xbar + x_ref
-            const = mean - np.sum(xmean * beta, axis=-1)
-            var_const = sigma2 / sum_w + np.einsum("...a,...ab,...b->...", xmean, cov_beta, xmean)
-            coef = np.concatenate([const[..., None], beta], axis=-1)
-            stderr = np.concatenate([np.sqrt(var_const)[..., None], se_beta], axis=-1)
-            # intercept = mean - x̄·β: Cov(intercept, β) = -Cov(β) x̄
-            cross = -np.einsum("...ab,...b->...a", cov_beta, xmean)
-            cov = np.empty((m, n_targets, q + 1, q + 1))
-            cov[..., 0, 0] = var_const
-            cov[..., 0, 1:] = cross
-            cov[..., 1:, 0] = cross
-            cov[..., 1:, 1:] = cov_beta
+            coef, stderr, cov = _with_intercept(target, beta, cov_beta, se_beta, sigma2,
+                                                xbar + x_ref)  # fmt: skip
         else:
             coef, stderr, cov = beta, se_beta, cov_beta
         r_squared = np.where(tss > 0, 1.0 - rss / tss, np.nan)
-        rmse = np.sqrt(rss / sum_w)
+        rmse = np.sqrt(rss / target.sum_w)
+    solution = Solution(count, target.mean, target.std, coef, stderr, r_squared, rmse,
+                        _status(count, singular, min_entries), cov)  # fmt: skip
+    return _blank_failed(solution)
 
-    status = np.full((m, n_targets), OK, dtype=np.int8)
+
+class _TargetMoments(NamedTuple):
+    """Per window and target: counts, weights and the target's mean, spread and std."""
+
+    count: np.ndarray
+    informative: np.ndarray  # rows of weight > 0
+    sum_w: np.ndarray
+    mean_shifted: np.ndarray  # mean of y - y_ref
+    syy: np.ndarray  # centered sum of squares of y
+    std: np.ndarray
+    mean: np.ndarray
+
+
+def _target_moments(stats, idx, ny: int, y_ref) -> _TargetMoments:
+    """The target's aggregates of every window (``ny``: the target's place in z)."""
+    count = np.rint(stats[..., COUNT]).astype(np.int64)
+    # rows that carry weight: a zero-weight row adds no information to any estimate
+    informative = np.rint(stats[..., COUNT_POSITIVE]).astype(np.int64)
+    sum_w = stats[..., idx[0, 0]]
+    sum_w2 = stats[..., SUM_W2]
+    sum_wy = stats[..., idx[0, ny]]
+    sum_wyy = stats[..., idx[ny, ny]]
+    has_weight = sum_w > 0
+    mean_shifted = np.where(has_weight, sum_wy / sum_w, np.nan)
+    syy = sum_wyy - sum_wy * mean_shifted
+    syy = np.where((syy <= _ZERO_SPREAD * sum_wyy) | (informative < 2), 0.0, syy)
+    dof_w = sum_w - sum_w2 / sum_w
+    std = np.where(informative >= 2, np.sqrt(syy / dof_w), np.nan)
+    mean = mean_shifted + y_ref
+    return _TargetMoments(count, informative, sum_w, mean_shifted, syy, std, mean)
+
+
+def _with_intercept(target: _TargetMoments, beta, cov_beta, se_beta, sigma2, xmean):
+    """Coefficients, standard errors and covariance with the intercept = mean - x̄·β first."""
+    const = target.mean - np.sum(xmean * beta, axis=-1)
+    var_const = sigma2 / target.sum_w + np.einsum("...a,...ab,...b->...", xmean, cov_beta, xmean)
+    coef = np.concatenate([const[..., None], beta], axis=-1)
+    stderr = np.concatenate([np.sqrt(var_const)[..., None], se_beta], axis=-1)
+    # Cov(intercept, β) = -Cov(β) x̄
+    cross = -np.einsum("...ab,...b->...a", cov_beta, xmean)
+    m, n_targets, q = beta.shape
+    cov = np.empty((m, n_targets, q + 1, q + 1))
+    cov[..., 0, 0] = var_const
+    cov[..., 0, 1:] = cross
+    cov[..., 1:, 0] = cross
+    cov[..., 1:, 1:] = cov_beta
+    return coef, stderr, cov
+
+
+def _status(count: np.ndarray, singular: np.ndarray, min_entries: int) -> np.ndarray:
+    status = np.full(count.shape, OK, dtype=np.int8)
     status[singular] = SINGULAR
     status[count < min_entries] = INSUFFICIENT
     status[count == 0] = EMPTY
-    failed = status != OK
-    coef[failed] = np.nan
-    stderr[failed] = np.nan
-    cov[failed] = np.nan
-    r_squared[failed] = np.nan
-    rmse[failed] = np.nan
-    mean[count == 0] = np.nan
-    return Solution(count, mean, std, coef, stderr, r_squared, rmse, status, cov)
+    return status
+
+
+def _blank_failed(solution: Solution) -> Solution:
+    """NaN fit results where the fit failed, NaN mean where the window is empty (in place)."""
+    failed = solution.status != OK
+    for name in ("coef", "stderr", "cov", "r_squared", "rmse"):
+        getattr(solution, name)[failed] = np.nan
+    solution.mean[solution.entries == 0] = np.nan
+    return solution
 
 
 def _matrix(stats: np.ndarray, idx: np.ndarray, q: int) -> np.ndarray:

@@ -283,7 +283,9 @@ def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _neighbor_sums(centers, tables, stats, rows, moments, n_chunks, out, out_rows, out_bins):
+def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    centers, tables, stats, rows, moments, n_chunks, out, out_rows, out_bins
+):
     n_bins, n_targets, _ = stats.shape
     m = centers.shape[0]
     trend_dims, layout = moments.trend_dims, moments.table
