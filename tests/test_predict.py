@@ -143,3 +143,28 @@ def test_a_formula_read_with_a_fit_is_checked_before_it_is_evaluated(tmp_path):
     with pytest.raises(ValueError):
         xslide.predict(fit, df)
     assert not marker.exists()
+
+
+def test_predict_by_physical_value_refuses_bins_the_fit_does_not_cover():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"r": rng.uniform(2, 10, 4000), "x": rng.normal(size=4000)})
+    df["y"] = df.r + df.x
+    binned = xslide.digitize(df, {"r": (0, 10, 5)})  # bin 0 (r < 2) holds no row
+    fit = xslide.fit(binned, ["rBin"], ["y"], ["x"], {"rBin": 1})
+    assert fit.rBin.values.tolist() == [1, 2, 3, 4]
+    out = fit.slidewin.predict(pd.DataFrame({"r": [0.5, 1.9, 5.0], "x": 0.0}))
+    assert np.isnan(out.y_pred.iloc[:2]).all() and np.isfinite(out.y_pred.iloc[2])
+    assert out.attrs["n_outside_grid"] == 2
+
+
+def test_a_predictor_named_like_a_trend_term_is_a_plain_predictor():
+    rng = np.random.default_rng(3)
+    n = 3000
+    df = pd.DataFrame({"a": rng.integers(0, 6, n), "d_a": rng.normal(size=n)})
+    df["y"] = 3.0 * df.d_a + rng.normal(0, 0.1, n)
+    fit = xslide.fit(df, ["a"], ["y"], ["d_a"], {"a": 1})
+    pred = fit.slidewin.predict(df)
+    coef = fit.coef.sel(target="y").sel(a=df.a.to_xarray()).values
+    np.testing.assert_allclose(pred.y_pred, coef[0] + coef[1] * df.d_a, rtol=1e-12)
+    with pytest.raises(ValueError, match="clash"):
+        xslide.fit(df, ["a"], ["y"], ["d_a"], {"a": 1}, trend=1)
