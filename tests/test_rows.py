@@ -67,20 +67,27 @@ def rows() -> pd.DataFrame:
     return df
 
 
-def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
-    from xslide.core import reduce_rows
-    from xslide.rows import WindowIndex, window_median
-    from xslide.window import Window
+def bin_ordered(
+    df: pd.DataFrame, dims: Sequence[str], targets: Sequence[str]
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The grid's shape, the bin index offsets and the targets in bin order, built by hand."""
+    bins = df[list(dims)].to_numpy()
+    low = bins.min(axis=0)
+    shape = tuple(int(n) for n in bins.max(axis=0) - low + 1)
+    flat = np.ravel_multi_index(tuple((bins - low).T), shape).astype(np.int64)
+    order, offsets = bin_index(flat, int(np.prod(shape)), "numpy")
+    return shape, offsets, df[list(targets)].to_numpy().T[:, order].copy()
 
-    reduced = reduce_rows(rows, *ARGS, backend="numba")
-    ordered = reduced.bin_ordered()
-    window = Window(reduced.grid.shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
-    index = WindowIndex(window, ordered.offsets)
+
+def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
+    shape, offsets, ys = bin_ordered(rows, ARGS[0], ARGS[1])
+    window = Window(shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
+    index = WindowIndex(window, offsets)
     block = np.arange(10, 30)
     local, positions = index.halo(block)
-    assert positions.size < ordered.ys.shape[1] / 5  # a small part of the table
-    whole = window_median(block, index, ordered.ys, 10_000, "numba")
-    halo = window_median(block, local, ordered.ys[:, positions], 10_000, "numba")
+    assert positions.size < ys.shape[1] / 5  # a small part of the table
+    whole = window_median(block, index, ys, 10_000, "numba")
+    halo = window_median(block, local, ys[:, positions], 10_000, "numba")
     np.testing.assert_array_equal(halo, whole)
 
 

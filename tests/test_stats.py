@@ -343,6 +343,7 @@ def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
         assert serial[name].values.tobytes() == parallel[name].values.tobytes(), name
 
 
+@pytest.mark.needs_numba  # the unrolled kernel is generated numba source
 @pytest.mark.parametrize("q", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, tmp_path):
