@@ -125,6 +125,7 @@ def test_single_constant_predictor_window_in_sliding_fit() -> None:
     assert_frames_close(xslide.make_sliding_window_fit(df, **kwargs), expected)
 
 
+@pytest.mark.slow  # 300 small fits: ~5 s
 def test_underdetermined_windows_are_singular() -> None:
     """A window with fewer valid rows than coefficients (n < p) is always singular.
 
