@@ -2,7 +2,7 @@
 
 Everything here is written for clarity, not speed: one Python loop over the centers, an explicit
 boolean row mask per window, and plain numpy on the gathered rows.  The only deliberate
-sophistication is numerical: least squares is solved on a design whose predictors are centred on
+sophistication is numerical: least squares is solved on a design whose predictors are centered on
 their weighted window mean.  That is the same fit mathematically (the column space is unchanged)
 but keeps the oracle accurate for data with a large offset relative to its spread, so that the
 oracle, not the engine, is the trusted side of every comparison.
@@ -66,14 +66,14 @@ def weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int) 
     if n < p or np.linalg.matrix_rank(sqrt_w[:, None] * design) < p:
         return FitResult("singular", nan, nan.copy(), np.nan, np.nan)
 
-    # Same fit on predictors/target centred by their weighted means (better conditioned).
+    # Same fit on predictors/target centered by their weighted means (better conditioned).
     sum_w = w.sum()
     x_bar = (w[:, None] * x).sum(axis=0) / sum_w
     y_bar = (w * y).sum() / sum_w
     xc = x - x_bar
     yc = y - y_bar
-    centred = sqrt_w[:, None] * np.column_stack([np.ones(n), xc])
-    coef_c, *_ = np.linalg.lstsq(centred, sqrt_w * yc, rcond=None)
+    centered = sqrt_w[:, None] * np.column_stack([np.ones(n), xc])
+    coef_c, *_ = np.linalg.lstsq(centered, sqrt_w * yc, rcond=None)
     resid = yc - coef_c[0] - xc @ coef_c[1:]
     rss = float((w * resid**2).sum())
 
@@ -84,8 +84,8 @@ def weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int) 
     coef[0] += y_bar
 
     if n > p:
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        cov_c = (vt.T / s**2) @ vt  # (A^T A)^-1 of the centred design
+        _, s, vt = np.linalg.svd(centered, full_matrices=False)
+        cov_c = (vt.T / s**2) @ vt  # (A^T A)^-1 of the centered design
         cov = to_original @ cov_c @ to_original.T
         err = np.sqrt(np.diag(cov) * rss / (n - p))
     else:
@@ -187,7 +187,7 @@ MODES = {
 }
 
 
-def dim_neighbours(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
+def dim_neighbors(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
     """(bin index, offset) pairs of one dim's window around index c of a dim of n bins."""
     out = []
     reach = min(w, c, n - 1 - c) if mode == "shrink" else w
@@ -206,14 +206,14 @@ def dim_neighbours(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
 
 
 def window_bins(center, half_width, lows, sizes, modes):
-    """Every (neighbour bin, offset tuple) of the window around ``center``."""
+    """Every (neighbor bin, offset tuple) of the window around ``center``."""
     per_dim = [
-        dim_neighbours(c - lo, int(w), n, mode)
+        dim_neighbors(c - lo, int(w), n, mode)
         for c, w, lo, n, mode in zip(center, half_width, lows, sizes, modes, strict=True)
     ]
     for combo in itertools.product(*per_dim):
-        neighbour = tuple(lo + j for lo, (j, _) in zip(lows, combo, strict=True))
-        yield neighbour, tuple(o for _, o in combo)
+        neighbor = tuple(lo + j for lo, (j, _) in zip(lows, combo, strict=True))
+        yield neighbor, tuple(o for _, o in combo)
 
 
 def offset_weight(kernel, offset, half_width, dims, kernel_width) -> float:
@@ -358,15 +358,15 @@ def reference_fit(
     for center in center_list:
         # Every (bin, kernel weight) of the window; a bin read twice (mirror) appears twice.
         gathered, kernel_w, row_offsets, used_bins = [], [], [], set()
-        for neighbour, offset in window_bins(center, half_width, lows, sizes, modes):
+        for neighbor, offset in window_bins(center, half_width, lows, sizes, modes):
             k = kernel_of[offset]
-            members = rows_of_bin.get(neighbour, [])
+            members = rows_of_bin.get(neighbor, [])
             if k == 0 or not members:
                 continue
             gathered += members
             kernel_w += [k] * len(members)
             row_offsets += [[offset[d] for d in trend_dims]] * len(members)
-            used_bins.add(neighbour)
+            used_bins.add(neighbor)
         in_window = np.array(gathered, dtype=np.int64)
         kernel_w = np.array(kernel_w, dtype=np.float64)
         row_offsets = np.array(row_offsets, dtype=np.float64).reshape(

@@ -1,5 +1,5 @@
 """The command line end to end: files written here, fitted by ``xslide fit``/``predict``, reopened
-and compared with the Python API on the same rows.
+and compared with the Python API on the same rows; ``xslide demo`` and the benchmark command.
 
 Exit codes: 0 success, 2 bad arguments (including expressions the restricted checker refuses),
 1 data errors (missing file, unknown column).
@@ -8,13 +8,17 @@ Exit codes: 0 success, 2 bad arguments (including expressions the restricted che
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from data import track_rows, write_track_files
 
 import xslide
+from xslide import bench
 from xslide.cli import main
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -28,33 +32,12 @@ BASE = ["--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX,dY"]
 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
-    rng = np.random.default_rng(7)
-    n = 4000
-    df = pd.DataFrame(
-        {
-            "rBin": rng.integers(0, 8, n),
-            "zBin": rng.integers(0, 4, n),
-            "qpt": rng.normal(0.0, 1.0, n),
-            "r": rng.uniform(85.0, 250.0, n),
-            "w": rng.uniform(0.5, 2.0, n),
-        }
-    )
-    df["dX"] = 0.1 * df.rBin + 0.3 * df.qpt + 0.01 * df.r + rng.normal(0, 0.1, n)
-    df["dY"] = -0.2 * df.zBin + 0.2 * df.qpt + rng.normal(0, 0.1, n)
-    return df
+    return track_rows()
 
 
 @pytest.fixture(scope="module")
 def files(rows, tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("inputs")
-    paths = {k: str(folder / f"rows.{k}") for k in ("parquet", "csv", "root")}
-    rows.to_parquet(paths["parquet"], row_group_size=1000)
-    rows.to_csv(paths["csv"], index=False)
-    with uproot.recreate(paths["root"]) as file:
-        tree = file.mktree("tracks", {c: rows[c].dtype for c in rows.columns})
-        tree.extend({c: rows[c].to_numpy() for c in rows.columns})
-    paths["root"] += ":tracks"
-    return paths
+    return write_track_files(rows, tmp_path_factory.mktemp("inputs"))
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -358,32 +341,62 @@ def test_rlm_with_a_named_norm_reads_into_memory_and_equals_the_api(rows, files,
         np.testing.assert_allclose(fit["coef"].values, want["coef"].values, rtol=1e-9)
 
 
-# ---- the io module ----
+# ---- demo and bench ----
 
 
-def test_iter_batches_chains_inputs_in_chunks_and_read_rows_reads_all(rows, files):
-    from xslide import io
+@pytest.mark.slow
+def test_demo_recovers_the_field_below_the_noise_and_writes_its_outputs(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "demo"
+    assert main(["demo", "--rows", "200000", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "200,000 rows" in printed and "fitted" in printed
+    table = [
+        line.split()
+        for line in printed.splitlines()
+        if line.split()[:1] in (["dX"], ["dY"], ["dZ"])
+    ]
+    assert [row[0] for row in table] == ["dX", "dY", "dZ"]
+    for _, rms, noise, _stderr, rejected in table:
+        assert float(rms) < float(noise) / 3  # the map is far more precise than one row
+        assert 1.0 < float(rejected) < 5.0  # about the 3% outliers the model plants
+    fit = xr.open_dataset(f"{out}.nc")
+    assert {"r_center", "y2x_center", "z2x_center"} <= set(fit.coords)
+    assert (tmp_path / "demo-dX.png").stat().st_size > 10_000
 
-    sizes = [len(b) for b in io.iter_batches([files["csv"], files["root"]], ["dX"], 1500)]
-    assert sizes == [1500, 1500, 1000, 1500, 1500, 1000]
-    whole = io.read_rows(files["root"], ["rBin", "dX"])
-    pd.testing.assert_frame_equal(whole, rows[["rBin", "dX"]])
-    with pytest.raises(KeyError, match=r"\['eta'\] not found"):
-        next(io.iter_batches(files["parquet"], ["dX", "eta"]))
+
+@pytest.mark.slow
+@pytest.mark.needs_numba  # a new interpreter, which imports numba itself
+def test_demo_runs_as_a_command(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xslide.cli",
+            "demo",
+            "--rows",
+            "30000",
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "fitted" in done.stdout
 
 
-def test_io_refuses_pickle_and_unknown_suffixes(rows, tmp_path):
-    from xslide import io
-
-    for reader in (io.read_rows, io.parse_source):
-        with pytest.raises(ValueError, match="pickle"):
-            reader(tmp_path / "rows.pkl")
-        with pytest.raises(ValueError, match="unknown input format"):
-            reader(tmp_path / "rows.txt")
-    fit = api_fit(rows)
-    with pytest.raises(ValueError, match="pickle"):
-        io.write_fit(fit, tmp_path / "fit.pickle")
-    with pytest.raises(ValueError, match="unknown fit output format"):
-        io.write_fit(fit, tmp_path / "fit.h5")
-    with pytest.raises(ValueError, match="pickle"):
-        io.open_fit(tmp_path / "fit.pkl")
+def test_bench_small_scenario_reports_figures(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["small", "--scale", "0.01", "--repeat", "1", "--markdown", "--json", str(out)]
+    assert bench.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "x the floor" in printed and "| small | 1,000 |" in printed
+    (figures,) = json.loads(out.read_text())
+    assert figures["rows"] == 1_000 and figures["bins"] == 1000
+    # one row per bin: the 8 corner windows hold 8 rows, fewer than min_entries
+    assert figures["fitted_pct"] == pytest.approx(99.2)
+    assert figures["skipped_pct"] == pytest.approx(0.8)
+    assert figures["ols_s"] > 0 and figures["floor_s"] > 0 and figures["naive_s"] > 0
+    assert 1 <= figures["avg_window_bins"] <= 27

@@ -1,4 +1,5 @@
-"""Dask input: per-partition statistics on the workers equal the in-memory fit."""
+"""Dask input: per-partition statistics on the workers equal the in-memory fit; chunked grids and
+raw-row paths on a cluster equal the in-memory runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from xslide.bench import DIMS, SCENARIOS, make_rows
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
+
+# The workers are other processes, which import numba themselves.
+pytestmark = pytest.mark.needs_numba
 
 ARGS = (list(DIMS[:3]), ["y1", "y2"], ["x1", "x2"])
 REFERENCE = {"x1": 0.0, "x2": 0.0, "y1": 0.1, "y2": -0.1}
@@ -36,6 +40,7 @@ def rows() -> pd.DataFrame:
     return df
 
 
+@pytest.mark.slow
 def test_dask_dataframe_statistics_equal_pandas(client, rows):
     ddf = dd.from_pandas(rows, npartitions=5)
     from_dask = xslide.bin_stats(ddf, *ARGS, weights="w", reference=REFERENCE)
@@ -48,6 +53,7 @@ def test_dask_dataframe_statistics_equal_pandas(client, rows):
     assert from_dask.attrs["n_rows_invalid_y2"] == 2
 
 
+@pytest.mark.slow
 def test_dask_fit_equals_the_pandas_fit(client, rows):
     ddf = dd.from_pandas(rows, npartitions=4)
     options = {"selection": "good", "boundary": "mirror", "kernel": "gaussian", "trend": 1}
@@ -64,6 +70,7 @@ def test_dask_fit_equals_the_pandas_fit(client, rows):
     assert from_dask.attrs["n_rows_not_selected"] == int((~rows.good).sum())
 
 
+@pytest.mark.slow
 def test_seed_api_takes_a_dask_dataframe(client, rows):
     ddf = dd.from_pandas(rows, npartitions=3)
     table = xslide.make_sliding_window_fit(ddf, *ARGS[:1], WINDOW, *ARGS[1:], reference=REFERENCE)
@@ -74,6 +81,7 @@ def test_seed_api_takes_a_dask_dataframe(client, rows):
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_rows_paths_are_refused_on_dask_input(client, rows):
     ddf = dd.from_pandas(rows, npartitions=2)
     with pytest.raises(ValueError, match="rows in memory"):
@@ -84,6 +92,7 @@ def test_rows_paths_are_refused_on_dask_input(client, rows):
         xslide.fit(ddf, *ARGS, WINDOW, selection=rows.good.to_numpy())
 
 
+@pytest.mark.slow
 def test_cli_fit_on_a_dask_cluster_equals_the_local_run(client, rows, tmp_path):
     from xslide import cli
 
@@ -105,6 +114,7 @@ def test_cli_fit_on_a_dask_cluster_equals_the_local_run(client, rows, tmp_path):
     np.testing.assert_array_equal(on_cluster.entries.values, local.entries.values)
 
 
+@pytest.mark.slow
 def test_raw_row_paths_on_the_cluster_equal_the_serial_run(client, rows):
     pytest.importorskip("statsmodels")
     kwargs = {"min_entries": 5, "aggregation": ["median", "entries"]}
@@ -120,6 +130,7 @@ def test_raw_row_paths_on_the_cluster_equal_the_serial_run(client, rows):
     np.testing.assert_array_equal(rlm_cluster.stderr.values, rlm_serial.stderr.values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [
@@ -143,6 +154,7 @@ def test_chunked_grid_windowing_equals_the_in_memory_path(client, rows, options)
         )
 
 
+@pytest.mark.slow
 def test_a_dask_backed_dataset_of_rows_is_reduced_on_the_workers(client, rows):
     ds = rows.drop(columns="good").to_xarray().chunk({"index": 5000})
     from_dask = xslide.fit(ds, *ARGS, WINDOW, reference=REFERENCE)
@@ -162,28 +174,12 @@ def test_without_dask_the_dask_features_say_what_to_install(monkeypatch, rows):
     assert np.isfinite(plain.coef.values).any()
 
 
-def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
-    from xslide.options import ReadSpec
-    from xslide.rows import WindowIndex, window_median
-    from xslide.sources import read
-    from xslide.window import Window
-
-    stats, ordered = read(rows, ReadSpec(*ARGS, backend="numba"))
-    window = Window(stats.grid.shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
-    index = WindowIndex(window, ordered.offsets)
-    block = np.arange(10, 30)
-    local, positions = index.halo(block)
-    assert positions.size < ordered.ys.shape[1] / 5  # a small part of the table
-    whole = window_median(block, index, ordered.ys, 10_000, "numba")
-    halo = window_median(block, local, ordered.ys[:, positions], 10_000, "numba")
-    np.testing.assert_array_equal(halo, whole)
-
-
+@pytest.mark.slow
 def test_dask_formula_with_a_partial_reference_equals_pandas(client):
     rng = np.random.default_rng(6)
     parts = []
-    for centre in (0.0, 50.0):
-        part = pd.DataFrame({"b": rng.integers(0, 4, 3000), "x": centre + rng.normal(size=3000)})
+    for center in (0.0, 50.0):
+        part = pd.DataFrame({"b": rng.integers(0, 4, 3000), "x": center + rng.normal(size=3000)})
         part["y"] = 1.0 + 2.0 * part.x + rng.normal(0, 0.1, 3000)
         parts.append(part)
     rows = pd.concat(parts, ignore_index=True)

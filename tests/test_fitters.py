@@ -404,6 +404,7 @@ def test_process_pool_gives_bit_identical_results():
     assert without_time(pooled.attrs) == without_time(serial.attrs)
 
 
+@pytest.mark.slow
 def test_dask_client_gives_bit_identical_results():
     distributed = pytest.importorskip("distributed")
     df = grid_rows(shape=(4, 4), per_bin=10, seed=8, counts=True)
@@ -606,3 +607,11 @@ def test_bad_fitter_options_are_refused(kwargs, error, pattern):
     df = grid_rows(shape=(2, 2))
     with pytest.raises(error, match=pattern):
         fit(df, **kwargs)
+
+
+def test_split_by_an_unknown_column_is_a_key_error():
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"a": rng.integers(0, 4, 800), "x": rng.normal(size=800)})
+    df["y"] = df.x + rng.normal(size=800)
+    with pytest.raises(KeyError, match="split_by"):
+        xslide.fit(df, ["a"], ["y"], ["x"], {}, partition_strategy={"split_by": ["zz"]})

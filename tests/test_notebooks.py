@@ -16,6 +16,9 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
+# The notebooks run in a kernel of their own, which imports numba itself.
+pytestmark = pytest.mark.needs_numba
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_quickstart.ipynb", "02_tpc_distortion.ipynb"]
@@ -53,6 +56,7 @@ def kernel_path(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, tmp_path, monkeypatch, kernel_path):
     nbclient = pytest.importorskip("nbclient")

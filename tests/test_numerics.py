@@ -1,6 +1,6 @@
 """Numerical robustness of ``xslide.make_sliding_window_fit`` against the oracle.
 
-Large offsets relative to the spread must not cost precision (the oracle centres its fits, see
+Large offsets relative to the spread must not cost precision (the oracle centers its fits, see
 ``test_reference.test_oracle_exact_for_large_offsets``), and a (near-)constant or collinear
 predictor must be flagged ``singular_{target}`` with NaN coefficients instead of garbage.
 """
@@ -125,11 +125,12 @@ def test_single_constant_predictor_window_in_sliding_fit() -> None:
     assert_frames_close(xslide.make_sliding_window_fit(df, **kwargs), expected)
 
 
+@pytest.mark.slow  # 300 small fits: ~5 s
 def test_underdetermined_windows_are_singular() -> None:
     """A window with fewer valid rows than coefficients (n < p) is always singular.
 
     Three rows and three predictors, placed far from the rest of the data, so that rounding in
-    the window's centred cross products cannot hide the missing rank.
+    the window's centered cross products cannot hide the missing rank.
     """
     missed = []
     for seed in range(300):

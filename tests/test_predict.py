@@ -1,4 +1,4 @@
-"""Predict: local models evaluated at new rows (nearest bin or multilinear between centres)."""
+"""Predict: local models evaluated at new rows (nearest bin or multilinear between centers)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def truth(rows: pd.DataFrame) -> np.ndarray:
     return (1.0 + 0.5 * rows.a - 0.3 * rows.b + 2.0 * rows.x).to_numpy()
 
 
-def test_nearest_is_the_bin_model_at_bin_centres():
+def test_nearest_is_the_bin_model_at_bin_centers():
     df = linear_field(noise=0.1)
     fit = xslide.fit(df, ["a", "b"], ["y"], ["x"], {"a": 1, "b": 1})
     rows = pd.DataFrame({"a": [0, 3, 7], "b": [4, 2, 0], "x": [0.5, -1.0, 2.0]})
@@ -33,8 +33,8 @@ def test_nearest_is_the_bin_model_at_bin_centres():
         for a, b, x in rows.itertuples(index=False)
     ]
     np.testing.assert_allclose(pred.y_pred, expected, rtol=1e-12)
-    off_centre = fit.slidewin.predict(rows.assign(a=rows.a + 0.3))
-    np.testing.assert_allclose(off_centre.y_pred, expected, rtol=1e-12)  # same bin
+    off_center = fit.slidewin.predict(rows.assign(a=rows.a + 0.3))
+    np.testing.assert_allclose(off_center.y_pred, expected, rtol=1e-12)  # same bin
 
 
 def test_linear_is_continuous_across_bin_edges_and_exact_for_a_linear_field():
@@ -85,10 +85,10 @@ def test_prediction_error_propagates_the_covariance_like_statsmodels():
 
 def test_digitized_dims_take_physical_positions():
     rng = np.random.default_rng(3)
-    # two rows 2.5 either side of every bin centre: each bin's mean r is its centre exactly
-    centres = np.repeat(105.0 + 10 * np.arange(10), 200)
-    df = pd.DataFrame({"r": centres + np.tile([-2.5, 2.5], 1000), "x": rng.normal(size=2000)})
-    df["y"] = 0.02 * centres + df.x  # linear in r at the bin level, exactly
+    # two rows 2.5 either side of every bin center: each bin's mean r is its center exactly
+    centers = np.repeat(105.0 + 10 * np.arange(10), 200)
+    df = pd.DataFrame({"r": centers + np.tile([-2.5, 2.5], 1000), "x": rng.normal(size=2000)})
+    df["y"] = 0.02 * centers + df.x  # linear in r at the bin level, exactly
     binned = xslide.digitize(df, {"r": (100, 200, 10)})
     fit = xslide.fit(binned, ["rBin"], ["y"], ["x"], {"rBin": 1}, trend=1)
     rows = pd.DataFrame({"r": [101.0, 155.0, 199.0, 250.0], "x": [0.0, 1.0, -1.0, 0.0]})
@@ -143,3 +143,28 @@ def test_a_formula_read_with_a_fit_is_checked_before_it_is_evaluated(tmp_path):
     with pytest.raises(ValueError):
         xslide.predict(fit, df)
     assert not marker.exists()
+
+
+def test_predict_by_physical_value_refuses_bins_the_fit_does_not_cover():
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"r": rng.uniform(2, 10, 4000), "x": rng.normal(size=4000)})
+    df["y"] = df.r + df.x
+    binned = xslide.digitize(df, {"r": (0, 10, 5)})  # bin 0 (r < 2) holds no row
+    fit = xslide.fit(binned, ["rBin"], ["y"], ["x"], {"rBin": 1})
+    assert fit.rBin.values.tolist() == [1, 2, 3, 4]
+    out = fit.slidewin.predict(pd.DataFrame({"r": [0.5, 1.9, 5.0], "x": 0.0}))
+    assert np.isnan(out.y_pred.iloc[:2]).all() and np.isfinite(out.y_pred.iloc[2])
+    assert out.attrs["n_outside_grid"] == 2
+
+
+def test_a_predictor_named_like_a_trend_term_is_a_plain_predictor():
+    rng = np.random.default_rng(3)
+    n = 3000
+    df = pd.DataFrame({"a": rng.integers(0, 6, n), "d_a": rng.normal(size=n)})
+    df["y"] = 3.0 * df.d_a + rng.normal(0, 0.1, n)
+    fit = xslide.fit(df, ["a"], ["y"], ["d_a"], {"a": 1})
+    pred = fit.slidewin.predict(df)
+    coef = fit.coef.sel(target="y").sel(a=df.a.to_xarray()).values
+    np.testing.assert_allclose(pred.y_pred, coef[0] + coef[1] * df.d_a, rtol=1e-12)
+    with pytest.raises(ValueError, match="clash"):
+        xslide.fit(df, ["a"], ["y"], ["d_a"], {"a": 1}, trend=1)

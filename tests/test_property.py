@@ -7,177 +7,17 @@ with numpy from that seed (see ``build_case``), so a failing example is reproduc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from data import Params, build_case, params_strategy
 from hypothesis import given, note
 from hypothesis import strategies as st
-from reference import AGGREGATIONS, assert_frames_close, reference_fit
+from reference import assert_frames_close, reference_fit
 
 xslide = pytest.importorskip("xslide")
-
-MAX_BINS = 300
-BAD_VALUES = np.array([np.nan, np.inf, -np.inf])
-
-
-@dataclass(frozen=True)
-class Params:
-    """Structural parameters of one generated test case (data come from ``seed``)."""
-
-    seed: int
-    extents: tuple[int, ...]  # bins per dimension
-    offsets: tuple[int, ...]  # first bin index per dimension
-    windows: tuple[int | None, ...]  # half-width per dimension, None = left out of window_spec
-    layout: str  # "dense", "sparse", "single_bin", "single_row"
-    max_rows_per_bin: int
-    n_predictors: int
-    discrete_predictor: bool  # first predictor takes few distinct values (exact singularities)
-    collinear: bool  # last predictor = 2 * first predictor
-    n_targets: int
-    weights: str  # "none", "positive", "zeros"
-    selection: str  # "none", "series", "array"
-    bad_fraction: float  # fraction of NaN/inf cells in targets, predictors, weights
-    min_entries: int | None
-    centers: str | None
-    extent_pad: tuple[tuple[int, int], ...] | None  # extent = data range padded by these
-    aggregations: tuple[str, ...] | None
-    odd_names: bool
-
-
-@st.composite
-def params_strategy(draw: st.DrawFn) -> Params:
-    """Draw case parameters, keeping the dense grid at most ``MAX_BINS`` bins."""
-    ndim = draw(st.integers(1, 4))
-    extents = []
-    budget = MAX_BINS
-    for _ in range(ndim):
-        n = draw(st.integers(1, min(12, budget)))
-        extents.append(n)
-        budget //= n
-    n_predictors = draw(st.integers(0, 3))
-    extent_pad = draw(
-        st.none() | st.tuples(*[st.tuples(st.integers(-2, 2), st.integers(-2, 2))] * ndim)
-    )
-    return Params(
-        seed=draw(st.integers(0, 2**32 - 1)),
-        extents=tuple(extents),
-        offsets=tuple(draw(st.integers(-30, 30)) for _ in range(ndim)),
-        windows=tuple(draw(st.none() | st.integers(0, 3)) for _ in range(ndim)),
-        layout=draw(st.sampled_from(["dense", "sparse", "single_bin", "single_row"])),
-        max_rows_per_bin=draw(st.integers(1, 8)),
-        n_predictors=n_predictors,
-        discrete_predictor=n_predictors > 0 and draw(st.booleans()),
-        collinear=n_predictors > 1 and draw(st.integers(0, 4)) == 0,
-        n_targets=draw(st.integers(1, 3)),
-        weights=draw(st.sampled_from(["none", "positive", "zeros"])),
-        selection=draw(st.sampled_from(["none", "series", "array"])),
-        bad_fraction=draw(st.sampled_from([0.0, 0.05, 0.2])),
-        min_entries=draw(st.none() | st.integers(1, 12)),
-        centers=draw(st.sampled_from([None, "observed", "grid"])),
-        extent_pad=extent_pad,
-        aggregations=draw(
-            st.none()
-            | st.lists(st.sampled_from(AGGREGATIONS), min_size=1, unique=True).map(
-                lambda a: tuple(x for x in AGGREGATIONS if x in a)
-            )
-        ),
-        odd_names=draw(st.booleans()),
-    )
-
-
-def build_case(p: Params) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Generate the frame and the keyword arguments shared by xslide and the oracle."""
-    rng = np.random.default_rng(p.seed)
-    ndim = len(p.extents)
-    n_bins = int(np.prod(p.extents))
-
-    # Rows per bin of the dense grid.
-    counts = np.zeros(n_bins, dtype=np.int64)
-    if p.layout in ("dense", "sparse"):
-        occupied = rng.random(n_bins) < (0.9 if p.layout == "dense" else 0.25)
-        counts[occupied] = rng.integers(1, p.max_rows_per_bin + 1, occupied.sum())
-    elif p.layout == "single_bin":
-        counts[rng.integers(n_bins)] = rng.integers(1, p.max_rows_per_bin + 1)
-    if counts.sum() == 0:
-        counts[rng.integers(n_bins)] = 1
-    flat = np.repeat(np.arange(n_bins), counts)
-    rng.shuffle(flat)
-    n = len(flat)
-    idx = np.column_stack(np.unravel_index(flat, p.extents))
-
-    groups = [f"g{d}" for d in range(ndim)]
-    preds = [f"x{j}" for j in range(p.n_predictors)]
-    if p.odd_names:
-        preds = [name for name, _ in zip(["x.a", "x-b", "x c d"], preds, strict=False)]
-    targets = [f"y{k}" for k in range(p.n_targets)]
-
-    data: dict[str, Any] = {"label": rng.choice(["a", "b", "c"], n)}
-    for d, name in enumerate(groups):
-        data[name] = (idx[:, d] + p.offsets[d]).astype(np.int64)
-    x = rng.normal(size=(n, p.n_predictors)) * rng.uniform(0.1, 10, p.n_predictors)
-    x += rng.uniform(-3, 3, p.n_predictors) * np.abs(x).max(initial=1.0)
-    if p.discrete_predictor:
-        x[:, 0] = rng.integers(0, 3, n).astype(np.float64)
-    if p.collinear:
-        x[:, -1] = 2.0 * x[:, 0]
-    for j, name in enumerate(preds):
-        data[name] = x[:, j]
-    for name in targets:
-        noise = rng.normal(size=n) * rng.uniform(0.1, 2.0)
-        data[name] = rng.uniform(-5, 5) + x @ rng.normal(size=p.n_predictors) + noise
-    weights_column = None
-    if p.weights != "none":
-        w = rng.uniform(0.2, 5.0, n)
-        if p.weights == "zeros":
-            w[rng.random(n) < 0.25] = 0.0
-        weights_column = "wt"
-        data[weights_column] = w
-    data["unused"] = rng.normal(size=n)
-    for name in [*targets, *preds, *([weights_column] if weights_column else [])]:
-        bad = rng.random(n) < p.bad_fraction
-        # -inf weights are covered by test_nonfinite_weights_are_invalid.
-        choices = BAD_VALUES[:2] if name == weights_column else BAD_VALUES
-        data[name][bad] = rng.choice(choices, bad.sum())
-    index = pd.RangeIndex(n) if rng.random() < 0.5 else pd.Index(rng.permutation(n) * 3 + 1000)
-    df = pd.DataFrame(data, index=index)
-
-    mask = np.ones(n, dtype=bool)
-    selection: pd.Series | np.ndarray | None = None
-    if p.selection != "none":
-        mask = rng.random(n) < rng.uniform(0.4, 0.95)
-        mask[rng.integers(n)] = True
-        selection = pd.Series(mask, index=df.index) if p.selection == "series" else mask
-
-    kwargs: dict[str, Any] = {
-        "group_columns": groups,
-        "window_spec": {g: w for g, w in zip(groups, p.windows, strict=True) if w is not None},
-        "fit_columns": targets,
-        "predictor_columns": preds,
-        "weights_column": weights_column,
-        "selection": selection,
-    }
-    if p.min_entries is not None:
-        kwargs["min_entries"] = p.min_entries
-    if p.centers is not None:
-        kwargs["centers"] = p.centers
-    if p.aggregations is not None:
-        kwargs["aggregation_functions"] = list(p.aggregations)
-    if p.extent_pad is not None:
-        sel_bins = df.loc[mask, groups].to_numpy()
-        extent = {}
-        inside = np.ones(len(sel_bins), dtype=bool)
-        for d, (g, (pad_lo, pad_hi)) in enumerate(zip(groups, p.extent_pad, strict=True)):
-            lo = int(sel_bins[:, d].min()) - pad_lo
-            hi = max(lo, int(sel_bins[:, d].max()) + pad_hi)
-            extent[g] = (lo, hi)
-            inside &= (sel_bins[:, d] >= lo) & (sel_bins[:, d] <= hi)
-        # An observed-centers run with no selected row left has no defined output; skip extent.
-        if inside.any() or p.centers == "grid":
-            kwargs["extent"] = extent
-    return df, kwargs
 
 
 def run_xslide(df: pd.DataFrame, kwargs: dict[str, Any], **extra: Any) -> pd.DataFrame:
@@ -199,6 +39,7 @@ def test_matches_reference(params: Params, backend: str) -> None:
 
 
 @given(params=params_strategy())
+@pytest.mark.needs_numba
 def test_numba_matches_numpy_and_is_deterministic(params: Params) -> None:
     """The numba backend reproduces the numpy backend, and repeated runs are bit-identical."""
     pytest.importorskip("numba")

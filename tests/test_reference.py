@@ -93,7 +93,7 @@ def test_window_zero_matches_statsmodels(n_pred: int, weights: str) -> None:
 
 @pytest.mark.parametrize("weights", ["none", "zeros"])
 def test_pooled_window_matches_statsmodels(weights: str) -> None:
-    """A ±1 window pools the rows of neighbouring bins; bins beyond the grid do not exist."""
+    """A ±1 window pools the rows of neighboring bins; bins beyond the grid do not exist."""
     df = make_data(seed=7, n_pred=2, weights=weights, n_bins=(1, 5))
     wcol = None if weights == "none" else "w"
     out = reference_fit(

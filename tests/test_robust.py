@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from data import build_case, params_strategy
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import assert_frames_close, reference_fit
-from test_property import build_case, params_strategy
 
 import xslide
 

@@ -1,30 +1,33 @@
-"""Sufficient statistics per bin, their additivity, and the kernels under them.
+"""Per-bin sufficient statistics (``xslide.bin_stats``) and their additivity (``combine_stats``).
 
-``xslide.bin_stats`` is checked against explicit per-bin sums of the shifted columns, the numba
-kernels against the numpy ones (and against plain loops), and the low-level pieces (bin index,
-median selection, windowed sums) against obvious implementations.
+``bin_stats`` is checked against explicit per-bin sums of the shifted columns, the numba
+accumulation kernels against the numpy ones and against each other; statistics of disjoint parts
+add up to those of the union, and a fit of combined statistics equals the fit of the union's rows.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
-import numba
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
 import xslide
-from xslide.grid import bin_index
-from xslide.rows import WindowIndex, _median_of, window_median
-from xslide.window import Window, window_sum
 
 DIMS = ["xBin", "yBin"]
+
+
 TARGETS = ["y", "z"]
+
+
 PREDICTORS = ["x", "x2"]
+
+
 SUM_VARS = ["sum_w", "sum_w2", "sum_wx", "sum_wy", "sum_wxx", "sum_wxy", "sum_wy2"]
+
+
 INT_VARS = ["count", "rows"]
 
 
@@ -122,7 +125,7 @@ def stats_of(df: pd.DataFrame, **kwargs) -> xr.Dataset:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=pytest.mark.needs_numba)])
 @pytest.mark.parametrize("weights", [None, "w"])
 def test_bin_stats_equal_explicit_shifted_sums_per_bin(backend: str, weights: str | None) -> None:
     df = make_rows(seed=3)
@@ -297,6 +300,7 @@ def test_fit_of_combined_stats_equals_fit_of_union_rows(
 
 
 @pytest.mark.parametrize("weights", [None, "w"])
+@pytest.mark.needs_numba
 def test_numba_bin_stats_equal_numpy_bin_stats(weights: str | None) -> None:
     df = make_rows(seed=11, n=700)
     fast = stats_of(df, weights=weights, backend="numba")
@@ -314,6 +318,7 @@ def test_numba_bin_stats_equal_numpy_bin_stats(weights: str | None) -> None:
         assert fast.attrs[key] == slow.attrs[key] > 0
 
 
+@pytest.mark.needs_numba
 def test_numba_bin_stats_are_bitwise_reproducible() -> None:
     df = make_rows(seed=12, n=2000)
     first = stats_of(df, weights="w", backend="numba")
@@ -323,7 +328,9 @@ def test_numba_bin_stats_are_bitwise_reproducible() -> None:
         assert first[name].values.tobytes() == second[name].values.tobytes(), name
 
 
+@pytest.mark.needs_numba
 def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
+    numba = pytest.importorskip("numba")
     df = make_rows(seed=13, n=2000)
     threads = numba.get_num_threads()
     try:
@@ -336,202 +343,7 @@ def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
         assert serial[name].values.tobytes() == parallel[name].values.tobytes(), name
 
 
-# --------------------------------------------------------------------------------------------
-# The bin index
-# --------------------------------------------------------------------------------------------
-
-
-def random_flat(seed: int, n_rows: int, n_bins: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    flat = rng.integers(-1, n_bins, n_rows).astype(np.int64)
-    if n_bins > 3:
-        flat[flat == n_bins - 1] = -1  # the last bin stays empty
-        flat[flat == 1] = 2  # and bin 1
-    return flat
-
-
-@pytest.mark.parametrize(
-    ("n_rows", "n_bins"), [(0, 4), (1, 1), (50, 1), (500, 17), (3000, 200), (40, 300)]
-)
-def test_bin_index_lists_each_bins_rows_in_row_order(n_rows: int, n_bins: int) -> None:
-    flat = random_flat(n_rows + n_bins, n_rows, n_bins)
-    order, offsets = bin_index(flat, n_bins, "numba")
-    order_np, offsets_np = bin_index(flat, n_bins, "numpy")
-    np.testing.assert_array_equal(order, order_np)
-    np.testing.assert_array_equal(offsets, offsets_np)
-    assert offsets.shape == (n_bins + 1,)
-    assert offsets[0] == 0
-    assert offsets[-1] == order.size == int((flat >= 0).sum())
-    for b in range(n_bins):
-        np.testing.assert_array_equal(order[offsets[b] : offsets[b + 1]], np.flatnonzero(flat == b))
-    assert not np.isin(np.flatnonzero(flat == -1), order).any()
-
-
-def test_bin_index_of_only_unselected_rows_is_empty() -> None:
-    flat = np.full(10, -1, dtype=np.int64)
-    for backend in ("numba", "numpy"):
-        order, offsets = bin_index(flat, 5, backend)
-        assert order.size == 0
-        np.testing.assert_array_equal(offsets, np.zeros(6))
-
-
-# --------------------------------------------------------------------------------------------
-# The median kernel
-# --------------------------------------------------------------------------------------------
-
-SIZES = [*range(1, 51), 1000, 2047, 3000]
-
-
-def median_cases(n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    return [
-        rng.normal(size=n),
-        rng.integers(0, 3, n).astype(np.float64),  # heavy duplicates
-        rng.integers(-1, 1, n).astype(np.float64),  # two values
-        np.full(n, 7.0),
-        np.sort(rng.integers(0, 10, n).astype(np.float64)),  # sorted with duplicates
-        np.sort(rng.normal(size=n))[::-1].copy(),  # descending
-    ]
-
-
-@pytest.mark.parametrize("n", SIZES)
-def test_median_of_equals_numpy_median(n: int) -> None:
-    rng = np.random.default_rng(n)
-    junk = 5
-    for values in median_cases(n, rng):
-        buffer = np.empty(n + junk)
-        buffer[:n] = values
-        buffer[n:] = -1e300  # beyond n: must be neither read nor written
-        result = _median_of(buffer, n)
-        assert result == np.median(values), (n, values[:10])
-        np.testing.assert_array_equal(np.sort(buffer[:n]), np.sort(values))
-        np.testing.assert_array_equal(buffer[n:], np.full(junk, -1e300))
-
-
-def test_median_of_nothing_is_nan() -> None:
-    assert np.isnan(_median_of(np.empty(3), 0))
-
-
-def window_median_inputs(
-    seed: int, shape: tuple[int, ...], n_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat ids (some rows unselected, some bins empty), the bin index and two targets."""
-    rng = np.random.default_rng(seed)
-    n_bins = int(np.prod(shape))
-    flat = rng.integers(-1, n_bins, n_rows).astype(np.int64)
-    flat[flat == 0] = -1  # the first bin is empty
-    y = np.vstack(
-        [rng.normal(size=n_rows), rng.integers(0, 4, n_rows).astype(np.float64)]
-    )  # a continuous and an integer-valued target
-    y[0, rng.random(n_rows) < 0.1] = np.nan
-    order, offsets = bin_index(flat, n_bins, "numpy")
-    ys = y[:, order]
-    return flat, order, offsets, y, ys
-
-
-def brute_force_window_median(
-    flat: np.ndarray, y: np.ndarray, shape: tuple[int, ...], half: Sequence[int]
-) -> np.ndarray:
-    pos = np.column_stack(np.unravel_index(np.where(flat >= 0, flat, 0), shape))
-    out = np.empty((int(np.prod(shape)), y.shape[0]))
-    for c, center in enumerate(itertools.product(*[range(n) for n in shape])):
-        inside = (flat >= 0) & np.all(np.abs(pos - np.array(center)) <= np.array(half), axis=1)
-        for t in range(y.shape[0]):
-            v = y[t, inside]
-            v = v[~np.isnan(v)]
-            out[c, t] = np.median(v) if v.size else np.nan
-    return out
-
-
-@pytest.mark.parametrize(
-    ("shape", "half", "n_rows"),
-    [
-        ((9,), (2,), 40),
-        ((4, 5), (1, 2), 80),
-        ((3, 4, 3), (1, 0, 1), 120),
-        ((3, 2, 2), (5, 5, 5), 120),
-        ((4, 3), (1, 1), 6000),  # windows of thousands of values (the large-window path)
-    ],
-    ids=str,
-)
-def test_window_median_numba_equals_numpy(
-    shape: tuple[int, ...], half: tuple[int, ...], n_rows: int
-) -> None:
-    flat, _, offsets, y, ys = window_median_inputs(len(shape), shape, n_rows)
-    n_bins = int(np.prod(shape))
-    centers = np.arange(n_bins)
-    valid_per_bin = np.stack(
-        [np.bincount(flat[(flat >= 0) & ~np.isnan(row)], minlength=n_bins) for row in y], -1
-    ).reshape((*shape, 2))
-    max_count = int(window_sum(valid_per_bin.astype(np.float64), half).max())
-    window = Window(shape, half, ("truncate",) * len(shape), np.ones([2 * w + 1 for w in half]))
-    index = WindowIndex(window, offsets)
-    fast = window_median(centers, index, ys, max_count, "numba")
-    slow = window_median(centers, index, ys, max_count, "numpy")
-    np.testing.assert_array_equal(fast, slow)
-    np.testing.assert_array_equal(fast, brute_force_window_median(flat, y, shape, half))
-    assert np.isfinite(fast).sum() > 0
-    # a subset of centers, out of order, gives the same values
-    some = np.array([n_bins - 1, 0, n_bins // 2])
-    subset = window_median(some, index, ys, max_count, "numba")
-    np.testing.assert_array_equal(subset, fast[some])
-
-
-# --------------------------------------------------------------------------------------------
-# The windowed sum
-# --------------------------------------------------------------------------------------------
-
-
-def explicit_window_sum(values: np.ndarray, half: Sequence[int]) -> np.ndarray:
-    """Sum of every in-grid neighbour within ±half along the leading axes."""
-    shape = values.shape[: len(half)]
-    out = np.zeros_like(values)
-    offsets = list(itertools.product(*[range(-w, w + 1) for w in half]))
-    for idx in np.ndindex(*shape):
-        for off in offsets:
-            nb = tuple(i + o for i, o in zip(idx, off, strict=True))
-            if all(0 <= j < n for j, n in zip(nb, shape, strict=True)):
-                out[idx] += values[nb]
-    return out
-
-
-@pytest.mark.parametrize(
-    ("shape", "half"),
-    [
-        ((7,), (1,)),
-        ((7,), (10,)),  # window larger than the grid
-        ((5, 3), (0, 1)),
-        ((4, 6), (2, 7)),
-        ((3, 4, 5), (1, 0, 2)),
-        ((2, 3, 2), (3, 3, 3)),
-        ((4, 5, 3, 2), (1, 1, 0)),  # trailing axes are carried along, not summed
-    ],
-    ids=str,
-)
-def test_window_sum_equals_explicit_neighbour_loop(
-    shape: tuple[int, ...], half: tuple[int, ...]
-) -> None:
-    values = np.random.default_rng(sum(shape)).normal(size=shape)
-    actual = window_sum(values, half)
-    assert actual.shape == values.shape
-    np.testing.assert_allclose(actual, explicit_window_sum(values, half), rtol=1e-12, atol=1e-13)
-
-
-def test_window_sum_of_integers_is_exact() -> None:
-    values = np.random.default_rng(2).integers(0, 100, (6, 5, 4)).astype(np.float64)
-    half = (2, 1, 3)
-    np.testing.assert_array_equal(window_sum(values, half), explicit_window_sum(values, half))
-    # a window covering the whole grid sums everything at every bin
-    total = window_sum(values, (6, 5, 4))
-    np.testing.assert_array_equal(total, np.full(values.shape, values.sum()))
-
-
-@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)], ids=str)
-def test_window_sum_with_zero_half_widths_is_identity(shape: tuple[int, ...]) -> None:
-    values = np.random.default_rng(1).normal(size=(*shape, 3))
-    out = window_sum(values, (0,) * len(shape))
-    np.testing.assert_array_equal(out, values)
-
-
+@pytest.mark.needs_numba  # the unrolled kernel is generated numba source
 @pytest.mark.parametrize("q", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, tmp_path):

@@ -100,3 +100,36 @@ def test_bad_streams_are_refused(rows):
         xslide.bin_stats(batches(rows, 5000), *ARGS, selection=rows.good.to_numpy())
     with pytest.raises(ValueError, match="no row"):
         xslide.bin_stats(batches(rows, 5000), *ARGS, extent={"xBin": (50, 60)})
+
+
+# ---- references and bin centers across batches ----
+
+
+def shifted_batches(seed: int = 0) -> list[pd.DataFrame]:
+    """x has mean ~0 in the first batch and ~50 in the second: one shift cannot serve both."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for center in (0.0, 50.0):
+        n = 4000
+        df = pd.DataFrame({"b": rng.integers(0, 4, n), "x": center + rng.normal(size=n)})
+        df["y"] = 1.0 + 2.0 * df.x + rng.normal(0, 0.1, n)
+        parts.append(df)
+    return parts
+
+
+def test_a_partial_reference_still_fixes_every_shift_after_the_first_batch():
+    parts = shifted_batches()
+    memory = xslide.fit(pd.concat(parts, ignore_index=True), ["b"], ["y"], ["x"], {})
+    streamed = xslide.fit(parts, ["b"], ["y"], ["x"], {}, reference={"y": 0.0})
+    np.testing.assert_allclose(streamed.coef.values, memory.coef.values, rtol=1e-9)
+
+
+def test_streams_of_digitized_frames_keep_the_bin_centers():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"r": rng.uniform(0, 10, 6000), "x": rng.normal(size=6000)})
+    df["y"] = df.r + df.x
+    binned = xslide.digitize(df, {"r": (0, 10, 5)})
+    parts = [binned.iloc[:3000], binned.iloc[3000:]]
+    streamed = xslide.fit(parts, ["rBin"], ["y"], ["x"], {"rBin": 1})
+    assert "r_center" in streamed.coords
+    assert np.isfinite(streamed.slidewin.predict(df.iloc[:5]).y_pred).all()

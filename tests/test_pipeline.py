@@ -1,72 +1,52 @@
-"""The xarray API (API.md §2): ``xslide.fit``, the ``Dataset.slidewin`` accessor and refits.
+"""The xarray pipeline (API.md §2): ``xslide.fit`` on rows (DataFrame or Dataset) and on
+statistics, the ``Dataset.slidewin`` accessor and refits from statistics.
 
 Values are checked against the slow row-level oracle (``reference.reference_fit``) and against
-the seed API's DataFrame (``xslide.make_sliding_window_fit``); layout, CF flag attributes,
-attrs and the netCDF round trip are checked on the Dataset itself.
+the seed API's DataFrame (``xslide.make_sliding_window_fit``); layout, centers, CF flag
+attributes and attrs are checked on the Dataset itself (its netCDF round trip is in ``test_io``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from data import HI, HOLES, LO, holed_grid_rows
 from reference import assert_frames_close, fit_column_names, quality_flag, reference_fit
 
 import xslide
 
 DIMS = ["xBin", "yBin"]
+
+
 TARGETS = ["y", "z"]
+
+
 PREDICTORS = ["x", "x2"]
-LO = {"xBin": -2, "yBin": 3}
-HI = {"xBin": 3, "yBin": 7}
-# Bins left without rows: holes inside the grid, away from the edges that fix the extent.
-HOLES = [(0, 5), (1, 5), (2, 4)]
+
+
 FLAG_MEANINGS = "ok empty_window insufficient_stats singular fit_failed not_a_center"
+
+
 CODE_NAMES = {0: "ok", 1: "empty", 2: "insufficient", 3: "singular", 4: "fit_failed"}
 
+
 FIT_VARS_BY_TARGET = ["mean", "std", "median", "entries", "r_squared", "rmse", "n_fitted"]
+
+
 PER_BIN_VARS = ["n_neighbors_used", "n_rows_aggregated", "effective_window_fraction"]
+
+
 REFIT_VARS = ["coef", "stderr", "mean", "std", "entries", "r_squared", "rmse", "n_fitted"]
-
-
-def make_rows(seed: int = 1, rows_per_bin: int = 7, weights: bool = True) -> pd.DataFrame:
-    """Rows on a 6 x 5 grid (xBin -2..3, yBin 3..7) with holes, a few NaNs and weights."""
-    rng = np.random.default_rng(seed)
-    cells = [
-        (i, j)
-        for i in range(LO["xBin"], HI["xBin"] + 1)
-        for j in range(LO["yBin"], HI["yBin"] + 1)
-        if (i, j) not in HOLES
-    ]
-    counts = rng.integers(rows_per_bin - 3, rows_per_bin + 4, len(cells))
-    bins = np.repeat(np.array(cells), counts, axis=0)
-    bins = bins[rng.permutation(len(bins))]
-    n = len(bins)
-    x = rng.normal(1.0, 2.0, n)
-    x2 = rng.uniform(-3.0, 5.0, n)
-    data = {
-        "xBin": bins[:, 0].astype(np.int64),
-        "yBin": bins[:, 1].astype(np.int64),
-        "x": x,
-        "x2": x2,
-        "y": 2.0 + 0.5 * x - 1.5 * x2 + 0.1 * bins[:, 0] + rng.normal(0, 0.7, n),
-        "z": -4.0 + 0.2 * x + 0.3 * x2 + rng.normal(0, 1.3, n),
-    }
-    data["z"][rng.random(n) < 0.08] = np.nan  # z loses rows that y keeps
-    data["x2"][rng.random(n) < 0.02] = np.nan  # lost by both targets
-    if weights:
-        data["w"] = rng.uniform(0.3, 3.0, n)
-    return pd.DataFrame(data)
 
 
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
-    return make_rows()
+    return holed_grid_rows()
 
 
 def sel_centers(da: xr.DataArray, centers: pd.DataFrame) -> np.ndarray:
@@ -122,7 +102,7 @@ def without_timing(ds: xr.Dataset) -> xr.Dataset:
 
 
 # --------------------------------------------------------------------------------------------
-# Layout of the fit Dataset
+# Layout of the fit Dataset and its values
 # --------------------------------------------------------------------------------------------
 
 
@@ -181,6 +161,11 @@ def test_fit_matches_make_sliding_window_fit_dataframe(rows: pd.DataFrame) -> No
     assert_frames_close(actual, frame, rtol=1e-12, atol_scale=0.0)
 
 
+# --------------------------------------------------------------------------------------------
+# Centers: the observed bins or the whole grid
+# --------------------------------------------------------------------------------------------
+
+
 def test_bins_without_rows_are_not_a_center_with_observed_centers(rows: pd.DataFrame) -> None:
     fit = fit_rows(rows, {"xBin": 1, "yBin": 1}, min_entries=3)
     for i, j in HOLES:
@@ -227,24 +212,8 @@ def test_grid_center_with_empty_window_is_flagged_empty(rows: pd.DataFrame) -> N
 
 
 # --------------------------------------------------------------------------------------------
-# quality_flag codes and their CF attributes
+# quality_flag's CF attributes, and the attrs of a run
 # --------------------------------------------------------------------------------------------
-
-
-def flag_rows() -> pd.DataFrame:
-    """Three bins along xBin: a good one, a thin one and one whose predictor is constant."""
-    rng = np.random.default_rng(7)
-    n_good, n_thin, n_flat = 20, 3, 12
-    x = np.concatenate([rng.normal(size=n_good), rng.normal(size=n_thin), np.full(n_flat, 2.5)])
-    n = x.size
-    return pd.DataFrame(
-        {
-            "xBin": np.repeat([0, 1, 3], [n_good, n_thin, n_flat]).astype(np.int64),
-            "yBin": np.zeros(n, dtype=np.int64),
-            "x": x,
-            "y": 1.0 + 2.0 * x + rng.normal(0, 0.1, n),
-        }
-    )
 
 
 def test_quality_flag_has_cf_flag_attributes(rows: pd.DataFrame) -> None:
@@ -252,36 +221,6 @@ def test_quality_flag_has_cf_flag_attributes(rows: pd.DataFrame) -> None:
     np.testing.assert_array_equal(flag.attrs["flag_values"], np.arange(6))
     assert flag.attrs["flag_meanings"] == FLAG_MEANINGS
     assert len(flag.attrs["flag_values"]) == len(flag.attrs["flag_meanings"].split(" "))
-
-
-def test_quality_flag_codes_match_the_situation() -> None:
-    df = flag_rows()
-    fit = xslide.fit(
-        df, dims=DIMS, targets=["y"], predictors=["x"], window={}, centers="grid", min_entries=5
-    )
-    code = fit.quality_flag.sel(target="y", yBin=0)
-    assert code.sel(xBin=0).item() == 0  # ok
-    assert code.sel(xBin=1).item() == 2  # 3 rows < min_entries: insufficient_stats
-    assert code.sel(xBin=2).item() == 1  # no rows in the window: empty_window
-    assert code.sel(xBin=3).item() == 3  # constant predictor: singular
-    coef = fit.coef.sel(target="y", yBin=0)
-    assert np.isfinite(coef.sel(xBin=0).values).all()
-    assert coef.sel(xBin=0, term="x").item() == pytest.approx(2.0, abs=0.1)
-    for b in (1, 2, 3):
-        assert np.isnan(coef.sel(xBin=b).values).all()
-    # n_fitted still counts the window's rows when the fit is skipped or singular
-    np.testing.assert_array_equal(fit.n_fitted.sel(target="y", yBin=0).values, [20, 3, 0, 12])
-    # the mean of the singular bin is still an ordinary mean
-    flat_y = df.loc[df.xBin == 3, "y"]
-    assert fit["mean"].sel(target="y", xBin=3, yBin=0).item() == pytest.approx(flat_y.mean())
-
-    observed = xslide.fit(df, dims=DIMS, targets=["y"], predictors=["x"], min_entries=5)
-    assert observed.quality_flag.sel(target="y", xBin=2, yBin=0).item() == 5
-
-
-# --------------------------------------------------------------------------------------------
-# attrs and netCDF
-# --------------------------------------------------------------------------------------------
 
 
 def test_fit_attrs_record_the_run(rows: pd.DataFrame) -> None:
@@ -316,29 +255,6 @@ def test_fit_attrs_record_the_run(rows: pd.DataFrame) -> None:
     assert fit.attrs["fitter_used"] == "wls"
     assert fit.attrs["xslide_version"] == xslide.__version__
     assert float(fit.attrs["computation_time_sec"]) >= 0.0
-
-
-def test_fit_round_trips_through_netcdf(rows: pd.DataFrame, tmp_path: Path) -> None:
-    fit = fit_rows(rows, {"xBin": 1, "yBin": 1}, weights="w", binning_formulas={"xBin": "a+b"})
-    path = tmp_path / "fit.nc"
-    fit.to_netcdf(path)
-    with xr.open_dataset(path) as reopened:
-        reopened = reopened.load()
-    assert set(reopened.data_vars) == set(fit.data_vars)
-    assert list(reopened["target"].values) == TARGETS
-    assert list(reopened["term"].values) == ["Intercept", *PREDICTORS]
-    for v in fit.data_vars:
-        assert reopened[v].dims == fit[v].dims, v
-        if np.issubdtype(fit[v].dtype, np.integer):
-            assert reopened[v].dtype == fit[v].dtype, v
-            xr.testing.assert_identical(reopened[v], fit[v])
-        else:
-            xr.testing.assert_allclose(reopened[v], fit[v], rtol=0, atol=0)
-    for key, value in fit.attrs.items():
-        assert reopened.attrs[key] == value, key
-    flag = reopened["quality_flag"]
-    np.testing.assert_array_equal(flag.attrs["flag_values"], np.arange(6))
-    assert flag.attrs["flag_meanings"] == FLAG_MEANINGS
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +339,7 @@ def test_fit_of_rows_without_dims_is_a_type_error(rows: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# selection and weights on the Dataset path
+# selection, weights, extent and bin coordinates on the Dataset path
 # --------------------------------------------------------------------------------------------
 
 

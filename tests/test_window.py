@@ -1,16 +1,169 @@
-"""Boundaries and kernels (API.md §3): what each does at the edges, on every path."""
+"""Windows over the grid (API.md §3): the window spec, the windowed sum of per-bin statistics,
+what each boundary mode and kernel does at the edges on every path, empty windows and the trend
+terms (the gradient across the window).
+
+The windowed sum is checked against an explicit neighbor loop; whole fits against the oracle,
+against statsmodels, and against the explicit expansion of every row into every window it
+belongs to (the tool xslide replaces).
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
+from data import grid_rows_3d
 from reference import assert_frames_close, reference_fit
 
 import xslide
-from xslide import InvalidWindowSpec
+from xslide import InvalidWindowSpec, make_sliding_window_fit
+from xslide.window import window_sum
+
+DIMS = ["xBin", "yBin", "zBin"]
+
+
+# ---- the window spec ----
+
+
+@pytest.mark.parametrize(
+    "window, message",
+    [
+        ({"nope": 1}, "nope"),
+        ({"xBin": -1}, ">= 0"),
+        ({"xBin": 1.5}, "integer"),
+        ({"xBin": True}, "integer"),
+        ([1, 1, 1], "dict"),
+    ],
+)
+def test_invalid_window_specs_are_refused(window, message):
+    df = grid_rows_3d()
+    with pytest.raises(InvalidWindowSpec, match=message):
+        make_sliding_window_fit(df, DIMS, window, ["y"], ["x"])
+    assert issubclass(InvalidWindowSpec, ValueError)
+
+
+# ---- the windowed sum ----
+
+
+def explicit_window_sum(values: np.ndarray, half: Sequence[int]) -> np.ndarray:
+    """Sum of every in-grid neighbor within ±half along the leading axes."""
+    shape = values.shape[: len(half)]
+    out = np.zeros_like(values)
+    offsets = list(itertools.product(*[range(-w, w + 1) for w in half]))
+    for idx in np.ndindex(*shape):
+        for off in offsets:
+            nb = tuple(i + o for i, o in zip(idx, off, strict=True))
+            if all(0 <= j < n for j, n in zip(nb, shape, strict=True)):
+                out[idx] += values[nb]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "half"),
+    [
+        ((7,), (1,)),
+        ((7,), (10,)),  # window larger than the grid
+        ((5, 3), (0, 1)),
+        ((4, 6), (2, 7)),
+        ((3, 4, 5), (1, 0, 2)),
+        ((2, 3, 2), (3, 3, 3)),
+        ((4, 5, 3, 2), (1, 1, 0)),  # trailing axes are carried along, not summed
+    ],
+    ids=str,
+)
+def test_window_sum_equals_explicit_neighbor_loop(
+    shape: tuple[int, ...], half: tuple[int, ...]
+) -> None:
+    values = np.random.default_rng(sum(shape)).normal(size=shape)
+    actual = window_sum(values, half)
+    assert actual.shape == values.shape
+    np.testing.assert_allclose(actual, explicit_window_sum(values, half), rtol=1e-12, atol=1e-13)
+
+
+def test_window_sum_of_integers_is_exact() -> None:
+    values = np.random.default_rng(2).integers(0, 100, (6, 5, 4)).astype(np.float64)
+    half = (2, 1, 3)
+    np.testing.assert_array_equal(window_sum(values, half), explicit_window_sum(values, half))
+    # a window covering the whole grid sums everything at every bin
+    total = window_sum(values, (6, 5, 4))
+    np.testing.assert_array_equal(total, np.full(values.shape, values.sum()))
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)], ids=str)
+def test_window_sum_with_zero_half_widths_is_identity(shape: tuple[int, ...]) -> None:
+    values = np.random.default_rng(1).normal(size=(*shape, 3))
+    out = window_sum(values, (0,) * len(shape))
+    np.testing.assert_array_equal(out, values)
+
+
+# ---- windows of whole fits ----
+
+
+def test_windows_equal_the_explicit_expansion_of_rows_into_every_window():
+    """The tool we replace copies every row into every window it belongs to, then groups."""
+    rng = np.random.default_rng(7)
+    n = 400
+    df = pd.DataFrame({"u": rng.integers(0, 6, n), "v": rng.integers(0, 4, n)})
+    df["x"] = rng.normal(size=n)
+    df["y"] = 3 * df.x + df.u - df.v + rng.normal(size=n)
+    expanded = []
+    for du in (-1, 0, 1):
+        for dv in (-2, -1, 0, 1, 2):
+            copy = df.assign(cu=df.u + du, cv=df.v + dv)
+            expanded.append(copy[copy.cu.between(0, 5) & copy.cv.between(0, 3)])
+    windows = pd.concat(expanded).groupby(["cu", "cv"])
+    out = make_sliding_window_fit(df, ["u", "v"], {"u": 1, "v": 2}, ["y"], ["x"], min_entries=3)
+    observed = df.groupby(["u", "v"]).size().index
+    assert list(zip(out.u, out.v, strict=True)) == list(observed)
+    for (u, v), rows in windows:
+        if (u, v) not in observed:
+            continue
+        got = out[(out.u == u) & (out.v == v)].iloc[0]
+        slope, intercept = np.polyfit(rows.x, rows.y, 1)
+        assert got.y_entries == len(rows)
+        assert got.y_slope_x == pytest.approx(slope, rel=1e-10)
+        assert got.y_intercept == pytest.approx(intercept, rel=1e-9, abs=1e-12)
+        assert got.y_median == np.median(rows.y)
+        assert got.y_std == pytest.approx(rows.y.std(), rel=1e-10)
+
+
+def test_windows_are_truncated_at_the_grid_edges_by_default():
+    df = grid_rows_3d(shape=(3, 3, 1), per_bin=5)
+    out = make_sliding_window_fit(df, DIMS, {"xBin": 1, "yBin": 1}, ["y"], ["x"]).set_index(DIMS)
+    assert out.loc[(0, 0, 0), "n_neighbors_used"] == 4
+    assert out.loc[(0, 1, 0), "n_neighbors_used"] == 6
+    assert out.loc[(1, 1, 0), "n_neighbors_used"] == 9
+    assert out.loc[(0, 0, 0), "n_rows_aggregated"] == 20
+    assert out.loc[(0, 0, 0), "effective_window_fraction"] == pytest.approx(4 / 9)
+
+
+def test_a_window_larger_than_a_single_bin_grid_holds_that_bin_only():
+    df = grid_rows_3d(shape=(1, 1, 1), per_bin=30)
+    out = make_sliding_window_fit(df, DIMS, {"xBin": 3, "yBin": 2}, ["y"], ["x"])
+    assert len(out) == 1
+    assert out.n_neighbors_used.item() == 1
+    assert out.effective_window_fraction.item() == pytest.approx(1 / 35)
+    ols = sm.OLS(df.y, sm.add_constant(df.x)).fit()
+    assert out.y_slope_x.item() == pytest.approx(ols.params["x"], rel=1e-10)
+
+
+def test_empty_windows_are_flagged_on_the_full_grid():
+    df = pd.DataFrame({"b": [0] * 12 + [9] * 12, "x": np.arange(24.0), "y": np.arange(24.0)})
+    out = make_sliding_window_fit(df, ["b"], {"b": 1}, ["y"], ["x"], centers="grid")
+    assert list(out.b) == list(range(10))
+    empty = out[out.b.between(2, 7)]
+    assert (empty.quality_flag == "empty_window").all()
+    assert (empty.y_entries == 0).all() and empty.y_intercept.isna().all()
+    assert empty.y_mean.isna().all() and (empty.n_rows_aggregated == 0).all()
+    assert out.loc[out.b == 1, "quality_flag"].item() == ""  # borrows bin 0's 12 rows
+
+
+# ---- boundaries and kernels ----
 
 
 def field_rows(n_bins: int = 12, per_bin: int = 40, seed: int = 0, slope: float = 0.5):
@@ -106,7 +259,7 @@ def test_weighted_median_under_a_non_uniform_kernel():
     assert uniform.y_median.tolist()[0] == 2.0  # np.median of 1, 2, 3
 
 
-def test_hole_filling_fits_an_empty_bin_from_its_neighbours():
+def test_hole_filling_fits_an_empty_bin_from_its_neighbors():
     df = field_rows(n_bins=9)
     holed = df[df.phi != 4]
     out = fit1d(holed, centers="grid", boundary="shrink", window={"phi": 1})
@@ -182,6 +335,9 @@ def test_bad_boundaries_and_kernels_are_refused(options, error, message):
         fit1d(field_rows(n_bins=4), window={"phi": 1}, **options)
 
 
+# ---- trend terms ----
+
+
 def test_trend_recovers_the_gradient_and_removes_edge_bias():
     df = field_rows(slope=0.5)
     out = fit1d(df, trend=1)
@@ -210,38 +366,3 @@ def test_trend_terms_on_the_xarray_result_and_every_path():
     np.testing.assert_allclose(glm.y_slope_d_phi, fast.y_slope_d_phi, rtol=1e-8)
     with pytest.raises(ValueError, match="trend"):
         fit1d(df, trend=2)
-
-
-def test_digitize_bins_physical_columns_and_fits_carry_the_centres(tmp_path):
-    rng = np.random.default_rng(2)
-    n = 4000
-    df = pd.DataFrame({"r": rng.uniform(80, 250, n), "x": rng.normal(size=n)})
-    df["y"] = 0.01 * df.r + df.x + rng.normal(0, 0.1, n)
-    df.loc[[0, 1], "r"] = [300.0, np.nan]  # outside the edges and missing: no bin
-    binned = xslide.digitize(df, {"r": (80, 250, 17)})
-    assert "rBin" not in df and binned.rBin.dtype == "Int64"
-    assert binned.rBin.isna().sum() == 2 and binned.rBin.max() == 16
-    expected = np.floor((df.r[2:] - 80) / 10).clip(upper=16).astype(int)
-    np.testing.assert_array_equal(binned.rBin[2:].to_numpy(int), expected.to_numpy())
-    ds = xslide.fit(binned, ["rBin"], ["y"], ["x"], {"rBin": 1}, binning_formulas=None)
-    np.testing.assert_allclose(ds.r_center.values, 85 + 10 * np.arange(17))
-    assert ds.r_center.dims == ("rBin",)
-    assert ds.attrs["n_rows_without_bin"] == 2
-    formulas = json.loads(ds.attrs["binning_formulas_json"])
-    assert formulas == {"rBin": "rBin = digitize(r, edges=linspace(80.0, 250.0, 18))"}
-    ds.to_netcdf(tmp_path / "fit.nc")
-    own = xslide.make_sliding_window_fit(
-        binned, ["rBin"], {}, ["y"], ["x"], binning_formulas={"rBin": "floor((r - 80) / 10)"}
-    )
-    assert json.loads(own.attrs["binning_formulas_json"]) == {"rBin": "floor((r - 80) / 10)"}
-
-
-def test_digitize_with_explicit_edges_and_bad_specs():
-    df = pd.DataFrame({"z": [-1.0, -0.2, 0.0, 0.7, 1.0, 1.5]})
-    binned = xslide.digitize(df, {"z": [-1.0, 0.0, 0.5, 1.0]}, suffix="_bin")
-    assert binned.z_bin.tolist() == [0, 0, 1, 2, 2, pd.NA]
-    for bad in [(1.0, 0.0, 3), [0.0, 0.0, 1.0], [1.0], (0.0, 1.0, 0)]:
-        with pytest.raises(ValueError, match="digitize"):
-            xslide.digitize(df, {"z": bad})
-    with pytest.raises(KeyError, match="nope"):
-        xslide.digitize(df, {"nope": (0, 1, 2)})

@@ -1,0 +1,225 @@
+"""Statistics that need the rows themselves, reached through the bin index: the bin index (each
+bin's rows, contiguous and in row order), the window index and the halo rows of a block of
+centers, and the exact median (the selection kernels and the window medians, numba kernel
+against numpy and against brute force)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xslide.bench import DIMS, SCENARIOS, make_rows
+from xslide.grid import bin_index
+from xslide.rows import _SAMPLE, WindowIndex, _median_bracketed, _median_of, window_median
+from xslide.window import Window, window_sum
+
+ARGS = (list(DIMS[:3]), ["y1", "y2"], ["x1", "x2"])
+
+
+# ---- the bin index ----
+
+
+def random_flat(seed: int, n_rows: int, n_bins: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    flat = rng.integers(-1, n_bins, n_rows).astype(np.int64)
+    if n_bins > 3:
+        flat[flat == n_bins - 1] = -1  # the last bin stays empty
+        flat[flat == 1] = 2  # and bin 1
+    return flat
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "n_bins"), [(0, 4), (1, 1), (50, 1), (500, 17), (3000, 200), (40, 300)]
+)
+def test_bin_index_lists_each_bins_rows_in_row_order(n_rows: int, n_bins: int) -> None:
+    flat = random_flat(n_rows + n_bins, n_rows, n_bins)
+    order, offsets = bin_index(flat, n_bins, "numba")
+    order_np, offsets_np = bin_index(flat, n_bins, "numpy")
+    np.testing.assert_array_equal(order, order_np)
+    np.testing.assert_array_equal(offsets, offsets_np)
+    assert offsets.shape == (n_bins + 1,)
+    assert offsets[0] == 0
+    assert offsets[-1] == order.size == int((flat >= 0).sum())
+    for b in range(n_bins):
+        np.testing.assert_array_equal(order[offsets[b] : offsets[b + 1]], np.flatnonzero(flat == b))
+    assert not np.isin(np.flatnonzero(flat == -1), order).any()
+
+
+def test_bin_index_of_only_unselected_rows_is_empty() -> None:
+    flat = np.full(10, -1, dtype=np.int64)
+    for backend in ("numba", "numpy"):
+        order, offsets = bin_index(flat, 5, backend)
+        assert order.size == 0
+        np.testing.assert_array_equal(offsets, np.zeros(6))
+
+
+# ---- the window index and its halo ----
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    df = make_rows(SCENARIOS["small"], seed=5)
+    df.loc[[3, 300], "y2"] = np.nan
+    return df
+
+
+def bin_ordered(
+    df: pd.DataFrame, dims: Sequence[str], targets: Sequence[str]
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+    """The grid's shape, the bin index offsets and the targets in bin order, built by hand."""
+    bins = df[list(dims)].to_numpy()
+    low = bins.min(axis=0)
+    shape = tuple(int(n) for n in bins.max(axis=0) - low + 1)
+    flat = np.ravel_multi_index(tuple((bins - low).T), shape).astype(np.int64)
+    order, offsets = bin_index(flat, int(np.prod(shape)), "numpy")
+    return shape, offsets, df[list(targets)].to_numpy().T[:, order].copy()
+
+
+def test_a_block_of_centers_travels_with_its_halo_rows_only(rows):
+    shape, offsets, ys = bin_ordered(rows, ARGS[0], ARGS[1])
+    window = Window(shape, (1, 1, 0), ("truncate",) * 3, np.ones((3, 3, 1)))
+    index = WindowIndex(window, offsets)
+    block = np.arange(10, 30)
+    local, positions = index.halo(block)
+    assert positions.size < ys.shape[1] / 5  # a small part of the table
+    whole = window_median(block, index, ys, 10_000, "numba")
+    halo = window_median(block, local, ys[:, positions], 10_000, "numba")
+    np.testing.assert_array_equal(halo, whole)
+
+
+# ---- the median selection ----
+
+
+SIZES = [*range(1, 51), 1000, 2047, 3000]
+
+
+def median_cases(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    return [
+        rng.normal(size=n),
+        rng.integers(0, 3, n).astype(np.float64),  # heavy duplicates
+        rng.integers(-1, 1, n).astype(np.float64),  # two values
+        np.full(n, 7.0),
+        np.sort(rng.integers(0, 10, n).astype(np.float64)),  # sorted with duplicates
+        np.sort(rng.normal(size=n))[::-1].copy(),  # descending
+    ]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_median_of_equals_numpy_median(n: int) -> None:
+    rng = np.random.default_rng(n)
+    junk = 5
+    for values in median_cases(n, rng):
+        buffer = np.empty(n + junk)
+        buffer[:n] = values
+        buffer[n:] = -1e300  # beyond n: must be neither read nor written
+        result = _median_of(buffer, n)
+        assert result == np.median(values), (n, values[:10])
+        np.testing.assert_array_equal(np.sort(buffer[:n]), np.sort(values))
+        np.testing.assert_array_equal(buffer[n:], np.full(junk, -1e300))
+
+
+def test_median_of_nothing_is_nan() -> None:
+    assert np.isnan(_median_of(np.empty(3), 0))
+
+
+def _cases(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        "normal": rng.normal(size=n),
+        "few distinct values": rng.integers(0, 3, n).astype(float),
+        "sorted": np.sort(rng.normal(size=n)),
+        "reverse sorted": np.sort(rng.normal(size=n))[::-1].copy(),
+        "two clusters": np.r_[np.zeros(n // 2), rng.normal(size=n - n // 2) + 100],
+        "all equal": np.full(n, 7.5),
+        "heavy tail": rng.standard_cauchy(n),
+    }
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 4 * _SAMPLE - 1, 4 * _SAMPLE, 2701, 2702, 10_001])
+def test_bracketed_median_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    sample, middle = np.empty(_SAMPLE), np.empty(n)
+    for name, values in _cases(rng, n).items():
+        work = values.copy()
+        assert _median_bracketed(work, n, sample, middle) == np.median(values), name
+        assert sorted(work) == sorted(values), f"{name}: values were lost while selecting"
+
+
+def test_bracket_miss_falls_back_to_full_selection():
+    """The stratified sample sees only the low half: the bracket misses, the answer is exact."""
+    n = 4 * _SAMPLE
+    values = np.r_[np.zeros(n - 10), np.arange(10.0) + 1.0]
+    values[(np.arange(_SAMPLE) * n) // _SAMPLE] = -1.0  # every sampled position is the minimum
+    sample, middle = np.empty(_SAMPLE), np.empty(n)
+    assert _median_bracketed(values.copy(), n, sample, middle) == np.median(values)
+
+
+# ---- window medians ----
+
+
+def window_median_inputs(
+    seed: int, shape: tuple[int, ...], n_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat ids (some rows unselected, some bins empty), the bin index and two targets."""
+    rng = np.random.default_rng(seed)
+    n_bins = int(np.prod(shape))
+    flat = rng.integers(-1, n_bins, n_rows).astype(np.int64)
+    flat[flat == 0] = -1  # the first bin is empty
+    y = np.vstack(
+        [rng.normal(size=n_rows), rng.integers(0, 4, n_rows).astype(np.float64)]
+    )  # a continuous and an integer-valued target
+    y[0, rng.random(n_rows) < 0.1] = np.nan
+    order, offsets = bin_index(flat, n_bins, "numpy")
+    ys = y[:, order]
+    return flat, order, offsets, y, ys
+
+
+def brute_force_window_median(
+    flat: np.ndarray, y: np.ndarray, shape: tuple[int, ...], half: Sequence[int]
+) -> np.ndarray:
+    pos = np.column_stack(np.unravel_index(np.where(flat >= 0, flat, 0), shape))
+    out = np.empty((int(np.prod(shape)), y.shape[0]))
+    for c, center in enumerate(itertools.product(*[range(n) for n in shape])):
+        inside = (flat >= 0) & np.all(np.abs(pos - np.array(center)) <= np.array(half), axis=1)
+        for t in range(y.shape[0]):
+            v = y[t, inside]
+            v = v[~np.isnan(v)]
+            out[c, t] = np.median(v) if v.size else np.nan
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "half", "n_rows"),
+    [
+        ((9,), (2,), 40),
+        ((4, 5), (1, 2), 80),
+        ((3, 4, 3), (1, 0, 1), 120),
+        ((3, 2, 2), (5, 5, 5), 120),
+        ((4, 3), (1, 1), 6000),  # windows of thousands of values (the large-window path)
+    ],
+    ids=str,
+)
+def test_window_median_numba_equals_numpy(
+    shape: tuple[int, ...], half: tuple[int, ...], n_rows: int
+) -> None:
+    flat, _, offsets, y, ys = window_median_inputs(len(shape), shape, n_rows)
+    n_bins = int(np.prod(shape))
+    centers = np.arange(n_bins)
+    valid_per_bin = np.stack(
+        [np.bincount(flat[(flat >= 0) & ~np.isnan(row)], minlength=n_bins) for row in y], -1
+    ).reshape((*shape, 2))
+    max_count = int(window_sum(valid_per_bin.astype(np.float64), half).max())
+    window = Window(shape, half, ("truncate",) * len(shape), np.ones([2 * w + 1 for w in half]))
+    index = WindowIndex(window, offsets)
+    fast = window_median(centers, index, ys, max_count, "numba")
+    slow = window_median(centers, index, ys, max_count, "numpy")
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast, brute_force_window_median(flat, y, shape, half))
+    assert np.isfinite(fast).sum() > 0
+    # a subset of centers, out of order, gives the same values
+    some = np.array([n_bins - 1, 0, n_bins // 2])
+    subset = window_median(some, index, ys, max_count, "numba")
+    np.testing.assert_array_equal(subset, fast[some])
