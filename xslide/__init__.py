@@ -2,6 +2,21 @@
 
 Rows are reduced once to sufficient statistics per bin; windows are filters over the grid;
 fits are closed-form solves per center.
+
+Public API: the names in ``__all__`` below, the ``Dataset.slidewin`` accessor, and three
+documented submodules: ``xslide.io`` (reading rows and writing fits in the command line's
+formats), ``xslide.expressions`` (the restricted expression language of ``--selection``) and
+``xslide.plots``. Every other submodule is internal and may change without notice; in the
+order the data flows through them:
+
+- ``options``: every keyword checked once into a frozen ``FitOptions``;
+- ``sources``: rows in memory, streamed or on dask -> ``stats.BinStats`` (per-bin sums on a
+  ``grid.Grid``, the design columns from ``design``/``formula``);
+- ``pipeline``: ``window`` (windowed sums; ``chunked`` with dask) -> ``solve`` -> ``robust``
+  (n_sigma_cut) -> ``fitters`` (glm/rlm/callables) -> ``rows`` (median), raw rows reached
+  through the bin index only, in parallel via ``parallel``;
+- ``result``: the Dataset and the seed DataFrame; ``api``/``compat``/``accessor``/``cli``
+  are the faces.
 """
 
 from importlib import metadata as _metadata

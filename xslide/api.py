@@ -71,6 +71,19 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     ``sum_wx``, ``sum_wxy`` (*dims, target, term), ``sum_wxx`` (*dims, target, term, term_),
     ``rows`` (*dims) and the references ``x_reference`` (term), ``y_reference`` (target).
     Sums are of the shifted columns (x - x_reference, y - y_reference).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin + 2.0 * df.x + rng.normal(0, 0.01, 2000)
+    >>> stats = xslide.bin_stats(df, ["rBin"], ["y"], ["x"])
+    >>> int(stats["count"].sum()), stats.sizes["rBin"]
+    (2000, 5)
+    >>> refit = xslide.fit(stats, window={"rBin": 2})  # another window, no row read again
+    >>> refit.coef.sel(target="y", term="x").round(1).values.tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
     """
     spec = build_read_spec(
         {"dims": dims, "targets": targets, "predictors": predictors, "weights": weights,
@@ -158,6 +171,18 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     ``std``, ``median``, ``entries``, ``r_squared``, ``rmse``, ``n_fitted``, ``quality_flag``
     (target, *dims) and ``n_neighbors_used``, ``n_rows_aggregated``,
     ``effective_window_fraction`` (*dims).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin + 2.0 * df.x + rng.normal(0, 0.01, 2000)
+    >>> fit = xslide.fit(df, dims=["rBin"], targets=["y"], predictors=["x"], window={"rBin": 1})
+    >>> fit.coef.sel(target="y", term="x").round(1).values.tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
+    >>> int(fit.n_neighbors_used.sel(rBin=0)), int(fit.n_neighbors_used.sel(rBin=2))
+    (2, 3)
     """
     started = time.perf_counter()
     # the keywords as given: options.py checks each one
@@ -180,6 +205,20 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     Grids are aligned on the union of their bins (missing bins count zero) and every part is
     re-referenced to the first part's references, so parts built with different references add
     exactly up to rounding.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin + 2.0 * df.x + rng.normal(0, 0.01, 2000)
+    >>> parts = [xslide.bin_stats(part, ["rBin"], ["y"], ["x"]) for part in (df[:800], df[800:])]
+    >>> total = xslide.combine_stats(parts)
+    >>> int(total["count"].sum())
+    2000
+    >>> whole = xslide.bin_stats(df, ["rBin"], ["y"], ["x"])
+    >>> bool(np.allclose(xslide.fit(total).coef, xslide.fit(whole).coef, rtol=1e-12))
+    True
     """
     parts = list(parts)
     if not parts or not all(is_stats_dataset(p) for p in parts):

@@ -43,6 +43,13 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
     A copy of ``df`` with nullable-integer bin columns. ``df.attrs['xslide_binning']`` records
     each bin column's source, edges and centers: fits then carry ``{column}_center``
     coordinates and the binning in ``attrs['binning_formulas_json']``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> df = pd.DataFrame({"r": [85.0, 120.0, 249.9, 300.0]})
+    >>> xslide.digitize(df, {"r": (80.0, 250.0, 17)})["rBin"].tolist()
+    [0, 4, 16, <NA>]
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"digitize takes a pandas DataFrame, got {type(df).__name__}")

@@ -251,6 +251,15 @@ def _add_fit(sub) -> None:
     _add_inputs_and_out(
         p, "several: one stream", FIT_SUFFIXES, "output file: .nc, .zarr, .parquet or .root"
     )
+    _add_model_options(p)
+    _add_window_options(p)
+    _add_run_options(p)
+    _add_common(p)
+    p.set_defaults(func=run_fit_command)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """What is fitted: bins, targets, the model, the fitter, weights and selection."""
     p.add_argument("--dims", required=True, type=_names, help="integer bin columns, e.g. rBin,zBin")
     p.add_argument("--targets", required=True, type=_names, help="fit columns, e.g. dX,dY")
     model = p.add_mutually_exclusive_group()
@@ -287,6 +296,10 @@ def _add_fit(sub) -> None:
         default=10,
         help="fit a center only with >= this many rows in its window (10)",
     )
+
+
+def _add_window_options(p: argparse.ArgumentParser) -> None:
+    """The window: boundaries, kernel, trend, centers and the grid's extent."""
     p.add_argument(
         "--boundary",
         type=_boundary,
@@ -313,6 +326,10 @@ def _add_fit(sub) -> None:
         help="fit bins with rows (observed) or every bin of the grid (grid)",
     )
     p.add_argument("--extent", type=_extent, help="fix the grid range per dim, e.g. phiBin=0:17")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Aggregates, clipping, and how the rows are read (memory, stream or dask)."""
     p.add_argument(
         "--aggregations",
         type=_names,
@@ -341,8 +358,6 @@ def _add_fit(sub) -> None:
         type=_positive_int,
         help="start a local dask cluster of N worker processes for the statistics",
     )
-    _add_common(p)
-    p.set_defaults(func=run_fit_command)
 
 
 def _add_predict(sub) -> None:

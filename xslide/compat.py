@@ -68,6 +68,18 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
     Returns
     -------
     pandas.DataFrame sorted by the group columns, columns and ``attrs`` as API.md §1.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin + 2.0 * df.x + rng.normal(0, 0.01, 2000)
+    >>> out = xslide.make_sliding_window_fit(df, ["rBin"], {"rBin": 1}, ["y"], ["x"])
+    >>> len(out), out["y_slope_x"].round(1).tolist()
+    (5, [2.0, 2.0, 2.0, 2.0, 2.0])
+    >>> out["quality_flag"].tolist()
+    ['', '', '', '', '']
     """
     started = time.perf_counter()
     if not (isinstance(df, pd.DataFrame) or sources.is_dask_dataframe(df)):

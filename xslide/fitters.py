@@ -1,7 +1,7 @@
 """Raw-row fitters: statsmodels GLM and RLM, and user callables, fitted window by window.
 
 These need the rows themselves. Each window's rows are found through the bin index (the
-bin-ordered arrays of ``rows.BinOrdered``), its design rows are taken from the design matrix
+bin-ordered arrays of ``rows.RowAccess``), its design rows are taken from the design matrix
 built once over all rows, and the fitter runs on those arrays: no DataFrame is copied or
 re-indexed and no formula is parsed per window. Windows are independent, so they run serially,
 in a process pool or on a dask cluster with identical results.

@@ -26,6 +26,21 @@ def plot_map(fit: xr.Dataset, var: str = "coef", target=None, term=None, ax=None
     Returns
     -------
     The matplotlib axes.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "zBin": rng.integers(0, 4, 2000),
+    ...                    "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin - 0.2 * df.zBin + 2.0 * df.x + rng.normal(0, 0.05, 2000)
+    >>> fit = xslide.fit(df, ["rBin", "zBin"], ["y"], ["x"], {"rBin": 1, "zBin": 1})
+    >>> from xslide.plots import plot_map
+    >>> ax = plot_map(fit, "coef", term="Intercept")
+    >>> len(ax.collections) > 0
+    True
     """
     plt = _pyplot()
     if var not in fit:
@@ -76,6 +91,21 @@ def plot_pulls(
 
     A well-fitted map gives pulls centered on 0 with unit width; outliers show in the tails.
     Returns the matplotlib axes; ``ax.pulls`` holds the pull arrays per target.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "zBin": rng.integers(0, 4, 2000),
+    ...                    "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin - 0.2 * df.zBin + 2.0 * df.x + rng.normal(0, 0.05, 2000)
+    >>> fit = xslide.fit(df, ["rBin", "zBin"], ["y"], ["x"])
+    >>> from xslide.plots import plot_pulls
+    >>> ax = plot_pulls(fit, df)
+    >>> bool(abs(np.std(ax.pulls["y"]) - 1.0) < 0.1)
+    True
     """
     from .design import RowTable
     from .predict import predict

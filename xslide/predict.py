@@ -106,6 +106,35 @@ class _Mode(NamedTuple):
     replace_invalid: bool  # use the nearest usable bin's model for unusable bins
 
 
+def _models(fit: xr.Dataset, targets, dims, terms, trend) -> _Models:
+    """The fit's coefficients, covariances and nearest usable bins as the kernel reads them."""
+    order = ["target", "term"]
+    coef = fit.coef.sel(target=targets).transpose(*dims, *order).values
+    shape = coef.shape[: len(dims)]
+    coef = coef.reshape(-1, len(targets), len(terms))
+    if "cov" in fit:
+        cov = fit["cov"].sel(target=targets).transpose(*dims, "target", "term", "term_").values
+        cov = cov.reshape(-1, len(targets), len(terms), len(terms))
+    else:  # no covariance stored: the standard errors alone
+        stderr = fit.stderr.sel(target=targets).transpose(*dims, *order).values
+        cov = np.zeros((*coef.shape, len(terms)))
+        diag = np.arange(len(terms))
+        cov[..., diag, diag] = stderr.reshape(coef.shape) ** 2
+    usable = np.isfinite(coef).all(axis=-1)
+    nearest_valid = np.full((len(targets), usable.shape[0]), -1, dtype=np.int64)
+    for t in range(len(targets)):
+        valid = usable[:, t].reshape(shape)
+        if valid.any():
+            _, index = ndimage.distance_transform_edt(~valid, return_indices=True)
+            nearest_valid[t] = np.ravel_multi_index(tuple(index), shape).ravel()
+    strides = np.array(
+        [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))], dtype=np.int64
+    )
+    trend_dims = np.array([dims.index(t[2:]) for t in trend], dtype=np.int64)
+    return _Models(np.asarray(shape, dtype=np.int64), strides, coef, cov, usable,
+                   nearest_valid, trend_dims)  # fmt: skip
+
+
 @njit(cache=True)
 def _predict_rows(positions, design, models, mode, pred, err, flags):  # noqa: C901  (numba kernel)
     shape, strides, coef, cov, usable, nearest_valid, trend_dims = models
@@ -218,6 +247,17 @@ def predict(
     -------
     DataFrame aligned with the rows, columns ``{t}_pred`` (and ``{t}_pred_err``); ``attrs``
     count ``n_outside_grid`` and ``n_invalid`` (rows that met an unfitted bin).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"rBin": rng.integers(0, 5, 2000), "x": rng.normal(size=2000)})
+    >>> df["y"] = 0.5 * df.rBin + 2.0 * df.x + rng.normal(0, 0.01, 2000)
+    >>> fit = xslide.fit(df, dims=["rBin"], targets=["y"], predictors=["x"])  # window 0
+    >>> pred = xslide.predict(fit, df)
+    >>> bool((pred["y_pred"] - df["y"]).abs().max() < 0.1)
+    True
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -240,28 +280,7 @@ def predict(
     table = RowTable(rows)
     positions, outside = _positions(fit, table, dims)
     design = _design(fit, table, terms, trend)
-    order = ["target", "term"]
-    coef = fit.coef.sel(target=targets).transpose(*dims, *order).values
-    shape = coef.shape[: len(dims)]
-    coef = coef.reshape(-1, len(targets), len(terms))
-    if "cov" in fit:
-        cov = fit["cov"].sel(target=targets).transpose(*dims, "target", "term", "term_").values
-        cov = cov.reshape(-1, len(targets), len(terms), len(terms))
-    else:  # no covariance stored: the standard errors alone
-        stderr = fit.stderr.sel(target=targets).transpose(*dims, *order).values
-        cov = np.zeros((*coef.shape, len(terms)))
-        diag = np.arange(len(terms))
-        cov[..., diag, diag] = stderr.reshape(coef.shape) ** 2
-    usable = np.isfinite(coef).all(axis=-1)
-    nearest_valid = np.full((len(targets), usable.shape[0]), -1, dtype=np.int64)
-    for t in range(len(targets)):
-        valid = usable[:, t].reshape(shape)
-        if valid.any():
-            _, index = ndimage.distance_transform_edt(~valid, return_indices=True)
-            nearest_valid[t] = np.ravel_multi_index(tuple(index), shape).ravel()
-    strides = np.array(
-        [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))], dtype=np.int64
-    )
+    models = _models(fit, targets, dims, terms, trend)
     pred = np.full((table.n_rows, len(targets)), np.nan)
     err = np.full_like(pred, np.nan)
     flags = np.zeros(table.n_rows, dtype=np.int64)
@@ -270,9 +289,6 @@ def predict(
     sub_pred = np.empty((rows_in.size, len(targets)))
     sub_err = np.empty_like(sub_pred)
     sub_flags = np.zeros(rows_in.size, dtype=np.int64)
-    trend_dims = np.array([dims.index(t[2:]) for t in trend], dtype=np.int64)
-    models = _Models(np.asarray(shape, dtype=np.int64), strides, coef, cov, usable,
-                     nearest_valid, trend_dims)  # fmt: skip
     mode = _Mode(method == "linear", bounds == "clamp", invalid == "nearest_valid")
     _predict_rows(
         np.ascontiguousarray(positions[rows_in]), np.ascontiguousarray(design[rows_in]),

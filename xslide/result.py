@@ -70,54 +70,45 @@ def _dense(fit: Fit, values: np.ndarray, fill) -> np.ndarray:
     return out
 
 
-def to_dataset(fit: Fit) -> xr.Dataset:
-    """The fit as an ``xr.Dataset`` on the dense grid (API.md §2)."""
-    grid = fit.grid
-    dims = grid.dims
+def _fit_variables(fit: Fit) -> dict[str, tuple]:
+    """Every variable of the fit Dataset as (dims, dense values on the grid)."""
+    grid, dims, sol = fit.grid, fit.grid.dims, fit.solution
 
     def per_target(values: np.ndarray, fill) -> tuple:
         dense = _dense(fit, values, fill)  # (n_bins, t)
         return ("target", *dims), np.moveaxis(dense, -1, 0).reshape((-1, *grid.shape))
 
-    def per_term(values: np.ndarray) -> tuple:
-        dense = _dense(fit, values, np.nan)  # (n_bins, t, p)
-        return ("target", "term", *dims), np.moveaxis(dense, 0, -1).reshape(
-            (*values.shape[1:], *grid.shape)
-        )
+    def per_term(values: np.ndarray, term_dims=("term",)) -> tuple:
+        dense = _dense(fit, values, np.nan)  # (n_bins, t, p, ...)
+        shape = (*values.shape[1:], *grid.shape)
+        return ("target", *term_dims, *dims), np.moveaxis(dense, 0, -1).reshape(shape)
 
-    sol = fit.solution
+    def per_bin(values: np.ndarray, fill) -> tuple:
+        return dims, _dense(fit, values, fill).reshape(grid.shape)
+
     wanted = {a for names in fit.aggregation.values() for a in names}
-    cov = np.moveaxis(_dense(fit, sol.cov, np.nan), 0, -1).reshape(
-        (*sol.cov.shape[1:], *grid.shape)
-    )
-    data_vars = {
+    aggregates = {"mean": (sol.mean, np.nan), "std": (sol.std, np.nan),
+                  "median": (fit.median, np.nan), "entries": (sol.entries, 0)}  # fmt: skip
+    return {
         "coef": per_term(sol.coef),
         "stderr": per_term(sol.stderr),
-        "cov": (("target", "term", "term_", *dims), cov),
-    }
-    if "mean" in wanted:
-        data_vars["mean"] = per_target(sol.mean, np.nan)
-    if "std" in wanted:
-        data_vars["std"] = per_target(sol.std, np.nan)
-    if "median" in wanted:
-        data_vars["median"] = per_target(fit.median, np.nan)
-    if "entries" in wanted:
-        data_vars["entries"] = per_target(sol.entries, 0)
-    data_vars.update(
-        r_squared=per_target(sol.r_squared, np.nan),
-        rmse=per_target(sol.rmse, np.nan),
-        n_fitted=per_target(fit.n_fitted, 0),
+        "cov": per_term(sol.cov, ("term", "term_")),
+        **{name: per_target(*aggregates[name]) for name in aggregates if name in wanted},
+        "r_squared": per_target(sol.r_squared, np.nan),
+        "rmse": per_target(sol.rmse, np.nan),
+        "n_fitted": per_target(fit.n_fitted, 0),
         **({} if fit.n_rejected is None else {"n_rejected": per_target(fit.n_rejected, 0)}),
-        quality_flag=per_target(sol.status, np.int8(NOT_A_CENTER)),
-        n_neighbors_used=(dims, _dense(fit, fit.n_neighbors_used, 0).reshape(grid.shape)),
-        n_rows_aggregated=(dims, _dense(fit, fit.n_rows_aggregated, 0).reshape(grid.shape)),
-        effective_window_fraction=(
-            dims,
-            _dense(fit, fit.n_neighbors_used / fit.window_volume, np.nan).reshape(grid.shape),
-        ),
-    )
+        "quality_flag": per_target(sol.status, np.int8(NOT_A_CENTER)),
+        "n_neighbors_used": per_bin(fit.n_neighbors_used, 0),
+        "n_rows_aggregated": per_bin(fit.n_rows_aggregated, 0),
+        "effective_window_fraction": per_bin(fit.n_neighbors_used / fit.window_volume, np.nan),
+    }
+
+
+def _fit_coords(fit: Fit) -> dict:
+    """The bin dims, targets and terms, and the physical bin centers of digitized dims."""
     coords = {
-        **grid.coords(),
+        **fit.grid.coords(),
         "target": list(fit.targets),
         "term": list(fit.terms),
         "term_": list(fit.terms),
@@ -128,7 +119,12 @@ def to_dataset(fit: Fit) -> xr.Dataset:
         inside = (bins >= 0) & (bins < centers.size)
         values = np.where(inside, centers[np.clip(bins, 0, centers.size - 1)], np.nan)
         coords[f"{record['source']}_center"] = (dim, values, {"edges": record["edges"]})
-    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(fit.attrs))
+    return coords
+
+
+def to_dataset(fit: Fit) -> xr.Dataset:
+    """The fit as an ``xr.Dataset`` on the dense grid (API.md §2)."""
+    ds = xr.Dataset(_fit_variables(fit), coords=_fit_coords(fit), attrs=dict(fit.attrs))
     # Aggregates a target did not ask for stay NaN rather than silently computed.
     for name in ("mean", "std", "median"):
         if name in ds:

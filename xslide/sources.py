@@ -8,7 +8,8 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
   batch is binned on the grid known so far (the grid grows when a batch brings new bins, unless
   ``extent`` fixes it) and summed into the same statistics, so each bin's rows are summed in row
   order as in one pass over all rows: bit-identical to the in-memory pass with the same
-  reference, which the first batch fixes unless given. Memory is bounded by the grid.
+  reference (numba backend; the numpy backend is equal to rounding), which the first batch
+  fixes unless given. Memory is bounded by the grid.
 - **dask** (a dask DataFrame or a dask-backed Dataset of rows): one dask pass computes the
   extents and the references (unless given); every partition is then streamed on its worker on
   that fixed grid, and the partial statistics are added pairwise up a tree.

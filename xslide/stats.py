@@ -229,8 +229,9 @@ def accumulate(
         the references subtracted from each column.
     n_bins : bins of the grid.
     backend : 'numba' or 'numpy' (equal results, the numba pass is fused and parallel).
-    out : statistics to add to (streaming: batch after batch, every bin's rows summed in
-        order, so the result is bit-identical to one pass over all rows); new when None.
+    out : statistics to add to (streaming: batch after batch; the numba pass sums every bin's
+        rows one by one in order, so the result is bit-identical to one pass over all rows,
+        the numpy pass adds each batch's sums, equal to rounding); new when None.
 
     Returns
     -------
