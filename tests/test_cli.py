@@ -251,6 +251,17 @@ def test_bad_arguments_exit_2_with_one_line(files, tmp_path, capsys, argv, fragm
     assert not (tmp_path / "f.nc").exists()
 
 
+def test_a_missing_numba_is_warned_once(files, tmp_path, capsys, monkeypatch):
+    import xslide._numba
+
+    monkeypatch.setattr(xslide._numba, "numba_available", lambda: False)
+    code, _, err = run(capsys, "fit", files["parquet"], *BASE, "--backend", "numba",
+                       "--out", tmp_path / "f.nc")  # fmt: skip
+    assert code == 0
+    warned = [line for line in err.splitlines() if line.startswith("xslide: warning:")]
+    assert len(warned) == 1 and "numba" in warned[0]
+
+
 def test_pickle_and_unknown_formats_are_refused(files, tmp_path, capsys):
     (tmp_path / "rows.pkl").write_bytes(b"not read")
     code, _, err = run(capsys, "fit", tmp_path / "rows.pkl", *BASE, "--out", tmp_path / "f.nc")

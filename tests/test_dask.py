@@ -188,3 +188,31 @@ def test_dask_formula_with_a_partial_reference_equals_pandas(client):
     on_dask = xslide.fit(ddf, ["b"], ["y"], formula=formula, window={}, reference={"y": 0.0})
     memory = xslide.fit(rows, ["b"], ["y"], formula=formula, window={}, aggregation=["mean"])
     np.testing.assert_allclose(on_dask.coef.values, memory.coef.values, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("boundary", ["truncate", "periodic", "mirror", "shrink"])
+@pytest.mark.parametrize(
+    ("window", "chunks"),
+    [
+        ({"a": 3, "b": 1}, {"a": 5, "b": 2}),  # the last chunk of a (2 bins) is thinner than 3
+        ({"a": 6, "b": 4}, {"a": 2, "b": 1}),  # windows as wide as the grid
+        ({"a": 1, "b": 2}, {"a": 1, "b": 1}),
+    ],
+    ids=["thin-last-chunk", "window-spans-grid", "tiny-chunks"],
+)
+def test_chunked_windows_equal_memory_whatever_the_chunk_layout(boundary, window, chunks):
+    pytest.importorskip("dask.array")
+    if boundary == "periodic" and (2 * window["a"] + 1 > 7 or 2 * window["b"] + 1 > 5):
+        pytest.skip("a periodic window may not be wider than its dim")
+    rng = np.random.default_rng(4)
+    n = 3000
+    df = pd.DataFrame({"a": rng.integers(0, 7, n), "b": rng.integers(0, 5, n)})
+    df["x"] = rng.normal(size=n)
+    df["y"] = 0.3 * df.a - 0.1 * df.b + df.x + rng.normal(0, 0.1, n)
+    kwargs = {"aggregation": ["mean", "entries"], "boundary": boundary}
+    memory = xslide.fit(df, ["a", "b"], ["y"], ["x"], window, **kwargs)
+    chunked = xslide.fit(df, ["a", "b"], ["y"], ["x"], window, chunks=chunks, **kwargs)
+    for name in ("coef", "stderr", "entries", "n_rows_aggregated", "n_neighbors_used"):
+        np.testing.assert_allclose(
+            chunked[name].values, memory[name].values, rtol=1e-12, atol=1e-12, err_msg=name
+        )

@@ -50,6 +50,21 @@ def test_extent_fixes_the_grid_and_counts_rows_outside():
     assert list(out.y_entries) == [20, 30, 20, 10, 0]
 
 
+def test_max_bins_may_be_any_positive_number():
+    df = pd.DataFrame({"a": np.arange(40) % 4, "y": np.arange(40.0)})
+    plain = make_sliding_window_fit(df, ["a"], {}, ["y"], [])
+    for max_bins in (1e8, np.float64(4.0), np.int32(4)):
+        pd.testing.assert_frame_equal(
+            make_sliding_window_fit(df, ["a"], {}, ["y"], [], max_bins=max_bins), plain,
+            check_exact=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="max_bins=3"):
+        make_sliding_window_fit(df, ["a"], {}, ["y"], [], max_bins=3.5)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_bins"):
+            make_sliding_window_fit(df, ["a"], {}, ["y"], [], max_bins=bad)
+
+
 def test_grid_larger_than_max_bins_is_refused_with_advice():
     df = pd.DataFrame({"a": [0, 10_000], "b": [0, 10_000], "y": [1.0, 2.0]})
     with pytest.raises(ValueError, match=r"100,020,001 bins.*extent="):

@@ -325,6 +325,27 @@ def test_stats_dataset_fit_refuses_row_arguments(rows: pd.DataFrame, kwargs: dic
         xslide.fit(stats, window={"xBin": 1}, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "selection", [np.ones(5, bool), pd.Series([True] * 5)], ids=["array", "series"]
+)
+def test_stats_dataset_fit_names_a_selection_it_cannot_apply(rows, selection) -> None:
+    stats = xslide.bin_stats(rows, DIMS, TARGETS, PREDICTORS)
+    with pytest.raises(TypeError, match=r"\['selection'\] act on rows"):
+        xslide.fit(stats, window={"xBin": 1}, selection=selection)
+
+
+def test_stats_dataset_fit_takes_an_empty_predictor_list_as_none(rows) -> None:
+    stats = xslide.bin_stats(rows, DIMS, TARGETS, PREDICTORS)
+    plain = xslide.fit(stats, window={"xBin": 1})
+    xr.testing.assert_equal(xslide.fit(stats, window={"xBin": 1}, predictors=[]).coef, plain.coef)
+
+
+def test_stats_dataset_fit_checks_the_backend_without_warning_of_a_row_pass(rows) -> None:
+    stats = xslide.bin_stats(rows, DIMS, TARGETS, PREDICTORS)
+    with pytest.raises(ValueError, match="backend"):
+        xslide.fit(stats, window={"xBin": 1}, backend="gpu")
+
+
 def test_stats_of_a_stats_dataset_is_a_type_error(rows: pd.DataFrame) -> None:
     stats = rows.to_xarray().slidewin.stats(dims=DIMS, targets=TARGETS, predictors=PREDICTORS)
     with pytest.raises(TypeError):

@@ -72,6 +72,23 @@ def test_parquet_and_record_batches(rows, tmp_path):
     assert from_file.attrs["n_rows_not_selected"] == int((~rows.good).sum())
 
 
+@pytest.mark.parametrize("name", ["rows.parq", "rows_without_suffix"])
+def test_a_parquet_path_streams_whatever_its_suffix(rows, tmp_path, name):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / name
+    rows.to_parquet(path, engine="pyarrow")
+    memory = xslide.bin_stats(rows, *ARGS, reference=REFERENCE)
+    assert_same_stats(memory, xslide.bin_stats(path, *ARGS, reference=REFERENCE), exact=True)
+
+
+def test_a_column_missing_from_a_parquet_path_is_named_with_its_role(rows, tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "rows.parquet"
+    rows.to_parquet(path, engine="pyarrow")
+    with pytest.raises(KeyError, match="weights_column: column 'nope' not found"):
+        xslide.bin_stats(path, *ARGS, weights="nope")
+
+
 def test_the_grid_grows_when_a_batch_brings_new_bins(rows):
     ordered = rows.sort_values(list(DIMS[:3]), kind="stable")
     memory = xslide.bin_stats(ordered, *ARGS, reference=REFERENCE)

@@ -20,6 +20,22 @@ from .stats import FIRST_MOMENT
 from .window import MomentLayout, Window, neighbor_sums
 
 
+def _chunk_sizes(n: int, size: int, w: int) -> tuple[int, ...]:
+    """Chunks of about ``size`` bins along a dim of ``n``, none thinner than the halo ``w``
+    (dask would re-split them, and the blocks would not know their place): a short remainder
+    joins the last chunk. One chunk when it would hold the whole dim."""
+    size = max(int(size), w, 1)
+    if size >= n:
+        return (n,)
+    full, rest = divmod(n, size)
+    parts = [size] * full
+    if rest and rest < w:
+        parts[-1] += rest
+    elif rest:
+        parts.append(rest)
+    return tuple(parts)
+
+
 def chunked_windowed(
     sums: np.ndarray,
     rows: np.ndarray,
@@ -49,12 +65,15 @@ def chunked_windowed(
     _ = window.tables  # checks the whole window: a periodic window wider than its dim fails
     shape, half, modes = window.shape, window.half, window.modes
     n_dims, n_targets = len(shape), sums.shape[1]
-    sizes = tuple(max(int(c), w, 1) for c, w in zip(chunks, half, strict=True))
+    sizes = tuple(_chunk_sizes(n, c, w) for n, c, w in zip(shape, chunks, half, strict=True))
     x = da.from_array(sums.reshape(*shape, *sums.shape[1:]), chunks=(*sizes, -1, -1))
     # rows carry two trailing unit axes so that map_blocks pairs the blocks dim by dim
     r = da.from_array(rows.reshape(*shape, 1, 1).astype(np.int64), chunks=(*sizes, 1, 1))
-    depth = {**{d: half[d] for d in range(n_dims)}, n_dims: 0, n_dims + 1: 0}
-    boundary = {d: "periodic" if modes[d] == "periodic" else "none" for d in range(n_dims)}
+    # a dim in one chunk needs no halo: its neighbor tables see the whole dim (wrapped too)
+    halo = [half[d] if len(sizes[d]) > 1 else 0 for d in range(n_dims)]
+    depth = {**dict(enumerate(halo)), n_dims: 0, n_dims + 1: 0}
+    boundary = {d: "periodic" if modes[d] == "periodic" and halo[d] else "none"
+                for d in range(n_dims)}  # fmt: skip
     boundary.update({n_dims: "none", n_dims + 1: "none"})
     xo = da.overlap.overlap(x, depth=depth, boundary=boundary)
     ro = da.overlap.overlap(r, depth=depth, boundary=boundary)
@@ -66,7 +85,7 @@ def chunked_windowed(
         local_shape = rb.shape[:n_dims]
         origin = tuple(
             int(starts[d][block_id[d]])
-            - (half[d] if modes[d] == "periodic" or block_id[d] > 0 else 0)
+            - (halo[d] if modes[d] == "periodic" or block_id[d] > 0 else 0)
             for d in range(n_dims)
         )
         local = Window(local_shape, half, modes, window.weights, origin, shape)

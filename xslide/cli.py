@@ -23,7 +23,7 @@ import pandas as pd
 from .demo import demo
 from .errors import InvalidWindowSpec
 from .expressions import ExpressionError, check, check_formula, evaluate
-from .io import BATCH_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+from .io import CHUNK_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
 from .parallel import progress_bar
 
@@ -347,8 +347,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-rows",
         type=_positive_int,
-        default=BATCH_ROWS,
-        help=f"rows per streamed batch ({BATCH_ROWS})",
+        default=CHUNK_ROWS,
+        help=f"rows per streamed batch ({CHUNK_ROWS})",
     )
     p.add_argument(
         "--scheduler", help="dask scheduler address (tcp://...): statistics on that cluster"
@@ -444,7 +444,9 @@ def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[s
     selection_columns = check(args.selection) if args.selection is not None else []
     formula_columns = check_formula(args.formula) if args.formula is not None else []
     try:
-        build_options(_fit_keywords(args), Input(kind))
+        with warnings.catch_warnings():  # xslide.fit warns again when it runs
+            warnings.simplefilter("ignore")
+            build_options(_fit_keywords(args), Input(kind))
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     return selection_columns, formula_columns

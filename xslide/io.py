@@ -38,7 +38,7 @@ from .result import column_safe
 from .solve import NOT_A_CENTER
 
 #: rows per batch when streaming (the same as xslide's own parquet streaming)
-BATCH_ROWS = 1 << 18
+CHUNK_ROWS = 1 << 18
 ROW_SUFFIXES = (".parquet", ".pq", ".csv", ".root")
 FIT_SUFFIXES = (".nc", ".zarr", ".parquet", ".root")
 ROWS_OUT_SUFFIXES = (".parquet", ".csv", ".root")
@@ -68,8 +68,11 @@ def _refuse_pickle(name: str) -> None:
         )
 
 
-def parse_source(path_or_spec: str | Path) -> Source:
-    """Parse an input path (``rows.parquet``, ``rows.csv``, ``file.root:tree``) by suffix."""
+def parse_source(path_or_spec: str | Path, default: str | None = None) -> Source:
+    """Parse an input path (``rows.parquet``, ``rows.csv``, ``file.root:tree``) by suffix.
+
+    ``default``: the format of a path whose suffix says none (else it is refused).
+    """
     text = str(path_or_spec)
     tree = None
     if ":" in text and not text.lower().endswith(ROW_SUFFIXES + _CSV_COMPRESSED):
@@ -84,6 +87,8 @@ def parse_source(path_or_spec: str | Path) -> Source:
         return Source(Path(text), "csv")
     if lower.endswith(".root"):
         return Source(Path(text), "root", tree)
+    if default is not None:
+        return Source(Path(text), default)
     raise ValueError(
         f"{text}: unknown input format; expected a suffix among "
         f"{[*ROW_SUFFIXES, *_CSV_COMPRESSED]} ('file.root:tree' for ROOT)"
@@ -167,9 +172,9 @@ def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) ->
 
 
 def iter_batches(
-    paths: str | Path | Iterable[str | Path],
+    paths: str | Path | Source | Iterable[str | Path | Source],
     columns: Sequence[str] | None = None,
-    chunk_rows: int = BATCH_ROWS,
+    chunk_rows: int = CHUNK_ROWS,
     *,
     arrow: bool = False,
 ) -> Iterator:
@@ -177,7 +182,8 @@ def iter_batches(
 
     Parameters
     ----------
-    paths : one input or several, chained in order (parquet, CSV, ``file.root:tree``).
+    paths : one input or several, chained in order (parquet, CSV, ``file.root:tree``, or a
+        parsed ``Source``).
     columns : the columns to read (all when None); checked against every input first.
     chunk_rows : rows per batch (parquet batches never span row groups, so may be smaller).
     arrow : yield parquet batches as ``pyarrow.RecordBatch`` (no conversion to pandas).
@@ -186,11 +192,11 @@ def iter_batches(
     ------
     pandas.DataFrame (or pyarrow.RecordBatch for parquet with ``arrow=True``).
     """
-    if isinstance(paths, str | Path):
+    if isinstance(paths, str | Path | Source):
         paths = [paths]
     if int(chunk_rows) < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    sources = [parse_source(p) for p in paths]
+    sources = [p if isinstance(p, Source) else parse_source(p) for p in paths]
     checked = [_check_columns(s, columns) for s in sources]  # fail before the first batch
     for source, names in zip(sources, checked, strict=True):
         _exists(source)

@@ -324,10 +324,13 @@ def check_progress(progress) -> bool | None:
     return progress
 
 
-def check_max_bins(max_bins) -> int:
-    if not _is_int(max_bins) or max_bins < 1:
-        raise ValueError(f"max_bins must be a positive integer, got {max_bins!r}")
-    return int(max_bins)
+def check_max_bins(max_bins) -> int | float:
+    """The most bins a dense grid may have: a positive number (``1e8`` reads well)."""
+    if isinstance(max_bins, bool) or not isinstance(max_bins, int | float | np.number):
+        raise TypeError(f"max_bins must be a positive number, got {max_bins!r}")
+    if not max_bins >= 1:  # NaN too
+        raise ValueError(f"max_bins must be >= 1, got {max_bins!r}")
+    return int(max_bins) if _is_int(max_bins) else float(max_bins)
 
 
 def check_binning_formulas(formulas) -> dict[str, str]:
@@ -420,9 +423,16 @@ def _keywords(keywords: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return {**DEFAULTS, **given}, fitter_options
 
 
+def _given(name: str, value) -> bool:
+    """Whether a row keyword was given (an empty predictor list is the default's spelling)."""
+    if name == "predictors" and isinstance(value, list | tuple) and not value:
+        return False
+    return value is not None
+
+
 def _refuse_row_keywords(kw: dict[str, Any]) -> None:
     """A statistics Dataset has no rows left for the row options to act on."""
-    given = [k for k in ROW_KEYWORDS if kw[k] not in (None, ())]
+    given = [k for k in ROW_KEYWORDS if _given(k, kw[k])]
     if given:
         raise TypeError(
             f"{given} act on rows, but data is a statistics Dataset whose rows are already "
@@ -496,8 +506,14 @@ def _split_dims(split_by: list[str], dims: tuple[str, ...], kw: dict, source: In
     return dims
 
 
-def build_read_spec(keywords: Mapping[str, Any], formula: ParsedFormula | None = None) -> ReadSpec:
-    """The reader's options (``bin_stats`` and the row part of ``fit``)."""
+def build_read_spec(
+    keywords: Mapping[str, Any], formula: ParsedFormula | None = None, reads_rows: bool = True
+) -> ReadSpec:
+    """The reader's options (``bin_stats`` and the row part of ``fit``).
+
+    ``reads_rows`` False (statistics in): the backend is checked but not resolved, so no
+    warning speaks of a row pass that will not happen.
+    """
     kw = {**DEFAULTS, **keywords}
     dims, targets, predictors = check_columns(kw["dims"], kw["targets"], kw["predictors"])
     weights, reference = kw["weights"], kw["reference"]
@@ -505,10 +521,12 @@ def build_read_spec(keywords: Mapping[str, Any], formula: ParsedFormula | None =
         raise TypeError(f"weights_column must be a column name, got {weights!r}")
     if reference is not None and not isinstance(reference, Mapping):
         raise TypeError(f"reference must be a dict {{column: value}}, got {reference!r}")
+    backend = kw["backend"]
+    backend = resolve_backend(backend) if reads_rows else check_choice(backend, "backend", BACKENDS)
     return ReadSpec(
         dims, targets, predictors, weights, kw["selection"], check_extent(kw["extent"], dims),
-        check_max_bins(kw["max_bins"]), resolve_backend(kw["backend"]),
-        None if reference is None else dict(reference), formula,
+        check_max_bins(kw["max_bins"]), backend, None if reference is None else dict(reference),
+        formula,
     )  # fmt: skip
 
 
@@ -568,7 +586,8 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
     read = build_read_spec({**kw, "dims": dims, "targets": targets,
-                            "predictors": model.predictors}, model.formula)  # fmt: skip
+                            "predictors": model.predictors}, model.formula,
+                           reads_rows=source.kind != "stats")  # fmt: skip
     return FitOptions(
         read=read,
         **windowing,

@@ -32,7 +32,7 @@ from .binning import binning_of
 from .design import Design, RowTable, build_design
 from .errors import EmptyGridError
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
-from .io import BATCH_ROWS, iter_batches
+from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
 from .options import Input, ReadSpec
 from .result import dataset_to_stats, is_stats_dataset
 from .rows import RowAccess
@@ -193,12 +193,16 @@ def _columns_of(batch) -> dict:
 def _batches(source, spec: ReadSpec) -> Iterator:
     """The batches of a stream as tables ``RowTable`` reads."""
     if isinstance(source, str | Path):
+        path = parse_source(source, default="parquet")  # no suffix: parquet, as ever
         columns = None
         if spec.formula is None:  # a formula may use any column
             columns = [*spec.dims, *spec.targets, *spec.predictors]
             columns += [c for c in (spec.weights, spec.selection) if isinstance(c, str)]
+            # a missing column is refused by the table, naming its role (e.g. weights_column)
+            known = set(available_columns(path))
+            columns = [c for c in dict.fromkeys(columns) if c in known]
         # pre_buffer is off there: reading ahead would keep column chunks alive
-        for batch in iter_batches(source, columns, BATCH_ROWS, arrow=True):
+        for batch in iter_batches(path, columns, CHUNK_ROWS, arrow=True):
             yield batch if isinstance(batch, pd.DataFrame) else _columns_of(batch)
         return
     for batch in source:
