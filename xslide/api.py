@@ -86,10 +86,18 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     [2.0, 2.0, 2.0, 2.0, 2.0]
     """
     spec = build_read_spec(
-        {"dims": dims, "targets": targets, "predictors": predictors, "weights": weights,
-         "selection": selection, "extent": extent, "backend": backend, "max_bins": max_bins,
-         "reference": reference}
-    )  # fmt: skip
+        {
+            "dims": dims,
+            "targets": targets,
+            "predictors": predictors,
+            "weights": weights,
+            "selection": selection,
+            "extent": extent,
+            "backend": backend,
+            "max_bins": max_bins,
+            "reference": reference,
+        }
+    )
     stats, _ = sources.read(data, spec)
     return stats_to_dataset(stats)
 

@@ -181,9 +181,15 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
 
     def fit(aggregation, **options):
         return xslide.make_sliding_window_fit(
-            df, dims, window, TARGETS, PREDICTORS, aggregation_functions=aggregation,
-            **window_options, **options,
-        )  # fmt: skip
+            df,
+            dims,
+            window,
+            TARGETS,
+            PREDICTORS,
+            aggregation_functions=aggregation,
+            **window_options,
+            **options,
+        )
 
     t0 = time.perf_counter()
     fit(None)  # compiles (or loads from the numba disk cache) every kernel
@@ -340,10 +346,16 @@ def run_raw(name: str, fitter: str, n_jobs: int, scale: float = 1.0) -> dict:
 
     def fit(jobs: int):
         return xslide.make_sliding_window_fit(
-            df, dims, window, TARGETS, PREDICTORS, fitter=fitter,
-            aggregation_functions=aggregation, partition_strategy={"n_jobs": jobs},
+            df,
+            dims,
+            window,
+            TARGETS,
+            PREDICTORS,
+            fitter=fitter,
+            aggregation_functions=aggregation,
+            partition_strategy={"n_jobs": jobs},
             progress=False,
-        )  # fmt: skip
+        )
 
     t_serial, out = _time(lambda: fit(1), 1)
     t_parallel, _ = _time(lambda: fit(n_jobs), 1)
@@ -457,9 +469,10 @@ def _run_scenario(name: str, args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m xslide.bench", description=__doc__,
+        prog="python -m xslide.bench",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("scenario", choices=[*SCENARIOS, "large", "all"])
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows")

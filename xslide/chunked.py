@@ -36,7 +36,7 @@ def _chunk_sizes(n: int, size: int, w: int) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def chunked_windowed(
+def chunked_windowed_sums(
     sums: np.ndarray,
     rows: np.ndarray,
     window: Window,
@@ -52,7 +52,7 @@ def chunked_windowed(
     sums, rows : per-bin packed statistics (n_bins, t, n_stats) and rows per bin.
     window : the window on the whole grid.
     centers : (m,) flat ids of the window centers.
-    layout, solve : the moments to sum, and their solve (see ``window.windowed``).
+    layout, solve : the moments to sum, and their solve (see ``window.windowed_sums``).
     chunks : chunk size per bin dim (raised to the half-width where smaller: a halo cannot
         be deeper than a chunk).
 
@@ -72,8 +72,9 @@ def chunked_windowed(
     # a dim in one chunk needs no halo: its neighbor tables see the whole dim (wrapped too)
     halo = [half[d] if len(sizes[d]) > 1 else 0 for d in range(n_dims)]
     depth = {**dict(enumerate(halo)), n_dims: 0, n_dims + 1: 0}
-    boundary = {d: "periodic" if modes[d] == "periodic" and halo[d] else "none"
-                for d in range(n_dims)}  # fmt: skip
+    boundary = {
+        d: "periodic" if modes[d] == "periodic" and halo[d] else "none" for d in range(n_dims)
+    }
     boundary.update({n_dims: "none", n_dims + 1: "none"})
     xo = da.overlap.overlap(x, depth=depth, boundary=boundary)
     ro = da.overlap.overlap(r, depth=depth, boundary=boundary)
@@ -91,9 +92,12 @@ def chunked_windowed(
         local = Window(local_shape, half, modes, window.weights, origin, shape)
         cells = np.arange(rb.size)  # every cell of the padded block (the halo is trimmed)
         block_sums, n_rows, n_bins = neighbor_sums(
-            local, cells, np.ascontiguousarray(xb.reshape(rb.size, n_targets, -1)),
-            rb.reshape(-1), layout,
-        )  # fmt: skip
+            local,
+            cells,
+            np.ascontiguousarray(xb.reshape(rb.size, n_targets, -1)),
+            rb.reshape(-1),
+            layout,
+        )
         out = np.empty((rb.size, n_targets, width))
         out[..., :-2] = solve(block_sums).pack()
         out[..., -2] = n_rows[:, None]

@@ -403,7 +403,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="progress bars (default: when stderr is a terminal)",
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 # ---- fit ----
@@ -632,8 +632,9 @@ def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns)
         return _dask_frame(args, columns, selection_columns)
     if len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
         return str(args.inputs[0].path), None  # xslide streams it by row group itself
-    data = _stream(args.inputs, columns, args.chunk_rows, args.selection,
-                   selection_columns, args.progress)  # fmt: skip
+    data = _stream(
+        args.inputs, columns, args.chunk_rows, args.selection, selection_columns, args.progress
+    )
     return data, None if args.selection is None else SELECTION_COLUMN
 
 

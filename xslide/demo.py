@@ -63,50 +63,61 @@ def demo(args: argparse.Namespace) -> int:
     window = {"rBin": 1, "y2xBin": 1, "z2xBin": 1}
     started = time.perf_counter()
     fit = xslide.fit(
-        binned, dims, list(TARGETS), ["qpt"], window,
-        trend=1, n_sigma_cut=3.0, min_entries=args.min_entries,
-    )  # fmt: skip
+        binned,
+        dims,
+        list(TARGETS),
+        ["qpt"],
+        window,
+        trend=1,
+        n_sigma_cut=3.0,
+        min_entries=args.min_entries,
+    )
     elapsed = time.perf_counter() - started
     out = args.out
     fit.to_netcdf(f"{out}.nc")
     truth = true_field(
         fit.r_center, fit.y2x_center, fit.z2x_center, fit.sector.astype(float)
     )  # at every bin center
-    print(f"xslide {xslide.__version__} demo: {len(rows):,} rows, window {window}, trend=1, "
-          "n_sigma_cut=3")  # fmt: skip
+    print(
+        f"xslide {xslide.__version__} demo: {len(rows):,} rows, window {window}, trend=1, "
+        "n_sigma_cut=3"
+    )
     n_fitted = int((fit.quality_flag == 0).all("target").sum())
-    print(f"fitted {n_fitted:,} of {fit.quality_flag.isel(target=0).size:,} bins in "
-          f"{elapsed:.2f} s (first call includes the numba compile); wrote {out}.nc")  # fmt: skip
-    lines = []
-    for target in TARGETS:
-        local = fit.coef.sel(target=target, term="Intercept")
-        diff = (local - truth[target]).values
-        lines.append(
-            {
-                "target": target,
-                "rms(fit - truth) [cm]": float(np.sqrt(np.nanmean(diff**2))),
-                "noise per row [cm]": NOISE,
-                "median stderr [cm]": float(
-                    fit.stderr.sel(target=target, term="Intercept").median()
-                ),
-                "outliers rejected [%]": float(
-                    100
-                    * fit.n_rejected.sel(target=target).sum()
-                    / fit.entries.sel(target=target).sum()
-                ),
-            }
-        )
+    print(
+        f"fitted {n_fitted:,} of {fit.quality_flag.isel(target=0).size:,} bins in "
+        f"{elapsed:.2f} s (first call includes the numba compile); wrote {out}.nc"
+    )
+    lines = [_summary(fit, truth, target) for target in TARGETS]
     print(pd.DataFrame(lines).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _write_maps(fit, out)
+    return 0
+
+
+def _summary(fit, truth, target: str) -> dict:
+    """One line of the demo's table: how close the local values come to the truth."""
+    local = fit.coef.sel(target=target, term="Intercept")
+    diff = (local - truth[target]).values
+    rejected = fit.n_rejected.sel(target=target).sum() / fit.entries.sel(target=target).sum()
+    return {
+        "target": target,
+        "rms(fit - truth) [cm]": float(np.sqrt(np.nanmean(diff**2))),
+        "noise per row [cm]": NOISE,
+        "median stderr [cm]": float(fit.stderr.sel(target=target, term="Intercept").median()),
+        "outliers rejected [%]": float(100 * rejected),
+    }
+
+
+def _write_maps(fit, out: str) -> None:
+    """The PNG maps of the local values (when matplotlib is installed)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
     except ImportError:
         print("maps skipped: pip install 'xslide[plot]' for the PNG maps")
-        return 0
+        return
     for target in TARGETS:
         ax = fit.slidewin.plot_map("coef", target, "Intercept", z2xBin=2, sector=0)
         ax.figure.savefig(f"{out}-{target}.png", dpi=100)
         matplotlib.pyplot.close(ax.figure)
     print(f"wrote {out}-dX.png, {out}-dY.png, {out}-dZ.png (r vs y/x at z2xBin=2, sector 0)")
-    return 0

@@ -134,9 +134,10 @@ class _Checker(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if self.numpy_attribute(node) not in CONSTANTS:
             raise self.refuse(
-                node, f"only np.<function>(...) calls and np.{{{', '.join(CONSTANTS)}}} "
+                node,
+                f"only np.<function>(...) calls and np.{{{', '.join(CONSTANTS)}}} "
                 "may use attribute access",
-            )  # fmt: skip
+            )
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if type(node.op) not in _BINARY:

@@ -170,10 +170,13 @@ class RawFitResult:
         """NaN results for windows of the given status, none fitted yet."""
         m, n_targets = status.shape
         return cls(
-            np.full((m, n_targets, p), np.nan), np.full((m, n_targets, p), np.nan),
-            np.full((m, n_targets, p, p), np.nan), np.full((m, n_targets), np.nan),
-            np.full((m, n_targets), np.nan), status.copy(),
-        )  # fmt: skip
+            np.full((m, n_targets, p), np.nan),
+            np.full((m, n_targets, p), np.nan),
+            np.full((m, n_targets, p, p), np.nan),
+            np.full((m, n_targets), np.nan),
+            np.full((m, n_targets), np.nan),
+            status.copy(),
+        )
 
     def put(self, ids: np.ndarray, part: RawFitResult) -> None:
         """Place the results of the windows ``ids`` and add up their counters."""
@@ -229,10 +232,17 @@ def _halo_work(work: FitWork, ids: np.ndarray) -> FitWork:
     """The work of the centers ``ids`` with just the rows their windows read."""
     local, positions = work.index.halo(work.centers[ids])
     return FitWork(
-        work.fitter, local, work.centers, work.status, work.xs[:, positions],
-        work.ys[:, positions], None if work.ws is None else work.ws[positions],
-        work.trend_dims, work.intercept, work.terms,
-    )  # fmt: skip
+        work.fitter,
+        local,
+        work.centers,
+        work.status,
+        work.xs[:, positions],
+        work.ys[:, positions],
+        None if work.ws is None else work.ws[positions],
+        work.trend_dims,
+        work.intercept,
+        work.terms,
+    )
 
 
 def _warn_duration(work: FitWork, todo: np.ndarray, parallel: Parallel) -> RawFitResult:

@@ -78,10 +78,27 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
     }
 )
 # the keywords that act on rows; a statistics Dataset has none left to act on
-ROW_KEYWORDS = ("dims", "targets", "predictors", "formula", "weights", "selection", "extent",
-                "reference")  # fmt: skip
-READ_KEYWORDS = ("dims", "targets", "predictors", "weights", "selection", "extent", "backend",
-                 "max_bins", "reference")  # fmt: skip
+ROW_KEYWORDS = (
+    "dims",
+    "targets",
+    "predictors",
+    "formula",
+    "weights",
+    "selection",
+    "extent",
+    "reference",
+)
+READ_KEYWORDS = (
+    "dims",
+    "targets",
+    "predictors",
+    "weights",
+    "selection",
+    "extent",
+    "backend",
+    "max_bins",
+    "reference",
+)
 
 
 class Input(NamedTuple):
@@ -399,9 +416,12 @@ def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> tuple[str, An
                 "kernel_width applies to the gaussian, epanechnikov and linear kernels"
             )
         widths = per_dim(
-            {} if kernel_width is None else kernel_width, dims, "kernel_width",
-            _positive_number, default=lambda d: float(max(half[d], 1)),
-        )  # fmt: skip
+            {} if kernel_width is None else kernel_width,
+            dims,
+            "kernel_width",
+            _positive_number,
+            default=lambda d: float(max(half[d], 1)),
+        )
         return kernel, kernel, list(widths.values())
     if kernel_width is not None:
         raise ValueError("kernel_width applies to the named kernels, not to a callable or array")
@@ -524,16 +544,30 @@ def build_read_spec(
     backend = kw["backend"]
     backend = resolve_backend(backend) if reads_rows else check_choice(backend, "backend", BACKENDS)
     return ReadSpec(
-        dims, targets, predictors, weights, kw["selection"], check_extent(kw["extent"], dims),
-        check_max_bins(kw["max_bins"]), backend, None if reference is None else dict(reference),
+        dims,
+        targets,
+        predictors,
+        weights,
+        kw["selection"],
+        check_extent(kw["extent"], dims),
+        check_max_bins(kw["max_bins"]),
+        backend,
+        None if reference is None else dict(reference),
         formula,
-    )  # fmt: skip
+    )
 
 
 def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
     """Half-widths, boundaries, kernel and chunks per dim."""
-    half = per_dim(kw["window"] or {}, dims, "window_spec", _half_width, default=lambda d: 0,
-                   scalar=False, error=InvalidWindowSpec)  # fmt: skip
+    half = per_dim(
+        kw["window"] or {},
+        dims,
+        "window_spec",
+        _half_width,
+        default=lambda d: 0,
+        scalar=False,
+        error=InvalidWindowSpec,
+    )
     boundary = per_dim(kw["boundary"], dims, "boundary", _boundary_mode, lambda d: "truncate")
     name, kernel, widths = check_kernel(kw["kernel"], kw["kernel_width"], half)
     from .window import kernel_weights  # the profiles are the window's business
@@ -585,9 +619,11 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
             "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
-    read = build_read_spec({**kw, "dims": dims, "targets": targets,
-                            "predictors": model.predictors}, model.formula,
-                           reads_rows=source.kind != "stats")  # fmt: skip
+    read = build_read_spec(
+        {**kw, "dims": dims, "targets": targets, "predictors": model.predictors},
+        model.formula,
+        reads_rows=source.kind != "stats",
+    )
     return FitOptions(
         read=read,
         **windowing,

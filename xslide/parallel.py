@@ -59,9 +59,11 @@ class Parallel:
                 bar.update(block.size)
         elif self.n_jobs > 1:
             with ProcessPoolExecutor(
-                self.n_jobs, mp_context=_mp_context(), initializer=_init_worker,
+                self.n_jobs,
+                mp_context=_mp_context(),
+                initializer=_init_worker,
                 initargs=(func, work),
-            ) as pool:  # fmt: skip
+            ) as pool:
                 for result, block in zip(pool.map(_in_worker, blocks), blocks, strict=True):
                     yield result
                     bar.update(block.size)

@@ -8,7 +8,7 @@ made and returns new values:
 3. ``_clip``: the robust refit without outliers (``n_sigma_cut``), from the rows;
 4. ``_raw_fits``: statsmodels glm/rlm or a callable on every window's rows;
 5. ``_median``: the exact window median, from the rows;
-6. ``fit_attrs``: the provenance attrs.
+6. ``result.fit_attrs``: the provenance attrs.
 
 Steps 3-5 reach the rows through the bin index only (``rows.RowAccess``).
 """
@@ -16,8 +16,6 @@ Steps 3-5 reach the rows through the bin index only (``rows.RowAccess``).
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,12 +23,12 @@ import numpy as np
 
 from .fitters import FitWork, fit_windows
 from .options import FitOptions
-from .result import Fit, version
+from .result import Fit, fit_attrs
 from .robust import Clipping, LocalModel, RowColumns, clipped_fit
 from .rows import RowAccess, WindowIndex, window_medians
 from .solve import Solution, solve_in_blocks
 from .stats import BinStats
-from .window import MomentLayout, Window, moment_layout, windowed
+from .window import MomentLayout, Window, moment_layout, windowed_sums
 
 # the fields of a Solution that a refit replaces (the aggregates stay those of all rows)
 FIT_FIELDS = ("coef", "stderr", "r_squared", "rmse", "status", "cov")
@@ -65,10 +63,21 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
         raw = _raw_fits(stats, _need(rows), plan, options, solution.status)
         solution, failures, warned = _refit(solution, raw), raw.failures, raw.warned
     return Fit(
-        stats.grid, plan.terms, stats.targets, plan.centers, solution, n_fitted, n_rejected,
-        _median(stats, rows, plan, options, solution), options.aggregation, n_bins, n_rows,
-        plan.window.volume, fit_attrs(stats, options, failures, warned), stats.binning,
-    )  # fmt: skip
+        stats.grid,
+        plan.terms,
+        stats.targets,
+        plan.centers,
+        solution,
+        n_fitted,
+        n_rejected,
+        _median(stats, rows, plan, options, solution),
+        options.aggregation,
+        n_bins,
+        n_rows,
+        plan.window.volume,
+        fit_attrs(stats, options, failures, warned),
+        stats.binning,
+    )
 
 
 def _need(rows: RowAccess | None) -> RowAccess:
@@ -117,15 +126,21 @@ def _window_and_solve(
     """Windowed statistics at every center, solved in closed form."""
     n_columns = len(stats.columns) + plan.trend_dims.size
     solve = partial(
-        _solve, n_columns=n_columns, x_ref=plan.x_ref, y_ref=stats.y_ref,
-        min_entries=options.min_entries, intercept=stats.intercept,
-    )  # fmt: skip
+        _solve,
+        n_columns=n_columns,
+        x_ref=plan.x_ref,
+        y_ref=stats.y_ref,
+        min_entries=options.min_entries,
+        intercept=stats.intercept,
+    )
     chunks = None
     if options.chunks is not None:
-        chunks = tuple(options.chunks.get(d, n) for d, n in zip(stats.grid.dims, stats.grid.shape,
-                                                                 strict=True))  # fmt: skip
-    return windowed(stats.sums, stats.rows_per_bin, plan.window, plan.centers, plan.layout,
-                    solve, chunks)  # fmt: skip
+        chunks = tuple(
+            options.chunks.get(d, n) for d, n in zip(stats.grid.dims, stats.grid.shape, strict=True)
+        )
+    return windowed_sums(
+        stats.sums, stats.rows_per_bin, plan.window, plan.centers, plan.layout, solve, chunks
+    )
 
 
 def _solve(sums, *, n_columns, x_ref, y_ref, min_entries, intercept) -> Solution:
@@ -138,13 +153,20 @@ def _clip(
     """The fit of every window after iterative outlier rejection."""
     index = WindowIndex(plan.window, rows.offsets)
     ws = rows.ws
-    columns = RowColumns(rows.offsets, rows.xs, rows.ys, np.ones(1) if ws is None else ws,
-                         ws is not None, ws is not None or index.weighted)  # fmt: skip
+    columns = RowColumns(
+        rows.offsets,
+        rows.xs,
+        rows.ys,
+        np.ones(1) if ws is None else ws,
+        ws is not None,
+        ws is not None or index.weighted,
+    )
     model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
     clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
     max_count = int(solution.entries.max(initial=0))
-    clipped, _ = clipped_fit(plan.centers, index, columns, model, clipping, max_count,
-                             stats.backend)  # fmt: skip
+    clipped, _ = clipped_fit(
+        plan.centers, index, columns, model, clipping, max_count, stats.backend
+    )
     return clipped
 
 
@@ -153,9 +175,17 @@ def _raw_fits(
 ):
     """statsmodels glm/rlm or the user's callable on the rows of every window still OK."""
     work = FitWork(
-        options.raw_fitter, WindowIndex(plan.window, rows.offsets), plan.centers, status,
-        rows.xs, rows.ys, rows.ws, plan.trend_dims, stats.intercept, plan.terms,
-    )  # fmt: skip
+        options.raw_fitter,
+        WindowIndex(plan.window, rows.offsets),
+        plan.centers,
+        status,
+        rows.xs,
+        rows.ys,
+        rows.ws,
+        plan.trend_dims,
+        stats.intercept,
+        plan.terms,
+    )
     return fit_windows(work, options.parallel, options.progress)
 
 
@@ -170,35 +200,11 @@ def _median(
     max_count = int(solution.entries[:, wanted].max(initial=0))
     median = np.full((plan.centers.size, len(stats.targets)), np.nan)
     median[:, wanted] = window_medians(
-        plan.centers, WindowIndex(plan.window, rows.offsets), rows.ys[wanted], max_count,
-        stats.backend, options.parallel,
-    )  # fmt: skip
+        plan.centers,
+        WindowIndex(plan.window, rows.offsets),
+        rows.ys[wanted],
+        max_count,
+        stats.backend,
+        options.parallel,
+    )
     return median
-
-
-def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
-    """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
-    binning = {d: record["formula"] for d, record in stats.binning.items()}
-    clipping = options.n_sigma_cut is not None
-    return {
-        "xslide_version": version("xslide"),
-        "statsmodels_version": version("statsmodels"),
-        "window_spec_json": json.dumps(dict(options.window)),
-        # the user's own words win over the digitize records
-        "binning_formulas_json": json.dumps({**binning, **options.binning_formulas}),
-        "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
-        "kernel": options.kernel,
-        "trend": options.trend,
-        "centers": options.centers,
-        "min_entries": options.min_entries,
-        "backend_used": stats.backend,
-        "fitter_used": options.fitter,
-        "n_sigma_cut": options.n_sigma_cut if clipping else "none",
-        "max_iter": options.max_iter if clipping else "none",
-        "weights_column": stats.weights or "",
-        **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
-        "n_rows_invalid_json": json.dumps(stats.counts["n_rows_invalid"]),
-        "fit_failures_json": json.dumps(dict(failures)),
-        "fit_warnings_json": json.dumps(dict(warned)),
-        "formula": options.formula,
-    }

@@ -131,8 +131,9 @@ def _models(fit: xr.Dataset, targets, dims, terms, trend) -> _Models:
         [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))], dtype=np.int64
     )
     trend_dims = np.array([dims.index(t[2:]) for t in trend], dtype=np.int64)
-    return _Models(np.asarray(shape, dtype=np.int64), strides, coef, cov, usable,
-                   nearest_valid, trend_dims)  # fmt: skip
+    return _Models(
+        np.asarray(shape, dtype=np.int64), strides, coef, cov, usable, nearest_valid, trend_dims
+    )
 
 
 @njit(cache=True)
@@ -291,9 +292,14 @@ def predict(
     sub_flags = np.zeros(rows_in.size, dtype=np.int64)
     mode = _Mode(method == "linear", bounds == "clamp", invalid == "nearest_valid")
     _predict_rows(
-        np.ascontiguousarray(positions[rows_in]), np.ascontiguousarray(design[rows_in]),
-        models, mode, sub_pred, sub_err, sub_flags,
-    )  # fmt: skip
+        np.ascontiguousarray(positions[rows_in]),
+        np.ascontiguousarray(design[rows_in]),
+        models,
+        mode,
+        sub_pred,
+        sub_err,
+        sub_flags,
+    )
     pred[rows_in], err[rows_in], flags[rows_in] = sub_pred, sub_err, sub_flags
     columns = {f"{t}_pred": pred[:, k] for k, t in enumerate(targets)}
     if return_error:

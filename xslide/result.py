@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from .solve import (
     Solution,
 )
 from .stats import COUNT, COUNT_POSITIVE, SUM_W2, BinStats, moment_index, n_stats
+
+if TYPE_CHECKING:
+    from .options import FitOptions
 
 STATS_KIND = "xslide.stats"
 ROW_COUNTS = ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent")
@@ -87,8 +91,12 @@ def _fit_variables(fit: Fit) -> dict[str, tuple]:
         return dims, _dense(fit, values, fill).reshape(grid.shape)
 
     wanted = {a for names in fit.aggregation.values() for a in names}
-    aggregates = {"mean": (sol.mean, np.nan), "std": (sol.std, np.nan),
-                  "median": (fit.median, np.nan), "entries": (sol.entries, 0)}  # fmt: skip
+    aggregates = {
+        "mean": (sol.mean, np.nan),
+        "std": (sol.std, np.nan),
+        "median": (fit.median, np.nan),
+        "entries": (sol.entries, 0),
+    }
     return {
         "coef": per_term(sol.coef),
         "stderr": per_term(sol.stderr),
@@ -196,6 +204,34 @@ def to_frame(fit: Fit) -> pd.DataFrame:
     return frame
 
 
+def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
+    """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
+    binning = {d: record["formula"] for d, record in stats.binning.items()}
+    clipping = options.n_sigma_cut is not None
+    return {
+        "xslide_version": version("xslide"),
+        "statsmodels_version": version("statsmodels"),
+        "window_spec_json": json.dumps(dict(options.window)),
+        # the user's own words win over the digitize records
+        "binning_formulas_json": json.dumps({**binning, **options.binning_formulas}),
+        "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
+        "kernel": options.kernel,
+        "trend": options.trend,
+        "centers": options.centers,
+        "min_entries": options.min_entries,
+        "backend_used": stats.backend,
+        "fitter_used": options.fitter,
+        "n_sigma_cut": options.n_sigma_cut if clipping else "none",
+        "max_iter": options.max_iter if clipping else "none",
+        "weights_column": stats.weights or "",
+        **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
+        "n_rows_invalid_json": json.dumps(stats.counts["n_rows_invalid"]),
+        "fit_failures_json": json.dumps(dict(failures)),
+        "fit_warnings_json": json.dumps(dict(warned)),
+        "formula": options.formula,
+    }
+
+
 # ---- statistics <-> Dataset ----
 
 
@@ -231,8 +267,12 @@ def stats_to_dataset(stats: BinStats) -> xr.Dataset:
         "x_reference": ("term", np.concatenate([[0.0], stats.x_ref])),
         "y_reference": ("target", stats.y_ref),
     }
-    coords = {**grid.coords(), "target": list(stats.targets), "term": list(stats.columns),
-              "term_": list(stats.columns)}  # fmt: skip
+    coords = {
+        **grid.coords(),
+        "target": list(stats.targets),
+        "term": list(stats.columns),
+        "term_": list(stats.columns),
+    }
     attrs = {
         "xslide_kind": STATS_KIND,
         "binning_json": json.dumps(stats.binning),
@@ -276,11 +316,16 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
     return BinStats(
-        grid, terms, targets, sums.reshape(grid.size, len(targets), -1),
+        grid,
+        terms,
+        targets,
+        sums.reshape(grid.size, len(targets), -1),
         ds["rows"].transpose(*grid.dims).values.reshape(-1),
         ds["x_reference"].values[1:].astype(np.float64),
-        ds["y_reference"].values.astype(np.float64), counts,
-        str(ds.attrs.get("backend_used", "numpy")), str(ds.attrs.get("weights_column", "")) or None,
+        ds["y_reference"].values.astype(np.float64),
+        counts,
+        str(ds.attrs.get("backend_used", "numpy")),
+        str(ds.attrs.get("weights_column", "")) or None,
         intercept=bool(ds.attrs.get("intercept", 1)),
         binning=json.loads(ds.attrs.get("binning_json", "{}")),
-    )  # fmt: skip
+    )

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._numba import njit, num_threads, prange
+from ._numba import njit, num_threads, prange, python
 from .design import Design
 from .grid import bin_index
 from .parallel import Parallel, split
@@ -239,7 +239,9 @@ class WindowIndex:
 
     def entries(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Neighbor bins, kernel weights and per-dim offsets of the window around ``center``."""
-        buffers = entry_buffers(self.tables)
+        # the plain-Python allocation: compiled code returning fresh arrays to Python fails in
+        # some dask worker processes (numba: 'NRT_adapt_ndarray_to_python', 'descr' is NULL)
+        buffers = python(entry_buffers)(self.tables)
         n = window_entries(center, self.tables, buffers)
         _, _, bins, weights, offsets = buffers
         return bins[:n], weights[:n], offsets[:n]

@@ -157,14 +157,24 @@ def solve(
         cov_beta = sigma2[..., None, None] * inv_sxx
         se_beta = np.sqrt(np.diagonal(cov_beta, axis1=-2, axis2=-1))
         if intercept:
-            coef, stderr, cov = _with_intercept(target, beta, cov_beta, se_beta, sigma2,
-                                                xbar + x_ref)  # fmt: skip
+            coef, stderr, cov = _with_intercept(
+                target, beta, cov_beta, se_beta, sigma2, xbar + x_ref
+            )
         else:
             coef, stderr, cov = beta, se_beta, cov_beta
         r_squared = np.where(tss > 0, 1.0 - rss / tss, np.nan)
         rmse = np.sqrt(rss / target.sum_w)
-    solution = Solution(count, target.mean, target.std, coef, stderr, r_squared, rmse,
-                        _status(count, singular, min_entries), cov)  # fmt: skip
+    solution = Solution(
+        count,
+        target.mean,
+        target.std,
+        coef,
+        stderr,
+        r_squared,
+        rmse,
+        _status(count, singular, min_entries),
+        cov,
+    )
     return _blank_failed(solution)
 
 

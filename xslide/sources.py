@@ -170,9 +170,19 @@ def _read_memory(data, spec: ReadSpec) -> tuple[BinStats, RowAccess]:
 
 def _bin_stats(grid, design: Design, sums, rows, counts, spec: ReadSpec, binning) -> BinStats:
     return BinStats(
-        grid, design.columns, design.targets, sums, rows, design.x_ref, design.y_ref, counts,
-        spec.backend, spec.weights, intercept=design.intercept, binning=binning or {},
-    )  # fmt: skip
+        grid,
+        design.columns,
+        design.targets,
+        sums,
+        rows,
+        design.x_ref,
+        design.y_ref,
+        counts,
+        spec.backend,
+        spec.weights,
+        intercept=design.intercept,
+        binning=binning or {},
+    )
 
 
 # ---- streams ----
@@ -229,9 +239,11 @@ def _grow(stats: BinStats, new: Grid) -> BinStats:
     sums[where] = stats.sums.reshape((*old.shape, *stats.sums.shape[1:]))
     rows[where] = stats.rows_per_bin.reshape(old.shape)
     return dataclasses.replace(
-        stats, grid=new, sums=sums.reshape(new.size, *stats.sums.shape[1:]),
+        stats,
+        grid=new,
+        sums=sums.reshape(new.size, *stats.sums.shape[1:]),
         rows_per_bin=rows.reshape(-1),
-    )  # fmt: skip
+    )
 
 
 def _union(a: Grid, b: Grid) -> Grid:
@@ -259,8 +271,10 @@ class _Stream:
         self.spec = spec
         self.reference = dict(spec.reference or {})
         self.stats: BinStats | None = None
-        self.counts = dict.fromkeys(("n_rows_input", "n_rows_not_selected",
-                                     "n_rows_without_bin", "n_rows_outside_extent"), 0)  # fmt: skip
+        self.counts = dict.fromkeys(
+            ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent"),
+            0,
+        )
         self.invalid = np.zeros(len(spec.targets), dtype=np.int64)
 
     def add(self, batch) -> None:

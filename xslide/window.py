@@ -169,10 +169,15 @@ class Window:
         """The window as the numba kernels read it."""
         nb_j, nb_o, nb_len = self.tables
         return WindowTables(
-            np.asarray(self.shape, dtype=np.int64), _c_strides(self.shape), nb_j, nb_o, nb_len,
-            np.asarray(self.half, dtype=np.int64), np.ascontiguousarray(self.weights.ravel()),
+            np.asarray(self.shape, dtype=np.int64),
+            _c_strides(self.shape),
+            nb_j,
+            nb_o,
+            nb_len,
+            np.asarray(self.half, dtype=np.int64),
+            np.ascontiguousarray(self.weights.ravel()),
             _c_strides(self.weights.shape),
-        )  # fmt: skip
+        )
 
 
 class WindowTables(NamedTuple):
@@ -362,9 +367,16 @@ def neighbor_sums(
         return out, out_rows, out_bins
     n_chunks = max(1, min(num_threads() * 4, m))
     _neighbor_sums(
-        centers.astype(np.int64), window.kernel_tables, sums, rows.astype(np.int64), layout,
-        n_chunks, out, out_rows, out_bins,
-    )  # fmt: skip
+        centers.astype(np.int64),
+        window.kernel_tables,
+        sums,
+        rows.astype(np.int64),
+        layout,
+        n_chunks,
+        out,
+        out_rows,
+        out_bins,
+    )
     return out, out_rows, out_bins
 
 
@@ -389,7 +401,7 @@ def _box_sums(
     )
 
 
-def windowed(
+def windowed_sums(
     sums: np.ndarray,
     rows: np.ndarray,
     window: Window,
@@ -415,9 +427,9 @@ def windowed(
     solve : windowed statistics (k, t, n_stats') -> their solution.
     """
     if chunks is not None:
-        from .chunked import chunked_windowed
+        from .chunked import chunked_windowed_sums
 
-        return chunked_windowed(sums, rows, window, centers, layout, solve, chunks)
+        return chunked_windowed_sums(sums, rows, window, centers, layout, solve, chunks)
     if layout.trend_dims.size == 0 and window.is_box:
         at_centers, n_rows, n_bins = _box_sums(sums, rows, window, centers)
     else:
