@@ -231,7 +231,7 @@ def test_unknown_column_is_a_data_error(files, tmp_path, capsys):
         (["--window", "rBin=x"], "half-width of 'rBin'"),
         (["--window", "rBin"], "dim=half_width"),
         (["--window", "rBin=-1"], ">= 0"),
-        (["--window", "phiBin=1"], "not bin dims"),
+        (["--window", "phiBin=1"], "--window names ['phiBin'], which are not bin dims"),
         (["--boundary", "rBin=bouncy"], "unknown boundary 'bouncy'"),
         (["--kernel", "triangle"], "invalid choice"),
         (["--aggregations", "mean,mode"], "'mode'"),
@@ -240,7 +240,7 @@ def test_unknown_column_is_a_data_error(files, tmp_path, capsys):
         (["--selection", "open('f')"], "'open' is not allowed"),
         (["--formula", "target ~ qpt + __import__('os').getcwd()"], "attribute access"),
         (["--predictors", "qpt", "--formula", "target ~ qpt"], "not allowed with"),
-        (["--fitter", "wls"], "needs weights"),
+        (["--fitter", "wls"], "needs --weights"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(files, tmp_path, capsys, argv, fragment):

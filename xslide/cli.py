@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import traceback
 import warnings
@@ -434,6 +435,28 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
     }
 
 
+# the keyword names of xslide's messages, as the command line spells them
+_FLAGS = {
+    "group_columns": "--dims",
+    "fit_columns": "--targets",
+    "predictor_columns": "--predictors",
+    "fit_formula": "--formula",
+    "weights_column": "--weights",
+    "window_spec": "--window",
+    "aggregation_functions": "--aggregations",
+    "kernel_width": "--kernel-width",
+    "min_entries": "--min-entries",
+    "n_sigma_cut": "--n-sigma-cut",
+    "max_iter": "--max-iter",
+}
+_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def _in_flags(message: str) -> str:
+    """An options message with the keyword names replaced by the command line's flags."""
+    return _KEYWORD.sub(lambda match: _FLAGS[match.group(1)], message)
+
+
 def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[str]]:
     """Check the options before reading data (exit 2); return the selection and formula
     columns."""
@@ -448,7 +471,7 @@ def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[s
             warnings.simplefilter("ignore")
             build_options(_fit_keywords(args), Input(kind))
     except (ValueError, TypeError) as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(_in_flags(str(err))) from None
     return selection_columns, formula_columns
 
 
