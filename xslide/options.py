@@ -22,6 +22,7 @@ from .fitters import RawFitter, make_fitter
 from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS
 from .parallel import Parallel
+from .window import kernel_weights
 
 Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
 KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
@@ -570,8 +571,6 @@ def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
     )
     boundary = per_dim(kw["boundary"], dims, "boundary", _boundary_mode, lambda d: "truncate")
     name, kernel, widths = check_kernel(kw["kernel"], kw["kernel_width"], half)
-    from .window import kernel_weights  # the profiles are the window's business
-
     chunks = kw["chunks"]
     if chunks is not None:
         if not isinstance(chunks, Mapping):

@@ -63,20 +63,20 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
         raw = _raw_fits(stats, _need(rows), plan, options, solution.status)
         solution, failures, warned = _refit(solution, raw), raw.failures, raw.warned
     return Fit(
-        stats.grid,
-        plan.terms,
-        stats.targets,
-        plan.centers,
-        solution,
-        n_fitted,
-        n_rejected,
-        _median(stats, rows, plan, options, solution),
-        options.aggregation,
-        n_bins,
-        n_rows,
-        plan.window.volume,
-        fit_attrs(stats, options, failures, warned),
-        stats.binning,
+        grid=stats.grid,
+        terms=plan.terms,
+        targets=stats.targets,
+        centers=plan.centers,
+        solution=solution,
+        n_fitted=n_fitted,
+        n_rejected=n_rejected,
+        median=_median(stats, rows, plan, options, solution),
+        aggregation=options.aggregation,
+        n_neighbors_used=n_bins,
+        n_rows_aggregated=n_rows,
+        window_volume=plan.window.volume,
+        attrs=fit_attrs(stats, options, failures, warned),
+        binning=stats.binning,
     )
 
 
