@@ -513,6 +513,15 @@ def test_split_by_refuses_a_window_across_its_column(groups):
         )
 
 
+@pytest.mark.parametrize("column", [PREDICTORS[0], "y"])
+def test_split_by_a_predictor_or_target_is_refused_by_name(column):
+    df = split_rows()
+    with pytest.raises(ValueError, match=rf"bin columns \['{column}'\] cannot also be"):
+        xslide.make_sliding_window_fit(
+            df, ["b"], {}, ["y"], PREDICTORS, partition_strategy={"split_by": [column]}
+        )
+
+
 # --- missing statsmodels -------------------------------------------------------------------------
 
 
