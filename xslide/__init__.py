@@ -25,7 +25,13 @@ from . import accessor as _accessor  # noqa: F401  (registers Dataset.slidewin)
 from .api import bin_stats, combine_stats, fit
 from .binning import digitize
 from .compat import make_sliding_window_fit
-from .errors import InvalidWindowSpec, PerformanceWarning
+from .errors import (
+    EmptyGridError,
+    InvalidInputTypeError,
+    InvalidWindowSpec,
+    MissingColumnError,
+    PerformanceWarning,
+)
 from .predict import predict
 
 try:
@@ -34,7 +40,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "EmptyGridError",
+    "InvalidInputTypeError",
     "InvalidWindowSpec",
+    "MissingColumnError",
     "PerformanceWarning",
     "__version__",
     "bin_stats",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xarray as xr
 
 from . import api
+from .errors import InvalidInputTypeError
 from .result import is_stats_dataset
 
 
@@ -32,7 +33,9 @@ class SlideWinAccessor:
         500
         """
         if is_stats_dataset(self._ds):
-            raise TypeError("this Dataset already holds statistics; call .slidewin.fit(window=...)")
+            raise InvalidInputTypeError(
+                "this Dataset already holds statistics; call .slidewin.fit(window=...)"
+            )
         return api.bin_stats(self._ds, dims, targets, predictors, **kwargs)
 
     def fit(self, dims=None, targets=None, predictors=(), window=None, **kwargs) -> xr.Dataset:

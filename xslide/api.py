@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from . import pipeline, sources
+from .errors import InvalidInputTypeError
 from .options import (
     DEFAULT_MAX_BINS,
     Backend,
@@ -230,7 +231,9 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     """
     parts = list(parts)
     if not parts or not all(is_stats_dataset(p) for p in parts):
-        raise TypeError("combine_stats takes a non-empty list of Datasets made by bin_stats")
+        raise InvalidInputTypeError(
+            "combine_stats takes a non-empty list of Datasets made by bin_stats"
+        )
     first = parts[0]
     for other in parts[1:]:
         for coord in ("term", "target"):

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from .errors import InvalidInputTypeError, MissingColumnError
+
 BINNING_ATTR = "xslide_binning"
 
 
@@ -52,14 +54,16 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
     [0, 4, 16, <NA>]
     """
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"digitize takes a pandas DataFrame, got {type(df).__name__}")
+        raise InvalidInputTypeError(f"digitize takes a pandas DataFrame, got {type(df).__name__}")
     if not isinstance(bins, Mapping) or not bins:
-        raise TypeError("bins must be a non-empty dict {column: (lo, hi, n_bins) or edges}")
+        raise InvalidInputTypeError(
+            "bins must be a non-empty dict {column: (lo, hi, n_bins) or edges}"
+        )
     out = df.copy()
     record = dict(df.attrs.get(BINNING_ATTR, {}))
     for column, spec in bins.items():
         if column not in df.columns:
-            raise KeyError(f"digitize: column {column!r} not found in the data")
+            raise MissingColumnError(f"digitize: column {column!r} not found in the data")
         edges = _edges(column, spec)
         values = df[column].to_numpy(dtype=np.float64, na_value=np.nan)
         index = np.searchsorted(edges, values, side="right") - 1

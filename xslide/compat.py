@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from . import api, sources
-from .options import Backend, FitterName, build_options
+from .errors import EmptyGridError, InvalidInputTypeError
+from .options import Backend, FitOptions, FitterName, build_options
 from .result import to_frame
 
 
@@ -83,7 +86,9 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
     """
     started = time.perf_counter()
     if not (isinstance(df, pd.DataFrame) or sources.is_dask_dataframe(df)):
-        raise TypeError(f"df must be a pandas or dask DataFrame, got {type(df).__name__}")
+        raise InvalidInputTypeError(
+            f"df must be a pandas or dask DataFrame, got {type(df).__name__}"
+        )
     keywords = {
         "dims": group_columns,
         "targets": fit_columns,
@@ -101,8 +106,30 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
     }
     clash = sorted(set(kwargs) & set(keywords))
     if clash:
-        raise TypeError(f"make_sliding_window_fit() takes {clash} under their seed names")
+        raise InvalidInputTypeError(
+            f"make_sliding_window_fit() takes {clash} under their seed names"
+        )
     options = build_options({**keywords, **kwargs}, sources.describe(df))
-    frame = to_frame(api.run(df, options))
+    try:
+        fit = api.run(df, options)
+    except EmptyGridError as err:
+        fit = _empty_fit(df, options, err)
+    frame = to_frame(fit)
     frame.attrs["computation_time_sec"] = time.perf_counter() - started
     return frame
+
+
+def _empty_fit(df, options: FitOptions, err: EmptyGridError):
+    """No row is left to bin: the seed contract's empty result (every column) and a warning.
+
+    The fit runs on a one-bin grid at bin 0 of the dims without an extent, where no row falls.
+    """
+    extent = {d: (0, 0) for d in options.read.dims} | dict(options.read.extent or {})
+    read = dataclasses.replace(options.read, extent=extent)
+    fit = api.run(df, dataclasses.replace(options, read=read))
+    warnings.warn(
+        f"no row is left to fit ({err}): the result is empty",
+        UserWarning,
+        stacklevel=3,
+    )
+    return fit

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .errors import InvalidInputTypeError, MissingColumnError
 from .formula import INTERCEPT, design_matrix
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class RowTable:
                 raise ValueError(f"columns have different lengths: {sorted(lengths)}")
             self.n_rows = lengths.pop() if lengths else 0
         else:
-            raise TypeError(
+            raise InvalidInputTypeError(
                 "data must be a pandas DataFrame, an xarray Dataset of rows or a dict of arrays, "
                 f"got {type(data).__name__}"
             )
@@ -61,7 +62,7 @@ class RowTable:
     def column(self, name: str, role: str) -> pd.Series:
         """The column ``name``; a KeyError naming the argument ``role`` when it is missing."""
         if not isinstance(name, str) or name not in self.names:
-            raise KeyError(
+            raise MissingColumnError(
                 f"{role}: column {name!r} not found in the data; available columns: {self.names}"
             )
         return self._get(name)
@@ -70,7 +71,9 @@ class RowTable:
         """The column ``name`` as float64 (NaN for missing values)."""
         col = self.column(name, role)
         if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
-            raise TypeError(f"{role}: column {name!r} must be numeric, got dtype {col.dtype}")
+            raise InvalidInputTypeError(
+                f"{role}: column {name!r} must be numeric, got dtype {col.dtype}"
+            )
         if col.dtype == np.float64:
             return col.to_numpy()  # no copy: NaN is already the missing value
         return col.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -5,6 +5,18 @@ class InvalidWindowSpec(ValueError):
     """A window specification is malformed: unknown dim, negative or non-integer half-width."""
 
 
+class MissingColumnError(KeyError, ValueError):
+    """A column named by an argument is not in the data (a KeyError and, for the seed API's
+    callers, a ValueError)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInputTypeError(TypeError, ValueError):
+    """An argument or a column has a type xslide cannot use (a TypeError and a ValueError)."""
+
+
 class EmptyGridError(ValueError):
     """No row is left on the grid (after selection and extent): no grid can be built."""
 

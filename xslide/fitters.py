@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._optional import require
-from .errors import PerformanceWarning
+from .errors import InvalidInputTypeError, PerformanceWarning
 from .parallel import Parallel, progress_bar, split
 from .rows import WindowIndex
 from .solve import FIT_FAILED, OK
@@ -122,11 +122,15 @@ def make_fitter(fitter: str, fit_formula, options: dict, weights: str | None) ->
     model_key = "family" if fitter == "glm" else "M"
     other = "M" if fitter == "glm" else "family"
     if other in options:
-        raise TypeError(f"{other}= applies to fitter={'rlm' if other == 'M' else 'glm'!r}")
+        raise InvalidInputTypeError(
+            f"{other}= applies to fitter={'rlm' if other == 'M' else 'glm'!r}"
+        )
     model_options = {model_key: options.pop(model_key)} if model_key in options else {}
     fit_kwargs = options.pop("fit_kwargs", None) or {}
     if not isinstance(fit_kwargs, Mapping):
-        raise TypeError("fit_kwargs must be a dict of keyword arguments for statsmodels' .fit()")
+        raise InvalidInputTypeError(
+            "fit_kwargs must be a dict of keyword arguments for statsmodels' .fit()"
+        )
     if fitter == "rlm" and weights is not None:
         raise ValueError(
             "fitter='rlm' takes no row weights (statsmodels RLM has none); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._numba import njit
-from .errors import EmptyGridError
+from .errors import EmptyGridError, InvalidInputTypeError
 
 DEFAULT_MAX_BINS = 50_000_000
 
@@ -24,7 +25,8 @@ class Grid:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        """Bins of the grid, a Python integer (int64 products would wrap)."""
+        return math.prod(self.shape)
 
     @property
     def hi(self) -> tuple[int, ...]:
@@ -51,7 +53,7 @@ def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
     """
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.CategoricalDtype) or not pd.api.types.is_integer_dtype(dtype):
-        raise TypeError(
+        raise InvalidInputTypeError(
             f"bin column {name!r} must have an integer dtype, got {dtype}; "
             "bin a physical variable first (xslide.digitize, np.floor or pd.cut(...).cat.codes)"
         )
@@ -59,8 +61,21 @@ def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(values, pd.Series | pd.Index):
         if values.hasnans:
             missing = values.isna().to_numpy()
+        if pd.api.types.is_unsigned_integer_dtype(dtype):
+            _check_int64(name, values.max())
         values = values.to_numpy(dtype=np.int64, na_value=0)
+    elif pd.api.types.is_unsigned_integer_dtype(dtype) and np.size(values):
+        _check_int64(name, np.max(values))
     return np.asarray(values).astype(np.int64, copy=False), missing
+
+
+def _check_int64(name: str, largest) -> None:
+    """Unsigned bins beyond the int64 range would wrap to negative bins: refuse them."""
+    if largest is not pd.NA and int(largest) > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"bin column {name!r} holds bins up to {int(largest)}, beyond the int64 range of "
+            "bin numbers; subtract an offset first"
+        )
 
 
 def read_bins(table, dims) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -108,7 +123,7 @@ def build_grid(
         raise EmptyGridError("no rows left to bin: the selection (and extent) excludes every row")
     lo = np.where(has_given, lo_given, lo)
     hi = np.where(has_given, hi_given, hi)
-    shape = [int(h - low + 1) for low, h in zip(lo, hi, strict=True)]
+    shape = [int(h) - int(low) + 1 for low, h in zip(lo, hi, strict=True)]  # no int64 wrap
     grid = Grid(dims, tuple(int(v) for v in lo), tuple(shape))
     if grid.size > max_bins:
         sizes = dict(zip(dims, shape, strict=True))

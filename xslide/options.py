@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, get_args
 import numpy as np
 
 from . import _numba
-from .errors import InvalidWindowSpec, PerformanceWarning
+from .errors import InvalidInputTypeError, InvalidWindowSpec, MissingColumnError, PerformanceWarning
 from .fitters import RawFitter, make_fitter
 from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS
@@ -155,6 +155,7 @@ class FitOptions:
 # ---- one validator per option ----
 
 T = TypeVar("T")
+_INT64 = np.iinfo(np.int64)
 
 
 def _is_int(value) -> bool:
@@ -228,9 +229,11 @@ def _extent_range(value, label: str) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise ValueError(f"{label} must be a pair (lo, hi), got {value!r}") from None
     if not (_is_int(lo) and _is_int(hi)):
-        raise TypeError(f"{label} must hold integers, got {value!r}")
+        raise InvalidInputTypeError(f"{label} must hold integers, got {value!r}")
     if hi < lo:
         raise ValueError(f"{label} = {value!r} has hi < lo")
+    if lo < _INT64.min or hi > _INT64.max:
+        raise ValueError(f"{label} = {value!r} is outside the int64 range of bin numbers")
     return int(lo), int(hi)
 
 
@@ -239,7 +242,9 @@ def check_extent(extent, dims: Sequence[str]) -> dict[str, tuple[int, int]]:
     if extent is None:
         return {}
     if not isinstance(extent, Mapping):
-        raise TypeError(f"extent must be a dict {{dim: (lo, hi)}}, got {type(extent).__name__}")
+        raise InvalidInputTypeError(
+            f"extent must be a dict {{dim: (lo, hi)}}, got {type(extent).__name__}"
+        )
     return per_dim(extent, dims, "extent", _extent_range)
 
 
@@ -248,7 +253,9 @@ def check_names(value, role: str, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{role} must be a column name or a list of column names, got {value!r}")
+        raise InvalidInputTypeError(
+            f"{role} must be a column name or a list of column names, got {value!r}"
+        )
     if not value and not allow_empty:
         raise ValueError(f"{role} must name at least one column")
     if len(set(value)) != len(value):
@@ -274,7 +281,7 @@ def check_columns(dims, targets, predictors) -> tuple[tuple[str, ...], ...]:
 
 def check_min_entries(value) -> int:
     if not _is_int(value):
-        raise TypeError(f"min_entries must be a positive integer, got {value!r}")
+        raise InvalidInputTypeError(f"min_entries must be a positive integer, got {value!r}")
     if value < 1:
         raise ValueError(f"min_entries must be >= 1, got {value}")
     return int(value)
@@ -324,10 +331,12 @@ def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
     """``n_sigma_cut`` (None or > 0) and ``max_iter`` (>= 1, only with a cut; default 3)."""
     if n_sigma_cut is None:
         if max_iter is not None:
-            raise TypeError("max_iter applies to outlier rejection: give n_sigma_cut too")
+            raise InvalidInputTypeError(
+                "max_iter applies to outlier rejection: give n_sigma_cut too"
+            )
         return None, 3
     if isinstance(n_sigma_cut, bool) or not isinstance(n_sigma_cut, int | float | np.number):
-        raise TypeError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
+        raise InvalidInputTypeError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
     if not np.isfinite(n_sigma_cut) or n_sigma_cut <= 0:
         raise ValueError(f"n_sigma_cut must be a positive number, got {n_sigma_cut!r}")
     max_iter = 3 if max_iter is None else max_iter
@@ -338,14 +347,16 @@ def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
 
 def check_progress(progress) -> bool | None:
     if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"progress must be True, False or None (automatic), got {progress!r}")
+        raise InvalidInputTypeError(
+            f"progress must be True, False or None (automatic), got {progress!r}"
+        )
     return progress
 
 
 def check_max_bins(max_bins) -> int | float:
     """The most bins a dense grid may have: a positive number (``1e8`` reads well)."""
     if isinstance(max_bins, bool) or not isinstance(max_bins, int | float | np.number):
-        raise TypeError(f"max_bins must be a positive number, got {max_bins!r}")
+        raise InvalidInputTypeError(f"max_bins must be a positive number, got {max_bins!r}")
     if not max_bins >= 1:  # NaN too
         raise ValueError(f"max_bins must be >= 1, got {max_bins!r}")
     return int(max_bins) if _is_int(max_bins) else float(max_bins)
@@ -353,7 +364,7 @@ def check_max_bins(max_bins) -> int | float:
 
 def check_binning_formulas(formulas) -> dict[str, str]:
     if formulas is not None and not isinstance(formulas, Mapping):
-        raise TypeError("binning_formulas must be a dict {bin_column: expression}")
+        raise InvalidInputTypeError("binning_formulas must be a dict {bin_column: expression}")
     return dict(formulas or {})
 
 
@@ -381,7 +392,7 @@ def parse_partition(partition_strategy) -> tuple[Parallel, list[str]]:
     if not isinstance(partition_strategy, Mapping):
         if Parallel.is_client(partition_strategy):
             return Parallel(client=partition_strategy), []
-        raise TypeError(
+        raise InvalidInputTypeError(
             "partition_strategy must be a dict like {'split_by': [...], 'n_jobs': N} "
             f"or a dask Client, got {type(partition_strategy).__name__}"
         )
@@ -396,11 +407,13 @@ def parse_partition(partition_strategy) -> tuple[Parallel, list[str]]:
         raise ValueError(f"partition_strategy['n_jobs'] must be an integer >= 1, got {n_jobs!r}")
     client = partition_strategy.get("client")
     if client is not None and not Parallel.is_client(client):
-        raise TypeError("partition_strategy['client'] must be a dask.distributed Client")
+        raise InvalidInputTypeError(
+            "partition_strategy['client'] must be a dask.distributed Client"
+        )
     split_by = partition_strategy.get("split_by", [])
     split_by = [split_by] if isinstance(split_by, str) else split_by
     if not isinstance(split_by, Sequence) or not all(isinstance(c, str) for c in split_by):
-        raise TypeError("partition_strategy['split_by'] must be a list of column names")
+        raise InvalidInputTypeError("partition_strategy['split_by'] must be a list of column names")
     return Parallel(int(n_jobs), client), list(split_by)
 
 
@@ -438,7 +451,7 @@ def _keywords(keywords: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
     fitter_options = {k: given.pop(k) for k in FITTER_KEYWORDS if k in given}
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
-        raise TypeError(
+        raise InvalidInputTypeError(
             f"unexpected keyword argument(s) {unknown}; known: {[*DEFAULTS, *FITTER_KEYWORDS]}"
         )
     return {**DEFAULTS, **given}, fitter_options
@@ -455,7 +468,7 @@ def _refuse_row_keywords(kw: dict[str, Any]) -> None:
     """A statistics Dataset has no rows left for the row options to act on."""
     given = [k for k in ROW_KEYWORDS if _given(k, kw[k])]
     if given:
-        raise TypeError(
+        raise InvalidInputTypeError(
             f"{given} act on rows, but data is a statistics Dataset whose rows are already "
             "reduced; pass only window= and fit options, or fit the rows"
         )
@@ -500,7 +513,9 @@ def _model(
     options = dict(fitter_options)
     raw = make_fitter(fitter, formula, options, weights)
     if options:
-        raise TypeError(f"unexpected fitter options {sorted(options)} for fitter={fitter!r}")
+        raise InvalidInputTypeError(
+            f"unexpected fitter options {sorted(options)} for fitter={fitter!r}"
+        )
     used = raw.name if raw is not None else ("wls" if weights is not None else "ols")
     if parsed is not None:
         formula_attr = parsed.formula
@@ -522,7 +537,7 @@ def _split_dims(split_by: list[str], dims: tuple[str, ...], kw: dict, source: In
         if source.kind == "stats":
             raise ValueError(f"split_by column {column!r} is not a dim of the statistics")
         if source.columns is not None and column not in source.columns:
-            raise KeyError(f"partition_strategy['split_by']: column {column!r} not found")
+            raise MissingColumnError(f"partition_strategy['split_by']: column {column!r} not found")
         dims = (column, *dims)
     return dims
 
@@ -539,9 +554,11 @@ def build_read_spec(
     dims, targets, predictors = check_columns(kw["dims"], kw["targets"], kw["predictors"])
     weights, reference = kw["weights"], kw["reference"]
     if weights is not None and not isinstance(weights, str):
-        raise TypeError(f"weights_column must be a column name, got {weights!r}")
+        raise InvalidInputTypeError(f"weights_column must be a column name, got {weights!r}")
     if reference is not None and not isinstance(reference, Mapping):
-        raise TypeError(f"reference must be a dict {{column: value}}, got {reference!r}")
+        raise InvalidInputTypeError(
+            f"reference must be a dict {{column: value}}, got {reference!r}"
+        )
     backend = kw["backend"]
     backend = resolve_backend(backend) if reads_rows else check_choice(backend, "backend", BACKENDS)
     return ReadSpec(
@@ -574,7 +591,9 @@ def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
     chunks = kw["chunks"]
     if chunks is not None:
         if not isinstance(chunks, Mapping):
-            raise TypeError(f"chunks must be a dict {{dim: chunk size}}, got {chunks!r}")
+            raise InvalidInputTypeError(
+                f"chunks must be a dict {{dim: chunk size}}, got {chunks!r}"
+            )
         chunks = per_dim(chunks, dims, "chunks", _chunk_size)
     return {
         "window": half,
@@ -598,7 +617,7 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
         if kw["aggregation"] is None:
             kw["aggregation"] = list(REDUCED_AGGREGATES)
     elif kw["dims"] is None or kw["targets"] is None:
-        raise TypeError("fit() needs dims= and targets= when given rows")
+        raise InvalidInputTypeError("fit() needs dims= and targets= when given rows")
     if kw["aggregation"] is None and source.kind != "memory":
         kw["aggregation"] = list(REDUCED_AGGREGATES)  # the median needs the rows in memory
     dims, targets, predictors = check_columns(kw["dims"], kw["targets"], kw["predictors"])

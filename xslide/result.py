@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .options import FitOptions
 
 STATS_KIND = "xslide.stats"
+_TEXT = pd.Series([""]).dtype
 ROW_COUNTS = ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent")
 
 
@@ -195,7 +196,8 @@ def to_frame(fit: Fit) -> pd.DataFrame:
         columns[f"{target}_n_fitted"] = fit.n_fitted[:, t]
         if fit.n_rejected is not None:
             columns[f"{target}_n_rejected"] = fit.n_rejected[:, t]
-    columns["quality_flag"] = quality_strings(sol.status, fit.targets)
+    # the string dtype pandas gives text columns, also when there is no row
+    columns["quality_flag"] = pd.array(quality_strings(sol.status, fit.targets), dtype=_TEXT)
     columns["n_neighbors_used"] = fit.n_neighbors_used
     columns["n_rows_aggregated"] = fit.n_rows_aggregated
     columns["effective_window_fraction"] = fit.n_neighbors_used / fit.window_volume

@@ -30,7 +30,7 @@ import xarray as xr
 from ._optional import require
 from .binning import binning_of
 from .design import Design, RowTable, build_design
-from .errors import EmptyGridError
+from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
 from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
 from .options import Input, ReadSpec
@@ -99,7 +99,9 @@ def selection_mask(selection, table: RowTable) -> np.ndarray | None:
     if isinstance(selection, str):
         column = table.column(selection, "selection")
         if not pd.api.types.is_bool_dtype(column.dtype):
-            raise TypeError(f"selection column {selection!r} must be boolean, got {column.dtype}")
+            raise InvalidInputTypeError(
+                f"selection column {selection!r} must be boolean, got {column.dtype}"
+            )
         if column.hasnans:
             raise ValueError(f"selection column {selection!r} has missing values; use True/False")
         return column.to_numpy(dtype=bool)
@@ -111,7 +113,7 @@ def selection_mask(selection, table: RowTable) -> np.ndarray | None:
         return _series_mask(selection, table)
     arr = np.asarray(getattr(selection, "values", selection))
     if arr.dtype != np.bool_:
-        raise TypeError(
+        raise InvalidInputTypeError(
             f"selection must be a boolean Series or boolean array, got dtype {arr.dtype}"
         )
     if arr.ndim != 1 or arr.shape[0] != table.n_rows:
@@ -125,7 +127,9 @@ def selection_mask(selection, table: RowTable) -> np.ndarray | None:
 def _series_mask(selection: pd.Series, table: RowTable) -> np.ndarray:
     """A boolean Series aligned on the table's index, as a positional mask."""
     if not pd.api.types.is_bool_dtype(selection.dtype):
-        raise TypeError(f"selection must be boolean, got a Series of dtype {selection.dtype}")
+        raise InvalidInputTypeError(
+            f"selection must be boolean, got a Series of dtype {selection.dtype}"
+        )
     index, n_rows = table.index, table.n_rows
     if index is not None and not selection.index.equals(index):
         aligned = (
@@ -221,7 +225,7 @@ def _batches(source, spec: ReadSpec) -> Iterator:
         elif hasattr(batch, "columns") and hasattr(batch, "schema"):  # pyarrow batch/table
             yield _columns_of(batch)
         else:
-            raise TypeError(
+            raise InvalidInputTypeError(
                 "a stream must yield pandas DataFrames or pyarrow RecordBatches, "
                 f"got {type(batch).__name__}"
             )
@@ -334,7 +338,7 @@ class _Stream:
 def _read_stream(source, spec: ReadSpec) -> BinStats:
     """Per-bin statistics of a stream of row batches (see the module docstring)."""
     if spec.selection is not None and not isinstance(spec.selection, str):
-        raise TypeError(
+        raise InvalidInputTypeError(
             "on a stream, selection must name a boolean column of the batches, "
             f"got {type(spec.selection).__name__}"
         )
@@ -406,10 +410,10 @@ def _read_dask(ddf, spec: ReadSpec) -> BinStats:
     """Per-bin statistics of a dask DataFrame (see the module docstring)."""
     dask = require("dask", "dask DataFrame input (pip install 'xslide[dask]')")
     if spec.selection is not None and not isinstance(spec.selection, str):
-        raise TypeError("with a dask DataFrame, selection must name a boolean column")
+        raise InvalidInputTypeError("with a dask DataFrame, selection must name a boolean column")
     missing = [c for c in [*spec.dims, *spec.targets, *spec.predictors] if c not in ddf.columns]
     if spec.formula is None and missing:
-        raise KeyError(f"columns {missing} not found in the dask DataFrame")
+        raise MissingColumnError(f"columns {missing} not found in the dask DataFrame")
     spec = _fixed_grid_and_references(ddf, spec, dask)
     partitions = ddf.to_delayed()
     if spec.formula is not None:
