@@ -73,6 +73,20 @@ def test_numpy_backend_runs_the_same_clipping_kernel():
     pd.testing.assert_frame_equal(fast.drop(columns="y_median"), slow.drop(columns="y_median"))
 
 
+@pytest.mark.parametrize("weights", [None, "w"])
+def test_clipped_fits_are_bit_identical_across_backends(weights):
+    df = outlier_rows(n=3000)
+    df["w"] = np.random.default_rng(1).uniform(0.5, 2.0, len(df))
+    kwargs = {"n_sigma_cut": 2.0, "max_iter": 3, "min_entries": 5, "weights_column": weights}
+    frames = [
+        xslide.make_sliding_window_fit(
+            df, ["b", "c"], {"c": 1}, ["y"], ["x"], backend=backend, **kwargs
+        )
+        for backend in ("numba", "numpy")
+    ]
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
+
+
 def test_xarray_fit_reports_n_rejected():
     df = outlier_rows(n=5000)
     ds = xslide.fit(df, ["b", "c"], ["y"], ["x"], {"b": 1}, n_sigma_cut=3.0)

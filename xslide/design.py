@@ -95,6 +95,7 @@ class Design:
     x_ref: np.ndarray
     y_ref: np.ndarray
     intercept: bool = True
+    undetermined: tuple[str, ...] = ()  # columns without a finite value: reference left at 0
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -110,11 +111,48 @@ def _sample_rows(inside: np.ndarray) -> np.ndarray:
     return rows if rows.size else np.flatnonzero(inside)[:_REFERENCE_SAMPLE]
 
 
-def _reference(values: np.ndarray, rows: np.ndarray) -> float:
-    """Mean of the finite sampled values: a shift that keeps the sums' digits."""
+# Values at least this large are left out of a reference's mean: their squares would not be
+# summable, and one of them must not drag the reference of every other value away.
+HUGE = 2.0**500
+
+
+def _reference(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> float:
+    """A shift that keeps the sums' digits: the mean of the sampled finite values.
+
+    Sentinels (DBL_MAX, 1e300) never become the reference: the mean is taken over values below
+    ``HUGE``, else the median of the finite values. NaN when no in-grid row has a finite value
+    (the reference is then undetermined: no row of this column is valid anyway).
+    """
     sample = values[rows]
     sample = sample[np.isfinite(sample)]
-    return float(sample.mean()) if sample.size else 0.0
+    if not sample.size:  # the sample missed the finite values: look at every in-grid row
+        sample = values[inside]
+        sample = sample[np.isfinite(sample)]
+    if not sample.size:
+        return np.nan
+    modest = sample[np.abs(sample) < HUGE]
+    return float(modest.mean()) if modest.size else float(np.median(sample))
+
+
+def _references(x, y, names, targets, given, inside) -> tuple[np.ndarray, np.ndarray, list]:
+    """The reference of every design column and target: the user's, else ``_reference``;
+    and the columns left at 0 for want of a finite value."""
+    reference = dict(given or {})
+    unknown = set(reference) - set(names) - set(targets)
+    if unknown:
+        raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
+    x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
+    y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
+    sample = _sample_rows(inside)
+    undetermined = []
+    for arr, ref, columns in ((x, x_ref, names), (y, y_ref, targets)):
+        for j in range(arr.shape[0]):
+            if np.isnan(ref[j]):
+                ref[j] = _reference(arr[j], sample, inside)
+            if np.isnan(ref[j]):  # no finite value: every row is invalid whatever the shift
+                ref[j] = 0.0
+                undetermined.append(columns[j])
+    return x_ref, y_ref, undetermined
 
 
 def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
@@ -159,15 +197,16 @@ def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
                 f"weights_column {weights!r} has {int(negative.sum())} negative weights "
                 f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
             )
-    reference = dict(spec.reference or {})
-    unknown = set(reference) - set(names) - set(targets)
-    if unknown:
-        raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
-    x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
-    y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
-    sample = _sample_rows(inside)
-    for arr, ref in ((x, x_ref), (y, y_ref)):
-        for j in range(arr.shape[0]):
-            if np.isnan(ref[j]):
-                ref[j] = _reference(arr[j], sample)
-    return Design((INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept)
+    x_ref, y_ref, undetermined = _references(x, y, names, targets, spec.reference, inside)
+    return Design(
+        (INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept, tuple(undetermined)
+    )
+
+
+def usable(shifted: np.ndarray) -> np.ndarray:
+    """The validity rule of values: a value, shifted by its reference, is usable when its
+    square is finite (so is the value). A row counts for a target when its target, every
+    design column and its weight are usable; every pass applies this rule (the numba row
+    pass spells it ``np.isfinite(z * z)`` per value)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.isfinite(shifted * shifted)

@@ -17,6 +17,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, get_args
 import numpy as np
 
 from . import _numba
+from .design import HUGE
 from .errors import InvalidInputTypeError, InvalidWindowSpec, MissingColumnError, PerformanceWarning
 from .fitters import RawFitter, make_fitter
 from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
@@ -353,6 +354,24 @@ def check_progress(progress) -> bool | None:
     return progress
 
 
+def check_reference(reference) -> dict[str, float]:
+    """``{column: value}`` with finite real values: a shift of inf would void every row."""
+    if not isinstance(reference, Mapping):
+        raise InvalidInputTypeError(
+            f"reference must be a dict {{column: value}}, got {reference!r}"
+        )
+    out = {}
+    for column, value in reference.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise InvalidInputTypeError(f"reference[{column!r}] must be a number, got {value!r}")
+        if not np.isfinite(value) or abs(value) >= HUGE:
+            raise ValueError(
+                f"reference[{column!r}] must be a finite, moderate number, got {value!r}"
+            )
+        out[column] = float(value)
+    return out
+
+
 def check_max_bins(max_bins) -> int | float:
     """The most bins a dense grid may have: a positive number (``1e8`` reads well)."""
     if isinstance(max_bins, bool) or not isinstance(max_bins, int | float | np.number):
@@ -555,10 +574,8 @@ def build_read_spec(
     weights, reference = kw["weights"], kw["reference"]
     if weights is not None and not isinstance(weights, str):
         raise InvalidInputTypeError(f"weights_column must be a column name, got {weights!r}")
-    if reference is not None and not isinstance(reference, Mapping):
-        raise InvalidInputTypeError(
-            f"reference must be a dict {{column: value}}, got {reference!r}"
-        )
+    if reference is not None:
+        reference = check_reference(reference)
     backend = kw["backend"]
     backend = resolve_backend(backend) if reads_rows else check_choice(backend, "backend", BACKENDS)
     return ReadSpec(
@@ -570,7 +587,7 @@ def build_read_spec(
         check_extent(kw["extent"], dims),
         check_max_bins(kw["max_bins"]),
         backend,
-        None if reference is None else dict(reference),
+        reference,
         formula,
     )
 

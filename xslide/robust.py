@@ -14,8 +14,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _numba
 from ._numba import njit, num_threads, prange, python
-from .rows import WindowIndex
+from .rows import WindowIndex, check_no_overflow
 from .solve import OK, Solution, solve
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
 from .window import entry_buffers, window_entries
@@ -60,7 +61,9 @@ class Cut(NamedTuple):
 
 
 @njit(cache=True, parallel=True)
-def _kept_moments(centers, tables, columns, model, cut, max_count, n_chunks, out):  # noqa: C901  (numba kernel)
+def _kept_moments(  # noqa: C901, PLR0913  (numba kernel: its outputs are arguments)
+    centers, tables, columns, model, cut, max_count, n_chunks, out, overflow
+):
     """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
 
     The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref)
@@ -96,6 +99,9 @@ def _kept_moments(centers, tables, columns, model, cut, max_count, n_chunks, out
                         yv = ys[t, r]
                         if yv != yv:
                             continue
+                        if n == max_count:  # never past the buffers: reported, see below
+                            overflow[c] = True
+                            break
                         if clip:
                             pred = coef[i, t, 0] if intercept else 0.0
                             for k in range(q):
@@ -153,7 +159,8 @@ def clipped_fit(
     model : trend dims, references and intercept of the local model.
     clipping : the cut, the most refits and ``min_entries``.
     max_count : an upper bound of the valid rows in any window (sizes the buffers).
-    backend : 'numba', or 'numpy' to run the same kernel as plain Python (slow; for checks).
+    backend : unused: the compiled kernel serves both backends, so they agree bit for bit; it
+        runs as plain Python only where numba is missing.
 
     Returns
     -------
@@ -163,7 +170,8 @@ def clipped_fit(
     m, n_targets = centers.size, columns.ys.shape[0]
     q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
     max_count = max(int(max_count), 1)
-    kernel = _kept_moments if backend == "numba" else python(_kept_moments)
+    # one compiled kernel for both backends (bit-identical results); plain Python without numba
+    kernel = _kept_moments if _numba.numba_available() else python(_kept_moments)
     n_terms = q + int(model.intercept)
     x_ref, y_ref, intercept = model.x_ref, model.y_ref, model.intercept
     min_entries, max_iter = clipping.min_entries, clipping.max_iter
@@ -172,7 +180,9 @@ def clipped_fit(
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
         n_chunks = max(1, min(num_threads() * 4, ids.size))
         cut = Cut(coef, rmse, float(clipping.n_sigma_cut))
-        kernel(centers[ids], index.tables, columns, model, cut, max_count, n_chunks, out)
+        overflow = np.zeros(n_chunks, dtype=np.bool_)
+        kernel(centers[ids], index.tables, columns, model, cut, max_count, n_chunks, out, overflow)
+        check_no_overflow(overflow)
         return out
 
     def fit(stats: np.ndarray) -> Solution:

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from ._numba import njit, num_threads, prange, python
-from .design import Design
+from .design import Design, usable
 from .grid import bin_index
 from .parallel import Parallel, split
 from .window import Window, entry_buffers, window_entries
@@ -55,8 +55,7 @@ class RowAccess:
     @cached_property
     def ys(self) -> np.ndarray:
         """(t, n) targets, NaN where the row is invalid for that target."""
-        d = self.design
-        return values_in_bin_order(self.order, d.x, d.y, d.w)
+        return values_in_bin_order(self.order, self.design)
 
     @cached_property
     def ws(self) -> np.ndarray | None:
@@ -64,18 +63,18 @@ class RowAccess:
         return None if self.design.w is None else self.design.w[self.order]
 
 
-def values_in_bin_order(
-    order: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None
-) -> np.ndarray:
-    """Targets of the indexed rows in bin order, (t, n_indexed); NaN where a row is invalid."""
-    ys = y[:, order]
-    bad = np.zeros(order.size, dtype=bool)
-    for row in x:
-        bad |= ~np.isfinite(row[order])
-    if w is not None:
-        bad |= ~np.isfinite(w[order])
-    ys[:, bad] = np.nan
-    ys[~np.isfinite(ys)] = np.nan
+def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
+    """Targets of the indexed rows in bin order, (t, n_indexed); NaN where the row is not valid
+    for the target by ``design.usable`` (the rule of the statistics pass, so every raw-row pass
+    sees exactly the rows the statistics counted)."""
+    ys = design.y[:, order]
+    good = np.ones(order.size, dtype=bool)
+    for row, ref in zip(design.x, design.x_ref, strict=True):
+        good &= usable(row[order] - ref)
+    if design.w is not None:
+        good &= usable(design.w[order])
+    for t, ref in enumerate(design.y_ref):
+        ys[t, ~(good & usable(ys[t] - ref))] = np.nan
     return ys
 
 
@@ -275,7 +274,9 @@ class WindowIndex:
 
 
 @njit(cache=True, parallel=True)
-def _window_median_numba(centers, tables, offsets, ys, weighted, max_count, n_chunks, out):
+def _window_median_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    centers, tables, offsets, ys, weighted, max_count, n_chunks, out, overflow
+):
     n_targets = ys.shape[0]
     m = centers.shape[0]
     for c in prange(n_chunks):
@@ -293,6 +294,9 @@ def _window_median_numba(centers, tables, offsets, ys, weighted, max_count, n_ch
                     for r in range(offsets[bins[e]], offsets[bins[e] + 1]):
                         v = ys[t, r]
                         if v == v:
+                            if k == max_count:  # never past the buffer: reported, see below
+                                overflow[c] = True
+                                break
                             buf[t, k] = v
                             wbuf[t, k] = weights[e]
                             k += 1
@@ -325,16 +329,13 @@ def window_median(
     if centers.size == 0:
         return out
     if backend == "numba":
+        n_chunks = max(1, min(num_threads() * 4, centers.size))
+        overflow = np.zeros(n_chunks, dtype=np.bool_)
         _window_median_numba(
-            centers.astype(np.int64),
-            index.tables,
-            index.offsets,
-            ys,
-            index.weighted,
-            max(int(max_count), 1),
-            max(1, min(num_threads() * 4, centers.size)),
-            out,
-        )
+            centers.astype(np.int64), index.tables, index.offsets, ys, index.weighted,
+            max(int(max_count), 1), n_chunks, out, overflow,
+        )  # fmt: skip
+        check_no_overflow(overflow)
         return out
     for i, center in enumerate(centers):
         positions, weights, _ = index.positions(int(center))
@@ -352,6 +353,16 @@ def window_median(
             else:
                 out[i, t] = np.median(v)
     return out
+
+
+def check_no_overflow(overflow: np.ndarray) -> None:
+    """A kernel found more valid rows in a window than its statistics counted: a broken
+    invariant (one validity rule for every pass), reported instead of writing past a buffer."""
+    if overflow.any():
+        raise RuntimeError(
+            "xslide internal error: a window holds more valid rows than its statistics count; "
+            "please report it with the data that triggers it"
+        )
 
 
 def _median_block(work: tuple, block: np.ndarray) -> np.ndarray:

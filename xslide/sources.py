@@ -29,7 +29,7 @@ import xarray as xr
 
 from ._optional import require
 from .binning import binning_of
-from .design import Design, RowTable, build_design
+from .design import HUGE, Design, RowTable, build_design
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
 from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
@@ -301,8 +301,10 @@ class _Stream:
         _, flat, fixed_counts = build_grid(bins, selected, fixed, spec.max_bins, missing)
         design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
         names = [*design.columns[1:], *design.targets]
-        # the first batch fixes every reference not given, for every later batch
+        # the first batch with a finite value of a column fixes its reference for every later
+        # batch (a batch without one has no valid row of it: its shift is immaterial)
         found = dict(zip(names, [*design.x_ref, *design.y_ref], strict=True))
+        found = {k: v for k, v in found.items() if k not in design.undetermined}
         self.reference = {**found, **self.reference}
         if self.stats is None:
             sums = np.zeros((grid.size, len(spec.targets), n_stats(design.x.shape[0] + 1)))
@@ -386,8 +388,8 @@ def _fixed_grid_and_references(ddf, spec: ReadSpec, dask) -> ReadSpec:
     if spec.formula is None:
         for column in [*spec.predictors, *spec.targets]:
             if column not in reference:
-                values = chosen[column]
-                todo[column] = values[np.isfinite(values)].mean()
+                values = chosen[column]  # sentinels never make the reference (design.HUGE)
+                todo[column] = values[abs(values) < HUGE].mean()
     (computed,) = dask.compute(todo)
     for column, value in computed.items():
         if column in spec.dims:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _numba
 from ._numba import njit, num_threads, prange
-from .design import Design
+from .design import Design, usable
 from .grid import Grid
 
 COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
@@ -84,20 +84,20 @@ def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arg
             if b < b_lo or b >= b_hi:
                 continue
             wi = w[i] if has_w else 1.0
-            ok = np.isfinite(wi)
+            ok = np.isfinite(wi * wi)  # the validity rule, as design.usable: squares finite
             for j in range(q):
                 z[1 + j] = x[j, i] - x_ref[j]
-                ok = ok and np.isfinite(z[1 + j])
+                ok = ok and np.isfinite(z[1 + j] * z[1 + j])
             if not ok:
                 for t in range(n_targets):
                     invalid[c, t] += 1
                 continue
             for t in range(n_targets):
-                yt = y[t, i]
-                if not np.isfinite(yt):
+                zy = y[t, i] - y_ref[t]
+                if not np.isfinite(zy * zy):
                     invalid[c, t] += 1
                     continue
-                z[size - 1] = yt - y_ref[t]
+                z[size - 1] = zy
                 add_row(out[b, t], z, wi)
 
 
@@ -107,11 +107,11 @@ def _accumulate_numpy(flat, design: Design, out, invalid):
     inside = flat >= 0
     ok = inside.copy()
     if w is not None:
-        ok &= np.isfinite(w)
-    for row in x:
-        ok &= np.isfinite(row)
+        ok &= usable(w)
+    for row, ref in zip(x, x_ref, strict=True):
+        ok &= usable(row - ref)
     for t in range(y.shape[0]):
-        valid = ok & np.isfinite(y[t])
+        valid = ok & usable(y[t] - y_ref[t])
         invalid[0, t] = int(inside.sum() - valid.sum())
         ids = flat[valid]
         wv = np.ones(ids.size) if w is None else w[valid]
@@ -160,18 +160,17 @@ def _unrolled_source(q: int) -> str:
         "                continue",
         "            wi = w[i] if has_w else 1.0",
         *[f"            z{j} = x[{j - 1}, i] - x_ref[{j - 1}]" for j in range(1, q + 1)],
-        "            if not (np.isfinite(wi)"
-        + "".join(f" and np.isfinite(z{j})" for j in range(1, q + 1))
+        "            if not (np.isfinite(wi * wi)"
+        + "".join(f" and np.isfinite(z{j} * z{j})" for j in range(1, q + 1))
         + "):",
         "                for t in range(n_targets):",
         "                    invalid[c, t] += 1",
         "                continue",
         "            for t in range(n_targets):",
-        "                yt = y[t, i]",
-        "                if not np.isfinite(yt):",
+        "                zy = y[t, i] - y_ref[t]",
+        "                if not np.isfinite(zy * zy):",
         "                    invalid[c, t] += 1",
         "                    continue",
-        "                zy = yt - y_ref[t]",
         "                s = out[b, t]",
         f"                s[{COUNT}] += 1.0",
         f"                s[{COUNT_POSITIVE}] += 1.0 if wi > 0.0 else 0.0",
