@@ -76,7 +76,7 @@ def test_options_are_built_once_frozen_and_canonical():
     )  # fmt: skip
     assert dict(built.window) == {"a": 1, "b": 0}
     assert dict(built.boundary) == {"a": "truncate", "b": "shrink"}
-    assert built.kernel_weights.shape == (3, 1)
+    assert built.kernel.name == "gaussian" and built.kernel.widths == (1.0, 1.0)
     assert built.read.dims == ("a", "b") and built.fitter == "ols"
     with pytest.raises(AttributeError):
         built.min_entries = 3  # frozen
@@ -117,8 +117,6 @@ def test_each_bad_option_is_refused_before_any_row_is_read(keywords, error, matc
 
 
 def test_a_kernel_array_of_the_wrong_shape_is_refused():
+    df = pd.DataFrame({"a": [0, 1, 2], "y": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="kernel array must have shape"):
-        build_options(
-            {"dims": ["a"], "targets": ["y"], "window": {"a": 1}, "kernel": np.ones(5)},
-            Input("stream"),
-        )
+        xslide.fit(df, ["a"], ["y"], window={"a": 1}, kernel=np.ones(5))

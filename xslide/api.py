@@ -46,6 +46,7 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     backend: Backend = "auto",
     max_bins: int = DEFAULT_MAX_BINS,
     reference: Mapping[str, float] | None = None,
+    max_memory: float | None = None,
 ) -> xr.Dataset:
     """Reduce rows to additive per-bin sufficient statistics on the dense grid.
 
@@ -62,6 +63,8 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     extent : ``{dim: (lo, hi)}`` fixing the grid range (rows outside are dropped and counted).
     backend : 'auto', 'numba' or 'numpy'.
     max_bins : refuse a dense grid larger than this.
+    max_memory : bytes xslide may plan to allocate (default: half the machine's memory); larger
+        arrays (statistics, windows, the fit on the grid) are refused before they are made.
     reference : ``{column: value}`` shift subtracted before summing (default: a global mean);
         give the same reference to stats you want to add without re-referencing.
 
@@ -97,6 +100,7 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
             "backend": backend,
             "max_bins": max_bins,
             "reference": reference,
+            "max_memory": max_memory,
         }
     )
     stats, _ = sources.read(data, spec)
@@ -124,6 +128,7 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     extent: Mapping | None = None,
     backend: Backend = "auto",
     max_bins: int = DEFAULT_MAX_BINS,
+    max_memory: float | None = None,
     binning_formulas: Mapping[str, str] | None = None,
     reference: Mapping[str, float] | None = None,
     n_sigma_cut: float | None = None,
@@ -165,7 +170,8 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
     extent : ``{dim: (lo, hi)}`` fixing the grid range.
     backend : 'auto', 'numba' or 'numpy'.
-    max_bins, binning_formulas, reference : see ``bin_stats``; formulas are recorded in attrs.
+    max_bins, max_memory, binning_formulas, reference : see ``bin_stats``; formulas are
+        recorded in attrs.
     n_sigma_cut, max_iter : robust refit: drop rows whose |residual| exceeds n_sigma_cut x
         rmse and refit, up to max_iter times (default 3); adds ``n_rejected``.
     partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':

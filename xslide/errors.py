@@ -21,5 +21,10 @@ class EmptyGridError(ValueError):
     """No row is left on the grid (after selection and extent): no grid can be built."""
 
 
+class TooLargeError(ValueError):
+    """An array would exceed ``max_memory`` (or the grid ``max_bins``): refused before it is
+    allocated, naming its shape, its bytes and the remedies."""
+
+
 class PerformanceWarning(UserWarning):
     """A slower code path was taken than the one asked for (e.g. numba is missing)."""

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import budget
 from ._numba import njit
-from .errors import EmptyGridError, InvalidInputTypeError
+from .errors import EmptyGridError, InvalidInputTypeError, TooLargeError
 
 DEFAULT_MAX_BINS = 50_000_000
 
@@ -94,6 +95,7 @@ def build_grid(
     extent: Mapping[str, tuple[int, int]] | None = None,
     max_bins: int = DEFAULT_MAX_BINS,
     missing: np.ndarray | None = None,
+    max_memory: float = math.inf,
 ) -> tuple[Grid, np.ndarray, dict[str, int]]:
     """Fix the grid and give every row its flat bin id (-1: not selected or outside the extent).
 
@@ -125,13 +127,17 @@ def build_grid(
     hi = np.where(has_given, hi_given, hi)
     shape = [int(h) - int(low) + 1 for low, h in zip(lo, hi, strict=True)]  # no int64 wrap
     grid = Grid(dims, tuple(int(v) for v in lo), tuple(shape))
+    sizes = dict(zip(dims, shape, strict=True))
     if grid.size > max_bins:
-        sizes = dict(zip(dims, shape, strict=True))
-        raise ValueError(
+        raise TooLargeError(
             f"the dense grid would have {grid.size:,} bins (shape {sizes}), "
             f"more than max_bins={max_bins:,}; restrict it with extent=, use coarser bins, "
             "or raise max_bins if the memory allows"
         )
+    budget.check(
+        grid.size * budget.FLOAT, f"the row counts of the grid (shape {sizes})", max_memory,
+        "restrict it with extent= or use coarser bins",
+    )  # fmt: skip
     strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
     rows_per_bin = np.zeros(grid.size, dtype=np.int64)
     # int32 ids halve the largest per-row array the pipeline keeps, when the grid allows it

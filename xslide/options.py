@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 import numpy as np
 
 from . import _numba
+from .budget import default_max_memory
 from .design import HUGE
 from .errors import InvalidInputTypeError, InvalidWindowSpec, MissingColumnError, PerformanceWarning
 from .fitters import RawFitter, make_fitter
 from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS
 from .parallel import Parallel
-from .window import kernel_weights
+from .window import Kernel
 
 Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
 KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
@@ -70,6 +71,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "extent": None,
         "backend": "auto",
         "max_bins": DEFAULT_MAX_BINS,
+        "max_memory": None,
         "binning_formulas": None,
         "reference": None,
         "n_sigma_cut": None,
@@ -125,6 +127,7 @@ class ReadSpec:
     extent: Mapping[str, tuple[int, int]] | None = None
     max_bins: int = DEFAULT_MAX_BINS
     backend: str = "numpy"
+    max_memory: float = field(default_factory=default_max_memory)  # bytes
     reference: Mapping[str, float] | None = None
     formula: ParsedFormula | None = None
 
@@ -136,8 +139,7 @@ class FitOptions:
     read: ReadSpec
     window: Mapping[str, int]  # half-width per dim (all dims, in grid order)
     boundary: Mapping[str, str]  # canonical mode per dim
-    kernel: str  # its name for the attrs: a named kernel, 'callable' or 'array'
-    kernel_weights: np.ndarray  # weight per window offset, shape (2w_d + 1, ...)
+    kernel: Kernel  # built on the grid's window by window.kernel_weights
     trend: int
     min_entries: int
     aggregation: Mapping[str, tuple[str, ...]]
@@ -354,6 +356,17 @@ def check_progress(progress) -> bool | None:
     return progress
 
 
+def check_max_memory(max_memory) -> float:
+    """Bytes xslide may plan to allocate: a positive number, None for half the machine's."""
+    if max_memory is None:
+        return default_max_memory()
+    if isinstance(max_memory, bool) or not isinstance(max_memory, int | float | np.number):
+        raise InvalidInputTypeError(f"max_memory must be a number of bytes, got {max_memory!r}")
+    if not max_memory > 0:
+        raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+    return max_memory
+
+
 def check_reference(reference) -> dict[str, float]:
     """``{column: value}`` with finite real values: a shift of inf would void every row."""
     if not isinstance(reference, Mapping):
@@ -439,8 +452,9 @@ def parse_partition(partition_strategy) -> tuple[Parallel, list[str]]:
 # ---- the kernel ----
 
 
-def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> tuple[str, Any, list[float]]:
-    """The kernel's name for the attrs, the kernel itself and its width per dim."""
+def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> Kernel:
+    """The kernel: a named one with its width per dim, a callable, or an array (its shape is
+    checked where the window is built)."""
     dims = list(half)
     if isinstance(kernel, str):
         check_choice(kernel, "kernel", KERNELS)
@@ -455,10 +469,26 @@ def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> tuple[str, An
             _positive_number,
             default=lambda d: float(max(half[d], 1)),
         )
-        return kernel, kernel, list(widths.values())
+        return Kernel(kernel, kernel, tuple(widths.values()))
     if kernel_width is not None:
         raise ValueError("kernel_width applies to the named kernels, not to a callable or array")
-    return ("callable" if callable(kernel) else "array"), kernel, []
+    if callable(kernel):
+        return Kernel("callable", kernel)
+    if not isinstance(kernel, np.ndarray | list | tuple):
+        raise ValueError(
+            f"kernel must be one of {list(KERNELS)}, a callable of offsets or a weights array, "
+            f"got {kernel!r}"
+        )
+    return Kernel("array", np.asarray(kernel))
+
+
+def is_uniform(kernel: Kernel, half: Mapping[str, int]) -> bool | None:
+    """Whether every offset of the window weighs the same (None: a callable, unknown yet)."""
+    if kernel.name == "callable":
+        return None
+    if kernel.name == "array":
+        return bool(np.all(kernel.value == 1.0))
+    return kernel.name == "uniform" or not any(half.values())
 
 
 # ---- the builder ----
@@ -579,16 +609,17 @@ def build_read_spec(
     backend = kw["backend"]
     backend = resolve_backend(backend) if reads_rows else check_choice(backend, "backend", BACKENDS)
     return ReadSpec(
-        dims,
-        targets,
-        predictors,
-        weights,
-        kw["selection"],
-        check_extent(kw["extent"], dims),
-        check_max_bins(kw["max_bins"]),
-        backend,
-        reference,
-        formula,
+        dims=dims,
+        targets=targets,
+        predictors=predictors,
+        weights=weights,
+        selection=kw["selection"],
+        extent=check_extent(kw["extent"], dims),
+        max_bins=check_max_bins(kw["max_bins"]),
+        backend=backend,
+        max_memory=check_max_memory(kw["max_memory"]),
+        reference=reference,
+        formula=formula,
     )
 
 
@@ -604,7 +635,6 @@ def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
         error=InvalidWindowSpec,
     )
     boundary = per_dim(kw["boundary"], dims, "boundary", _boundary_mode, lambda d: "truncate")
-    name, kernel, widths = check_kernel(kw["kernel"], kw["kernel_width"], half)
     chunks = kw["chunks"]
     if chunks is not None:
         if not isinstance(chunks, Mapping):
@@ -615,8 +645,7 @@ def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
     return {
         "window": half,
         "boundary": boundary,
-        "kernel": name,
-        "kernel_weights": kernel_weights(kernel, list(half.values()), widths),
+        "kernel": check_kernel(kw["kernel"], kw["kernel_width"], half),
         "chunks": chunks,
     }
 
@@ -648,8 +677,8 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
             f"{model.raw_fitter.name!r} (fitter='rlm' is the robust statsmodels alternative)"
         )
     windowing = _window_options(kw, dims)
-    uniform = bool(np.all(windowing["kernel_weights"] == 1.0))
-    if model.raw_fitter is not None and model.raw_fitter.kind == "rlm" and not uniform:
+    uniform = is_uniform(windowing["kernel"], windowing["window"])
+    if model.raw_fitter is not None and model.raw_fitter.kind == "rlm" and uniform is False:
         raise ValueError(
             "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
             "use kernel='uniform' or fitter='glm'/'wls'"

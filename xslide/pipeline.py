@@ -21,14 +21,24 @@ from functools import partial
 
 import numpy as np
 
+from . import budget
+from ._numba import num_threads
 from .fitters import FitWork, fit_windows
+from .grid import Grid
 from .options import FitOptions
 from .result import Fit, fit_attrs
 from .robust import Clipping, LocalModel, RowColumns, clipped_fit
 from .rows import RowAccess, WindowIndex, window_medians
 from .solve import Solution, solve_in_blocks
-from .stats import BinStats
-from .window import MomentLayout, Window, moment_layout, windowed_sums
+from .stats import FIRST_MOMENT, BinStats
+from .window import (
+    MomentLayout,
+    Window,
+    check_periodic,
+    kernel_weights,
+    moment_layout,
+    windowed_sums,
+)
 
 # the fields of a Solution that a refit replaces (the aggregates stay those of all rows)
 FIT_FIELDS = ("coef", "stderr", "r_squared", "rmse", "status", "cov")
@@ -101,8 +111,7 @@ def _plan(stats: BinStats, options: FitOptions) -> Plan:
     term per windowed dim, whose column is the bin's offset from the center."""
     grid = stats.grid
     half = tuple(options.window[d] for d in grid.dims)
-    modes = tuple(options.boundary[d] for d in grid.dims)
-    window = Window(grid.shape, half, modes, options.kernel_weights)
+    window = _window(grid, options)
     if options.centers == "observed":
         centers = np.flatnonzero(stats.rows_per_bin > 0)
     else:
@@ -120,11 +129,48 @@ def _plan(stats: BinStats, options: FitOptions) -> Plan:
     return Plan(window, centers, layout, terms, x_ref)
 
 
+def _window(grid: Grid, options: FitOptions) -> Window:
+    """The window on the grid: a window wider than the grid is built no wider than the grid
+    (the bins it reads are the same; mirror reflects, so its reach stays), each array sized
+    against ``max_memory`` first."""
+    half = tuple(options.window[d] for d in grid.dims)
+    modes = tuple(options.boundary[d] for d in grid.dims)
+    for dim, n, w, mode in zip(grid.dims, grid.shape, half, modes, strict=True):
+        if mode == "periodic":
+            check_periodic(n, w, dim)
+    reach = tuple(
+        w if mode == "mirror" else min(w, n - 1)
+        for w, mode, n in zip(half, modes, grid.shape, strict=True)
+    )
+    _check_window_memory(grid, half, reach, options)
+    weights, volume = kernel_weights(options.kernel, half, reach)
+    raw = options.raw_fitter
+    if raw is not None and raw.kind == "rlm" and not np.all(weights == 1.0):
+        raise ValueError(
+            "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
+            "use kernel='uniform' or fitter='glm'/'wls'"
+        )
+    return Window(grid.shape, reach, modes, weights, full_volume=volume)
+
+
+def _check_window_memory(grid: Grid, half, reach, options: FitOptions) -> None:
+    """The kernel (a callable is evaluated on the whole window) and the neighbor tables."""
+    limit, remedy = options.read.max_memory, "use a smaller window"
+    if options.kernel.name == "callable":
+        n_bytes = budget.size((2 * w + 1 for w in half), len(half) + 2, budget.FLOAT)
+        budget.check(n_bytes, f"the kernel callable's window {list(half)}", limit, remedy)
+    n_bytes = budget.size((2 * r + 1 for r in reach), budget.FLOAT)
+    n_bytes += budget.size(2 * len(reach) + 1, max(grid.shape), max(2 * r + 1 for r in reach),
+                           budget.FLOAT)  # fmt: skip
+    budget.check(n_bytes, f"the window {list(reach)} on grid {grid.shape}", limit, remedy)
+
+
 def _window_and_solve(
     stats: BinStats, plan: Plan, options: FitOptions
 ) -> tuple[Solution, np.ndarray, np.ndarray]:
     """Windowed statistics at every center, solved in closed form."""
     n_columns = len(stats.columns) + plan.trend_dims.size
+    _check_fit_memory(stats, plan, options)
     solve = partial(
         _solve,
         n_columns=n_columns,
@@ -140,6 +186,21 @@ def _window_and_solve(
         )
     return windowed_sums(
         stats.sums, stats.rows_per_bin, plan.window, plan.centers, plan.layout, solve, chunks
+    )
+
+
+def _check_fit_memory(stats: BinStats, plan: Plan, options: FitOptions) -> None:
+    """The windowed sums and the fit on the grid (a few copies of each on the way)."""
+    n_sums = FIRST_MOMENT + plan.layout.table.shape[0]
+    p = len(plan.terms)
+    per_bin_and_target = 3 * n_sums + 2 * (p * p + 2 * p + 8)
+    n_bytes = budget.size(stats.grid.size, len(stats.targets), per_bin_and_target, budget.FLOAT)
+    shape = dict(zip(stats.grid.dims, stats.grid.shape, strict=True))
+    budget.check(
+        n_bytes,
+        f"the windowed sums and the fit of grid {shape} ({len(stats.targets)} targets, {p} terms)",
+        options.read.max_memory,
+        "restrict the grid with extent=, use coarser bins, fewer predictors, or chunks=",
     )
 
 
@@ -164,6 +225,7 @@ def _clip(
     model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
     clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
     max_count = int(solution.entries.max(initial=0))
+    _check_row_buffers(max_count, columns.xs.shape[0] + plan.trend_dims.size + 3, options)
     clipped, _ = clipped_fit(
         plan.centers, index, columns, model, clipping, max_count, stats.backend
     )
@@ -189,6 +251,18 @@ def _raw_fits(
     return fit_windows(work, options.parallel, options.progress)
 
 
+def _check_row_buffers(max_count: int, per_row: int, options: FitOptions) -> None:
+    """The buffers of the raw-row passes: each thread's chunk gathers a whole window's rows."""
+    n_chunks = 4 * num_threads()
+    n_bytes = budget.size(n_chunks, max_count, per_row, budget.FLOAT)
+    budget.check(
+        n_bytes,
+        f"the raw-row buffers of windows of up to {max_count:,} rows",
+        options.read.max_memory,
+        "use a smaller window or coarser bins, or leave out the median and n_sigma_cut",
+    )
+
+
 def _median(
     stats: BinStats, rows: RowAccess | None, plan: Plan, options: FitOptions, solution: Solution
 ) -> np.ndarray | None:
@@ -198,6 +272,7 @@ def _median(
         return None
     rows = _need(rows)
     max_count = int(solution.entries[:, wanted].max(initial=0))
+    _check_row_buffers(max_count, 2 * len(wanted) + 2, options)
     median = np.full((plan.centers.size, len(stats.targets)), np.nan)
     median[:, wanted] = window_medians(
         plan.centers,

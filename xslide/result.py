@@ -217,7 +217,7 @@ def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: M
         # the user's own words win over the digitize records
         "binning_formulas_json": json.dumps({**binning, **options.binning_formulas}),
         "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
-        "kernel": options.kernel,
+        "kernel": options.kernel.name,
         "trend": options.trend,
         "centers": options.centers,
         "min_entries": options.min_entries,

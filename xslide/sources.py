@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import budget
 from ._optional import require
 from .binning import binning_of
 from .design import HUGE, Design, RowTable, build_design
@@ -151,6 +152,19 @@ def _series_mask(selection: pd.Series, table: RowTable) -> np.ndarray:
     return selection.to_numpy(dtype=bool)
 
 
+def check_stats_memory(grid: Grid, design: Design, spec: ReadSpec) -> None:
+    """Refuse per-bin statistics larger than ``max_memory`` before they are allocated."""
+    n_sums = n_stats(design.x.shape[0] + 1)
+    n_bytes = budget.size(grid.size, len(spec.targets), n_sums, budget.FLOAT)
+    shape = dict(zip(grid.dims, grid.shape, strict=True))
+    budget.check(
+        n_bytes,
+        f"the per-bin statistics (grid {shape}, {len(spec.targets)} targets x {n_sums} sums)",
+        spec.max_memory,
+        "restrict the grid with extent=, use coarser bins, or fewer predictors or targets",
+    )
+
+
 # ---- rows in memory ----
 
 
@@ -159,9 +173,12 @@ def _read_memory(data, spec: ReadSpec) -> tuple[BinStats, RowAccess]:
     table = RowTable(data)
     bins, missing = read_bins(table, spec.dims)
     selected = selection_mask(spec.selection, table)
-    grid, flat, counts = build_grid(bins, selected, spec.extent, spec.max_bins, missing)
+    grid, flat, counts = build_grid(
+        bins, selected, spec.extent, spec.max_bins, missing, spec.max_memory
+    )
     rows_per_bin = counts.pop("rows_per_bin")
     design = build_design(table, spec, flat)
+    check_stats_memory(grid, design, spec)
     sums, invalid = accumulate(flat, design, grid.size, spec.backend)
     counts = {
         "n_rows_input": table.n_rows,
@@ -288,7 +305,9 @@ class _Stream:
         selected = selection_mask(spec.selection, table)
         self.counts["n_rows_input"] += table.n_rows
         try:
-            batch_grid, _, counts = build_grid(bins, selected, spec.extent, spec.max_bins, missing)
+            batch_grid, _, counts = build_grid(
+                bins, selected, spec.extent, spec.max_bins, missing, spec.max_memory
+            )
         except EmptyGridError:  # nothing of this batch falls on the grid
             for key, value in _counts_without_grid(selected, missing, table.n_rows).items():
                 self.counts[key] += value
@@ -298,7 +317,9 @@ class _Stream:
             self.counts[key] += value
         grid = self._grid_for(batch_grid)
         fixed = dict(zip(grid.dims, zip(grid.lo, grid.hi, strict=True), strict=True))
-        _, flat, fixed_counts = build_grid(bins, selected, fixed, spec.max_bins, missing)
+        _, flat, fixed_counts = build_grid(
+            bins, selected, fixed, spec.max_bins, missing, spec.max_memory
+        )
         design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
         names = [*design.columns[1:], *design.targets]
         # the first batch with a finite value of a column fixes its reference for every later
@@ -306,6 +327,7 @@ class _Stream:
         found = dict(zip(names, [*design.x_ref, *design.y_ref], strict=True))
         found = {k: v for k, v in found.items() if k not in design.undetermined}
         self.reference = {**found, **self.reference}
+        check_stats_memory(grid, design, spec)
         if self.stats is None:
             sums = np.zeros((grid.size, len(spec.targets), n_stats(design.x.shape[0] + 1)))
             rows = np.zeros(grid.size, dtype=np.int64)

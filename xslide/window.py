@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -37,41 +37,78 @@ def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarra
     return out
 
 
-def kernel_weights(kernel, half_widths: Sequence[int], widths: Sequence[float]) -> np.ndarray:
-    """Kernel weight of every offset of the window, shape (2w_d + 1, ...) over the dims.
+class Kernel(NamedTuple):
+    """A window's kernel as the options give it: a named kernel with its width per dim, a
+    callable of integer offsets, or an explicit weights array over the whole window."""
 
-    ``kernel``: 'uniform', 'gaussian' (sigma = width), 'epanechnikov' (1 - (o/(width+1))²),
-    'linear' (1 - |o|/(width+1)), each a product over dims with ``widths`` per dim; a callable
-    taking one integer offset array per dim and returning weights; or an explicit array.
+    name: str  # a named kernel, 'callable' or 'array' (its name in the attrs)
+    value: Any  # the name, the callable or the array
+    widths: tuple[float, ...] = ()  # per dim, for the named kernels
+
+
+def kernel_weights(
+    kernel: Kernel, half: Sequence[int], reach: Sequence[int] | None = None
+) -> tuple[np.ndarray, int]:
+    """The kernel weight of every offset ``|o_d| <= reach_d`` and the window's volume.
+
+    ``reach`` (default ``half``) is the part of the window that can meet the grid: a window
+    wider than the grid is built no wider than the grid. The volume, the number of offsets of
+    the whole window with a non-zero weight, is counted without building the whole window
+    where the kernel is named. Named kernels ('uniform', 'gaussian': exp(-(o/h)²/2),
+    'epanechnikov': 1 - (o/(h+1))², 'linear': 1 - |o|/(h+1)) are products over dims.
     """
-    shape = tuple(2 * w + 1 for w in half_widths)
-    offsets = [np.arange(-w, w + 1) for w in half_widths]
-    if isinstance(kernel, str):
-        weights = np.ones(shape)
-        for axis, (o, h) in enumerate(zip(offsets, widths, strict=True)):
-            if kernel == "uniform":
-                continue
-            view = [1] * len(shape)
-            view[axis] = shape[axis]
-            weights = weights * _PROFILES[kernel](o, h).reshape(view)
-    elif callable(kernel):
-        grids = np.meshgrid(*offsets, indexing="ij")
+    reach = tuple(half if reach is None else reach)
+    if kernel.name in _PROFILES or kernel.name == "uniform":
+        return _named_weights(kernel, half, reach)
+    shape = tuple(2 * w + 1 for w in half)
+    if callable(kernel.value):
+        offsets = np.meshgrid(*[np.arange(-w, w + 1) for w in half], indexing="ij")
         try:
-            weights = np.broadcast_to(np.asarray(kernel(*grids), dtype=np.float64), shape).copy()
+            full = np.broadcast_to(np.asarray(kernel.value(*offsets), dtype=np.float64), shape)
         except ValueError as err:
             raise ValueError(
                 f"kernel callable must return weights of shape {shape}: {err}"
             ) from None
     else:
-        weights = np.asarray(kernel, dtype=np.float64)
-        if weights.shape != shape:
+        full = np.asarray(kernel.value, dtype=np.float64)
+        if full.shape != shape:
             raise ValueError(
                 f"kernel array must have shape {shape} (2 x half-width + 1 per dim), "
-                f"got {weights.shape}"
+                f"got {full.shape}"
             )
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+    if not np.all(np.isfinite(full)) or np.any(full < 0) or not np.any(full > 0):
         raise ValueError("kernel weights must be finite, >= 0 and not all zero")
-    return weights
+    center = tuple(slice(w - r, w + r + 1) for w, r in zip(half, reach, strict=True))
+    return np.array(full[center], dtype=np.float64), int(np.count_nonzero(full))
+
+
+def _named_weights(kernel: Kernel, half, reach) -> tuple[np.ndarray, int]:
+    """A named kernel over ``|o_d| <= reach_d``, and its volume over the whole window."""
+    weights = np.ones(tuple(2 * r + 1 for r in reach))
+    volume = 1
+    for axis, (w, r) in enumerate(zip(half, reach, strict=True)):
+        if kernel.name == "uniform":
+            volume *= 2 * w + 1
+            continue
+        profile = _PROFILES[kernel.name]
+        h = kernel.widths[axis]
+        view = [1] * weights.ndim
+        view[axis] = 2 * r + 1
+        weights = weights * profile(np.arange(-r, r + 1), h).reshape(view)
+        volume *= 2 * _last_nonzero(profile, h, w) + 1
+    return weights, volume
+
+
+def _last_nonzero(profile, h: float, w: int) -> int:
+    """The largest offset ``o <= w`` of non-zero weight (the profiles fall with ``|o|``)."""
+    lo, hi = 0, w  # profile(0) = 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if profile(np.array([mid]), h)[0] > 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 # the per-dim profile of each named kernel: offsets o, width h -> weights
@@ -80,6 +117,16 @@ _PROFILES = {
     "epanechnikov": lambda o, h: np.clip(1.0 - (o / (h + 1.0)) ** 2, 0.0, None),
     "linear": lambda o, h: np.clip(1.0 - np.abs(o) / (h + 1.0), 0.0, None),
 }
+
+
+def check_periodic(n: int, w: int, dim: str | None = None) -> None:
+    """A periodic window may not be wider than its dim: it would read a bin twice."""
+    if 2 * w + 1 > n:
+        name = f" of {dim!r}" if dim else ""
+        raise InvalidWindowSpec(
+            f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
+            f"{n} bins of the dim{name}; give extent= the full period or a smaller window"
+        )
 
 
 def neighbor_table(
@@ -96,11 +143,8 @@ def neighbor_table(
     twice; shrink: the half-width at c is min(w, c, n - 1 - c), so c stays the window's midpoint.
     """
     n_global = n if n_global is None else n_global
-    if mode == "periodic" and 2 * w + 1 > n_global:
-        raise InvalidWindowSpec(
-            f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
-            f"{n_global} bins of the dim; give extent= the full period or a smaller window"
-        )
+    if mode == "periodic":
+        check_periodic(n_global, w)
     g = origin + np.arange(n)[:, None]  # global bin of every cell
     o = np.broadcast_to(np.arange(-w, w + 1), (n, 2 * w + 1))
     u = g + o
@@ -136,6 +180,7 @@ class Window:
     weights: np.ndarray  # (2w_d + 1, ...) kernel weight per offset
     origin: tuple[int, ...] | None = None
     global_shape: tuple[int, ...] | None = None
+    full_volume: int | None = None  # non-zero offsets of a window wider than its grid
 
     @property
     def is_box(self) -> bool:
@@ -144,7 +189,9 @@ class Window:
 
     @property
     def volume(self) -> int:
-        """Offsets of the window with a non-zero kernel weight."""
+        """Offsets of the window with a non-zero kernel weight (before clipping to the grid)."""
+        if self.full_volume is not None:
+            return self.full_volume
         return int(np.count_nonzero(self.weights))
 
     @cached_property
