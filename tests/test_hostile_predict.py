@@ -226,6 +226,13 @@ def test_malformed_edges_are_refused_by_name(digitized, edges, message):
     assert out.y_pred.iloc[0] == pytest.approx(model(digitized, 1.0, rBin=1), rel=1e-12)
 
 
+def test_bin_centers_that_are_not_numbers_are_refused_by_name(digitized):
+    crafted = digitized.assign_coords(r_center=("rBin", ["a", "b", "c", "d", "e"]))
+    crafted["r_center"].attrs["edges"] = digitized["r_center"].attrs["edges"]
+    with pytest.raises(ValueError, match=r"^fit: coordinate 'r_center' must hold numbers"):
+        xslide.predict(crafted, pd.DataFrame({"r": [3.0], "x": [0.0]}))
+
+
 def _misshape(name: str):
     """Builders of fits with one variable missing, misshaped or of the wrong dtype."""
     return {

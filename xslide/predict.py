@@ -234,9 +234,11 @@ def _edges(fit: xr.Dataset, center: str, axis: _Axis) -> np.ndarray:
         raise ValueError(f"{where} is missing: rows cannot be placed by physical value")
     try:
         edges = np.asarray(raw, dtype=np.float64)
-        centers = np.asarray(fit[center].values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} and the coordinate must hold numbers") from None
+        raise ValueError(f"{where} must hold numbers, got {str(raw)[:40]!r}") from None
+    if fit[center].dtype.kind not in "iuf":
+        raise ValueError(f"fit: coordinate {center!r} must hold numbers, got {fit[center].dtype}")
+    centers = fit[center].values.astype(np.float64)
     if edges.ndim != 1 or edges.size < 2 or not np.isfinite(edges).all():
         raise ValueError(f"{where} must be a 1-D array of at least 2 finite values")
     if (np.diff(edges) <= 0).any():
