@@ -118,15 +118,20 @@ def _check_variable(fit: xr.Dataset, name: str, dims: Sequence[str]) -> None:
         raise ValueError(f"fit: variable {name!r} must be numeric, got dtype {var.dtype}")
 
 
+def _brief(value) -> str:
+    """A stored value as a short one-line repr, for a message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _trend_attr(fit: xr.Dataset) -> bool:
     """The ``trend`` attribute: whether the d_{dim} terms are window offsets."""
     value = fit.attrs.get("trend", 0)
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()  # a one-element attribute as some writers store it
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise ValueError(f"fit: attribute 'trend' must be 0 or 1, got {value!r}")
-    if value not in (0, 1):
-        raise ValueError(f"fit: attribute 'trend' must be 0 or 1, got {value!r}")
+    integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not integer or value not in (0, 1):
+        raise ValueError(f"fit: attribute 'trend' must be 0 or 1, got {_brief(value)}")
     return value == 1
 
 
@@ -135,7 +140,8 @@ def _formula_attr(fit: xr.Dataset) -> str:
     formula = fit.attrs.get("formula", "")
     if not isinstance(formula, str):
         raise ValueError(
-            f"fit: attribute 'formula' must be a string, got {type(formula).__name__} {formula!r}"
+            f"fit: attribute 'formula' must be a string, got {type(formula).__name__} "
+            f"{_brief(formula)}"
         )
     return str(formula)
 
@@ -235,7 +241,7 @@ def _edges(fit: xr.Dataset, center: str, axis: _Axis) -> np.ndarray:
     try:
         edges = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must hold numbers, got {str(raw)[:40]!r}") from None
+        raise ValueError(f"{where} must hold numbers, got {_brief(raw)}") from None
     if fit[center].dtype.kind not in "iuf":
         raise ValueError(f"fit: coordinate {center!r} must hold numbers, got {fit[center].dtype}")
     centers = fit[center].values.astype(np.float64)
