@@ -370,6 +370,10 @@ def test_targets_are_checked_and_a_single_name_is_a_target(fit):
     refused(ValueError, r"^targets is empty", named, rows, targets=[])
     refused(ValueError, r"^targets name \['dy'\] more than once", named, rows, targets=["dy", "dy"])
     refused(ValueError, r"^fit: coordinate 'target' is empty", fit.isel(target=slice(0, 0)), rows)
+    refused(ValueError, r"^fit: dim 'target' has no coordinate", fit.drop_vars("target"), rows)
+    refused(
+        KeyError, r"targets \['z'\] were not fitted; fitted: \['dy'\]", named, rows, targets="z"
+    )
 
 
 # ---- degenerate fits and rows ----
