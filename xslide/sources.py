@@ -214,11 +214,30 @@ def _columns_of(batch) -> dict:
     become pandas Series so that integer bins keep a nullable integer dtype."""
     out = {}
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        if column.null_count:
+        if column.null_count and column.type.id in _ARROW_INTEGERS:
+            # arrow would make floats of them: keep integers, nulls as <NA> (no bin)
+            values = column.fill_null(0).to_numpy(zero_copy_only=False)
+            missing = column.is_null().to_numpy(zero_copy_only=False)
+            out[name] = pd.Series(pd.arrays.IntegerArray(values, missing))
+        elif column.null_count:
             out[name] = column.to_pandas()
         else:
             out[name] = column.to_numpy(zero_copy_only=False)
     return out
+
+
+def _arrow_integer_ids() -> frozenset:
+    """Arrow's integer type ids (pyarrow is imported only where batches come from it)."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return frozenset()
+    types = (pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+             pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64())  # fmt: skip
+    return frozenset(t.id for t in types)
+
+
+_ARROW_INTEGERS = _arrow_integer_ids()
 
 
 def _batches(source, spec: ReadSpec) -> Iterator:
@@ -356,7 +375,19 @@ class _Stream:
         if self.stats is None:
             raise EmptyGridError("the stream holds no row inside the grid (after selection/extent)")
         invalid = dict(zip(self.spec.targets, map(int, self.invalid), strict=True))
-        return dataclasses.replace(self.stats, counts={**self.counts, "n_rows_invalid": invalid})
+        stats = self.stats
+        # a reference fixed after the first batch (none of its values was finite) is the one
+        # every sum of that column was taken with
+        x_ref = [
+            self.reference.get(c, r) for c, r in zip(stats.columns[1:], stats.x_ref, strict=True)
+        ]
+        y_ref = [self.reference.get(t, r) for t, r in zip(stats.targets, stats.y_ref, strict=True)]
+        return dataclasses.replace(
+            stats,
+            counts={**self.counts, "n_rows_invalid": invalid},
+            x_ref=np.asarray(x_ref, dtype=np.float64),
+            y_ref=np.asarray(y_ref, dtype=np.float64),
+        )
 
 
 def _read_stream(source, spec: ReadSpec) -> BinStats:
@@ -367,9 +398,32 @@ def _read_stream(source, spec: ReadSpec) -> BinStats:
             f"got {type(spec.selection).__name__}"
         )
     stream = _Stream(spec)
-    for batch in _batches(source, spec):
-        stream.add(batch)
+    dtypes: dict[str, str] = {}
+    for number, batch in enumerate(_batches(source, spec), start=1):
+        try:
+            stream.add(batch)
+        except (InvalidInputTypeError, MissingColumnError) as err:
+            raise type(err)(f"batch {number}: {err}{_type_change(dtypes, batch)}") from None
+        if not dtypes:
+            dtypes = _dtypes(batch)
     return stream.result()
+
+
+def _dtypes(batch) -> dict[str, str]:
+    """The dtype of every column of a batch, by name."""
+    if isinstance(batch, pd.DataFrame):
+        return {str(c): str(t) for c, t in batch.dtypes.items()}
+    return {str(c): str(getattr(v, "dtype", type(v).__name__)) for c, v in batch.items()}
+
+
+def _type_change(first: dict[str, str], batch) -> str:
+    """Which columns changed type since the first batch, for a refusal's message."""
+    changed = [
+        f"{column!r} was {first[column]} in the first batch, is {dtype}"
+        for column, dtype in _dtypes(batch).items()
+        if column in first and first[column] != dtype
+    ]
+    return f" (columns changed type between batches: {'; '.join(changed)})" if changed else ""
 
 
 # ---- dask ----
