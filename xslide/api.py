@@ -74,7 +74,8 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     ``sum_wy``, ``sum_wy2`` (*dims, target),
     ``sum_wx``, ``sum_wxy`` (*dims, target, term), ``sum_wxx`` (*dims, target, term, term_),
     ``rows`` (*dims) and the references ``x_reference`` (term), ``y_reference`` (target).
-    Sums are of the shifted columns (x - x_reference, y - y_reference).
+    Sums are of the shifted columns (x - x_reference, y - y_reference), and of the weights
+    times ``attrs['weights_scale']`` (1, or a power of two for weights near 1e±160).
 
     Examples
     --------
@@ -258,8 +259,9 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     }
     total = None
     x_ref, y_ref = first["x_reference"].values[1:], first["y_reference"].values
+    scale = float(first.attrs.get("weights_scale", 1.0))
     for part in parts:
-        stats = dataset_to_stats(part).rereferenced(x_ref, y_ref)
+        stats = dataset_to_stats(part).rereferenced(x_ref, y_ref).rescaled(scale)
         ds = stats_to_dataset(stats).reindex(union, fill_value=0)
         if total is None:
             total = ds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -96,6 +97,7 @@ class Design:
     y_ref: np.ndarray
     intercept: bool = True
     undetermined: tuple[str, ...] = ()  # columns without a finite value: reference left at 0
+    weights_scale: float = 1.0  # w holds the row weights times this (a power of two)
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -188,19 +190,46 @@ def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
         if not names and not intercept:
             raise ValueError(f"fit_formula {formula.formula!r} leaves no term to fit")
         x = np.ascontiguousarray(matrix.T)
-    w = None
-    if weights is not None:
-        w = table.numeric(weights, "weights_column")
-        negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
-        if negative.any():
-            raise ValueError(
-                f"weights_column {weights!r} has {int(negative.sum())} negative weights "
-                f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
-            )
+    w, scale = _weights(table, weights, inside, spec.weights_scale)
     x_ref, y_ref, undetermined = _references(x, y, names, targets, spec.reference, inside)
     return Design(
-        (INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept, tuple(undetermined)
-    )
+        (INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept,
+        tuple(undetermined), scale,
+    )  # fmt: skip
+
+
+def _weights(table: RowTable, name: str | None, inside, scale: float | None):
+    """The row weights (>= 0), brought near 1 by a power of two when they are extreme.
+
+    Weighted fits do not depend on the weights' scale, but Σw² over- or underflows for
+    weights near 1e±160: such weights are multiplied by ``scale`` (given, or a power of two
+    that brings the largest near 1; exact, so ordinary weights are left as they are).
+    """
+    if name is None:
+        return None, 1.0
+    w = table.numeric(name, "weights_column")
+    negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
+    if negative.any():
+        raise ValueError(
+            f"weights_column {name!r} has {int(negative.sum())} negative weights "
+            f"(first at row {int(np.flatnonzero(negative)[0])}); weights must be >= 0"
+        )
+    if scale is None:
+        scale = weights_scale(w, inside)
+    return (w if scale == 1.0 else w * scale), scale
+
+
+def weights_scale(w: np.ndarray, inside: np.ndarray) -> float:
+    """1 for ordinary weights, else the power of two that brings the largest finite in-grid
+    weight near 1."""
+    largest = float(np.max(w, where=inside, initial=0.0))  # one pass; NaN if any is NaN
+    if largest == 0.0 or 2.0**-100 <= largest <= 2.0**100:
+        return 1.0
+    finite = w[inside & np.isfinite(w)]
+    largest = float(finite.max(initial=0.0))
+    if largest == 0.0 or 2.0**-100 <= largest <= 2.0**100:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(largest)[1])
 
 
 def usable(shifted: np.ndarray) -> np.ndarray:

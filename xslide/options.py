@@ -130,6 +130,7 @@ class ReadSpec:
     max_memory: float = field(default_factory=default_max_memory)  # bytes
     reference: Mapping[str, float] | None = None
     formula: ParsedFormula | None = None
+    weights_scale: float | None = None  # None: from the rows (a stream: from its first batch)
 
 
 @dataclass(frozen=True, eq=False)

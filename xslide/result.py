@@ -280,6 +280,7 @@ def stats_to_dataset(stats: BinStats) -> xr.Dataset:
         "binning_json": json.dumps(stats.binning),
         "intercept": int(stats.intercept),
         "weights_column": stats.weights or "",
+        "weights_scale": stats.weights_scale,
         "backend_used": stats.backend,
         **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
         **{f"n_rows_invalid_{t}": n for t, n in stats.counts["n_rows_invalid"].items()},
@@ -330,4 +331,5 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
         str(ds.attrs.get("weights_column", "")) or None,
         intercept=bool(ds.attrs.get("intercept", 1)),
         binning=json.loads(ds.attrs.get("binning_json", "{}")),
+        weights_scale=float(ds.attrs.get("weights_scale", 1.0)),
     )

@@ -30,7 +30,7 @@ import xarray as xr
 from . import budget
 from ._optional import require
 from .binning import binning_of
-from .design import HUGE, Design, RowTable, build_design
+from .design import HUGE, Design, RowTable, build_design, weights_scale
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
 from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
@@ -203,6 +203,7 @@ def _bin_stats(grid, design: Design, sums, rows, counts, spec: ReadSpec, binning
         spec.weights,
         intercept=design.intercept,
         binning=binning or {},
+        weights_scale=design.weights_scale,
     )
 
 
@@ -310,6 +311,7 @@ class _Stream:
     def __init__(self, spec: ReadSpec) -> None:
         self.spec = spec
         self.reference = dict(spec.reference or {})
+        self.weights_scale = spec.weights_scale
         self.stats: BinStats | None = None
         self.counts = dict.fromkeys(
             ("n_rows_input", "n_rows_not_selected", "n_rows_without_bin", "n_rows_outside_extent"),
@@ -339,7 +341,12 @@ class _Stream:
         _, flat, fixed_counts = build_grid(
             bins, selected, fixed, spec.max_bins, missing, spec.max_memory
         )
-        design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
+        fixed_spec = dataclasses.replace(
+            spec, reference=self.reference, weights_scale=self.weights_scale
+        )
+        design = build_design(table, fixed_spec, flat)
+        if self.weights_scale is None:  # the first batch's scale serves every batch
+            self.weights_scale = design.weights_scale
         names = [*design.columns[1:], *design.targets]
         # the first batch with a finite value of a column fixes its reference for every later
         # batch (a batch without one has no valid row of it: its shift is immaterial)
@@ -429,6 +436,9 @@ def _type_change(first: dict[str, str], batch) -> str:
 # ---- dask ----
 
 
+_LARGEST_WEIGHT = "__xslide_largest_weight__"
+
+
 class _Empty(NamedTuple):
     """A partition none of whose rows falls on the grid."""
 
@@ -466,7 +476,13 @@ def _fixed_grid_and_references(ddf, spec: ReadSpec, dask) -> ReadSpec:
             if column not in reference:
                 values = chosen[column]  # sentinels never make the reference (design.HUGE)
                 todo[column] = values[abs(values) < HUGE].mean()
+    if spec.weights is not None and spec.weights_scale is None:
+        todo[_LARGEST_WEIGHT] = chosen[spec.weights].max()
     (computed,) = dask.compute(todo)
+    largest = computed.pop(_LARGEST_WEIGHT, None)
+    if largest is not None:  # one scale for every partition, as for the rows in memory
+        scale = weights_scale(np.array([largest]), np.array([True]))
+        spec = dataclasses.replace(spec, weights_scale=scale)
     for column, value in computed.items():
         if column in spec.dims:
             extent[column] = (int(value[0]), int(value[1]))

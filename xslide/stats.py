@@ -297,6 +297,7 @@ class BinStats:
     weights: str | None
     intercept: bool = True  # whether the constant is a model term
     binning: Mapping = field(default_factory=dict)  # digitize records of the bin dims
+    weights_scale: float = 1.0  # the sums are of the row weights times this (a power of two)
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -317,6 +318,18 @@ class BinStats:
             rows_per_bin=self.rows_per_bin + other.rows_per_bin,
             counts=counts,
         )
+
+    def rescaled(self, weights_scale: float) -> BinStats:
+        """The same statistics of weights scaled by ``weights_scale`` instead (exact for the
+        powers of two the design chooses): weighted sums scale once, Σw² twice."""
+        ratio = weights_scale / self.weights_scale
+        if ratio == 1.0:
+            return self
+        sums = self.sums * ratio
+        sums[..., COUNT] = self.sums[..., COUNT]
+        sums[..., COUNT_POSITIVE] = self.sums[..., COUNT_POSITIVE]
+        sums[..., SUM_W2] = self.sums[..., SUM_W2] * ratio * ratio
+        return dataclasses.replace(self, sums=sums, weights_scale=weights_scale)
 
     def rereferenced(self, x_ref: np.ndarray, y_ref: np.ndarray) -> BinStats:
         """The same statistics expressed relative to other references."""
