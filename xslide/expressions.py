@@ -86,7 +86,7 @@ MAX_NODES = 2_000
 MAX_FORMULA_TERMS = 200
 #: the largest exponent of a formula's ``**`` (``(a + b)**2``); ``max_degree=`` overrides.
 MAX_FORMULA_DEGREE = 10
-_SHOWN = 200  # longer text is shortened in refusals, which stay one readable line
+_SHOWN = 130  # longer text is shortened in refusals, which stay one readable line
 _TOKEN = re.compile(r"\w+|\S")
 
 
@@ -106,7 +106,7 @@ def _shown(text: str) -> str:
     """``repr(text)``, shortened when long: a refusal names the culprit on one line."""
     if len(text) <= _SHOWN:
         return repr(text)
-    return f"{text[: _SHOWN - 20]!r}... ({len(text):,} characters)"
+    return f"{text[:100]!r}... ({len(text):,} characters)"
 
 
 def _refusal(kind: str, text: str, why: str) -> ExpressionError:
@@ -484,7 +484,7 @@ def _python_tokens(code: str, formula: str) -> list[tuple[str, int, int]]:
             if token.type == tokenize.ERRORTOKEN and token.string == " ":
                 continue  # Python 3.11 marks the space before an unreadable character
             if token.type not in _PYTHON_TOKENS or token.start[0] != 1:
-                raise _formula_error(formula, f"cannot read {token.string!r}")
+                raise _formula_error(formula, f"cannot read {_shown(token.string)}")
             pieces.append((token.string, token.start[1], token.end[1]))
     except (tokenize.TokenError, SyntaxError) as err:
         unclosed = "EOF" in str(err) or "parenthes" in str(err)
@@ -604,12 +604,12 @@ def _degree(exponent: _Expr, formula: str, max_degree: int) -> int:
         raise _formula_error(
             formula,
             f"the exponent of '**' must be a whole number from 1 to {max_degree}, "
-            f"not {exponent.text or 'an expression'!r}",
+            f"not {_shown(exponent.text) if exponent.text else 'an expression'}",
         )
     if degree > max_degree:
         raise _formula_error(
             formula,
-            f"'**{degree}' is above the limit of degree {max_degree} "
+            f"{_shown('**' + exponent.text)} is above the limit of degree {max_degree} "
             "(max_degree=, MAX_FORMULA_DEGREE)",
         )
     return degree
@@ -634,8 +634,8 @@ def _product(op: str, left: _Expr, right: _Expr, limits: tuple[str, int, int]) -
         return _unique(left.terms + _interaction(nested, right.terms))
     degree, terms = _degree(right, formula, max_degree), left.terms
     power = terms
-    for _ in range(1, min(len(terms), degree)):  # as patsy: (a + b)**5 is (a + b)**2
-        power = _interaction(terms, power)
+    for _ in range(1, min(len(left.terms), degree)):  # as patsy: (a + b)**5 is (a + b)**2
+        power = _interaction(left.terms, power)
         terms = _unique(terms + power)
         if len(terms) > max_terms:
             raise _too_many(formula, max_terms)
@@ -721,9 +721,9 @@ def bound_formula(
 
     Counted from the formula's structure, read as patsy reads it, before patsy sees it: each
     ``**`` exponent must be a whole number from 1 to ``max_degree``, the right-hand side must
-    expand to at most ``max_terms`` terms (the intercept not counted) and its operators nest
-    at most ``MAX_DEPTH`` levels. The grammar of its Python parts is not checked (see
-    ``check_formula``), so this also bounds formulas from trusted code.
+    expand to at most ``max_terms`` terms (the intercept not counted), its operators nest at
+    most ``MAX_DEPTH`` levels and its Python parts are bounded in size as expressions are. Their
+    grammar is not checked (see ``check_formula``), so this also bounds trusted formulas.
 
     Parameters
     ----------
@@ -738,9 +738,16 @@ def bound_formula(
         why = _nesting(formula)
         if why is not None:
             raise _formula_error(formula, why)
-        return _read_side(formula, formula, max_terms, max_degree)[1]
-    rhs = _sides(formula)[1]
-    return _read_side(rhs, formula, max_terms, max_degree)[1]
+        rhs = formula
+    else:
+        rhs = _sides(formula)[1]
+    atoms, terms = _read_side(rhs, formula, max_terms, max_degree)
+    for atom in atoms:  # patsy compiles each: its size is bounded, whatever its grammar
+        try:
+            _parse(atom)
+        except ExpressionError as err:
+            raise _formula_error(formula, str(err)) from None
+    return terms
 
 
 def _identity(value):
