@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._optional import require
-from .expressions import ExpressionError, bound_formula, check_formula
+from .expressions import ExpressionError, _shown, bound_formula, check_formula
 
 INTERCEPT = "Intercept"
 _TARGET = re.compile(r"(?<![\w.])target(?![\w])")
@@ -37,8 +37,7 @@ class ParsedFormula:
 
 def _api_error(formula: str, err: ExpressionError) -> ExpressionError:
     """An expressions refusal in the Python API's words: ``fit_formula '...': <reason>``."""
-    shown = formula if len(formula) <= 200 else f"{formula[:180]}..."
-    return ExpressionError(f"fit_formula {shown!r}: {err.reason}", err.reason)
+    return ExpressionError(f"fit_formula {_shown(formula)}: {err.reason}", err.reason)
 
 
 def checked_formula(
