@@ -575,8 +575,36 @@ def _unique(terms: Iterable[frozenset[str]]) -> tuple[frozenset[str], ...]:
     return tuple(dict.fromkeys(terms))
 
 
-def _interaction(left: tuple, right: tuple) -> tuple[frozenset[str], ...]:
-    return _unique(a | b for a in left for b in right)
+class _Limits:
+    """The limits one formula is read with, and the work spent on products of terms so far."""
+
+    def __init__(self, formula: str, max_terms: int, max_degree: int) -> None:
+        self.formula, self.max_terms, self.max_degree = formula, max_terms, max_degree
+        self.products = 0
+
+    def too_many(self) -> ExpressionError:
+        return _formula_error(
+            self.formula,
+            f"expands to more than {self.max_terms} terms, the limit "
+            "(max_terms=, MAX_FORMULA_TERMS)",
+        )
+
+    def interaction(self, left: tuple, right: tuple) -> tuple[frozenset[str], ...]:
+        """Every term of ``left`` with every term of ``right``, within a budget of products.
+
+        patsy spends about 10 µs a product: ``F:F:F:...`` with ``F = (a+b+c+d+e+f+g)**7``
+        stays at 127 terms but costs 16,129 products a ``:``. ``max_terms**2`` products in
+        all (40,000, under a second in patsy) is far above what a model of ``max_terms``
+        terms needs.
+        """
+        self.products += len(left) * len(right)
+        if self.products > self.max_terms**2:
+            raise _formula_error(
+                self.formula,
+                f"expands through more than {self.max_terms**2:,} products of terms, the "
+                "limit (max_terms**2; max_terms=, MAX_FORMULA_TERMS)",
+            )
+        return _unique(a | b for a in left for b in right)
 
 
 def _sum(op: str, left: _Expr, right: _Expr, depth: int) -> _Expr:
@@ -615,34 +643,26 @@ def _degree(exponent: _Expr, formula: str, max_degree: int) -> int:
     return degree
 
 
-def _too_many(formula: str, max_terms: int) -> ExpressionError:
-    return _formula_error(
-        formula,
-        f"expands to more than {max_terms} terms, the limit (max_terms=, MAX_FORMULA_TERMS)",
-    )
-
-
-def _product(op: str, left: _Expr, right: _Expr, limits: tuple[str, int, int]) -> tuple:
+def _product(op: str, left: _Expr, right: _Expr, limits: _Limits) -> tuple:
     """The terms of ``left * right``, ``left / right``, ``left : right`` or ``left ** n``."""
-    formula, max_terms, max_degree = limits
     if op == ":":
-        return _interaction(left.terms, right.terms)
+        return limits.interaction(left.terms, right.terms)
     if op == "*":
-        return _unique(left.terms + right.terms + _interaction(left.terms, right.terms))
+        return _unique(left.terms + right.terms + limits.interaction(left.terms, right.terms))
     if op == "/":
         nested = (frozenset().union(*left.terms),)
-        return _unique(left.terms + _interaction(nested, right.terms))
-    degree, terms = _degree(right, formula, max_degree), left.terms
+        return _unique(left.terms + limits.interaction(nested, right.terms))
+    degree, terms = _degree(right, limits.formula, limits.max_degree), left.terms
     power = terms
     for _ in range(1, min(len(left.terms), degree)):  # as patsy: (a + b)**5 is (a + b)**2
-        power = _interaction(left.terms, power)
+        power = limits.interaction(left.terms, power)
         terms = _unique(terms + power)
-        if len(terms) > max_terms:
-            raise _too_many(formula, max_terms)
+        if len(terms) > limits.max_terms:
+            raise limits.too_many()
     return terms
 
 
-def _apply(token: _Token, left: _Expr | None, right: _Expr, limits: tuple) -> _Expr:
+def _apply(token: _Token, left: _Expr | None, right: _Expr, limits: _Limits) -> _Expr:
     """One formula operator on its operands (``left`` is None for a unary one)."""
     if left is None:
         if token.text == "+":
@@ -655,13 +675,12 @@ def _apply(token: _Token, left: _Expr | None, right: _Expr, limits: tuple) -> _E
     return _Expr("group", _product(token.text, left, right, limits), False, False, depth)
 
 
-def _expand(postfix: list[_Token], limits: tuple[str, int, int]) -> int:
+def _expand(postfix: list[_Token], limits: _Limits) -> int:
     """Count the terms patsy would build, refusing as soon as a limit is passed.
 
-    Each step keeps at most ``max_terms`` terms, so the count costs at most about
-    ``max_terms**2`` set unions a step, whatever the formula asks for.
+    Each step keeps at most ``max_terms`` terms and all steps together at most
+    ``max_terms**2`` products of terms, whatever the formula asks for.
     """
-    formula, max_terms, _ = limits
     stack: list[_Expr] = []
     for token in postfix:
         if token.kind == "atom":
@@ -669,11 +688,11 @@ def _expand(postfix: list[_Token], limits: tuple[str, int, int]) -> int:
             continue
         right = stack.pop()
         value = _apply(token, None if token.kind == "unary" else stack.pop(), right, limits)
-        if len(value.terms) > max_terms:
-            raise _too_many(formula, max_terms)
+        if len(value.terms) > limits.max_terms:
+            raise limits.too_many()
         if value.depth > MAX_DEPTH:
             raise _formula_error(
-                formula, f"operators nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)"
+                limits.formula, f"operators nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)"
             )
         stack.append(value)
     return len(stack[0].terms) if stack else 0
@@ -692,7 +711,7 @@ def _read_side(side: str, formula: str, max_terms: int | None, max_degree: int |
     tokens = _formula_tokens(side, formula)
     if not tokens:
         return [], 0
-    limits = (
+    limits = _Limits(
         formula,
         _limit(max_terms, MAX_FORMULA_TERMS, "max_terms"),
         _limit(max_degree, MAX_FORMULA_DEGREE, "max_degree"),
