@@ -82,6 +82,13 @@ def test_many_terms_within_the_degree_limit_are_refused_by_the_term_count():
     assert bound_formula("target ~ a*b*c*d*e*f*g") == 127
 
 
+def test_few_terms_built_through_many_products_are_refused_before_patsy_spends_minutes():
+    seven = "(a + b + c + d + e + f + g)**7"  # 127 terms, closed under ':'
+    assert bound_formula(f"target ~ {seven}:{seven}") == 127  # 16,129 products: patsy ~0.2 s
+    chain = "target ~ " + ":".join([seven] * 150)  # patsy: ~30 s for the same 127 terms
+    refused(lambda: check_formula(chain), "more than 40,000 products of terms", "max_terms")
+
+
 def test_the_limits_are_set_by_keyword_or_module_constant(monkeypatch):
     assert bound_formula("target ~ a*b*c*d*e*f*g*h", max_terms=300) == 255
     assert check_formula("target ~ (a + b)**12", max_degree=12) == ["a", "b"]
