@@ -526,30 +526,45 @@ def _precedence(token: _Token) -> int:
     return _UNARY_PRECEDENCE if token.kind == "unary" else _PRECEDENCE[token.text]
 
 
+def _read_operand(token: _Token, out: list, stack: list, formula: str) -> bool:
+    """A token where a term is expected; whether a term is still expected after it."""
+    if token.kind == "atom":
+        out.append(token)
+        return False
+    if token.kind == "(":
+        stack.append(token)
+    elif token.text in ("+", "-"):
+        stack.append(_Token("unary", token.text))
+    else:
+        raise _formula_error(formula, f"expected a term, not {token.text!r}")
+    return True
+
+
+def _read_operator(token: _Token, out: list, stack: list, formula: str) -> bool:
+    """A token after a term: ')' or a binary operator; whether a term is expected next."""
+    if token.kind == ")":
+        while stack and stack[-1].kind != "(":
+            out.append(stack.pop())
+        if not stack:
+            raise _formula_error(formula, "unbalanced parentheses")
+        stack.pop()
+        return False
+    if token.kind != "op":  # '(a) b', '(a)(b)'
+        raise _formula_error(formula, f"expected an operator, not {_shown(token.text)}")
+    while stack and stack[-1].kind != "(" and _precedence(token) <= _precedence(stack[-1]):
+        out.append(stack.pop())
+    stack.append(token)
+    return True
+
+
 def _postfix(tokens: list[_Token], formula: str) -> list[_Token]:
     """Formula tokens in postfix order, by patsy's precedences (all left-associative)."""
-    out, stack, want_operand = [], [], True
+    out: list[_Token] = []
+    stack: list[_Token] = []
+    want_operand = True
     for token in tokens:
-        if want_operand and token.kind == "atom":
-            out.append(token)
-            want_operand = False
-        elif want_operand and token.kind == "(":
-            stack.append(token)
-        elif want_operand and token.text in ("+", "-"):
-            stack.append(_Token("unary", token.text))
-        elif want_operand:
-            raise _formula_error(formula, f"expected a term, not {token.text!r}")
-        elif token.kind == ")":
-            while stack and stack[-1].kind != "(":
-                out.append(stack.pop())
-            if not stack:
-                raise _formula_error(formula, "unbalanced parentheses")
-            stack.pop()
-        else:  # an atom here would have ended the previous one: an operator
-            while stack and stack[-1].kind != "(" and _precedence(token) <= _precedence(stack[-1]):
-                out.append(stack.pop())
-            stack.append(token)
-            want_operand = True
+        read = _read_operand if want_operand else _read_operator
+        want_operand = read(token, out, stack, formula)
     if want_operand:
         raise _formula_error(formula, "ends with an operator, not a term")
     if any(token.kind == "(" for token in stack):
