@@ -266,6 +266,8 @@ def test_attribute_tricks_are_refused(expression, culprit):
         ("target ~ (x", "unbalanced"),
         ("target ~ x)", "unbalanced"),
         ("target ~ ()", "expected a term"),
+        ("target ~ (a) b", "expected an operator, not 'b'"),
+        ("target ~ (a)(b)", "expected an operator, not '('"),
         ("target ~ x $ y", "cannot read '$'"),
         ("target ~ x # comment", "cannot read '# comment'"),
         ("target ~ I(x) (y)", "only calls of np.<function>"),
@@ -274,6 +276,24 @@ def test_attribute_tricks_are_refused(expression, culprit):
 )
 def test_malformed_formulas_are_refused_in_one_line(formula, why):
     refused(lambda: check_formula(formula), why)
+
+
+@given(st.text(alphabet="ab()+-*/:~ 0123456789.I[]'_%", max_size=40))
+def test_any_formula_text_is_accepted_or_refused_never_a_crash(text):
+    for formula in (text, f"target ~ {text}"):
+        try:
+            check_formula(formula)
+            bound_formula(formula)
+        except ExpressionError as err:
+            assert "\n" not in str(err)
+
+
+@given(st.text(alphabet="xy()+-*/%~<>=&|^ 0123456789.enotand", max_size=40))
+def test_any_expression_text_is_evaluated_or_refused_never_a_crash(text):
+    try:
+        evaluate(text, COLUMNS)
+    except (ExpressionError, KeyError) as err:
+        assert "\n" not in str(err)
 
 
 # ---- where formulas are parsed: the API, predict and the command line ----
