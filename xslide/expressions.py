@@ -318,7 +318,8 @@ def check(
 
     Raises
     ------
-    ExpressionError (a ValueError) naming the offending part.
+    ExpressionError (a ValueError), one line naming the offending part or the size limit passed
+    (``MAX_LENGTH``, ``MAX_DEPTH``, ``MAX_NODES``).
     """
     checker = _Checker(expression, allowed_names, bare_functions, extra_functions or {})
     checker.visit(_parse(expression))
