@@ -4,6 +4,10 @@ The right-hand side is parsed once by patsy (the formula engine statsmodels uses
 term names match statsmodels'), evaluated once over all rows, and its columns feed the
 sufficient-statistics fast path like plain predictor columns. ``target`` stands for each fit
 column and may appear on the left-hand side only.
+
+Every formula is bounded before patsy expands it (``expressions.bound_formula``: ``**``
+degree, number of terms, nesting), trusted or not; ``checked_formula`` also holds a formula
+from the Python API to the restricted grammar the command line uses, unless it is trusted.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._optional import require
+from .expressions import ExpressionError, _shown, bound_formula, check_formula
 
 INTERCEPT = "Intercept"
 _TARGET = re.compile(r"(?<![\w.])target(?![\w])")
@@ -26,10 +31,69 @@ class ParsedFormula:
 
     formula: str
     rhs: str
+    max_terms: int | None = None  # the size limits it was checked with (None: the defaults)
+    max_degree: int | None = None
 
 
-def parse_formula(formula: str, targets: Sequence[str]) -> ParsedFormula:
-    """Check the shape of ``formula``: ``target ~ rhs`` with ``target`` on the left only."""
+def _api_error(formula: str, err: ExpressionError) -> ExpressionError:
+    """An expressions refusal in the Python API's words: ``fit_formula '...': <reason>``."""
+    return ExpressionError(f"fit_formula {_shown(formula)}: {err.reason}", err.reason)
+
+
+def checked_formula(
+    formula: str,
+    *,
+    trusted: bool = False,
+    allowed_names: Sequence[str] | None = None,
+    max_terms: int | None = None,
+    max_degree: int | None = None,
+) -> str:
+    """Check a formula from the Python API as the command line checks its ``--formula``.
+
+    patsy evaluates a formula's Python parts with ``eval``: unless ``trusted``, they must be
+    restricted expressions (``expressions.check_formula``: columns, numbers, ``np.<function>``,
+    ``I(...)``). Trusted or not, the formula's size is bounded (``expressions.bound_formula``).
+
+    Parameters
+    ----------
+    formula : ``'target ~ terms'``.
+    trusted : skip the grammar check, for formulas written in code that need more of patsy
+        (``C(x)``, ``center(x)``, ``bs(x, 4)``); the size bounds still apply.
+    allowed_names : the column names it may use; None accepts any.
+    max_terms, max_degree : the size limits (None: ``MAX_FORMULA_TERMS``/``MAX_FORMULA_DEGREE``).
+
+    Returns
+    -------
+    The formula, unchanged.
+
+    Raises
+    ------
+    ExpressionError (a ValueError), one line: ``fit_formula '...': <reason>``.
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"fit_formula must be a string or a callable, got {formula!r}")
+    try:
+        if trusted:
+            bound_formula(formula, max_terms=max_terms, max_degree=max_degree)
+        else:
+            check_formula(formula, allowed_names, max_terms=max_terms, max_degree=max_degree)
+    except ExpressionError as err:
+        raise _api_error(formula, err) from None
+    return formula
+
+
+def parse_formula(
+    formula: str,
+    targets: Sequence[str],
+    *,
+    max_terms: int | None = None,
+    max_degree: int | None = None,
+) -> ParsedFormula:
+    """Check the shape of ``formula``: ``target ~ rhs`` with ``target`` on the left only.
+
+    Its size is bounded too (``expressions.bound_formula``, with ``max_terms``/``max_degree``
+    or the defaults), before patsy ever expands it.
+    """
     if not isinstance(formula, str):
         raise TypeError(f"fit_formula must be a string or a callable, got {formula!r}")
     if formula.count("~") != 1:
@@ -45,7 +109,24 @@ def parse_formula(formula: str, targets: Sequence[str]) -> ParsedFormula:
         raise ValueError(f"fit_formula {formula!r}: 'target' may appear on the left-hand side only")
     if not rhs:
         raise ValueError(f"fit_formula {formula!r} has no terms on the right-hand side")
-    return ParsedFormula(formula, rhs)
+    parsed = ParsedFormula(formula, rhs, max_terms, max_degree)
+    _bounded(parsed)
+    return parsed
+
+
+def _bounded(parsed: ParsedFormula) -> None:
+    """Refuse a right-hand side patsy would expand beyond the limits (before patsy runs)."""
+    try:
+        bound_formula(parsed.rhs, max_terms=parsed.max_terms, max_degree=parsed.max_degree)
+    except ExpressionError as err:
+        raise _api_error(parsed.formula, err) from None
+
+
+def _one_line(err: Exception) -> str:
+    """patsy's message without its caret diagram (a refusal stays one line)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply for patsy"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def uses_column(rhs: str, column: str) -> bool:
@@ -80,11 +161,12 @@ def design_matrix(
     Rows whose terms are NaN/inf are kept (they become invalid rows, counted per target).
     """
     patsy = require("patsy", "formula strings (fit_formula='target ~ ...')")
+    _bounded(parsed)  # a ParsedFormula may be built by hand: patsy must never see it unbounded
     env = patsy.EvalEnvironment([{"np": np}])
     try:
         terms = patsy.ModelDesc.from_formula(parsed.rhs).rhs_termlist
-    except patsy.PatsyError as err:
-        raise ValueError(f"fit_formula {parsed.formula!r}: {err}") from None
+    except (patsy.PatsyError, RecursionError) as err:
+        raise ValueError(f"fit_formula {parsed.formula!r}: {_one_line(err)}") from None
     if not any(term.factors for term in terms):  # 'target ~ 1': nothing for patsy to evaluate
         n_rows = len(lookup(names[0])) if names else 0
         return ([INTERCEPT], np.ones((n_rows, 1))) if terms else ([], np.empty((n_rows, 0)))
@@ -97,8 +179,8 @@ def design_matrix(
                 NA_action=patsy.NAAction(NA_types=[]),
                 return_type="matrix",
             )
-    except patsy.PatsyError as err:
-        raise ValueError(f"fit_formula {parsed.formula!r}: {err}") from None
+    except (patsy.PatsyError, RecursionError) as err:
+        raise ValueError(f"fit_formula {parsed.formula!r}: {_one_line(err)}") from None
     info = matrix.design_info
     categorical = [f.name() for f, i in info.factor_infos.items() if i.type == "categorical"]
     if categorical:
