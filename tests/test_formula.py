@@ -163,7 +163,7 @@ def test_rows_where_a_term_is_nan_are_left_out_and_counted():
         ("y ~ x1", [], "left-hand side"),
         ("target ~ x1 ~ x2", [], "form"),
         ("target ~ x1 + target", [], "left-hand side only"),
-        ("target ~ C(b)", [], "categorical"),
+        ("target ~ C(b)", [], "function 'C' is not allowed"),
         ("target ~ x1", ["x2"], "not used"),
         ("target ~ x1 + z", [], "fit columns"),
     ],
@@ -176,6 +176,23 @@ def test_bad_formulas_are_refused_before_any_work(monkeypatch, formula, predicto
     with pytest.raises(ValueError, match=message):
         xslide.make_sliding_window_fit(
             make_rows(6), ["b"], {}, ["y", "z"], predictors, fit_formula=formula
+        )
+
+
+def test_a_trusted_formula_skips_the_grammar_check_but_not_the_size_bound():
+    rows = make_rows(6)
+    with pytest.raises(ValueError, match="categorical"):  # patsy's own C(): refused by xslide
+        xslide.make_sliding_window_fit(
+            rows, ["b"], {}, ["y"], [], fit_formula="target ~ C(b)", trusted_formula=True
+        )
+    fit = xslide.make_sliding_window_fit(
+        rows, ["b"], {}, ["y"], [], fit_formula="target ~ np.abs(x1)", trusted_formula=True
+    )
+    assert "y_slope_np_abs_x1_" in fit.columns
+    huge = "target ~ (" + " + ".join(f"I(x1*{k})" for k in range(1, 13)) + ")**12"
+    with pytest.raises(ValueError, match="12"):
+        xslide.make_sliding_window_fit(
+            rows, ["b"], {}, ["y"], [], fit_formula=huge, trusted_formula=True
         )
 
 

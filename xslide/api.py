@@ -137,6 +137,7 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     partition_strategy=None,
     progress: bool | None = None,
     chunks: Mapping[str, int] | None = None,
+    trusted_formula: bool = False,
     **fitter_options,
 ) -> xr.Dataset:
     """Fit ``target ~ predictors`` at every center from the rows of its window.
@@ -178,6 +179,10 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':
         client}`` or a dask Client, ``{'split_by': [columns]}`` (no window across them).
     progress : progress bar of raw-row fits: True, False, or None (on a terminal when long).
+    trusted_formula : formula strings are checked like the command line's (columns, numbers,
+        ``np.<function>``, ``I(...)``: patsy evaluates them with ``eval``); True skips that
+        check for a formula written in code that needs more of patsy (``C(x)``, ``bs(x, 4)``).
+        Either way its size is bounded (200 terms, powers up to 10).
     chunks : ``{dim: size}``: window the statistics chunk by chunk with dask (halo of the
         window's depth, every boundary mode), for grids too large for one array; equal results.
 

@@ -21,7 +21,7 @@ from .budget import default_max_memory
 from .design import HUGE
 from .errors import InvalidInputTypeError, InvalidWindowSpec, MissingColumnError, PerformanceWarning
 from .fitters import RawFitter, make_fitter
-from .formula import INTERCEPT, ParsedFormula, parse_formula, uses_column
+from .formula import INTERCEPT, ParsedFormula, checked_formula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS
 from .parallel import Parallel
 from .window import Kernel
@@ -79,6 +79,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "partition_strategy": None,
         "progress": None,
         "chunks": None,
+        "trusted_formula": False,
     }
 )
 # the keywords that act on rows; a statistics Dataset has none left to act on
@@ -349,6 +350,12 @@ def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
     return float(n_sigma_cut), int(max_iter)
 
 
+def check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidInputTypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_progress(progress) -> bool | None:
     if progress is not None and not isinstance(progress, bool):
         raise InvalidInputTypeError(
@@ -549,7 +556,10 @@ def _model(
         raise ValueError("fitter='wls' needs weights_column (the row weights)")
     parsed = None
     if formula is not None and not callable(formula):
-        parsed = parse_formula(formula, targets)
+        checked = checked_formula(
+            formula, trusted=check_flag(kw["trusted_formula"], "trusted_formula")
+        )
+        parsed = parse_formula(checked, targets)
         unused = [p for p in predictors if not uses_column(parsed.rhs, p)]
         if unused:
             raise ValueError(
