@@ -30,6 +30,16 @@ settings.register_profile(
     suppress_health_check=_SUPPRESSED,
 )
 settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=_SUPPRESSED)
+# the pass without numba in CI: few examples (the kernels run as plain Python), the same ones
+# every run
+settings.register_profile(
+    "ci-light",
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=_SUPPRESSED,
+)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )

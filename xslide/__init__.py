@@ -31,6 +31,7 @@ from .errors import (
     InvalidWindowSpec,
     MissingColumnError,
     PerformanceWarning,
+    TooLargeError,
 )
 from .predict import predict
 
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidWindowSpec",
     "MissingColumnError",
     "PerformanceWarning",
+    "TooLargeError",
     "__version__",
     "bin_stats",
     "combine_stats",

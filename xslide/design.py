@@ -66,6 +66,11 @@ class RowTable:
             raise MissingColumnError(
                 f"{role}: column {name!r} not found in the data; available columns: {self.names}"
             )
+        if self.names.count(name) > 1:
+            raise ValueError(
+                f"{role}: column {name!r} appears {self.names.count(name)} times in the data; "
+                "rename the duplicates"
+            )
         return self._get(name)
 
     def numeric(self, name: str, role: str) -> np.ndarray:

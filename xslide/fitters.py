@@ -98,9 +98,18 @@ def _call_user(
     unknown = set(out) - set(terms) - {"stderr"}
     if unknown:
         raise KeyError(f"the callable fitter returned unknown terms {sorted(unknown)}")
+    # a term left out is NaN (a partial model); one given as NaN/inf means the window failed
+    bad = [t for t in terms if t in out and not np.isfinite(float(out[t]))]
+    if bad:
+        raise FloatingPointError(f"the callable fitter returned non-finite coefficients {bad}")
     coef = np.array([float(out.get(term, np.nan)) for term in terms])
     errors = out.get("stderr", {})
     stderr = np.array([float(errors.get(term, np.nan)) for term in terms])
+    with np.errstate(invalid="ignore"):
+        if np.any(stderr < 0) or np.any(np.isinf(stderr)):  # NaN: not given
+            raise FloatingPointError(
+                f"the callable fitter returned invalid standard errors {stderr}"
+            )
     return coef, stderr
 
 
