@@ -545,6 +545,7 @@ def _stream(
     from .io import iter_batches
 
     batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
+    n_rows = 0
     with progress_bar(_total_rows(sources), progress, "reading", " rows", scale=True) as bar:
         for batch in batches:
             if selection is not None:
@@ -556,12 +557,22 @@ def _stream(
                 else:
                     batch = batch.assign(**{SELECTION_COLUMN: mask})
             bar.update(len(batch))
+            n_rows += len(batch)
             yield batch
+    if not n_rows:
+        raise ValueError(f"no rows in {', '.join(_texts(sources))}")
 
 
 def _texts(sources: Sequence[Source]) -> list[str]:
     """Inputs as the text specs the io readers take."""
     return [str(s) for s in sources]
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of all inputs as one table; inputs without rows are left out (a CSV with a
+    header only has object columns, which would turn the other inputs' numbers into objects)."""
+    kept = [frame for frame in frames if len(frame)] or list(frames[:1])
+    return kept[0] if len(kept) == 1 else pd.concat(kept, ignore_index=True)
 
 
 def _dask_client(args: argparse.Namespace):
@@ -646,8 +657,9 @@ def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns)
     from .io import read_rows
 
     if mode == "memory":
-        frames = [read_rows(str(s), columns) for s in args.inputs]
-        data = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        data = _concat([read_rows(str(s), columns) for s in args.inputs])
+        if not len(data):
+            raise ValueError(f"no rows in {', '.join(_texts(args.inputs))}")
         if args.selection is None:
             return data, None
         return data, _selection_mask(args.selection, data, selection_columns)
@@ -708,8 +720,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
             check_formula(formula)
         except ExpressionError as err:
             raise ValueError(f"{args.fit}: refusing the stored formula: {err}") from None
-    frames = [read_rows(str(s)) for s in args.inputs]
-    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    rows = _concat([read_rows(str(s)) for s in args.inputs])
     predicted = xslide.predict(
         fit,
         rows,

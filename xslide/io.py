@@ -20,10 +20,13 @@ Fit outputs (``write_fit``) are chosen by suffix too:
   (JSON) and come back as ``pandas.read_parquet(...).attrs``;
 - ``.root``: the same columns as a TTree ``xslide`` (readable with ROOT's ``TTree::Draw``) and
   the same JSON metadata as a ``TObjString`` ``xslide_attrs``.
+
+Errors of the format libraries while reading (a truncated parquet, an empty CSV) name the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -100,6 +103,21 @@ def _exists(source: Source) -> None:
         raise FileNotFoundError(f"{source.path}: no such file")
 
 
+@contextlib.contextmanager
+def _reading(source: Source) -> Iterator[None]:
+    """Name the file in the errors of the format libraries (a truncated parquet, an empty CSV):
+    theirs rarely say which input they were reading."""
+    try:
+        yield
+    except (KeyError, MemoryError):  # missing columns or trees are named already
+        raise
+    except Exception as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        if str(source.path) in text:
+            raise
+        raise ValueError(f"{source}: cannot be read as {source.kind} ({text})") from err
+
+
 def root_tree(source: Source, file):
     """The tree (TTree or RNTuple) of a ROOT file: the named one, or the only one."""
     trees = [
@@ -125,11 +143,13 @@ def available_columns(path_or_spec: str | Path | Source) -> list[str]:
     _exists(source)
     if source.kind == "parquet":
         pq = require("pyarrow.parquet", "reading parquet files")
-        return list(pq.ParquetFile(source.path).schema_arrow.names)
+        with _reading(source):
+            return list(pq.ParquetFile(source.path).schema_arrow.names)
     if source.kind == "csv":
-        return [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
+        with _reading(source):
+            return [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
     uproot = require("uproot", "reading ROOT files")
-    with uproot.open(source.path) as file:
+    with _reading(source), uproot.open(source.path) as file:
         return [str(k) for k in root_tree(source, file).keys()]
 
 
@@ -160,11 +180,13 @@ def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) ->
     columns = _check_columns(source, columns)
     if source.kind == "parquet":
         require("pyarrow", "reading parquet files")
-        return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
+        with _reading(source):
+            return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
     if source.kind == "csv":
-        return pd.read_csv(source.path, usecols=columns)
+        with _reading(source):
+            return pd.read_csv(source.path, usecols=columns)
     uproot = require("uproot", "reading ROOT files")
-    with uproot.open(source.path) as file:
+    with _reading(source), uproot.open(source.path) as file:
         tree = root_tree(source, file)
         names = set(tree.keys() if columns is None else columns)
         frame = tree.arrays(filter_name=lambda name: name in names, library="pd")
@@ -200,25 +222,32 @@ def iter_batches(
     checked = [_check_columns(s, columns) for s in sources]  # fail before the first batch
     for source, names in zip(sources, checked, strict=True):
         _exists(source)
-        if source.kind == "parquet":
-            pq = require("pyarrow.parquet", "reading parquet files")
-            parquet = pq.ParquetFile(source.path, pre_buffer=False)
-            for batch in parquet.iter_batches(batch_size=int(chunk_rows), columns=names):
-                yield batch if arrow else batch.to_pandas()
-        elif source.kind == "csv":
-            with pd.read_csv(source.path, usecols=names, chunksize=int(chunk_rows)) as reader:
-                yield from reader
-        else:
-            uproot = require("uproot", "reading ROOT files")
-            with uproot.open(source.path) as file:
-                tree = root_tree(source, file)
-                wanted = set(tree.keys() if names is None else names)
-                for frame in tree.iterate(
-                    filter_name=lambda name, wanted=wanted: name in wanted,
-                    step_size=int(chunk_rows),
-                    library="pd",
-                ):
-                    yield frame[names] if names else frame
+        with _reading(source):
+            yield from _source_batches(source, names, int(chunk_rows), arrow)
+
+
+def _source_batches(source: Source, names: list[str] | None, chunk_rows: int, arrow: bool):
+    """The batches of one input (``iter_batches`` names the file in its errors)."""
+    if source.kind == "parquet":
+        pq = require("pyarrow.parquet", "reading parquet files")
+        parquet = pq.ParquetFile(source.path, pre_buffer=False)
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=names):
+            yield batch if arrow else batch.to_pandas()
+    elif source.kind == "csv":
+        with pd.read_csv(source.path, usecols=names, chunksize=chunk_rows) as reader:
+            # a header without rows gives object columns, which would spoil the stream's dtypes
+            yield from (frame for frame in reader if len(frame))
+    else:
+        uproot = require("uproot", "reading ROOT files")
+        with uproot.open(source.path) as file:
+            tree = root_tree(source, file)
+            wanted = set(tree.keys() if names is None else names)
+            for frame in tree.iterate(
+                filter_name=lambda name, wanted=wanted: name in wanted,
+                step_size=chunk_rows,
+                library="pd",
+            ):
+                yield frame[names] if names else frame
 
 
 def _native(value):
@@ -373,10 +402,10 @@ def open_fit(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".nc":
-        with xr.open_dataset(path) as ds:
+        with _reading(Source(path, "netCDF")), xr.open_dataset(path) as ds:
             return ds.load()
     require("zarr", "reading zarr stores")
-    with xr.open_zarr(path) as ds:
+    with _reading(Source(path, "zarr")), xr.open_zarr(path) as ds:
         return ds.load()
 
 
