@@ -2,8 +2,13 @@
 
 Exit codes: 0 success; 2 bad arguments (argparse errors, malformed or unknown option values,
 unsupported file suffixes, selections or formulas refused by the restricted-expression
-checker); 1 data errors (missing file, unknown column, xslide refusing the data). Errors are
-one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
+checker, an ``--out`` that cannot be written safely); 1 data errors (missing or unreadable
+file, unknown column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+Errors are one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
+
+``--out`` is checked before any row is read (a known suffix, an existing writable directory,
+not one of the inputs, nothing of another kind in its place) and written atomically: an error
+or Ctrl-C leaves a previous file as it was (``xslide.io``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ import pandas as pd
 from .demo import demo
 from .errors import InvalidWindowSpec
 from .expressions import ExpressionError, check, check_formula, evaluate
-from .io import CHUNK_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+from .io import (
+    CHUNK_ROWS,
+    FIT_SUFFIXES,
+    ROWS_OUT_SUFFIXES,
+    OutputPathError,
+    Source,
+    check_output,
+    parse_source,
+)
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
 from .parallel import progress_bar
 
@@ -188,7 +201,7 @@ def _float(text: str) -> float:
 
 def _output(suffixes: Sequence[str]):
     def parse(text: str) -> str:
-        if not text.lower().endswith(tuple(suffixes)):
+        if not text.lower().rstrip("/").endswith(tuple(suffixes)):
             raise argparse.ArgumentTypeError(
                 f"unknown output format {text!r}; expected a suffix among {', '.join(suffixes)}"
             )
@@ -681,6 +694,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
     mode = _read_mode(args)
     selection_columns, formula_columns = _check_usage(args, mode)
+    check_output(args.out, FIT_SUFFIXES, args.inputs)  # before any row is read
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
     data, selection = _input_data(args, mode, columns, selection_columns)
     keywords = {**_fit_keywords(args), **_fitter_options(args)}
@@ -689,7 +703,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
     ds.attrs["read_mode"] = mode
-    out = write_fit(ds, args.out)
+    out = _write(write_fit, ds, args.out)
     fitted = (ds["quality_flag"] == 0).sum(
         dim=[d for d in ds["quality_flag"].dims if d != "target"]
     )
@@ -704,6 +718,18 @@ def run_fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(writer, data, path: str):
+    """Write the output; a failure names it (a previous file is left as it was)."""
+    try:
+        return writer(data, path)
+    except OutputPathError:
+        raise
+    except Exception as err:
+        raise OSError(
+            f"{path}: not written ({_message(err)}); a previous file is left as it was"
+        ) from err
+
+
 # ---- predict ----
 
 
@@ -713,6 +739,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
 
     from .io import open_fit, read_rows, write_rows
 
+    check_output(args.out, ROWS_OUT_SUFFIXES, [args.fit, *args.inputs])  # before any reading
     fit = open_fit(args.fit)
     formula = str(fit.attrs.get("formula", ""))
     if formula and formula != "callable":
@@ -733,7 +760,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
     out = rows.copy()
     for name in predicted.columns:
         out[name] = predicted[name].to_numpy()
-    path = write_rows(out, args.out)
+    path = _write(write_rows, out, args.out)
     outside = int(predicted.attrs.get("n_outside_grid", 0))
     invalid = int(predicted.attrs.get("n_invalid", 0))
     print(
@@ -774,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         print("xslide: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # every error is reported in one line
-        usage = isinstance(err, UsageError | ExpressionError | InvalidWindowSpec)
+        usage = isinstance(err, UsageError | ExpressionError | InvalidWindowSpec | OutputPathError)
         if debug:
             traceback.print_exc()
         print(f"xslide: error: {_message(err)}", file=sys.stderr)
