@@ -23,6 +23,7 @@ import xarray as xr
 from data import track_rows, write_track_files
 
 import xslide
+from xslide import cli
 from xslide.cli import main
 from xslide.io import OutputPathError, write_fit, write_rows
 
@@ -451,6 +452,21 @@ def test_out_fit_nc_is_written_as_fit_nc(files, tmp_path, capsys):
     code, stdout, _ = run(capsys, "fit", files["parquet"], *BASE, "--out", out)
     assert code == 0 and stdout.strip().endswith(f"wrote {out}")
     assert_no_temporary(tmp_path, "d3.nc")
+
+
+def test_demo_out_with_the_nc_suffix_is_not_doubled(tmp_path, capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "demo", lambda args: seen.append(args.out) or 0)
+    assert run(capsys, "demo", "--rows", 100, "--out", tmp_path / "d3.nc")[0] == 0
+    assert run(capsys, "demo", "--rows", 100, "--out", tmp_path / "d4")[0] == 0
+    assert seen == [str(tmp_path / "d3"), str(tmp_path / "d4")]
+
+
+def test_demo_out_in_a_missing_directory_is_refused_before_fitting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "demo", lambda args: pytest.fail("the demo ran"))
+    code, _, err = run(capsys, "demo", "--rows", 100, "--out", tmp_path / "nodir" / "d3")
+    assert code == 2
+    assert_one_line_error(err, "nodir", "does not exist")
 
 
 def test_library_writers_refuse_a_missing_directory_and_a_non_store(old_fit, rows, tmp_path):

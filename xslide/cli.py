@@ -235,8 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--rows", type=int, default=1_000_000, help="number of rows (1e6)")
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
     p_demo.add_argument("--min-entries", type=int, default=10, help="min rows per window")
-    p_demo.add_argument("--out", default="xslide-demo", help="output name (.nc and .png added)")
-    p_demo.set_defaults(func=demo)
+    p_demo.add_argument(
+        "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
+    )
+    p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
     return parser
@@ -418,6 +420,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="progress bars (default: when stderr is a terminal)",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+# ---- demo ----
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """``xslide demo``: ``--out d3.nc`` writes d3.nc (not d3.nc.nc), its directory checked first."""
+    if args.out.lower().endswith(".nc"):
+        args.out = args.out[: -len(".nc")]
+    check_output(f"{args.out}.nc", (".nc",))
+    return demo(args)
 
 
 # ---- fit ----
