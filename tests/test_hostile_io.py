@@ -341,10 +341,20 @@ def test_out_under_a_regular_file_is_refused(files, tmp_path, capsys):
     assert (tmp_path / "plain").read_text() == "a file"
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
-)
-def test_out_in_a_read_only_directory_is_refused(files, tmp_path, capsys):
+def by_the_mode_bits(monkeypatch) -> None:
+    """``os.access`` as for a user who is not root (root may write anywhere)."""
+    access = os.access
+
+    def access_by_mode(path, mode, **kwargs):
+        if mode & os.W_OK and not os.stat(path).st_mode & 0o222:
+            return False
+        return access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access_by_mode)
+
+
+def test_out_in_a_read_only_directory_is_refused(files, tmp_path, capsys, monkeypatch):
+    by_the_mode_bits(monkeypatch)
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
@@ -353,7 +363,34 @@ def test_out_in_a_read_only_directory_is_refused(files, tmp_path, capsys):
     finally:
         folder.chmod(0o755)
     assert code == 2
-    assert_one_line_error(err, "not writable")
+    assert_one_line_error(err, str(folder / "fit.nc"), "not writable")
+    assert_no_temporary(folder)
+
+
+def test_a_read_only_out_is_not_replaced(files, tmp_path, capsys, monkeypatch):
+    by_the_mode_bits(monkeypatch)
+    out = tmp_path / "fit.nc"
+    out.write_text("protected")
+    out.chmod(0o444)
+    code, _, err = run(capsys, "fit", files["parquet"], *BASE, "--out", out)
+    assert code == 2
+    assert_one_line_error(err, str(out), "read-only")
+    assert out.read_text() == "protected"
+
+
+def test_the_permissions_of_a_replaced_file_are_kept(rows, tmp_path):
+    out = tmp_path / "rows.csv"
+    out.write_text("old")
+    out.chmod(0o640)
+    write_rows(rows.iloc[:3], out)
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert len(pd.read_csv(out)) == 3
+
+
+def test_a_long_out_name_gets_a_temporary_the_file_system_takes(rows, tmp_path):
+    out = tmp_path / f"{'r' * 240}.csv"
+    write_rows(rows.iloc[:3], out)
+    assert_no_temporary(tmp_path, out.name)
 
 
 def test_a_directory_that_is_not_a_zarr_store_is_not_replaced(files, tmp_path, capsys):

@@ -428,6 +428,8 @@ def _check_replaceable(path: Path, target: Path, store: bool) -> None:
         raise OutputPathError(f"{path}: is a directory; refusing to replace it with a file")
     elif not target.is_file():
         raise OutputPathError(f"{path}: is not a regular file; refusing to replace it")
+    elif not os.access(target, os.W_OK):  # a rename would replace it all the same
+        raise OutputPathError(f"{path}: is read-only; refusing to replace it")
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -436,8 +438,9 @@ def _is_zarr_store(path: Path) -> bool:
 
 
 def _sibling(path: Path, tag: str) -> Path:
-    """A hidden name next to ``path``, unique to this process."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{tag}")
+    """A hidden name next to ``path``, unique to this process (and short enough for any
+    file system that takes ``path``)."""
+    return path.with_name(f".{path.name[:200]}.{os.getpid()}.{tag}")
 
 
 def _remove(path: Path) -> None:
@@ -486,6 +489,8 @@ def _atomic(path: Path, store: bool = False) -> Iterator[Path]:
         if store:
             _swap_store(temporary, target)
         else:
+            if target.exists():
+                shutil.copymode(target, temporary)  # the permissions of the file replaced
             os.replace(temporary, target)
     except BaseException:
         _discard(temporary)
