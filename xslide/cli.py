@@ -2,8 +2,13 @@
 
 Exit codes: 0 success; 2 bad arguments (argparse errors, malformed or unknown option values,
 unsupported file suffixes, selections or formulas refused by the restricted-expression
-checker); 1 data errors (missing file, unknown column, xslide refusing the data). Errors are
-one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
+checker, an ``--out`` that cannot be written safely); 1 data errors (missing or unreadable
+file, unknown column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+Errors are one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
+
+``--out`` is checked before any row is read (a known suffix, an existing writable directory,
+not one of the inputs, nothing of another kind in its place) and written atomically: an error
+or Ctrl-C leaves a previous file as it was (``xslide.io``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ import pandas as pd
 from .demo import demo
 from .errors import InvalidWindowSpec
 from .expressions import ExpressionError, check, check_formula, evaluate
-from .io import CHUNK_ROWS, FIT_SUFFIXES, ROWS_OUT_SUFFIXES, Source, parse_source
+from .io import (
+    CHUNK_ROWS,
+    FIT_SUFFIXES,
+    ROWS_OUT_SUFFIXES,
+    OutputPathError,
+    Source,
+    check_output,
+    parse_source,
+)
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
 from .parallel import progress_bar
 
@@ -188,7 +201,7 @@ def _float(text: str) -> float:
 
 def _output(suffixes: Sequence[str]):
     def parse(text: str) -> str:
-        if not text.lower().endswith(tuple(suffixes)):
+        if not text.lower().rstrip("/").endswith(tuple(suffixes)):
             raise argparse.ArgumentTypeError(
                 f"unknown output format {text!r}; expected a suffix among {', '.join(suffixes)}"
             )
@@ -222,8 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--rows", type=int, default=1_000_000, help="number of rows (1e6)")
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
     p_demo.add_argument("--min-entries", type=int, default=10, help="min rows per window")
-    p_demo.add_argument("--out", default="xslide-demo", help="output name (.nc and .png added)")
-    p_demo.set_defaults(func=demo)
+    p_demo.add_argument(
+        "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
+    )
+    p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
     return parser
@@ -407,6 +422,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
+# ---- demo ----
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """``xslide demo``: ``--out d3.nc`` writes d3.nc (not d3.nc.nc), its directory checked first."""
+    if args.out.lower().endswith(".nc"):
+        args.out = args.out[: -len(".nc")]
+    check_output(f"{args.out}.nc", (".nc",))
+    return demo(args)
+
+
 # ---- fit ----
 
 
@@ -545,6 +571,7 @@ def _stream(
     from .io import iter_batches
 
     batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
+    n_rows = 0
     with progress_bar(_total_rows(sources), progress, "reading", " rows", scale=True) as bar:
         for batch in batches:
             if selection is not None:
@@ -556,12 +583,22 @@ def _stream(
                 else:
                     batch = batch.assign(**{SELECTION_COLUMN: mask})
             bar.update(len(batch))
+            n_rows += len(batch)
             yield batch
+    if not n_rows:
+        raise ValueError(f"no rows in {', '.join(_texts(sources))}")
 
 
 def _texts(sources: Sequence[Source]) -> list[str]:
     """Inputs as the text specs the io readers take."""
     return [str(s) for s in sources]
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of all inputs as one table; inputs without rows are left out (a CSV with a
+    header only has object columns, which would turn the other inputs' numbers into objects)."""
+    kept = [frame for frame in frames if len(frame)] or list(frames[:1])
+    return kept[0] if len(kept) == 1 else pd.concat(kept, ignore_index=True)
 
 
 def _dask_client(args: argparse.Namespace):
@@ -646,8 +683,9 @@ def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns)
     from .io import read_rows
 
     if mode == "memory":
-        frames = [read_rows(str(s), columns) for s in args.inputs]
-        data = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        data = _concat([read_rows(str(s), columns) for s in args.inputs])
+        if not len(data):
+            raise ValueError(f"no rows in {', '.join(_texts(args.inputs))}")
         if args.selection is None:
             return data, None
         return data, _selection_mask(args.selection, data, selection_columns)
@@ -669,6 +707,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
 
     mode = _read_mode(args)
     selection_columns, formula_columns = _check_usage(args, mode)
+    check_output(args.out, FIT_SUFFIXES, args.inputs)  # before any row is read
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
     data, selection = _input_data(args, mode, columns, selection_columns)
     keywords = {**_fit_keywords(args), **_fitter_options(args)}
@@ -677,7 +716,7 @@ def run_fit_command(args: argparse.Namespace) -> int:
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
     ds.attrs["read_mode"] = mode
-    out = write_fit(ds, args.out)
+    out = _write(write_fit, ds, args.out)
     fitted = (ds["quality_flag"] == 0).sum(
         dim=[d for d in ds["quality_flag"].dims if d != "target"]
     )
@@ -692,6 +731,18 @@ def run_fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(writer, data, path: str):
+    """Write the output; a failure names it (a previous file is left as it was)."""
+    try:
+        return writer(data, path)
+    except OutputPathError:
+        raise
+    except Exception as err:
+        raise OSError(
+            f"{path}: not written ({_message(err)}); a previous file is left as it was"
+        ) from err
+
+
 # ---- predict ----
 
 
@@ -701,6 +752,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
 
     from .io import open_fit, read_rows, write_rows
 
+    check_output(args.out, ROWS_OUT_SUFFIXES, [args.fit, *args.inputs])  # before any reading
     fit = open_fit(args.fit)
     formula = str(fit.attrs.get("formula", ""))
     if formula and formula != "callable":
@@ -708,8 +760,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
             check_formula(formula)
         except ExpressionError as err:
             raise ValueError(f"{args.fit}: refusing the stored formula: {err}") from None
-    frames = [read_rows(str(s)) for s in args.inputs]
-    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    rows = _concat([read_rows(str(s)) for s in args.inputs])
     predicted = xslide.predict(
         fit,
         rows,
@@ -722,7 +773,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
     out = rows.copy()
     for name in predicted.columns:
         out[name] = predicted[name].to_numpy()
-    path = write_rows(out, args.out)
+    path = _write(write_rows, out, args.out)
     outside = int(predicted.attrs.get("n_outside_grid", 0))
     invalid = int(predicted.attrs.get("n_invalid", 0))
     print(
@@ -763,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         print("xslide: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # every error is reported in one line
-        usage = isinstance(err, UsageError | ExpressionError | InvalidWindowSpec)
+        usage = isinstance(err, UsageError | ExpressionError | InvalidWindowSpec | OutputPathError)
         if debug:
             traceback.print_exc()
         print(f"xslide: error: {_message(err)}", file=sys.stderr)

@@ -20,11 +20,24 @@ Fit outputs (``write_fit``) are chosen by suffix too:
   (JSON) and come back as ``pandas.read_parquet(...).attrs``;
 - ``.root``: the same columns as a TTree ``xslide`` (readable with ROOT's ``TTree::Draw``) and
   the same JSON metadata as a ``TObjString`` ``xslide_attrs``.
+
+Outputs are written atomically: to a hidden temporary sibling (``.name.<pid>.tmp``), renamed over
+the target only once complete, and removed on any error or Ctrl-C, so a previous file is never
+left half-written or destroyed. ``check_output`` refuses, before any work, an output whose
+directory is missing (none is created), that is one of the inputs, or that would replace
+something of another kind (a directory by a file, a file or a non-zarr directory by a store).
+Errors of the format libraries while reading (a truncated parquet, an empty CSV) name the file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import shutil
+import signal
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +113,21 @@ def _exists(source: Source) -> None:
         raise FileNotFoundError(f"{source.path}: no such file")
 
 
+@contextlib.contextmanager
+def _reading(source: Source) -> Iterator[None]:
+    """Name the file in the errors of the format libraries (a truncated parquet, an empty CSV):
+    theirs rarely say which input they were reading."""
+    try:
+        yield
+    except (KeyError, MemoryError):  # missing columns or trees are named already
+        raise
+    except Exception as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        if str(source.path) in text:
+            raise
+        raise ValueError(f"{source}: cannot be read as {source.kind} ({text})") from err
+
+
 def root_tree(source: Source, file):
     """The tree (TTree or RNTuple) of a ROOT file: the named one, or the only one."""
     trees = [
@@ -125,11 +153,13 @@ def available_columns(path_or_spec: str | Path | Source) -> list[str]:
     _exists(source)
     if source.kind == "parquet":
         pq = require("pyarrow.parquet", "reading parquet files")
-        return list(pq.ParquetFile(source.path).schema_arrow.names)
+        with _reading(source):
+            return list(pq.ParquetFile(source.path).schema_arrow.names)
     if source.kind == "csv":
-        return [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
+        with _reading(source):
+            return [str(c) for c in pd.read_csv(source.path, nrows=0).columns]
     uproot = require("uproot", "reading ROOT files")
-    with uproot.open(source.path) as file:
+    with _reading(source), uproot.open(source.path) as file:
         return [str(k) for k in root_tree(source, file).keys()]
 
 
@@ -160,11 +190,13 @@ def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) ->
     columns = _check_columns(source, columns)
     if source.kind == "parquet":
         require("pyarrow", "reading parquet files")
-        return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
+        with _reading(source):
+            return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
     if source.kind == "csv":
-        return pd.read_csv(source.path, usecols=columns)
+        with _reading(source):
+            return pd.read_csv(source.path, usecols=columns)
     uproot = require("uproot", "reading ROOT files")
-    with uproot.open(source.path) as file:
+    with _reading(source), uproot.open(source.path) as file:
         tree = root_tree(source, file)
         names = set(tree.keys() if columns is None else columns)
         frame = tree.arrays(filter_name=lambda name: name in names, library="pd")
@@ -200,25 +232,32 @@ def iter_batches(
     checked = [_check_columns(s, columns) for s in sources]  # fail before the first batch
     for source, names in zip(sources, checked, strict=True):
         _exists(source)
-        if source.kind == "parquet":
-            pq = require("pyarrow.parquet", "reading parquet files")
-            parquet = pq.ParquetFile(source.path, pre_buffer=False)
-            for batch in parquet.iter_batches(batch_size=int(chunk_rows), columns=names):
-                yield batch if arrow else batch.to_pandas()
-        elif source.kind == "csv":
-            with pd.read_csv(source.path, usecols=names, chunksize=int(chunk_rows)) as reader:
-                yield from reader
-        else:
-            uproot = require("uproot", "reading ROOT files")
-            with uproot.open(source.path) as file:
-                tree = root_tree(source, file)
-                wanted = set(tree.keys() if names is None else names)
-                for frame in tree.iterate(
-                    filter_name=lambda name, wanted=wanted: name in wanted,
-                    step_size=int(chunk_rows),
-                    library="pd",
-                ):
-                    yield frame[names] if names else frame
+        with _reading(source):
+            yield from _source_batches(source, names, int(chunk_rows), arrow)
+
+
+def _source_batches(source: Source, names: list[str] | None, chunk_rows: int, arrow: bool):
+    """The batches of one input (``iter_batches`` names the file in its errors)."""
+    if source.kind == "parquet":
+        pq = require("pyarrow.parquet", "reading parquet files")
+        parquet = pq.ParquetFile(source.path, pre_buffer=False)
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=names):
+            yield batch if arrow else batch.to_pandas()
+    elif source.kind == "csv":
+        with pd.read_csv(source.path, usecols=names, chunksize=chunk_rows) as reader:
+            # a header without rows gives object columns, which would spoil the stream's dtypes
+            yield from (frame for frame in reader if len(frame))
+    else:
+        uproot = require("uproot", "reading ROOT files")
+        with uproot.open(source.path) as file:
+            tree = root_tree(source, file)
+            wanted = set(tree.keys() if names is None else names)
+            for frame in tree.iterate(
+                filter_name=lambda name, wanted=wanted: name in wanted,
+                step_size=chunk_rows,
+                library="pd",
+            ):
+                yield frame[names] if names else frame
 
 
 def _native(value):
@@ -316,33 +355,248 @@ def _write_root_table(frame: pd.DataFrame, path: Path, tree: str, meta: dict | N
             file[f"{tree}_attrs"] = json.dumps(meta)
 
 
+class OutputPathError(ValueError):
+    """An output that cannot be written safely: an unknown suffix, a missing or read-only
+    directory, one of the inputs, or something of another kind in its place."""
+
+
+def check_output(
+    path: str | Path, suffixes: Sequence[str], inputs: Iterable[str | Path | Source] = ()
+) -> Path:
+    """Check an output path before any work is done (``write_fit``/``write_rows`` check again).
+
+    Parameters
+    ----------
+    path : the output; its suffix must be one of ``suffixes``.
+    suffixes : ``FIT_SUFFIXES`` or ``ROWS_OUT_SUFFIXES``.
+    inputs : files the output must not be (an input is never overwritten).
+
+    Returns
+    -------
+    The path. Raises OutputPathError (a ValueError) naming it.
+    """
+    path = Path(path)
+    _refuse_pickle(path.name)
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        what = "fit" if set(suffixes) <= set(FIT_SUFFIXES) else "rows"
+        raise OutputPathError(
+            f"{path}: unknown {what} output format; expected one of {tuple(suffixes)}"
+        )
+    target = _final(path)
+    parent = target.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist (it is not created)"
+        raise OutputPathError(f"{path}: the output directory {parent} {why}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: the output directory {parent} is not writable")
+    for source in inputs:
+        given = source.path if isinstance(source, Source) else Path(source)
+        if _same_file(target, given):
+            raise OutputPathError(f"{path}: is the input {source}; refusing to overwrite an input")
+    _check_replaceable(path, target, store=suffix == ".zarr")
+    return path
+
+
+def _final(path: Path) -> Path:
+    """Where a write lands: the file a symlink points to, else the path itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def _check_replaceable(path: Path, target: Path, store: bool) -> None:
+    """Refuse to replace something of another kind: only a zarr store (or an empty directory)
+    makes way for a store, only a regular file for a file."""
+    if not target.exists():
+        return
+    if store:
+        if not target.is_dir():
+            raise OutputPathError(f"{path}: is a file, not a zarr store; refusing to replace it")
+        if any(target.iterdir()) and not _is_zarr_store(target):
+            raise OutputPathError(
+                f"{path}: is a directory that is not a zarr store; refusing to replace it"
+            )
+    elif target.is_dir():
+        raise OutputPathError(f"{path}: is a directory; refusing to replace it with a file")
+    elif not target.is_file():
+        raise OutputPathError(f"{path}: is not a regular file; refusing to replace it")
+    elif not os.access(target, os.W_OK):  # a rename would replace it all the same
+        raise OutputPathError(f"{path}: is read-only; refusing to replace it")
+
+
+def _is_zarr_store(path: Path) -> bool:
+    """A zarr group (format 2 or 3) at the top of a directory."""
+    return any((path / name).is_file() for name in (".zgroup", ".zmetadata", "zarr.json"))
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """A hidden name next to ``path``, unique to this process (and short enough for any
+    file system that takes ``path``)."""
+    return path.with_name(f".{path.name[:200]}.{os.getpid()}.{tag}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary, finishing the job through repeated Ctrl-C."""
+    for _ in range(100):
+        try:
+            _remove(path)
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back for a few renames and deliver it after: a swap is never left halfway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # delivered by the restored handler
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, store: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only when the block
+    completes and is removed on any error or Ctrl-C (the previous file is left as it was)."""
+    target = _final(path)
+    temporary = _sibling(target, "tmp")
+    _discard(temporary)  # a leftover of a killed process that had this pid
+    try:
+        yield temporary
+        if store:
+            _swap_store(temporary, target)
+        else:
+            if target.exists():
+                shutil.copymode(target, temporary)  # the permissions of the file replaced
+            os.replace(temporary, target)
+    except BaseException:
+        _discard(temporary)
+        raise
+
+
+def _swap_store(new: Path, target: Path) -> None:
+    """Put a directory store in place: the old one is renamed aside, the new one renamed in,
+    then the old one removed; restored if the second rename fails."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = _sibling(target, "old")
+    _discard(old)
+    try:
+        with _sigint_deferred():
+            os.rename(target, old)
+            try:
+                os.rename(new, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+    finally:
+        _discard(old)  # gone already where the old store was put back
+
+
 def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     """Write a fit by suffix: ``.nc``, ``.zarr``, ``.parquet`` or ``.root`` (module docstring).
+
+    The write is atomic (module docstring): an error or Ctrl-C leaves a previous file intact.
 
     Parameters
     ----------
     ds : the fit Dataset from ``xslide.fit``.
-    path : the output file (a ``.zarr`` store is a directory, replaced if present).
+    path : the output file (a ``.zarr`` store is a directory; an existing store is replaced,
+        any other directory is refused).
 
     Returns
     -------
     The path written.
     """
-    path = Path(path)
-    suffix = _fit_suffix(path)
-    if suffix == ".nc":
-        ds.to_netcdf(path)
-    elif suffix == ".zarr":
-        zarr = require("zarr", "writing zarr stores")
-        # zarr 3 has no v3 spec for the string coords target/term: keep the v2 format
-        options = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
-        ds.to_zarr(path, mode="w", consolidated=True, **options)
-    elif suffix == ".parquet":
-        require("pyarrow", "writing parquet files")
-        _write_parquet(fit_table(ds), path)
-    else:
-        _write_root_table(fit_table(ds), path, TREE_NAME, fit_metadata(ds))
+    path = check_output(path, FIT_SUFFIXES)
+    suffix = path.suffix.lower()
+    with _atomic(path, store=suffix == ".zarr") as temporary:
+        if suffix == ".nc":
+            _write_netcdf(ds, temporary)
+        elif suffix == ".zarr":
+            _write_zarr(ds, temporary)
+        elif suffix == ".parquet":
+            require("pyarrow", "writing parquet files")
+            _write_parquet(fit_table(ds), temporary)
+        else:
+            _write_root_table(fit_table(ds), temporary, TREE_NAME, fit_metadata(ds))
     return path
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    """``ds.to_netcdf(path)``, but holding a reentrant lock of its own: a Ctrl-C can skip the
+    release of xarray's global netCDF lock, and its closing of the file then waits forever.
+
+    (So the write is not serialized with netCDF reads other threads may do meanwhile.)
+    """
+    try:
+        import netCDF4  # noqa: F401
+    except ImportError:  # xarray writes with scipy or h5netcdf instead
+        ds.to_netcdf(path)
+        return
+    store = xr.backends.NetCDF4DataStore.open(
+        str(path), mode="w", format="NETCDF4", lock=threading.RLock()
+    )
+    try:
+        ds.compute().dump_to_store(store)  # numpy data: every variable is written here
+    finally:
+        store.close()
+
+
+def _write_zarr(ds: xr.Dataset, path: Path) -> None:
+    """``ds.to_zarr``; when it fails or is interrupted, first wait for the writes zarr 3 still
+    runs in its own thread, which would otherwise recreate the store once it is removed."""
+    zarr = require("zarr", "writing zarr stores")
+    # zarr 3 has no v3 spec for the string coords target/term: keep the v2 format
+    options = {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+    try:
+        ds.to_zarr(path, mode="w-", consolidated=True, **options)
+    except BaseException:
+        _settle_zarr()
+        raise
+
+
+def _settle_zarr(timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) for the tasks on zarr 3's event loop to finish."""
+    try:
+        from zarr.core import sync
+    except ImportError:  # zarr 2 writes in the calling thread
+        return
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def pending() -> None:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -356,14 +610,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path)
 
 
-def _fit_suffix(path: Path) -> str:
-    _refuse_pickle(path.name)
-    suffix = path.suffix.lower()
-    if suffix not in FIT_SUFFIXES:
-        raise ValueError(f"{path}: unknown fit output format; expected one of {FIT_SUFFIXES}")
-    return suffix
-
-
 def open_fit(path: str | Path) -> xr.Dataset:
     """Open a fit written as ``.nc`` or ``.zarr``, loaded into memory."""
     path = Path(path)
@@ -373,24 +619,23 @@ def open_fit(path: str | Path) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".nc":
-        with xr.open_dataset(path) as ds:
+        with _reading(Source(path, "netCDF")), xr.open_dataset(path) as ds:
             return ds.load()
     require("zarr", "reading zarr stores")
-    with xr.open_zarr(path) as ds:
+    with _reading(Source(path, "zarr")), xr.open_zarr(path) as ds:
         return ds.load()
 
 
 def write_rows(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write rows by suffix: ``.parquet``, ``.csv`` or ``.root`` (a TTree ``rows``)."""
-    path = Path(path)
-    _refuse_pickle(path.name)
+    """Write rows by suffix: ``.parquet``, ``.csv`` or ``.root`` (a TTree ``rows``), atomically
+    (module docstring)."""
+    path = check_output(path, ROWS_OUT_SUFFIXES)
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        _write_parquet(frame, path)
-    elif suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif suffix == ".root":
-        _write_root_table(frame, path, "rows", None)
-    else:
-        raise ValueError(f"{path}: unknown rows output format; expected one of {ROWS_OUT_SUFFIXES}")
+    with _atomic(path) as temporary:
+        if suffix == ".parquet":
+            _write_parquet(frame, temporary)
+        elif suffix == ".csv":
+            frame.to_csv(temporary, index=False)
+        else:
+            _write_root_table(frame, temporary, "rows", None)
     return path
