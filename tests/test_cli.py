@@ -411,3 +411,10 @@ def test_bench_small_scenario_reports_figures(capsys, tmp_path):
     assert figures["skipped_pct"] == pytest.approx(0.8)
     assert figures["ols_s"] > 0 and figures["floor_s"] > 0 and figures["naive_s"] > 0
     assert 1 <= figures["avg_window_bins"] <= 27
+
+
+@pytest.mark.parametrize("rows", ["-5", "0", "2.5", "1e20", "many"])
+def test_demo_refuses_a_bad_row_count_with_exit_2(capsys, tmp_path, rows):
+    code, _, err = run(capsys, "demo", "--rows", rows, "--out", tmp_path / "d")
+    assert code == 2
+    assert_one_line_error(err, "--rows")

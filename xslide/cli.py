@@ -195,6 +195,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _row_count(text: str) -> int:
+    """A positive whole number of rows, written as an integer or as 1e6."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of rows, got {text!r}") from None
+    if not (value >= 1 and value == int(value)) or value > 1e10:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows >= 1, got {text!r}")
+    return int(value)
+
+
 def _float(text: str) -> float:
     return _number(text, "value")
 
@@ -232,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="fit a synthetic TPC-distortion dataset and summarise")
-    p_demo.add_argument("--rows", type=int, default=1_000_000, help="number of rows (1e6)")
+    p_demo.add_argument(
+        "--rows", type=_row_count, default=1_000_000, help="number of rows (1e6, 2.5e5, ...)"
+    )
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
     p_demo.add_argument("--min-entries", type=int, default=10, help="min rows per window")
     p_demo.add_argument(

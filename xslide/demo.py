@@ -18,6 +18,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from .io import write_fit
+
 NOISE = 0.1
 EDGES = {"r": (85.0, 245.0, 32), "y2x": (-0.17, 0.17, 10), "z2x": (0.0, 1.0, 10)}
 TARGETS = ("dX", "dY", "dZ")
@@ -74,7 +76,7 @@ def demo(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - started
     out = args.out
-    fit.to_netcdf(f"{out}.nc")
+    write_fit(fit, f"{out}.nc")  # atomic: a previous file survives a failure or Ctrl-C
     truth = true_field(
         fit.r_center, fit.y2x_center, fit.z2x_center, fit.sector.astype(float)
     )  # at every bin center
