@@ -360,3 +360,26 @@ def test_a_column_changing_type_between_batches_is_named_with_its_batch():
     with pytest.raises(ValueError) as err:
         xslide.bin_stats([df.iloc[:500], second], ["a"], ["y"], ["x"])
     one_line(err.value, "batch 2", "'x' was float64")
+
+
+# ---- determinism ----
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weights_column": "w"}, {"boundary": "mirror", "kernel": "gaussian"}, {"trend": 1},
+     {"n_sigma_cut": 2.0}, {"boundary": "shrink", "weights_column": "w", "n_sigma_cut": 2.5}],
+    ids=str,
+)  # fmt: skip
+def test_the_numba_and_numpy_backends_agree_bit_for_bit(options):
+    df = rows()
+    df["b"] = np.arange(len(df)) % 4
+    df.loc[::17, "y"] = np.nan
+    frames = [
+        xslide.make_sliding_window_fit(
+            df, ["a", "b"], {"a": 1, "b": 1}, ["y"], ["x"], backend=backend, **options
+        )
+        for backend in ("numba", "numpy")
+    ]
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
