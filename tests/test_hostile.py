@@ -383,3 +383,112 @@ def test_the_numba_and_numpy_backends_agree_bit_for_bit(options):
         for backend in ("numba", "numpy")
     ]
     pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=True)
+
+
+# ---- found by review: fill values, overflowing sums, extreme and mixed weights ----
+
+
+def test_a_few_fill_values_do_not_drag_the_reference_of_the_other_bins():
+    df = rows()
+    bad = df.copy()
+    bad.loc[bad.index[bad.a == 4][:2], "y"] = 9.96921e36  # netCDF's default fill value
+    got = xslide.make_sliding_window_fit(bad, ["a"], {}, ["y"], ["x"])
+    want = xslide.make_sliding_window_fit(df, ["a"], {}, ["y"], ["x"])
+    cols = ["y_mean", "y_std", "y_intercept", "y_slope_x", "y_slope_x_err"]
+    np.testing.assert_allclose(got[cols][got.a < 4], want[cols][want.a < 4], rtol=1e-9)
+
+
+@pytest.mark.parametrize("column", ["x", "y"])
+def test_values_whose_sums_would_overflow_are_invalid_rows(column):
+    df = rows()
+    bad = df.copy()
+    index = bad.index[bad.a == 2][:3]
+    bad.loc[index, column] = 1.2e154  # each square is finite, their sum is not
+    got = xslide.make_sliding_window_fit(bad, ["a"], {}, ["y"], ["x"])
+    want = xslide.make_sliding_window_fit(bad.drop(index=index), ["a"], {}, ["y"], ["x"])
+    cols = ["y_mean", "y_std", "y_intercept", "y_slope_x", "y_entries"]
+    np.testing.assert_allclose(got[cols], want[cols], rtol=1e-9)
+    assert got.attrs["n_rows_invalid_json"] == '{"y": 3}'
+
+
+def test_sums_that_overflow_fail_their_window_instead_of_lying():
+    stats = xslide.bin_stats(rows(), ["a"], ["y"], ["x"])
+    stats["sum_wy2"].loc[{"a": 1}] = np.inf  # e.g. statistics summed elsewhere
+    out = xslide.fit(stats)
+    assert (out.quality_flag.sel(a=1) == 4).all()  # fit_failed
+    assert np.isnan(out["std"].sel(a=1)).all() and np.isnan(out.coef.sel(a=1)).all()
+    assert (out.quality_flag.sel(a=[0, 2, 3, 4]) == 0).all()
+
+
+def test_a_stream_whose_first_batch_holds_only_sentinels_fits_the_others():
+    df = rows()
+    first = df.iloc[:400].assign(y=DBL_MAX)
+    streamed = xslide.fit([first, df.iloc[400:]], ["a"], ["y"], ["x"])
+    memory = xslide.fit(pd.concat([first, df.iloc[400:]]), ["a"], ["y"], ["x"],
+                        aggregation=["mean", "std", "entries"])  # fmt: skip
+    np.testing.assert_array_equal(streamed.entries.values, memory.entries.values)
+    np.testing.assert_allclose(streamed.coef.values, memory.coef.values, rtol=1e-9)
+
+
+def test_a_stream_of_tiny_then_ordinary_weights_equals_the_rows_in_memory():
+    df = rows()
+    df.loc[:299, "w"] *= 1e-200
+    streamed = xslide.fit([df.iloc[:300], df.iloc[300:]], ["a"], ["y"], ["x"], weights="w")
+    memory = xslide.fit(df, ["a"], ["y"], ["x"], weights="w", aggregation=["mean", "entries"])
+    np.testing.assert_array_equal(streamed.entries.values, memory.entries.values)
+    np.testing.assert_allclose(streamed.coef.values, memory.coef.values, rtol=1e-9)
+
+
+def test_combining_parts_of_different_weight_scales_does_not_depend_on_their_order():
+    df = rows()
+    parts = [df.iloc[:1000], df.iloc[1000:].assign(w=df.w.iloc[1000:] * 1e200)]
+    stats = [xslide.bin_stats(p, ["a"], ["y"], ["x"], weights="w") for p in parts]
+    forward = xslide.fit(xslide.combine_stats(stats))
+    backward = xslide.fit(xslide.combine_stats(stats[::-1]))
+    for name in ("coef", "std", "stderr"):
+        np.testing.assert_allclose(forward[name], backward[name], rtol=1e-9)
+    assert np.isfinite(forward["std"]).all()
+
+
+@pytest.mark.parametrize("extreme", [1e160, 1e200, 1e300])
+def test_weights_spanning_extreme_scales_keep_every_bin_fitted(extreme):
+    df = rows()
+    plain = xslide.make_sliding_window_fit(df, ["a"], {}, ["y"], ["x"], weights_column="w")
+    factor = np.where(df.a == 0, 1.0 / extreme, extreme)  # one factor per window
+    if extreme == 1e300:
+        factor = np.where(df.a == 0, 1.0, extreme)
+    mixed = xslide.make_sliding_window_fit(
+        df.assign(w=df.w * factor), ["a"], {}, ["y"], ["x"], weights_column="w"
+    )
+    for column in ("y_mean", "y_intercept", "y_slope_x", "y_slope_x_err", "y_entries"):
+        np.testing.assert_allclose(mixed[column], plain[column], rtol=1e-9, err_msg=column)
+
+
+@pytest.mark.parametrize(
+    "options", [{"centers": "grid"}, {"boundary": "periodic"}, {"trend": 1, "centers": "grid"}]
+)
+def test_an_all_false_selection_is_empty_whatever_the_options(options):
+    df = rows()
+    df["a"] += 100
+    with pytest.warns(UserWarning, match="result is empty"):
+        out = xslide.make_sliding_window_fit(
+            df, ["a"], {"a": 1}, ["y"], ["x"], selection=np.zeros(len(df), bool), **options
+        )
+    assert len(out) == 0
+
+
+@pytest.mark.needs_numba
+def test_an_all_false_selection_on_dask_is_empty():
+    dd = pytest.importorskip("dask.dataframe")
+    df = rows().assign(keep=False)
+    with pytest.warns(UserWarning, match="result is empty"):
+        out = xslide.make_sliding_window_fit(
+            dd.from_pandas(df, npartitions=2), ["a"], {"a": 1}, ["y"], ["x"], selection="keep"
+        )
+    assert len(out) == 0 and out.attrs["n_rows_input"] == len(df)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "epanechnikov", "linear"])
+def test_named_kernels_take_windows_beyond_int64(kernel):
+    out = xslide.fit(rows(), ["a"], ["y"], window={"a": 10**30}, kernel=kernel)
+    assert np.isfinite(out.coef.values).all()

@@ -176,13 +176,18 @@ def test_moderate_nesting_is_still_accepted():
     assert evaluate(" + ".join(["x"] * 150), COLUMNS).tolist() == [150.0, 300.0]
 
 
+def test_a_sum_of_nearly_max_terms_in_parentheses_is_not_too_deep():
+    formula = "y ~ (" + " + ".join(f"a{i}" for i in range(200)) + ") - a0"
+    assert expressions.bound_formula(formula) == 199
+
+
 @pytest.mark.parametrize(
     ("formula", "why"),
     [
         ("target ~ " + "(" * 3_000 + "x" + ")" * 3_000, "brackets nested deeper than 200"),
         ("target ~ I(" + "-(" * 3_000 + "x" + ")" * 3_001, "brackets nested deeper than 200"),
-        ("target ~ " + " + ".join(["x"] * 2_000), "operators nested deeper than 200"),
-        ("target ~ " + "+ " * 4_000 + "x", "operators nested deeper than 200"),
+        ("target ~ " + " + ".join(["x"] * 2_000), "operators nested deeper than 600"),
+        ("target ~ " + "+ " * 4_000 + "x", "operators nested deeper than 600"),
         ("target ~ I(" + "I(" * 300 + "x" + ")" * 301, "brackets nested deeper than 200"),
         ("target ~ I(" + "not " * 300 + "x)", "nested deeper than 200"),
         ("target ~ " + "x" * 10_001, "longer than 10,000 characters"),

@@ -264,7 +264,8 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     }
     total = None
     x_ref, y_ref = first["x_reference"].values[1:], first["y_reference"].values
-    scale = float(first.attrs.get("weights_scale", 1.0))
+    # the smallest scale: the part with the largest weights sets it, the others scale down
+    scale = min(float(p.attrs.get("weights_scale", 1.0)) for p in parts)
     for part in parts:
         stats = dataset_to_stats(part).rereferenced(x_ref, y_ref).rescaled(scale)
         ds = stats_to_dataset(stats).reindex(union, fill_value=0)

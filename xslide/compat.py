@@ -122,14 +122,12 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
 def _empty_fit(df, options: FitOptions, err: EmptyGridError):
     """No row is left to bin: the seed contract's empty result (every column) and a warning.
 
-    The fit runs on a one-bin grid at bin 0 of the dims without an extent, where no row falls.
+    The fit runs on a placeholder grid where no row falls (the given extents, else bins 0 to
+    2w of each dim, room for any window): its observed centers are none.
     """
-    extent = {d: (0, 0) for d in options.read.dims} | dict(options.read.extent or {})
-    read = dataclasses.replace(options.read, extent=extent)
-    fit = api.run(df, dataclasses.replace(options, read=read))
-    warnings.warn(
-        f"no row is left to fit ({err}): the result is empty",
-        UserWarning,
-        stacklevel=3,
-    )
+    extent = {d: (0, 2 * options.window[d]) for d in options.read.dims}
+    read = dataclasses.replace(options.read, extent=extent | dict(options.read.extent or {}))
+    fit = api.run(df, dataclasses.replace(options, read=read, centers="observed"))
+    fit.attrs["centers"] = options.centers  # as asked: the placeholder grid is not the user's
+    warnings.warn(f"no row is left to fit ({err}): the result is empty", UserWarning, stacklevel=3)
     return fit

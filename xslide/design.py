@@ -120,29 +120,41 @@ def _sample_rows(inside: np.ndarray) -> np.ndarray:
 
 # Values at least this large are left out of a reference's mean: their squares would not be
 # summable, and one of them must not drag the reference of every other value away.
-HUGE = 2.0**500
+HUGE = 2.0**300  # no value this large is usable (SUMMABLE), nor makes a reference
+# how many median absolute deviations from the median a value may lie and still make the mean
+_REACH = 1e6
 
 
-def _reference(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> float:
-    """A shift that keeps the sums' digits: the mean of the sampled finite values.
+def reference_of(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> float:
+    """A shift that keeps the sums' digits: the mean of the sampled values, robustly.
 
-    Sentinels (DBL_MAX, 1e300) never become the reference: the mean is taken over values below
-    ``HUGE``, else the median of the finite values. NaN when no in-grid row has a finite value
-    (the reference is then undetermined: no row of this column is valid anyway).
+    Only values that could be usable count (finite, below ``HUGE``), and of those only the
+    ones within ``_REACH`` median absolute deviations of their median: a few fill values
+    (9.97e36, -999 in a column of ~1) never drag the reference, while the mean of ordinary
+    data is the plain mean. NaN when no in-grid row has such a value (the reference is then
+    undetermined: no row of this column is valid anyway).
     """
-    sample = values[rows]
-    sample = sample[np.isfinite(sample)]
-    if not sample.size:  # the sample missed the finite values: look at every in-grid row
-        sample = values[inside]
-        sample = sample[np.isfinite(sample)]
+    sample = _candidates(values[rows])
+    if not sample.size:  # the sample missed the usable values: look at every in-grid row
+        sample = _candidates(values[inside])
     if not sample.size:
         return np.nan
-    modest = sample[np.abs(sample) < HUGE]
-    return float(modest.mean()) if modest.size else float(np.median(sample))
+    middle = np.median(sample)
+    spread = np.median(np.abs(sample - middle))
+    if spread > 0:
+        sample = sample[np.abs(sample - middle) <= _REACH * spread]
+    else:  # more than half the values are equal: they are the reference
+        sample = sample[sample == middle]
+    return float(sample.mean())
+
+
+def _candidates(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return values[np.abs(values) < HUGE]
 
 
 def _references(x, y, names, targets, given, inside) -> tuple[np.ndarray, np.ndarray, list]:
-    """The reference of every design column and target: the user's, else ``_reference``;
+    """The reference of every design column and target: the user's, else ``reference_of``;
     and the columns left at 0 for want of a finite value."""
     reference = dict(given or {})
     unknown = set(reference) - set(names) - set(targets)
@@ -155,7 +167,7 @@ def _references(x, y, names, targets, given, inside) -> tuple[np.ndarray, np.nda
     for arr, ref, columns in ((x, x_ref, names), (y, y_ref, targets)):
         for j in range(arr.shape[0]):
             if np.isnan(ref[j]):
-                ref[j] = _reference(arr[j], sample, inside)
+                ref[j] = reference_of(arr[j], sample, inside)
             if np.isnan(ref[j]):  # no finite value: every row is invalid whatever the shift
                 ref[j] = 0.0
                 undetermined.append(columns[j])
@@ -225,22 +237,37 @@ def _weights(table: RowTable, name: str | None, inside, scale: float | None):
 
 
 def weights_scale(w: np.ndarray, inside: np.ndarray) -> float:
-    """1 for ordinary weights, else the power of two that brings the largest finite in-grid
-    weight near 1."""
+    """1 for ordinary weights; else a power of two that brings the largest finite in-grid
+    weight to 2^100 (near 1 when all are tiny), or up to 2^400 where that keeps the smallest a
+    normal number. Weighted sums stay finite: w·z² < 2^400 · SUMMABLE² = 2^1000."""
     largest = float(np.max(w, where=inside, initial=0.0))  # one pass; NaN if any is NaN
     if largest == 0.0 or 2.0**-100 <= largest <= 2.0**100:
         return 1.0
-    finite = w[inside & np.isfinite(w)]
-    largest = float(finite.max(initial=0.0))
-    if largest == 0.0 or 2.0**-100 <= largest <= 2.0**100:
+    with np.errstate(invalid="ignore"):
+        positive = w[inside & np.isfinite(w) & (w > 0)]
+    if not positive.size:
         return 1.0
-    return math.ldexp(1.0, -math.frexp(largest)[1])
+    largest, smallest = float(positive.max()), float(positive.min())
+    if 2.0**-100 <= largest <= 2.0**100:
+        return 1.0
+    top, bottom = math.frexp(largest)[1], math.frexp(smallest)[1]
+    shift = 100 - top if top > 100 else -top
+    if bottom + shift < -1000:  # the smallest would lose its digits: raise the largest, up
+        shift = min(-1000 - bottom, _MAX_WEIGHT_EXPONENT - top)  # to 2^400, to keep them
+    return math.ldexp(1.0, shift)
+
+
+# A value shifted by its reference is usable below this magnitude: its square (< 2^600) sums
+# over any window, weighted by up to 2^400 (weights_scale keeps weights there), without
+# overflowing. Larger values are sentinels (DBL_MAX, 1e300): invalid rows, counted.
+SUMMABLE = 2.0**300
+_MAX_WEIGHT_EXPONENT = 400
 
 
 def usable(shifted: np.ndarray) -> np.ndarray:
     """The validity rule of values: a value, shifted by its reference, is usable when its
-    square is finite (so is the value). A row counts for a target when its target, every
-    design column and its weight are usable; every pass applies this rule (the numba row
-    pass spells it ``np.isfinite(z * z)`` per value)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.isfinite(shifted * shifted)
+    magnitude is below ``SUMMABLE`` (NaN and inf are not). A row counts for a target when its
+    target and every design column are usable and its weight is finite; every pass applies
+    this rule (the numba row pass spells it ``abs(z) < SUMMABLE`` per value)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(shifted) < SUMMABLE

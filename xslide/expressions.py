@@ -706,10 +706,10 @@ def _expand(postfix: list[_Token], limits: _Limits) -> int:
         value = _apply(token, None if token.kind == "unary" else stack.pop(), right, limits)
         if len(value.terms) > limits.max_terms:
             raise limits.too_many()
-        if value.depth > MAX_DEPTH:
-            raise _formula_error(
-                limits.formula, f"operators nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)"
-            )
+        # a sum of max_terms terms is that deep already: only nesting beyond it is refused
+        deepest = MAX_DEPTH + 2 * limits.max_terms
+        if value.depth > deepest:
+            raise _formula_error(limits.formula, f"operators nested deeper than {deepest} levels")
         stack.append(value)
     return len(stack[0].terms) if stack else 0
 

@@ -72,13 +72,22 @@ def checked_formula(
     """
     if not isinstance(formula, str):
         raise TypeError(f"fit_formula must be a string or a callable, got {formula!r}")
-    try:
-        if trusted:
+    if trusted:
+        try:
             bound_formula(formula, max_terms=max_terms, max_degree=max_degree)
-        else:
-            check_formula(formula, allowed_names, max_terms=max_terms, max_degree=max_degree)
+        except ExpressionError as err:
+            raise _api_error(formula, err) from None
+        return formula
+    try:
+        bound_formula(formula, max_terms=max_terms, max_degree=max_degree)
     except ExpressionError as err:
         raise _api_error(formula, err) from None
+    try:
+        check_formula(formula, allowed_names, max_terms=max_terms, max_degree=max_degree)
+    except ExpressionError as err:  # the grammar, not the size: trusting the formula would do
+        raise ExpressionError(
+            f"{_api_error(formula, err)}; pass trusted_formula=True for a formula written in code"
+        ) from None
     return formula
 
 

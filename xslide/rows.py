@@ -72,7 +72,7 @@ def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
     for row, ref in zip(design.x, design.x_ref, strict=True):
         good &= usable(row[order] - ref)
     if design.w is not None:
-        good &= usable(design.w[order])
+        good &= np.isfinite(design.w[order])
     for t, ref in enumerate(design.y_ref):
         ys[t, ~(good & usable(ys[t] - ref))] = np.nan
     return ys

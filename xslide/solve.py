@@ -172,7 +172,7 @@ def solve(
         stderr,
         r_squared,
         rmse,
-        _status(count, singular, min_entries),
+        _status(count, singular, min_entries, ~np.isfinite(stats).all(axis=-1)),
         cov,
     )
     return _blank_failed(solution)
@@ -226,9 +226,12 @@ def _with_intercept(target: _TargetMoments, beta, cov_beta, se_beta, sigma2, xme
     return coef, stderr, cov
 
 
-def _status(count: np.ndarray, singular: np.ndarray, min_entries: int) -> np.ndarray:
+def _status(count, singular, min_entries: int, overflowed) -> np.ndarray:
+    """Per window and target: empty, too few rows, singular, or sums that overflowed (their
+    results would be garbage: failed, NaN), else OK."""
     status = np.full(count.shape, OK, dtype=np.int8)
     status[singular] = SINGULAR
+    status[overflowed] = FIT_FAILED
     status[count < min_entries] = INSUFFICIENT
     status[count == 0] = EMPTY
     return status
@@ -240,6 +243,9 @@ def _blank_failed(solution: Solution) -> Solution:
     for name in ("coef", "stderr", "cov", "r_squared", "rmse"):
         getattr(solution, name)[failed] = np.nan
     solution.mean[solution.entries == 0] = np.nan
+    overflowed = solution.status == FIT_FAILED
+    solution.mean[overflowed] = np.nan
+    solution.std[overflowed] = np.nan
     return solution
 
 

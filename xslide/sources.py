@@ -19,6 +19,7 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -30,8 +31,9 @@ import xarray as xr
 from . import budget
 from ._optional import require
 from .binning import binning_of
-from .design import HUGE, Design, RowTable, build_design, weights_scale
-from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError
+from .design import HUGE, Design, RowTable, build_design, reference_of, weights_scale
+from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
+from .formula import INTERCEPT
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
 from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
 from .options import Input, ReadSpec
@@ -341,12 +343,8 @@ class _Stream:
         _, flat, fixed_counts = build_grid(
             bins, selected, fixed, spec.max_bins, missing, spec.max_memory
         )
-        fixed_spec = dataclasses.replace(
-            spec, reference=self.reference, weights_scale=self.weights_scale
-        )
-        design = build_design(table, fixed_spec, flat)
-        if self.weights_scale is None:  # the first batch's scale serves every batch
-            self.weights_scale = design.weights_scale
+        design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
+        design = self._common_weights_scale(design)
         names = [*design.columns[1:], *design.targets]
         # the first batch with a finite value of a column fixes its reference for every later
         # batch (a batch without one has no valid row of it: its shift is immaterial)
@@ -364,6 +362,18 @@ class _Stream:
         self.invalid += invalid
         self.stats.rows_per_bin[...] += fixed_counts["rows_per_bin"]
 
+    def _common_weights_scale(self, design: Design) -> Design:
+        """One weights scale for all batches: the smallest any batch needed (the statistics so
+        far rescaled to it; exact, powers of two), unless the spec fixes it."""
+        own = design.weights_scale
+        scale = own if self.weights_scale is None else min(self.weights_scale, own)
+        if self.stats is not None and scale != self.stats.weights_scale:
+            self.stats = self.stats.rescaled(scale)
+        self.weights_scale = scale
+        if own == scale or design.w is None:
+            return design
+        return dataclasses.replace(design, w=design.w * (scale / own), weights_scale=scale)
+
     def _grid_for(self, batch_grid: Grid) -> Grid:
         """The grid so far grown to hold ``batch_grid`` (its statistics moved along)."""
         if self.stats is None:
@@ -379,9 +389,9 @@ class _Stream:
         return grid
 
     def result(self) -> BinStats:
-        if self.stats is None:
-            raise EmptyGridError("the stream holds no row inside the grid (after selection/extent)")
         invalid = dict(zip(self.spec.targets, map(int, self.invalid), strict=True))
+        if self.stats is None:  # no row on the grid: the all-empty grid, when extent gives one
+            return _empty_stats(self.spec, {**self.counts, "n_rows_invalid": invalid})
         stats = self.stats
         # a reference fixed after the first batch (none of its values was finite) is the one
         # every sum of that column was taken with
@@ -395,6 +405,29 @@ class _Stream:
             x_ref=np.asarray(x_ref, dtype=np.float64),
             y_ref=np.asarray(y_ref, dtype=np.float64),
         )
+
+
+def _empty_stats(spec: ReadSpec, counts: dict) -> BinStats:
+    """The statistics of no row on the grid ``extent`` fixes in every dim (else no grid)."""
+    extent = spec.extent or {}
+    if spec.formula is not None or any(d not in extent for d in spec.dims):
+        raise EmptyGridError("the stream holds no row inside the grid (after selection/extent)")
+    lo = tuple(extent[d][0] for d in spec.dims)
+    grid = Grid(tuple(spec.dims), lo, tuple(extent[d][1] - extent[d][0] + 1 for d in spec.dims))
+    n_sums = n_stats(len(spec.predictors) + 1)
+    budget.check(
+        budget.size(grid.size, len(spec.targets), n_sums, budget.FLOAT),
+        f"the per-bin statistics of the empty grid {dict(zip(grid.dims, grid.shape, strict=True))}",
+        spec.max_memory, "restrict extent=",
+    )  # fmt: skip
+    reference = spec.reference or {}
+    return BinStats(
+        grid, (INTERCEPT, *spec.predictors), tuple(spec.targets),
+        np.zeros((grid.size, len(spec.targets), n_sums)), np.zeros(grid.size, dtype=np.int64),
+        np.array([reference.get(p, 0.0) for p in spec.predictors], dtype=np.float64),
+        np.array([reference.get(t, 0.0) for t in spec.targets], dtype=np.float64),
+        counts, spec.backend, spec.weights, weights_scale=spec.weights_scale or 1.0,
+    )  # fmt: skip
 
 
 def _read_stream(source, spec: ReadSpec) -> BinStats:
@@ -436,7 +469,7 @@ def _type_change(first: dict[str, str], batch) -> str:
 # ---- dask ----
 
 
-_LARGEST_WEIGHT = "__xslide_largest_weight__"
+_WEIGHTS_RANGE = "__xslide_weights_range__"
 
 
 class _Empty(NamedTuple):
@@ -467,37 +500,62 @@ def _add(a: BinStats | _Empty, b: BinStats | _Empty) -> BinStats | _Empty:
 
 
 def _fixed_grid_and_references(ddf, spec: ReadSpec, dask) -> ReadSpec:
-    """One dask pass for the extents and the references the user did not give."""
+    """One dask pass for the extents, the weights' range and fallback references; the
+    references the user did not give come from the first partition, as for a stream."""
     chosen = ddf[ddf[spec.selection]] if spec.selection else ddf
-    extent, reference = dict(spec.extent or {}), dict(spec.reference or {})
+    extent = dict(spec.extent or {})
     todo = {d: (chosen[d].min(), chosen[d].max()) for d in spec.dims if d not in extent}
+    missing = [c for c in (*spec.predictors, *spec.targets) if c not in (spec.reference or {})]
     if spec.formula is None:
-        for column in [*spec.predictors, *spec.targets]:
-            if column not in reference:
-                values = chosen[column]  # sentinels never make the reference (design.HUGE)
-                todo[column] = values[abs(values) < HUGE].mean()
+        for column in missing:  # the fallback: a partition without a usable value
+            values = chosen[column]
+            todo[column] = values[abs(values) < HUGE].mean()
     if spec.weights is not None and spec.weights_scale is None:
-        todo[_LARGEST_WEIGHT] = chosen[spec.weights].max()
+        w = chosen[spec.weights]
+        positive = w[(w > 0) & (w < np.inf)]
+        todo[_WEIGHTS_RANGE] = (positive.max(), positive.min())
     (computed,) = dask.compute(todo)
-    largest = computed.pop(_LARGEST_WEIGHT, None)
-    if largest is not None:  # one scale for every partition, as for the rows in memory
-        scale = weights_scale(np.array([largest]), np.array([True]))
-        spec = dataclasses.replace(spec, weights_scale=scale)
-    for column, value in computed.items():
-        if column in spec.dims:
-            extent[column] = (int(value[0]), int(value[1]))
-        else:
-            reference[column] = float(value) if np.isfinite(value) else 0.0
-    size = int(np.prod([hi - lo + 1 for lo, hi in extent.values()]))
+    weights_range = computed.pop(_WEIGHTS_RANGE, None)
+    if weights_range is not None:  # one scale for every partition, as for rows in memory
+        values = np.asarray(weights_range, dtype=np.float64)
+        spec = dataclasses.replace(spec, weights_scale=weights_scale(values, np.isfinite(values)))
+    for d in spec.dims:
+        if d in computed:
+            lo, hi = computed.pop(d)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise EmptyGridError(
+                    "the dask DataFrame holds no row to bin (after selection): give extent= "
+                    "for an empty grid"
+                )
+            extent[d] = (int(lo), int(hi))
+    size = math.prod(hi - lo + 1 for lo, hi in extent.values())
     if size > spec.max_bins:
-        raise ValueError(
+        raise TooLargeError(
             f"the dense grid would have {size:,} bins, more than max_bins={spec.max_bins:,}; "
             "restrict it with extent= or raise max_bins"
         )
+    reference = dict(spec.reference or {})
+    if spec.formula is None and missing:
+        reference |= _first_partition_references(chosen, missing, computed)
     # a partition's own grid is the fixed one: the bins limit was checked just above
     return dataclasses.replace(
         spec, extent=extent, reference=reference or None, max_bins=DEFAULT_MAX_BINS * 1000
     )
+
+
+def _first_partition_references(chosen, columns, fallback: dict) -> dict[str, float]:
+    """References from the first partition's rows (robust, see design.reference_of); a column
+    without a usable value there takes the dask-wide mean of its usable values, else 0."""
+    first = chosen.partitions[0].compute()
+    everything = np.ones(len(first), dtype=bool)
+    out = {}
+    for column in columns:
+        values = first[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        ref = reference_of(values, np.arange(len(first)), everything)
+        if not np.isfinite(ref):
+            ref = float(fallback[column]) if np.isfinite(fallback[column]) else 0.0
+        out[column] = ref
+    return out
 
 
 def _read_dask(ddf, spec: ReadSpec) -> BinStats:

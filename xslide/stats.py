@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _numba
 from ._numba import njit, num_threads, prange
-from .design import Design, usable
+from .design import SUMMABLE, Design, usable
 from .grid import Grid
 
 COUNT, COUNT_POSITIVE, SUM_W2, FIRST_MOMENT = 0, 1, 2, 3
@@ -84,17 +84,17 @@ def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arg
             if b < b_lo or b >= b_hi:
                 continue
             wi = w[i] if has_w else 1.0
-            ok = np.isfinite(wi * wi)  # the validity rule, as design.usable: squares finite
+            ok = np.isfinite(wi)  # the validity rule of design.usable
             for j in range(q):
                 z[1 + j] = x[j, i] - x_ref[j]
-                ok = ok and np.isfinite(z[1 + j] * z[1 + j])
+                ok = ok and abs(z[1 + j]) < SUMMABLE
             if not ok:
                 for t in range(n_targets):
                     invalid[c, t] += 1
                 continue
             for t in range(n_targets):
                 zy = y[t, i] - y_ref[t]
-                if not np.isfinite(zy * zy):
+                if not abs(zy) < SUMMABLE:
                     invalid[c, t] += 1
                     continue
                 z[size - 1] = zy
@@ -107,7 +107,7 @@ def _accumulate_numpy(flat, design: Design, out, invalid):
     inside = flat >= 0
     ok = inside.copy()
     if w is not None:
-        ok &= usable(w)
+        ok &= np.isfinite(w)
     for row, ref in zip(x, x_ref, strict=True):
         ok &= usable(row - ref)
     for t in range(y.shape[0]):
@@ -160,15 +160,15 @@ def _unrolled_source(q: int) -> str:
         "                continue",
         "            wi = w[i] if has_w else 1.0",
         *[f"            z{j} = x[{j - 1}, i] - x_ref[{j - 1}]" for j in range(1, q + 1)],
-        "            if not (np.isfinite(wi * wi)"
-        + "".join(f" and np.isfinite(z{j} * z{j})" for j in range(1, q + 1))
+        "            if not (np.isfinite(wi)"
+        + "".join(f" and abs(z{j}) < {SUMMABLE!r}" for j in range(1, q + 1))
         + "):",
         "                for t in range(n_targets):",
         "                    invalid[c, t] += 1",
         "                continue",
         "            for t in range(n_targets):",
         "                zy = y[t, i] - y_ref[t]",
-        "                if not np.isfinite(zy * zy):",
+        f"                if not abs(zy) < {SUMMABLE!r}:",
         "                    invalid[c, t] += 1",
         "                    continue",
         "                s = out[b, t]",

@@ -104,7 +104,7 @@ def _last_nonzero(profile, h: float, w: int) -> int:
     lo, hi = 0, w  # profile(0) = 1
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if profile(np.array([mid]), h)[0] > 0:
+        if profile(np.array([float(mid)]), h)[0] > 0:
             lo = mid
         else:
             hi = mid - 1
