@@ -123,6 +123,7 @@ def _sample_rows(inside: np.ndarray) -> np.ndarray:
 HUGE = 2.0**300  # no value this large is usable (SUMMABLE), nor makes a reference
 # how many median absolute deviations from the median a value may lie and still make the mean
 _REACH = 1e6
+_ROBUST_SAMPLE = 2048
 
 
 def reference_of(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> float:
@@ -134,18 +135,27 @@ def reference_of(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> fl
     data is the plain mean. NaN when no in-grid row has such a value (the reference is then
     undetermined: no row of this column is valid anyway).
     """
-    sample = _candidates(values[rows])
+    sample = values[rows]
+    if not _all_usable(sample):
+        sample = _candidates(sample)
     if not sample.size:  # the sample missed the usable values: look at every in-grid row
         sample = _candidates(values[inside])
     if not sample.size:
         return np.nan
-    middle = np.median(sample)
-    spread = np.median(np.abs(sample - middle))
-    if spread > 0:
-        sample = sample[np.abs(sample - middle) <= _REACH * spread]
-    else:  # more than half the values are equal: they are the reference
+    # where the bulk lies, from a few values (the window is wide: precision does not matter)
+    few = sample[:: max(1, sample.size // _ROBUST_SAMPLE)]
+    middle = np.median(few)
+    reach = _REACH * np.median(np.abs(few - middle))
+    if reach == 0:  # more than half the values are equal: they are the reference
         sample = sample[sample == middle]
+    elif not (middle - reach <= sample.min() and sample.max() <= middle + reach):
+        sample = sample[np.abs(sample - middle) <= reach]
     return float(sample.mean())
+
+
+def _all_usable(sample: np.ndarray) -> bool:
+    """Every value is finite and below HUGE (two fast reductions; NaN fails both tests)."""
+    return bool(sample.size) and -HUGE < sample.min() and sample.max() < HUGE
 
 
 def _candidates(values: np.ndarray) -> np.ndarray:

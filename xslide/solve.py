@@ -172,7 +172,8 @@ def solve(
         stderr,
         r_squared,
         rmse,
-        _status(count, singular, min_entries, ~np.isfinite(stats).all(axis=-1)),
+        # any non-finite sum makes the total non-finite (one reduction, no mask of every sum)
+        _status(count, singular, min_entries, ~np.isfinite(stats.sum(axis=-1))),
         cov,
     )
     return _blank_failed(solution)
