@@ -61,7 +61,7 @@ def chunked_windowed_sums(
     The solutions (the windowed statistics of the whole grid never exist at once), and the
     rows and distinct bins with rows of every window, as the in-memory path gives them.
     """
-    da = require("dask.array", "chunked grids (pip install 'xslide[dask]')")
+    da = require("dask.array", "chunked grids (chunks=)")
     _ = window.tables  # checks the whole window: a periodic window wider than its dim fails
     shape, half, modes = window.shape, window.half, window.modes
     n_dims, n_targets = len(shape), sums.shape[1]

@@ -620,7 +620,7 @@ def _dask_client(args: argparse.Namespace):
         return contextlib.nullcontext()
     from ._optional import require
 
-    feature = "--scheduler / --dask-workers (pip install 'xslide[dask]')"
+    feature = "--scheduler / --dask-workers"
     distributed = require("distributed", feature)
     if args.scheduler:
         return distributed.Client(args.scheduler)
@@ -641,7 +641,7 @@ def _dask_frame(args: argparse.Namespace, columns, selection_columns):
     """The inputs as one dask DataFrame (parquet/CSV), with the selection as a column."""
     from ._optional import require
 
-    dd = require("dask.dataframe", "--scheduler / --dask-workers (pip install 'xslide[dask]')")
+    dd = require("dask.dataframe", "--scheduler / --dask-workers")
     kinds = {s.kind for s in args.inputs}
     if not kinds <= {"parquet", "csv"} or len(kinds) > 1:
         raise UsageError("--scheduler/--dask-workers read parquet or CSV inputs of one format")

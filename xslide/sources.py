@@ -560,7 +560,7 @@ def _first_partition_references(chosen, columns, fallback: dict) -> dict[str, fl
 
 def _read_dask(ddf, spec: ReadSpec) -> BinStats:
     """Per-bin statistics of a dask DataFrame (see the module docstring)."""
-    dask = require("dask", "dask DataFrame input (pip install 'xslide[dask]')")
+    dask = require("dask", "dask DataFrame input")
     if spec.selection is not None and not isinstance(spec.selection, str):
         raise InvalidInputTypeError("with a dask DataFrame, selection must name a boolean column")
     missing = [c for c in [*spec.dims, *spec.targets, *spec.predictors] if c not in ddf.columns]
