@@ -624,3 +624,28 @@ def test_split_by_an_unknown_column_is_a_key_error():
     df["y"] = df.x + rng.normal(size=800)
     with pytest.raises(KeyError, match="split_by"):
         xslide.fit(df, ["a"], ["y"], ["x"], {}, partition_strategy={"split_by": ["zz"]})
+
+
+def test_failed_windows_are_said_once_with_count_reasons_and_first_message():
+    df = grid_rows(shape=(4, 3), seed=2)
+
+    def fragile(x, y, w, terms):
+        if y.mean() > 0:
+            raise ZeroDivisionError("the window's mean is positive\nsecond line")
+        return {"Intercept": float(y.mean())}
+
+    with pytest.warns(xslide.FitFailedWarning) as caught:
+        out = fit(df, fit_formula=fragile)
+    assert len(caught) == 1
+    n_failed = int(out.quality_flag.str.contains("fit_failed").sum())
+    message = str(caught[0].message)
+    assert n_failed > 0 and message.startswith(f"{n_failed} of {len(out)} window fits")
+    assert "ZeroDivisionError x" in message
+    assert message.endswith("ZeroDivisionError: the window's mean is positive")
+
+
+def test_windows_that_all_succeed_warn_nothing():
+    df = grid_rows(shape=(3, 3), seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xslide.FitFailedWarning)
+        fit(df, fit_formula=lambda x, y, w, terms: {"Intercept": float(y.mean())})

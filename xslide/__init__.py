@@ -27,6 +27,7 @@ from .binning import digitize
 from .compat import make_sliding_window_fit
 from .errors import (
     EmptyGridError,
+    FitFailedWarning,
     InvalidInputTypeError,
     InvalidWindowSpec,
     MissingColumnError,
@@ -42,6 +43,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 __all__ = [
     "EmptyGridError",
+    "FitFailedWarning",
     "InvalidInputTypeError",
     "InvalidWindowSpec",
     "MissingColumnError",

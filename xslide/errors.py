@@ -28,3 +28,7 @@ class TooLargeError(ValueError):
 
 class PerformanceWarning(UserWarning):
     """A slower code path was taken than the one asked for (e.g. numba is missing)."""
+
+
+class FitFailedWarning(UserWarning):
+    """Some windows' raw-row fits (glm, rlm, a callable) raised: flagged ``fit_failed``."""

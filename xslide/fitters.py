@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._optional import require
-from .errors import InvalidInputTypeError, PerformanceWarning
+from .errors import FitFailedWarning, InvalidInputTypeError, PerformanceWarning
 from .parallel import Parallel, progress_bar, split
 from .rows import WindowIndex
 from .solve import FIT_FAILED, OK
@@ -177,6 +177,7 @@ class RawFitResult:
     status: np.ndarray  # (m, t): FIT_FAILED where the fitter raised
     failures: Counter = field(default_factory=Counter)  # exception type -> count
     warned: Counter = field(default_factory=Counter)  # warning category -> count
+    first_error: str = ""  # the first failure, as 'Type: message' (its first line)
 
     @classmethod
     def unfitted(cls, status: np.ndarray, p: int) -> RawFitResult:
@@ -197,6 +198,7 @@ class RawFitResult:
             getattr(self, name)[ids] = getattr(part, name)
         self.failures.update(part.failures)
         self.warned.update(part.warned)
+        self.first_error = self.first_error or part.first_error
 
 
 def _window_design(work: FitWork, positions, offsets, valid) -> np.ndarray:
@@ -234,6 +236,9 @@ def _fit_block(work: FitWork, ids: np.ndarray) -> RawFitResult:
             except Exception as err:  # a failed window is flagged, never fatal
                 out.status[k, t] = FIT_FAILED
                 out.failures[type(err).__name__] += 1
+                if not out.first_error:
+                    lines = str(err).strip().splitlines() or [""]
+                    out.first_error = f"{type(err).__name__}: {lines[0]}"
                 continue
             out.coef[k, t], out.stderr[k, t], out.cov[k, t], out.r_squared[k, t], out.rmse[k, t] = (
                 fitted
@@ -275,6 +280,21 @@ def _warn_duration(work: FitWork, todo: np.ndarray, parallel: Parallel) -> RawFi
     return done
 
 
+def _warn_failures(work: FitWork, out: RawFitResult) -> None:
+    """Failed windows are flagged, and said once: how many, why, and the first message."""
+    n_failed = sum(out.failures.values())
+    if not n_failed:
+        return
+    n_fits = int((work.status == OK).sum())
+    reasons = ", ".join(f"{name} x{count:,}" for name, count in out.failures.most_common())
+    warnings.warn(
+        f"{n_failed:,} of {n_fits:,} window fits with {work.fitter.name!r} failed ({reasons}) "
+        f"and are flagged fit_failed; the first: {out.first_error}",
+        FitFailedWarning,
+        stacklevel=7,  # the user's call of fit / make_sliding_window_fit
+    )
+
+
 def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> RawFitResult:
     """Fit every window and target whose status is OK with ``work.fitter``."""
     out = RawFitResult.unfitted(work.status, len(work.terms))
@@ -282,8 +302,14 @@ def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> Raw
     if todo.size > WARN_WINDOWS:
         out.put(todo[:_SAMPLE_WINDOWS], _warn_duration(work, todo, parallel))
         todo = todo[_SAMPLE_WINDOWS:]
-    if todo.size == 0:
-        return out
+    if todo.size:
+        _fit_all(work, todo, out, parallel, progress)
+    _warn_failures(work, out)
+    return out
+
+
+def _fit_all(work: FitWork, todo, out: RawFitResult, parallel: Parallel, progress) -> None:
+    """Fit the windows ``todo`` in blocks, serially or in parallel, with a progress bar."""
     serial = parallel.client is None and parallel.n_jobs == 1
     blocks = split(todo, max(1, todo.size // 64) if serial else 8 * parallel.workers)
     show = progress if progress is not None else (None if todo.size >= PROGRESS_WINDOWS else False)
@@ -291,4 +317,3 @@ def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> Raw
         results = parallel.map(_fit_block, work, blocks, ship=_halo_work, bar=bar)
         for block, part in zip(blocks, results, strict=True):
             out.put(block, part)
-    return out
