@@ -418,3 +418,31 @@ def test_demo_refuses_a_bad_row_count_with_exit_2(capsys, tmp_path, rows):
     code, _, err = run(capsys, "demo", "--rows", rows, "--out", tmp_path / "d")
     assert code == 2
     assert_one_line_error(err, "--rows")
+
+
+def test_version_is_printed(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"xslide {xslide.__version__}"
+
+
+def test_numeric_options_accept_scientific_notation_and_the_summary_counts_centers(
+    files, tmp_path, capsys
+):
+    out = tmp_path / "fit.nc"
+    code, stdout, _ = run(capsys, "fit", files["parquet"], *BASE, "--min-entries", "1e2",
+                          "--chunk-rows", "5e3", "--out", out)  # fmt: skip
+    assert code == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["min_entries"] == 100
+        flags = ds.quality_flag.load()
+    for target in ("dX", "dY"):
+        flag = flags.sel(target=target)
+        fitted, centers = int((flag == 0).sum()), int((flag != 5).sum())
+        assert f"{target} {fitted:,} of {centers:,} bins ({100 * fitted / centers:.1f} %)" in stdout
+
+
+def test_a_fractional_integer_option_is_refused_with_exit_2(files, tmp_path, capsys):
+    code, _, err = run(capsys, "fit", files["parquet"], *BASE, "--min-entries", "2.5",
+                       "--out", tmp_path / "f.nc")  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "--min-entries")

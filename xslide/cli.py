@@ -40,6 +40,7 @@ from .io import (
 )
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
 from .parallel import progress_bar
+from .solve import NOT_A_CENTER
 
 FAMILIES = {
     "gaussian": "Gaussian",
@@ -185,25 +186,20 @@ def _extent(text: str) -> dict[str, tuple[int, int]]:
     return extent
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _row_count(text: str) -> int:
-    """A positive whole number of rows, written as an integer or as 1e6."""
+def _positive_int(text: str, most: float = 2.0**62) -> int:
+    """A whole number >= 1, written as 100000 or as 1e5."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of rows, got {text!r}") from None
-    if not (value >= 1 and value == int(value)) or value > 1e10:
-        raise argparse.ArgumentTypeError(f"expected a whole number of rows >= 1, got {text!r}")
-    return int(value)
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not (1 <= value <= most and value == int(value)):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text) if text.strip().lstrip("+").isdigit() else int(value)
+
+
+def _row_count(text: str) -> int:
+    """A number of rows for the demo (at most 1e10)."""
+    return _positive_int(text, most=1e10)
 
 
 def _float(text: str) -> float:
@@ -241,13 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="xslide", description="Sliding-window group-by regression on integer-binned grids."
     )
+    parser.add_argument("--version", action="version", version=f"xslide {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="fit a synthetic TPC-distortion dataset and summarise")
+    p_demo = sub.add_parser(
+        "demo",
+        help="fit a synthetic TPC-distortion dataset and summarise",
+        description="Fit a synthetic TPC-distortion dataset (the model is documented in "
+        "xslide/demo.py), write the map as OUT.nc and PNG maps, and print how close the fit "
+        "comes to the truth, next to the noise.",
+    )
     p_demo.add_argument(
         "--rows", type=_row_count, default=1_000_000, help="number of rows (1e6, 2.5e5, ...)"
     )
     p_demo.add_argument("--seed", type=int, default=0, help="random seed")
-    p_demo.add_argument("--min-entries", type=int, default=10, help="min rows per window")
+    p_demo.add_argument("--min-entries", type=_positive_int, default=10, help="min rows per window")
     p_demo.add_argument(
         "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
     )
@@ -730,18 +733,24 @@ def run_fit_command(args: argparse.Namespace) -> int:
     ds.attrs["selection_expression"] = args.selection or ""
     ds.attrs["read_mode"] = mode
     out = _write(write_fit, ds, args.out)
-    fitted = (ds["quality_flag"] == 0).sum(
-        dim=[d for d in ds["quality_flag"].dims if d != "target"]
-    )
-    counts = ", ".join(
-        f"{t} {int(n):,}" for t, n in zip(ds.target.values, fitted.values, strict=True)
-    )
     print(
         f"xslide fit: {int(ds.attrs.get('n_rows_input', 0)):,} rows "
         f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected); "
-        f"fitted bins per target: {counts}; wrote {out}"
+        f"fitted {_fitted_summary(ds)}; wrote {out}"
     )
     return 0
+
+
+def _fitted_summary(ds) -> str:
+    """'dX 586 of 46,872 bins (1.3 %), ...': the fitted centers of every target."""
+    flags = ds["quality_flag"]
+    bins = [d for d in flags.dims if d != "target"]
+    fitted, centers = (flags == 0).sum(dim=bins), (flags != NOT_A_CENTER).sum(dim=bins)
+    parts = []
+    for target, n, m in zip(ds.target.values, fitted.values, centers.values, strict=True):
+        share = f" ({100 * n / m:.1f} %)" if m else ""
+        parts.append(f"{target} {int(n):,} of {int(m):,} bins{share}")
+    return ", ".join(parts)
 
 
 def _write(writer, data, path: str):
@@ -809,6 +818,12 @@ def _message(err: BaseException) -> str:
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"xslide: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
