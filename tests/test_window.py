@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -366,3 +367,17 @@ def test_trend_terms_on_the_xarray_result_and_every_path():
     np.testing.assert_allclose(glm.y_slope_d_phi, fast.y_slope_d_phi, rtol=1e-8)
     with pytest.raises(ValueError, match="trend"):
         fit1d(df, trend=2)
+
+
+def test_a_periodic_dim_without_extent_warns_of_its_period_and_records_it():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"phi": rng.integers(0, 71, 2000), "y": rng.normal(size=2000)})
+    with pytest.warns(UserWarning, match=r"'phi'.*0\.\.70 \(71 bins\).*extent="):
+        ds = xslide.fit(df, ["phi"], ["y"], window={"phi": 1}, boundary="periodic")
+    assert ds.attrs["period_json"] == '{"phi": [0, 70]}'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        full = xslide.fit(
+            df, ["phi"], ["y"], window={"phi": 1}, boundary="periodic", extent={"phi": (0, 71)}
+        )
+    assert full.attrs["period_json"] == '{"phi": [0, 71]}'

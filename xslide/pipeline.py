@@ -16,6 +16,7 @@ Steps 3-5 reach the rows through the bin index only (``rows.RowAccess``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -138,6 +139,8 @@ def _window(grid: Grid, options: FitOptions) -> Window:
     for dim, n, w, mode in zip(grid.dims, grid.shape, half, modes, strict=True):
         if mode == "periodic":
             check_periodic(n, w, dim)
+            if dim not in (options.read.extent or {}) and w > 0:
+                _warn_period(grid, dim)
     reach = tuple(
         w if mode == "mirror" else min(w, n - 1)
         for w, mode, n in zip(half, modes, grid.shape, strict=True)
@@ -151,6 +154,18 @@ def _window(grid: Grid, options: FitOptions) -> Window:
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
     return Window(grid.shape, reach, modes, weights, full_volume=volume)
+
+
+def _warn_period(grid: Grid, dim: str) -> None:
+    """A periodic dim without an extent wraps over the bins that happen to hold rows."""
+    d = grid.dims.index(dim)
+    warnings.warn(
+        f"boundary 'periodic' on {dim!r} takes the bins with rows, {grid.lo[d]}..{grid.hi[d]} "
+        f"({grid.shape[d]} bins), as the period; give extent={{{dim!r}: (first, last)}} for the "
+        "full period (recorded in attrs['period_json'])",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def _check_window_memory(grid: Grid, half, reach, options: FitOptions) -> None:

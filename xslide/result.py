@@ -206,6 +206,15 @@ def to_frame(fit: Fit) -> pd.DataFrame:
     return frame
 
 
+def _periods(grid: Grid, boundary: Mapping[str, str]) -> dict[str, list[int]]:
+    """The first and last bin of every periodic dim: the period its windows wrap over."""
+    return {
+        d: [lo, hi]
+        for d, lo, hi in zip(grid.dims, grid.lo, grid.hi, strict=True)
+        if boundary[d] == "periodic"
+    }
+
+
 def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
     """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
     binning = {d: record["formula"] for d, record in stats.binning.items()}
@@ -217,6 +226,7 @@ def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: M
         # the user's own words win over the digitize records
         "binning_formulas_json": json.dumps({**binning, **options.binning_formulas}),
         "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
+        "period_json": json.dumps(_periods(stats.grid, options.boundary)),
         "kernel": options.kernel.name,
         "trend": options.trend,
         "centers": options.centers,
