@@ -164,7 +164,7 @@ def _warn_period(grid: Grid, dim: str) -> None:
         f"({grid.shape[d]} bins), as the period; give extent={{{dim!r}: (first, last)}} for the "
         "full period (recorded in attrs['period_json'])",
         UserWarning,
-        stacklevel=5,
+        stacklevel=7,  # the user's call of fit / make_sliding_window_fit
     )
 
 
