@@ -82,3 +82,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def without_numba(request: pytest.FixtureRequest) -> bool:
     """True in the ``--without-numba`` pass."""
     return bool(request.config.getoption("--without-numba"))
+
+
+@pytest.fixture(scope="session")
+def track_table():
+    """The track-residual rows the command-line tests read (``data.track_rows``)."""
+    from data import track_rows  # imported here: xslide must not load before configure
+
+    return track_rows()
+
+
+@pytest.fixture(scope="session")
+def files(track_table, tmp_path_factory) -> dict[str, str]:
+    """Those rows written once as parquet, CSV and ROOT inputs."""
+    from data import write_track_files
+
+    return write_track_files(track_table, tmp_path_factory.mktemp("inputs"))

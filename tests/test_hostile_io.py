@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from data import track_rows, write_track_files
 
 import xslide
 from xslide import cli
@@ -34,13 +33,8 @@ BASE = ["--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX,dY", "--pr
 
 
 @pytest.fixture(scope="module")
-def rows() -> pd.DataFrame:
-    return track_rows()
-
-
-@pytest.fixture(scope="module")
-def files(rows, tmp_path_factory) -> dict[str, str]:
-    return write_track_files(rows, tmp_path_factory.mktemp("inputs"))
+def rows(track_table) -> pd.DataFrame:
+    return track_table
 
 
 @pytest.fixture(scope="module")
