@@ -71,7 +71,8 @@ class SlideWinAccessor:
         return predict(self._ds, rows, **kwargs)
 
     def plot_map(self, var: str = "coef", target=None, term=None, ax=None, **sel):
-        """2-D map of a fit variable; see ``xslide.plots.plot_map``.
+        """Map (two dims left) or profile (one dim left) of a fit variable, on physical axes
+        with units, unfitted bins hatched; see ``xslide.plots.plot_map``.
 
         Examples
         --------
@@ -80,16 +81,21 @@ class SlideWinAccessor:
         >>> import numpy as np, pandas as pd, xslide
         >>> df = pd.DataFrame({"a": np.repeat(np.arange(3), 8), "b": np.tile(np.arange(2), 12),
         ...                    "y": np.arange(24.0)})
-        >>> ax = df.to_xarray().slidewin.fit(["a", "b"], ["y"]).slidewin.plot_map("mean")
+        >>> fit = df.to_xarray().slidewin.fit(["a", "b"], ["y"])
+        >>> ax = fit.slidewin.plot_map("mean")
         >>> type(ax).__name__
         'Axes'
+        >>> fit.slidewin.plot_map("mean", b=1).get_xlabel()  # one dim left: a profile
+        'a (bin number)'
         """
         from .plots import plot_map
 
         return plot_map(self._ds, var, target, term, ax, **sel)
 
     def plot_pulls(self, rows, targets=None, method: str = "nearest", bins: int = 60, ax=None):
-        """Pull histogram of ``rows`` against this fit; see ``xslide.plots.plot_pulls``.
+        """Pull histogram of ``rows`` against this fit; see ``xslide.plots.plot_pulls``
+        (without a trend, pulls of a window wider than one bin are narrower than 1: the local
+        rmse includes the window's gradient, and the plot says so).
 
         Examples
         --------
