@@ -233,7 +233,8 @@ def test_demo_maps_show_the_fit_next_to_fit_minus_truth(tmp_path, capsys):
     rows = demo.synthetic_distortions(20_000, seed=1)
     binned = xslide.digitize(rows, {name: demo.EDGES[name] for name in ("r", "y2x", "z2x")})
     dims = ["rBin", "y2xBin", "z2xBin", "sector"]
-    fit = xslide.fit(binned, dims, list(demo.TARGETS), ["qpt"], {"rBin": 1, "y2xBin": 1})
+    window = {"rBin": 1, "y2xBin": 1, "z2xBin": 1}
+    fit = xslide.fit(binned, dims, list(demo.TARGETS), ["qpt"], window, min_entries=4)
     demo._write_maps(fit, str(tmp_path / "demo"))
     assert "fit - truth" in capsys.readouterr().out
     image = imread(tmp_path / "demo-dX.png")
