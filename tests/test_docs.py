@@ -20,6 +20,9 @@ How the documents are run (the conventions a doc writer follows):
 - Every other fence (```` ```text ````, no language) is prose and is not run.
 - The fast test runs ``xslide demo --rows N`` with at most ``FAST_DEMO_ROWS`` rows (the demo's
   fit dominates the time); the ``slow`` test runs every block exactly as written.
+- A block must run clean: a warning raised in xslide or attributed to the block (a
+  ``PerformanceWarning``, a periodic dim without ``extent``, ...) fails it, and so does an
+  ``xslide: warning:`` line of a command. Warnings of other libraries are let through.
 - matplotlib draws with the Agg backend; figures are closed after each file.
 """
 
@@ -29,6 +32,7 @@ import contextlib
 import os
 import re
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +113,22 @@ def run_cli_block(block: Block, where: str, fast: bool, capsys) -> None:
         code = main(argv[1:])
         err = capsys.readouterr().err
         assert code == 0, f"{where}: `{shlex.join(argv)}` exited {code}: {err}"
+        assert "xslide: warning:" not in err, f"{where}: `{shlex.join(argv)}` warned: {err}"
+
+
+def run_python_block(block: Block, where: str, namespace: dict) -> None:
+    """Run a Python block in ``namespace``; its errors and xslide's warnings fail it."""
+    package = str(ROOT / "xslide")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            exec(compile(block.code, where, "exec"), namespace)
+        except Exception as err:
+            raise AssertionError(f"{where} raised {type(err).__name__}: {err}") from err
+    own = [w for w in caught if w.filename == where or w.filename.startswith(package)]
+    assert not own, f"{where} warned: " + "; ".join(
+        f"{w.category.__name__}: {w.message}" for w in own
+    )
 
 
 def run_document(path: Path, fast: bool, capsys) -> int:
@@ -124,10 +144,7 @@ def run_document(path: Path, fast: bool, capsys) -> int:
                 assert namespace is not None, f"{where}: continues, but no Python block precedes"
             else:
                 namespace = {"__name__": "__docs__"}
-            try:
-                exec(compile(block.code, where, "exec"), namespace)
-            except Exception as err:
-                raise AssertionError(f"{where} raised {type(err).__name__}: {err}") from err
+            run_python_block(block, where, namespace)
             ran += 1
         elif is_cli_example(block):
             run_cli_block(block, where, fast, capsys)
@@ -228,7 +245,65 @@ def test_a_chained_block_sees_the_names_of_the_previous_one_and_a_fresh_one_does
         run_document(doc, fast=True, capsys=capsys)
 
 
+def test_a_block_that_warns_fails(tmp_path, capsys):
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "```python\nimport pandas as pd, xslide\n"
+        "df = pd.DataFrame({'a': [0, 1, 3] * 10, 'y': range(30)})\n"
+        "xslide.fit(df, ['a'], ['y'], window={'a': 1}, boundary='periodic')\n```\n"
+    )
+    with pytest.raises(AssertionError, match="line 1 warned: UserWarning: boundary 'periodic'"):
+        run_document(doc, fast=True, capsys=capsys)
+
+
 def test_a_bash_block_mixing_xslide_with_other_commands_is_refused():
     (block,) = blocks("```bash\npip install xslide\nxslide demo\n```\n")
     with pytest.raises(ValueError, match="mixes xslide commands"):
         is_cli_example(block)
+
+
+# ---- the rows the examples read: xslide demo --write-rows ----
+
+
+@pytest.mark.slow
+def test_demo_writes_its_rows_with_their_bin_columns_in_every_format(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    uproot = pytest.importorskip("uproot")
+    import numpy as np
+    import pandas as pd
+
+    from xslide.cli import main
+
+    paths = [tmp_path / f"rows.{suffix}" for suffix in ("parquet", "csv", "root")]
+    argv = ["demo", "--rows", "2e4", "--out", str(tmp_path / "demo")]
+    assert main([*argv, *[a for p in paths for a in ("--write-rows", str(p))]]) == 0
+    assert f"wrote {paths[0]}" in capsys.readouterr().out
+    parquet = pd.read_parquet(paths[0])
+    csv = pd.read_csv(paths[1])
+    with uproot.open(paths[2]) as file:
+        root = file["rows"].arrays(library="pd")
+    columns = ["r", "y2x", "z2x", "sector", "qpt", "dX", "dY", "dZ", "rBin", "y2xBin", "z2xBin"]
+    for table in (parquet, csv, root):
+        assert list(table.columns) == columns and len(table) == 20_000
+        assert table.rBin.dtype == np.int64 and table.sector.dtype == np.int64
+    # the bin columns are those of the demo's binning: 32 bins of 5 cm in r from 85 cm
+    np.testing.assert_array_equal(parquet.rBin, np.floor((parquet.r - 85.0) / 5.0))
+    np.testing.assert_allclose(csv.dX, parquet.dX, rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("rows.txt", "expected a suffix among .parquet, .csv, .root"),
+        ("missing/rows.parquet", "does not exist"),
+    ],
+)
+def test_demo_refuses_a_rows_file_it_cannot_write_before_fitting(tmp_path, capsys, path, why):
+    from xslide.cli import main
+
+    code = main(["demo", "--rows", "1e3", "--out", str(tmp_path / "d"), "--write-rows",
+                 str(tmp_path / path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("xslide: error: ") and len(err.splitlines()) == 1
+    assert why in err
+    assert not (tmp_path / "d.nc").exists()  # refused before the fit
