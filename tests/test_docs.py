@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 
 # The examples run at their documented sizes: numba's kernels, not their Python fallback.
-pytestmark = pytest.mark.needs_numba
+needs_numba = pytest.mark.needs_numba
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
@@ -177,6 +177,7 @@ def test_every_markdown_file_is_run():
     assert "README.md" in DOCS and "docs/contract.md" in DOCS and "docs/o2dpg.md" in DOCS
 
 
+@needs_numba
 @pytest.mark.parametrize("name", DOCS)
 def test_every_code_block_runs(name, tmp_path, capsys):
     with _inside(tmp_path):
@@ -185,6 +186,7 @@ def test_every_code_block_runs(name, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@needs_numba
 @pytest.mark.parametrize("name", DOCS)
 def test_every_code_block_runs_exactly_as_written(name, tmp_path, capsys):
     with _inside(tmp_path):
@@ -266,6 +268,7 @@ def test_a_bash_block_mixing_xslide_with_other_commands_is_refused():
 
 
 @pytest.mark.slow
+@needs_numba
 def test_demo_writes_its_rows_with_their_bin_columns_in_every_format(tmp_path, capsys):
     pytest.importorskip("pyarrow")
     uproot = pytest.importorskip("uproot")
