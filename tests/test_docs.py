@@ -173,6 +173,20 @@ def _inside(path: Path):
             plt.close("all")
 
 
+@pytest.mark.parametrize("name", DOCS)
+def test_links_point_at_files_of_the_repository(name):
+    """Relative links resolve inside the repository; nothing points at the design notes,
+    which users do not have."""
+    path = ROOT / name
+    text = path.read_text(encoding="utf-8")
+    assert "../shared" not in text and "API.md" not in text
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if "://" in target:
+            continue
+        resolved = (path.parent / target).resolve()
+        assert resolved.exists() and ROOT in resolved.parents, f"{name}: broken link {target}"
+
+
 def test_every_markdown_file_is_run():
     assert "README.md" in DOCS and "docs/contract.md" in DOCS and "docs/o2dpg.md" in DOCS
 
