@@ -254,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
     )
+    p_demo.add_argument(
+        "--write-rows",
+        action="append",
+        default=[],
+        metavar="PATH",
+        type=_output(ROWS_OUT_SUFFIXES),
+        help="also write the demo's rows, with their bin columns, to PATH (.parquet, .csv or "
+        ".root with TTree 'rows'; repeatable), e.g. to try 'xslide fit' on them",
+    )
     p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
@@ -446,6 +455,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if args.out.lower().endswith(".nc"):
         args.out = args.out[: -len(".nc")]
     check_output(f"{args.out}.nc", (".nc",))
+    for path in args.write_rows:
+        check_output(path, ROWS_OUT_SUFFIXES)
     return demo(args)
 
 
