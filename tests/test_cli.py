@@ -327,10 +327,10 @@ def test_predict_errors(files, tmp_path, capsys):
                        "--out", tmp_path / "p.csv")  # fmt: skip
     assert code == 1
     assert_one_line_error(err, "no such file")
-    code, _, err = run(capsys, "predict", tmp_path / "fit.parquet", files["csv"],
+    code, _, err = run(capsys, "predict", tmp_path / "fit.csv", files["csv"],
                        "--out", tmp_path / "p.csv")  # fmt: skip
     assert code == 2
-    assert_one_line_error(err, "a fit is read from .nc or .zarr")
+    assert_one_line_error(err, "a fit is read from .nc, .zarr, .parquet, .root")
 
 
 def test_rlm_with_a_named_norm_reads_into_memory_and_equals_the_api(rows, files, tmp_path, capsys):
