@@ -625,18 +625,18 @@ def _check_combinations(args: argparse.Namespace) -> None:
     if dask and args.digitize:
         raise UsageError(f"--digitize is not available with {dask}: add the bin columns first")
     made = {f"{column}Bin": column for column in args.digitize}
+    binned = [c for c in made.values() if c in args.dims]
+    if binned:
+        raise UsageError(
+            f"--dims names {binned}, which --digitize bins: name the bin columns "
+            f"{[f'{c}Bin' for c in binned]} instead"
+        )
     missing = [b for b in made if b not in args.dims]
     if missing:
         spec = ",".join(f"{made[b]}=..." for b in missing)
         raise UsageError(
             f"--digitize {spec} makes {', '.join(missing)}, which --dims does not list: "
             f"add it, e.g. --dims {','.join([*args.dims, *missing])}"
-        )
-    binned = [c for c in made.values() if c in args.dims]
-    if binned:
-        raise UsageError(
-            f"--dims names {binned}, which --digitize bins: name the bin columns "
-            f"{[f'{c}Bin' for c in binned]} instead"
         )
 
 
