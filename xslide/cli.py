@@ -1,9 +1,14 @@
 """The ``xslide`` command line: ``demo``, ``fit`` (rows -> fit file) and ``predict``.
 
 Exit codes: 0 success; 2 bad arguments (argparse errors, malformed or unknown option values,
-unsupported file suffixes, selections or formulas refused by the restricted-expression
-checker, an ``--out`` that cannot be written safely); 1 data errors (missing or unreadable
-file, unknown column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+options that exclude each other, unsupported file suffixes, selections or formulas refused by
+the restricted-expression checker or not boolean, an ``--out`` that cannot be written safely);
+1 data errors (missing or unreadable file, unknown column or target, a float ``--dims``
+column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+
+``--digitize`` bins physical columns with ``xslide.digitize`` on the rows in memory or on every
+streamed batch (the same edges for all), so the fit carries ``{column}_center`` coordinates;
+``predict`` reads every fit format ``fit`` writes (the tables through ``xslide.fit_tables``).
 Errors are one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
 
 ``--out`` is checked before any row is read (a known suffix, an existing writable directory,
