@@ -719,6 +719,14 @@ def test_crafted_fit_tables_are_refused_in_one_line(rows, tmp_path, capsys):
     assert "labels its coordinate does not list" in crafted("labels.parquet", original, moved)
     dropped = table.drop(["dX_coef_qpt"])
     assert "column 'dX_coef_qpt' is missing" in crafted("column.parquet", original, dropped)
+    # variables on other dims (e.g. cell bounds) are not in the table: they are left out
+    bounds = {"dims": ["zBin", "nv"], "dtype": "float64", "attrs": {}}
+    path = tmp_path / "bounds.parquet"
+    extra = with_layout(data_vars={**layout["data_vars"], "zBin_bounds": bounds})
+    pq.write_table(table.replace_schema_metadata({b"xslide": extra}), path)
+    code, _, err = run(capsys, "predict", path, tmp_path / "rows.parquet",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 0, err
     # a ROOT file without the attrs string is not a fit
     with uproot.recreate(tmp_path / "bare.root") as file:
         file.mktree("xslide", {"rBin": np.int64})

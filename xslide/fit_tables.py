@@ -283,6 +283,8 @@ def _variable(frame, name: str, entry, spec: _Layout, flat) -> xr.Variable | Non
     # canonical order: label dims as the writer loops over them, then the bin dims
     pair = spec.pair_dim(dims)
     order = [d for d in ("target", "term", pair) if d in dims] + list(spec.dims)
+    if sorted(order) != sorted(dims):
+        return None  # on other dims (bounds, ...): the writer leaves it out of the table
     found = _columns_of(name, order, spec)
     if found is None:
         return None  # the writer leaves such variables out of the table
