@@ -327,10 +327,10 @@ def test_predict_errors(files, tmp_path, capsys):
                        "--out", tmp_path / "p.csv")  # fmt: skip
     assert code == 1
     assert_one_line_error(err, "no such file")
-    code, _, err = run(capsys, "predict", tmp_path / "fit.parquet", files["csv"],
+    code, _, err = run(capsys, "predict", tmp_path / "fit.csv", files["csv"],
                        "--out", tmp_path / "p.csv")  # fmt: skip
     assert code == 2
-    assert_one_line_error(err, "a fit is read from .nc or .zarr")
+    assert_one_line_error(err, "a fit is read from .nc, .zarr, .parquet, .root")
 
 
 def test_rlm_with_a_named_norm_reads_into_memory_and_equals_the_api(rows, files, tmp_path, capsys):
@@ -440,3 +440,297 @@ def test_a_fractional_integer_option_is_refused_with_exit_2(files, tmp_path, cap
                        "--out", tmp_path / "f.nc")  # fmt: skip
     assert code == 2
     assert_one_line_error(err, "--min-entries")
+
+
+# ---- --digitize: float columns from the command line ----
+
+EDGES_R = (90.0, 240.0, 8)  # r is uniform in 85..250: some rows fall outside
+
+
+def digitized_api_fit(rows: pd.DataFrame, bins: dict, **kwargs) -> xr.Dataset:
+    """The Python API on the same rows: digitize (the file's own rBin set aside), then fit."""
+    binned = xslide.digitize(rows.drop(columns="rBin"), bins)
+    options = {"targets": ["dX"], "predictors": ["qpt"], "window": {"rBin": 1}, **kwargs}
+    return xslide.fit(binned, dims=DIMS, **options)
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "aggregation"),
+    [
+        ("parquet", [], STREAM_AGGREGATES),
+        ("csv", ["--chunk-rows", "700"], STREAM_AGGREGATES),
+        ("root", ["--chunk-rows", "1000"], STREAM_AGGREGATES),
+        ("parquet", ["--in-memory"], None),
+    ],
+)
+def test_digitize_bins_float_columns_with_physical_centers(
+    rows, files, tmp_path, capsys, kind, extra, aggregation
+):
+    out = tmp_path / "fit.nc"
+    code, stdout, err = run(capsys, "fit", files[kind], "--digitize", "r=90:240:8",
+                            "--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX",
+                            "--predictors", "qpt", *extra, "--out", out)  # fmt: skip
+    assert code == 0, err
+    keywords = {} if aggregation is None else {"aggregation": aggregation}
+    want = digitized_api_fit(rows, {"r": EDGES_R}, **keywords)
+    outside = int(((rows.r < 90) | (rows.r > 240)).sum())
+    assert outside > 0
+    assert f"r {outside:,} outside the --digitize edges" in stdout
+    with xr.open_dataset(out) as fit:
+        np.testing.assert_allclose(fit.coef.values, want.coef.values, rtol=1e-9)
+        np.testing.assert_allclose(fit.r_center.values, want.r_center.values)
+        np.testing.assert_allclose(fit.r_center.attrs["edges"], np.linspace(90, 240, 9))
+        assert "digitize(r" in json.loads(fit.attrs["binning_formulas_json"])["rBin"]
+        assert json.loads(fit.attrs["n_rows_outside_digitize_json"]) == {"r": outside}
+        assert fit.attrs["n_rows_without_bin"] == outside
+
+
+def test_digitize_takes_explicit_edges_and_the_selection_sees_the_new_bins(
+    rows, files, tmp_path, capsys
+):
+    out = tmp_path / "fit.nc"
+    edges = [85.0, 100.0, 130.0, 180.0, 250.0]
+    code, _, err = run(capsys, "fit", files["parquet"], "--digitize", "r=85/100/130/180/250",
+                       "--dims", "rBin,zBin", "--targets", "dX", "--predictors", "qpt",
+                       "--selection", "rBin >= 1", "--out", out)  # fmt: skip
+    assert code == 0, err
+    binned = xslide.digitize(rows.drop(columns="rBin"), {"r": edges})
+    want = xslide.fit(binned, dims=DIMS, targets=["dX"], predictors=["qpt"],
+                      selection=binned.rBin.fillna(-1) >= 1,
+                      aggregation=STREAM_AGGREGATES)  # fmt: skip
+    with xr.open_dataset(out) as fit:
+        assert fit.rBin.values.tolist() == [1, 2, 3]
+        np.testing.assert_allclose(fit.r_center, [115.0, 155.0, 215.0])
+        np.testing.assert_allclose(fit.coef.values, want.coef.values, rtol=1e-9)
+
+
+def test_a_float_dims_column_points_at_digitize(files, tmp_path, capsys):
+    for kind in ("parquet", "csv", "root"):
+        code, _, err = run(capsys, "fit", files[kind], "--dims", "r,zBin", "--targets", "dX",
+                           "--out", tmp_path / "f.nc")  # fmt: skip
+        assert code == 1
+        assert_one_line_error(err, "rows.", "--dims column 'r' holds float64",
+                              "--digitize r=lo:hi:n", "rBin in --dims")  # fmt: skip
+        assert "xslide.digitize" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--digitize", "r=250:85:10"], "--digitize r=250:85:10: need finite lo < hi"),
+        (["--digitize", "r=85:250"], "expected lo:hi:n"),
+        (["--digitize", "r=85:250:2.5"], "argument --digitize: expected a whole number"),
+        (["--digitize", "r=85/85/250"], "increasing edges"),
+        (["--digitize", "r"], "column=lo:hi:n"),
+        (["--digitize", "r=1:2:3,r=1:2:4"], "twice"),
+        (["--digitize", "qpt=-3:3:6"], "makes qptBin, which --dims does not list"),
+        (["--digitize", "zBin=0:4:4"], "--dims names ['zBin'], which --digitize bins"),
+        (["--digitize", "r=85:250:4", "--dims", "rBin", "--dask-workers", "2"],
+         "--digitize is not available with --dask-workers"),
+    ],
+)  # fmt: skip
+def test_bad_digitize_values_and_combinations_exit_2(files, tmp_path, capsys, argv, fragment):
+    base = ["--dims", "rBin,zBin", "--targets", "dX"]
+    if "--dims" in argv:
+        base = ["--targets", "dX"]
+    code, _, err = run(capsys, "fit", files["parquet"], *base, *argv, "--out", tmp_path / "f.nc")
+    assert code == 2
+    assert_one_line_error(err, fragment)
+
+
+# ---- options that exclude each other: exit 2 ----
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--scheduler", "tcp://127.0.0.1:1", "--dask-workers", "2"], "exclude each other"),
+        (["--scheduler", "tcp://127.0.0.1:1", "--in-memory"], "--in-memory reads the rows"),
+        (["--dask-workers", "2", "--aggregations", "mean,median"], "--aggregations median"),
+        (["--dask-workers", "2", "--n-sigma-cut", "3"], "--n-sigma-cut reads the rows"),
+        (["--selection", "qpt + 1"], "--selection 'qpt + 1' gives float64 values"),
+        (["--aggregations", "mean,mean"], "argument --aggregations: 'mean' given twice"),
+    ],
+)
+def test_bad_combinations_exit_2_naming_the_flags(files, tmp_path, capsys, argv, fragment):
+    code, _, err = run(capsys, "fit", files["parquet"], *BASE, *argv, "--out", tmp_path / "f.nc")
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert not (tmp_path / "f.nc").exists()
+
+
+def test_predict_target_errors_name_the_flag_and_the_fit(rows, tmp_path, capsys):
+    fit_path, rows_path = tmp_path / "fit.nc", tmp_path / "rows.parquet"
+    api_fit(rows).to_netcdf(fit_path)
+    rows.to_parquet(rows_path)
+    code, _, err = run(capsys, "predict", fit_path, rows_path, "--targets", "dX,dX",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "argument --targets: 'dX' given twice")
+    code, _, err = run(capsys, "predict", fit_path, rows_path, "--targets", "dZ",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "--targets ['dZ'] were not fitted in", "fit.nc")
+
+
+def test_every_command_has_a_description_examples_and_exit_codes(capsys):
+    for command, example in [
+        ([], "xslide predict FIT INPUT"),
+        (["fit"], "--digitize r=85:245:32"),
+        (["predict"], "xslide predict fit.parquet"),
+        (["demo"], "xslide demo --rows 2e5"),
+    ]:
+        code, out, _ = run(capsys, *command, "--help")
+        assert code == 0
+        assert "examples:" in out or "commands:" in out, command
+        assert example in out and "exit codes:" in out, command
+        description = out.split("\n\n")[1]
+        assert not description.startswith(("positional", "options")), command
+
+
+# ---- predict: positions, and every fit format ----
+
+
+def predict_cli(capsys, fit_path, rows_path, out, *argv) -> tuple[pd.DataFrame, str, str]:
+    code, stdout, err = run(capsys, "predict", fit_path, rows_path, *argv, "--out", out)
+    assert code == 0, err
+    return pd.read_parquet(out), stdout, err
+
+
+def test_linear_predict_is_exact_between_physical_centers_of_unequal_bins(tmp_path, capsys):
+    edges = [0.0, 1.0, 3.0, 4.0, 7.0, 8.0]
+    centers = 0.5 * (np.array(edges[:-1]) + np.array(edges[1:]))
+    half = 0.5 * np.diff(edges)
+    offsets = np.linspace(-0.9, 0.9, 10)  # symmetric: each bin's mean r is its center
+    r = (centers[:, None] + half[:, None] * offsets[None, :]).ravel()
+    pd.DataFrame({"r": r, "y": 2.0 * r + 1.0}).to_parquet(tmp_path / "rows.parquet")
+    fit_path = tmp_path / "fit.nc"
+    code, _, err = run(capsys, "fit", tmp_path / "rows.parquet", "--digitize",
+                       "r=0/1/3/4/7/8", "--dims", "rBin", "--targets", "y", "--min-entries", 5,
+                       "--out", fit_path)  # fmt: skip
+    assert code == 0, err
+    new_r = np.array([0.5, 1.2, 2.9, 3.1, 5.0, 6.9, 7.5])
+    pd.DataFrame({"r": new_r}).to_parquet(tmp_path / "new.parquet")
+    linear, stdout, _ = predict_cli(capsys, fit_path, tmp_path / "new.parquet",
+                                    tmp_path / "l.parquet", "--method", "linear")  # fmt: skip
+    nearest, _, _ = predict_cli(capsys, fit_path, tmp_path / "new.parquet",
+                                tmp_path / "n.parquet")  # fmt: skip
+    assert "placed by r (physical)" in stdout
+    np.testing.assert_allclose(linear.y_pred, 2 * new_r + 1, rtol=1e-12)
+    # nearest: the bin holding the row (by its edges), not the nearest center
+    holding = np.searchsorted(edges, new_r, side="right") - 1
+    np.testing.assert_allclose(nearest.y_pred, 2 * centers[holding] + 1, rtol=1e-12)
+    assert np.abs(linear.y_pred - nearest.y_pred).max() > 0.5
+
+
+def test_linear_predict_interpolates_fractional_bin_positions(tmp_path, capsys):
+    bins = np.repeat(np.arange(6), 12)
+    pd.DataFrame({"rBin": bins, "y": 3.0 * bins + 1.0}).to_csv(tmp_path / "rows.csv", index=False)
+    fit_path = tmp_path / "fit.parquet"
+    code, _, err = run(capsys, "fit", tmp_path / "rows.csv", "--dims", "rBin", "--targets", "y",
+                       "--out", fit_path)  # fmt: skip
+    assert code == 0, err
+    position = np.array([0.0, 0.25, 1.5, 3.7, 5.0])
+    pd.DataFrame({"rBin": position}).to_csv(tmp_path / "new.csv", index=False)
+    linear, stdout, err = predict_cli(capsys, fit_path, tmp_path / "new.csv",
+                                      tmp_path / "l.parquet", "--method", "linear")  # fmt: skip
+    assert "placed by rBin (bin)" in stdout and "warning" not in err
+    nearest, _, _ = predict_cli(capsys, fit_path, tmp_path / "new.csv", tmp_path / "n.parquet")
+    np.testing.assert_allclose(linear.y_pred, 3 * position + 1, rtol=1e-12)
+    np.testing.assert_allclose(nearest.y_pred, 3 * np.floor(position + 0.5) + 1, rtol=1e-12)
+    # whole bin labels sit on the centers: linear is nearest there, and the command says so
+    _, _, err = predict_cli(capsys, fit_path, tmp_path / "rows.csv", tmp_path / "w.parquet",
+                            "--method", "linear")  # fmt: skip
+    assert "xslide: warning: --method linear: every row" in err
+
+
+def test_predict_reads_parquet_and_root_fits_as_the_netcdf(rows, files, tmp_path, capsys):
+    fits = {}
+    for suffix in (".nc", ".parquet", ".root"):
+        fits[suffix] = tmp_path / f"fit{suffix}"
+        code, _, err = run(capsys, "fit", files["parquet"], "--digitize", "r=90:240:8",
+                           "--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX,dY",
+                           "--formula", "target ~ qpt + I(qpt**2)", "--trend", "1",
+                           "--min-entries", 40, "--out", fits[suffix])  # fmt: skip
+        assert code == 0, err
+    new = rows.iloc[:400].drop(columns="rBin")
+    new_path = tmp_path / "new.parquet"
+    new.to_parquet(new_path)
+    from xslide.io import open_fit
+
+    reference = open_fit(fits[".nc"])
+    for suffix in (".parquet", ".root"):
+        back = open_fit(fits[suffix])
+        xr.testing.assert_allclose(back, reference, rtol=1e-14)
+        timing = "computation_time_sec"  # three fits, three timings
+        assert {k: v for k, v in back.attrs.items() if k != timing} == {
+            k: v for k, v in reference.attrs.items() if k != timing
+        }
+        assert back.r_center.attrs["edges"].tolist() == reference.r_center.attrs["edges"].tolist()
+        for method in ("nearest", "linear"):
+            argv = ["--method", method, "--errors", "--invalid", "nearest_valid"]
+            got, _, _ = predict_cli(capsys, fits[suffix], new_path, tmp_path / "g.parquet", *argv)
+            want, _, _ = predict_cli(capsys, fits[".nc"], new_path, tmp_path / "w.parquet", *argv)
+            for column in ("dX_pred", "dY_pred", "dX_pred_err", "dY_pred_err"):
+                assert np.isfinite(want[column]).mean() > 0.8
+                np.testing.assert_allclose(got[column], want[column], rtol=1e-12, equal_nan=True)
+
+
+def test_crafted_fit_tables_are_refused_in_one_line(rows, tmp_path, capsys):
+    import pyarrow as pa
+
+    fit_path = tmp_path / "fit.parquet"
+    from xslide.io import write_fit
+
+    write_fit(api_fit(rows), fit_path)
+    table = pq.read_table(fit_path)
+    meta = json.loads(table.schema.metadata[b"xslide"])
+    layout = json.loads(meta["dataset_json"])
+    rows.to_parquet(tmp_path / "rows.parquet")
+
+    def crafted(name: str, metadata: bytes | None, frame: pa.Table = table) -> str:
+        path = tmp_path / name
+        stored = {} if metadata is None else {b"xslide": metadata}
+        pq.write_table(frame.replace_schema_metadata(stored), path)
+        code, _, err = run(capsys, "predict", path, tmp_path / "rows.parquet",
+                           "--out", tmp_path / "p.csv")  # fmt: skip
+        assert code == 1
+        assert_one_line_error(err, str(path))
+        return err
+
+    def with_layout(**changes) -> bytes:
+        return json.dumps({**meta, "dataset_json": json.dumps({**layout, **changes})}).encode()
+
+    original = table.schema.metadata[b"xslide"]
+    assert "no 'xslide' metadata" in crafted("none.parquet", None)
+    assert "not valid JSON" in crafted("json.parquet", b"{" * 100_000)
+    deep = json.dumps({**meta, "dataset_json": "[" * 100_000}).encode()
+    assert "not valid JSON" in crafted("deep.parquet", deep)
+    huge_coords = {
+        **layout["coords"],
+        "rBin": {"dims": ["rBin"], "values": list(range(10**5))},
+        "zBin": {"dims": ["zBin"], "values": list(range(10**3))},
+    }
+    assert "more than" in crafted("huge.parquet", with_layout(coords=huge_coords))
+    coef = {**layout["data_vars"]["coef"], "dtype": "object"}
+    evil = with_layout(data_vars={**layout["data_vars"], "coef": coef})
+    assert "dtype 'object'" in crafted("dtype.parquet", evil)
+    moved = table.set_column(0, "rBin", pa.array(table["rBin"].to_numpy() + 100))
+    assert "labels its coordinate does not list" in crafted("labels.parquet", original, moved)
+    dropped = table.drop(["dX_coef_qpt"])
+    assert "column 'dX_coef_qpt' is missing" in crafted("column.parquet", original, dropped)
+    # variables on other dims (e.g. cell bounds) are not in the table: they are left out
+    bounds = {"dims": ["zBin", "nv"], "dtype": "float64", "attrs": {}}
+    path = tmp_path / "bounds.parquet"
+    extra = with_layout(data_vars={**layout["data_vars"], "zBin_bounds": bounds})
+    pq.write_table(table.replace_schema_metadata({b"xslide": extra}), path)
+    code, _, err = run(capsys, "predict", path, tmp_path / "rows.parquet",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 0, err
+    # a ROOT file without the attrs string is not a fit
+    with uproot.recreate(tmp_path / "bare.root") as file:
+        file.mktree("xslide", {"rBin": np.int64})
+    code, _, err = run(capsys, "predict", tmp_path / "bare.root", tmp_path / "rows.parquet",
+                       "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 1
+    assert_one_line_error(err, "bare.root", "TObjString 'xslide_attrs'")

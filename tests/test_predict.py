@@ -97,6 +97,21 @@ def test_digitized_dims_take_physical_positions():
     assert np.isnan(out.y_pred.iloc[3]) and out.attrs["n_outside_grid"] == 1
 
 
+def test_linear_blends_in_the_physical_value_between_centers_of_unequal_bins():
+    edges = [0.0, 1.0, 3.0, 4.0, 7.0, 8.0]
+    centers = 0.5 * (np.array(edges[:-1]) + np.array(edges[1:]))
+    offsets = np.array([-0.4, 0.4]) * np.diff(edges)[:, None]  # each bin's mean r: its center
+    r = (centers[:, None] + offsets).ravel()
+    binned = xslide.digitize(pd.DataFrame({"r": r, "y": 2 * r + 1}), {"r": edges})
+    fit = xslide.fit(binned, ["rBin"], ["y"], min_entries=1)
+    rows = pd.DataFrame({"r": [0.5, 1.2, 2.9, 3.1, 5.0, 7.5]})
+    linear = xslide.predict(fit, rows, method="linear")
+    np.testing.assert_allclose(linear.y_pred, 2 * rows.r + 1, rtol=1e-12)
+    # nearest: the model of the bin that holds the row (2.9 is in [1, 3), nearer center 3.5)
+    nearest = xslide.predict(fit, rows, method="nearest")
+    np.testing.assert_allclose(nearest.y_pred, 2 * centers[[0, 1, 1, 2, 3, 4]] + 1, rtol=1e-12)
+
+
 def test_formula_fits_predict_through_their_terms(tmp_path):
     df = linear_field(noise=0.05)
     df["y"] += 0.4 * df.x**2

@@ -1,9 +1,14 @@
 """The ``xslide`` command line: ``demo``, ``fit`` (rows -> fit file) and ``predict``.
 
 Exit codes: 0 success; 2 bad arguments (argparse errors, malformed or unknown option values,
-unsupported file suffixes, selections or formulas refused by the restricted-expression
-checker, an ``--out`` that cannot be written safely); 1 data errors (missing or unreadable
-file, unknown column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+options that exclude each other, unsupported file suffixes, selections or formulas refused by
+the restricted-expression checker or not boolean, an ``--out`` that cannot be written safely);
+1 data errors (missing or unreadable file, unknown column or target, a float ``--dims``
+column, xslide refusing the data, a failed write); 130 interrupted (Ctrl-C).
+
+``--digitize`` bins physical columns with ``xslide.digitize`` on the rows in memory or on every
+streamed batch (the same edges for all), so the fit carries ``{column}_center`` coordinates;
+``predict`` reads every fit format ``fit`` writes (the tables through ``xslide.fit_tables``).
 Errors are one line on stderr, ``xslide: error: ...``; ``--debug`` adds the traceback.
 
 ``--out`` is checked before any row is read (a known suffix, an existing writable directory,
@@ -27,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .demo import demo
-from .errors import InvalidWindowSpec
+from .errors import InvalidInputTypeError, InvalidWindowSpec
 from .expressions import ExpressionError, check, check_formula, evaluate
 from .io import (
     CHUNK_ROWS,
@@ -87,21 +92,63 @@ examples:
       --predictors qpt --weights w --min-entries 20 --out fit.root
   xslide fit rows.csv --dims rBin --targets dX --aggregations mean,median,entries \\
       --n-sigma-cut 3 --out fit.parquet
+  xslide fit tracks.root:residuals --digitize r=85:245:32,z2x=0/0.1/0.3/0.6/1 \\
+      --dims rBin,z2xBin,sector --window rBin=1,z2xBin=1 --targets dX --predictors qpt \\
+      --out fit.nc
 
-exit codes: 0 success, 2 bad arguments, 1 data errors (missing file, unknown column, ...)
+physical (float) columns: --digitize r=85:245:32 (32 equal bins of [85, 245]) or
+  z2x=0/0.1/0.3/0.6/1 (explicit edges) adds the bin columns rBin, z2xBin to every row (or
+  streamed batch, with the same edges; a column of that name in the inputs is not read); list
+  them in --dims. Bins are [e_i, e_i+1), the last one closed; rows outside the edges (or NaN)
+  get no bin, are left out and counted in the summary. The fit carries r_center, z2x_center
+  (with the edges) and the binning in attrs['binning_formulas_json'], so 'xslide predict'
+  places rows by r and z2x.
+
+exit codes: 0 success; 2 bad arguments (a malformed value, options that exclude each other,
+  a refused expression, an --out that cannot be written); 1 data errors (missing or unreadable
+  file, unknown column, a float --dims column, xslide refusing the data); 130 interrupted
 """
 
 PREDICT_EPILOG = """\
-Evaluates each input row's local model (its bin's coefficients, or models blended between bin
-centers with --method linear) and writes the input columns plus {t}_pred (and {t}_pred_err
-with --errors) per target. Prints how many rows fell outside the grid or on unfitted bins.
+Evaluates each input row's local model and writes the input columns plus {t}_pred (and
+{t}_pred_err with --errors) per target. Prints which column placed the rows along each bin dim
+and how many rows fell outside the grid or on unfitted bins. FIT is any file 'xslide fit'
+writes: .nc, .zarr, or the .parquet / .root tables (rebuilt from their metadata).
+
+positions: along each bin dim a row sits at its bin column, in bin units (bin b is centered on
+  b and spans [b - 0.5, b + 0.5)), or, for a dim made by --digitize when the rows have the
+  physical column (r for rBin), at its physical value through the fit's bin edges.
+  --method nearest takes the model of the bin holding the row; --method linear blends the
+  models of the surrounding bin centers, weighted by the distance to each center (linear in
+  the physical value for digitized dims; exact for a linear field, extrapolated in the half
+  bin beyond the outermost centers). A row with whole bin labels sits on a center, where
+  linear equals nearest: give fractional positions (rBin = 2.3) or the physical column.
 
 examples:
   xslide predict fit.nc rows.parquet --out predicted.parquet
-  xslide predict fit.zarr tracks.root:residuals --method linear --bounds clamp \\
+  xslide predict fit.parquet tracks.root:residuals --method linear --bounds clamp \\
       --invalid nearest_valid --errors --out predicted.csv
 
-exit codes: 0 success, 2 bad arguments, 1 data errors (missing file, unknown column, ...)
+exit codes: 0 success; 2 bad arguments (a malformed value, an --out that cannot be written);
+  1 data errors (missing or unreadable file, a fit that is not one, unknown column or target)
+"""
+
+DEMO_EPILOG = """\
+examples:
+  xslide demo                                    # 1e6 rows: xslide-demo.nc, xslide-demo-*.png
+  xslide demo --rows 2e5 --seed 3 --out d3.nc    # writes d3.nc, d3-dX.png, ...
+
+exit codes: 0 success, 2 bad arguments, 1 errors (e.g. the output cannot be written)
+"""
+
+MAIN_EPILOG = """\
+commands:
+  xslide fit INPUT... --dims ... --targets ... --out FIT    fit rows from parquet/CSV/ROOT
+  xslide predict FIT INPUT... --out ROWS                     evaluate a fit at rows
+  xslide demo                                                a synthetic TPC example
+'xslide COMMAND --help' shows each command's options and examples.
+
+exit codes: 0 success, 2 bad arguments, 1 data errors, 130 interrupted
 """
 
 
@@ -123,6 +170,11 @@ def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",")]
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(map(repr, repeated))} given twice in {text!r}"
+        )
     return names
 
 
@@ -186,6 +238,33 @@ def _extent(text: str) -> dict[str, tuple[int, int]]:
     return extent
 
 
+def _bin_spec(column: str, value: str) -> tuple[float, float, int] | list[float]:
+    """``lo:hi:n`` (n equal bins) or ``e0/e1/.../en`` (increasing edges) of one column."""
+    where = f"--digitize {column}={value}"
+    if ":" in value:
+        parts = value.split(":")
+        if len(parts) != 3:
+            raise argparse.ArgumentTypeError(f"{where}: expected lo:hi:n, e.g. r=85:250:33")
+        lo, hi = (_number(v, f"{where}: lo and hi") for v in parts[:2])
+        n = _positive_int(parts[2])
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise argparse.ArgumentTypeError(f"{where}: need finite lo < hi")
+        return (lo, hi, n)
+    edges = [_number(v, f"{where}: every edge") for v in value.split("/")]
+    steps = np.diff(edges)
+    if len(edges) < 2 or not np.isfinite(edges).all() or (steps <= 0).any():
+        raise argparse.ArgumentTypeError(
+            f"{where}: expected lo:hi:n or at least 2 finite, increasing edges e0/e1/.../en"
+        )
+    return edges
+
+
+def _digitize(text: str) -> dict[str, tuple[float, float, int] | list[float]]:
+    """``r=85:250:33,z=-250/-100/0/100/250``: the bins of each physical column."""
+    pairs = _pairs(text, "column=lo:hi:n or column=e0/e1/.../en (e.g. r=85:250:33)")
+    return {column: _bin_spec(column, value) for column, value in pairs}
+
+
 def _positive_int(text: str, most: float = 2.0**62) -> int:
     """A whole number >= 1, written as 100000 or as 1e5."""
     try:
@@ -218,8 +297,11 @@ def _output(suffixes: Sequence[str]):
 
 
 def _fit_input(text: str) -> str:
-    if not text.lower().rstrip("/").endswith((".nc", ".zarr")):
-        raise argparse.ArgumentTypeError(f"a fit is read from .nc or .zarr, got {text!r}")
+    if not text.lower().rstrip("/").endswith(FIT_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"a fit is read from {', '.join(FIT_SUFFIXES)} (as 'xslide fit' writes it), "
+            f"got {text!r}"
+        )
     return text
 
 
@@ -235,7 +317,10 @@ def _source(text: str) -> Source:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="xslide", description="Sliding-window group-by regression on integer-binned grids."
+        prog="xslide",
+        description="Sliding-window group-by regression on integer-binned grids.",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"xslide {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a synthetic TPC-distortion dataset (the model is documented in "
         "xslide/demo.py), write the map as OUT.nc and PNG maps, and print how close the fit "
         "comes to the truth, next to the noise.",
+        epilog=DEMO_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p_demo.add_argument(
         "--rows", type=_row_count, default=1_000_000, help="number of rows (1e6, 2.5e5, ...)"
@@ -285,7 +372,8 @@ def _add_fit(sub) -> None:
     p = sub.add_parser(
         "fit",
         help="fit rows from parquet/CSV/ROOT files and write the fit",
-        description="Fit target ~ predictors in a sliding window over integer bin columns.",
+        description="Fit target ~ predictors in a sliding window over integer bin columns "
+        "(physical columns binned by --digitize) and write the fit by the suffix of --out.",
         epilog=FIT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -301,7 +389,20 @@ def _add_fit(sub) -> None:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """What is fitted: bins, targets, the model, the fitter, weights and selection."""
-    p.add_argument("--dims", required=True, type=_names, help="integer bin columns, e.g. rBin,zBin")
+    p.add_argument(
+        "--dims",
+        required=True,
+        type=_names,
+        help="integer bin columns, e.g. rBin,zBin (or ones --digitize makes)",
+    )
+    p.add_argument(
+        "--digitize",
+        type=_digitize,
+        default={},
+        metavar="COLUMN=BINS",
+        help="bin physical columns: r=85:250:33 (33 equal bins) or z=-250/-100/0/100/250 "
+        "(edges); adds rBin, zBin (list them in --dims), the fit gets r_center, z_center",
+    )
     p.add_argument("--targets", required=True, type=_names, help="fit columns, e.g. dX,dY")
     model = p.add_mutually_exclusive_group()
     model.add_argument(
@@ -405,11 +506,14 @@ def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="evaluate a fit's local models at the rows of a file",
-        description="Predict each target at new rows from a fit written by 'xslide fit'.",
+        description="Predict each target at new rows from a fit written by 'xslide fit' "
+        "(.nc, .zarr, .parquet or .root).",
         epilog=PREDICT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("fit", metavar="FIT", type=_fit_input, help="the fit: .nc or .zarr")
+    p.add_argument(
+        "fit", metavar="FIT", type=_fit_input, help="the fit: .nc, .zarr, .parquet or .root"
+    )
     _add_inputs_and_out(
         p, "several are concatenated", ROWS_OUT_SUFFIXES, "output rows: .parquet, .csv or .root"
     )
@@ -418,7 +522,8 @@ def _add_predict(sub) -> None:
         "--method",
         choices=("nearest", "linear"),
         default="nearest",
-        help="the row's bin model, or models blended between bin centers",
+        help="nearest: the model of the row's bin; linear: models blended between bin "
+        "centers (needs fractional or physical positions, see below)",
     )
     p.add_argument(
         "--bounds",
@@ -510,9 +615,51 @@ def _in_flags(message: str) -> str:
     return _KEYWORD.sub(lambda match: _FLAGS[match.group(1)], message)
 
 
+def _memory_reasons(args: argparse.Namespace) -> list[str]:
+    """The options that need every row in memory at once."""
+    aggregation = args.aggregations or []
+    reasons = ["--in-memory"] if args.in_memory else []
+    reasons += ["--aggregations median"] if "median" in aggregation else []
+    reasons += ["--n-sigma-cut"] if args.n_sigma_cut is not None else []
+    reasons += [f"--fitter {args.fitter}"] if args.fitter in ("glm", "rlm") else []
+    return reasons
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Options that exclude each other, refused before anything is read (exit 2)."""
+    dask = "--scheduler" if args.scheduler else "--dask-workers" if args.dask_workers else None
+    if args.scheduler and args.dask_workers:
+        raise UsageError(
+            "--scheduler (a running cluster) and --dask-workers (a local one) exclude each "
+            "other: give one"
+        )
+    if dask and _memory_reasons(args):
+        raise UsageError(
+            f"{dask} computes the statistics on dask, but {', '.join(_memory_reasons(args))} "
+            "reads the rows into memory: drop one"
+        )
+    if dask and args.digitize:
+        raise UsageError(f"--digitize is not available with {dask}: add the bin columns first")
+    made = {f"{column}Bin": column for column in args.digitize}
+    binned = [c for c in made.values() if c in args.dims]
+    if binned:
+        raise UsageError(
+            f"--dims names {binned}, which --digitize bins: name the bin columns "
+            f"{[f'{c}Bin' for c in binned]} instead"
+        )
+    missing = [b for b in made if b not in args.dims]
+    if missing:
+        spec = ",".join(f"{made[b]}=..." for b in missing)
+        raise UsageError(
+            f"--digitize {spec} makes {', '.join(missing)}, which --dims does not list: "
+            f"add it, e.g. --dims {','.join([*args.dims, *missing])}"
+        )
+
+
 def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[str]]:
     """Check the options before reading data (exit 2); return the selection and formula
     columns."""
+    _check_combinations(args)
     if args.family and args.fitter != "glm":
         raise UsageError("--family is an option of --fitter glm")
     if args.norm and args.fitter != "rlm":
@@ -559,7 +706,7 @@ def _selection_mask(expression: str, batch, names: Sequence[str]) -> np.ndarray:
         columns = {n: _array(batch[n]) for n in names}
     mask = evaluate(expression, columns)
     if mask.dtype != np.bool_:
-        raise ValueError(
+        raise UsageError(
             f"--selection {expression!r} gives {mask.dtype} values, not booleans; "
             "use a comparison such as 'qpt > 0.5'"
         )
@@ -586,21 +733,17 @@ def _total_rows(sources: Sequence[Source]) -> int | None:
     return total
 
 
-def _stream(
-    sources: Sequence[Source],
-    columns: Sequence[str],
-    chunk_rows: int,
-    selection: str | None,
-    selection_columns: Sequence[str],
-    progress: bool | None,
-) -> Iterator:
-    """Batches of all inputs, chained, each with the selection column added when asked."""
+def _stream(args: argparse.Namespace, columns, selection_columns, digitizer) -> Iterator:
+    """Batches of all inputs, chained, each digitized (--digitize) and with the selection
+    column added when asked."""
     from .io import iter_batches
 
-    batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
+    sources, selection = args.inputs, args.selection
+    batches = iter_batches(_texts(sources), columns, args.chunk_rows, arrow=True)
     n_rows = 0
-    with progress_bar(_total_rows(sources), progress, "reading", " rows", scale=True) as bar:
+    with progress_bar(_total_rows(sources), args.progress, "reading", " rows", scale=True) as bar:
         for batch in batches:
+            batch = digitizer(batch)
             if selection is not None:
                 mask = _selection_mask(selection, batch, selection_columns)
                 if hasattr(batch, "num_rows"):
@@ -678,24 +821,21 @@ def _dask_frame(args: argparse.Namespace, columns, selection_columns):
 
 def _read_mode(args: argparse.Namespace) -> str:
     """'memory' where a path needs every row at once, else 'dask' or 'stream'."""
-    aggregation = args.aggregations
-    if (
-        args.in_memory
-        or (aggregation is not None and "median" in aggregation)
-        or args.n_sigma_cut is not None
-        or args.fitter in ("glm", "rlm")
-    ):
+    if _memory_reasons(args):
         return "memory"
     return "dask" if args.scheduler or args.dask_workers else "stream"
 
 
 def _needed_columns(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
-    """The columns the fit reads, checked in every input before any row is read."""
+    """The columns the fit reads, checked in every input before any row is read (the bin
+    columns --digitize makes are not read: their physical columns are)."""
     from .io import available_columns
 
+    made = {f"{column}Bin" for column in args.digitize}
     columns = [*args.dims, *args.targets, *args.predictors]
     columns += [args.weights] if args.weights else []
-    columns = list(dict.fromkeys([*columns, *extra]))
+    columns = [c for c in dict.fromkeys([*columns, *extra]) if c not in made]
+    columns += [c for c in args.digitize if c not in columns]
     for source in args.inputs:
         known = available_columns(source)
         missing = [c for c in columns if c not in known]
@@ -704,25 +844,25 @@ def _needed_columns(args: argparse.Namespace, extra: Sequence[str]) -> list[str]
     return columns
 
 
-def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns) -> tuple:
+def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns, digitizer):
     """The rows as xslide.fit takes them (a table, a dask frame, a path or batches) and the
-    selection."""
+    selection; --digitize adds its bin columns to the table or to every batch."""
     from .io import read_rows
 
     if mode == "memory":
         data = _concat([read_rows(str(s), columns) for s in args.inputs])
         if not len(data):
             raise ValueError(f"no rows in {', '.join(_texts(args.inputs))}")
+        data = digitizer(data)
         if args.selection is None:
             return data, None
         return data, _selection_mask(args.selection, data, selection_columns)
     if mode == "dask":
         return _dask_frame(args, columns, selection_columns)
-    if len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
+    single = len(args.inputs) == 1 and args.inputs[0].kind == "parquet"
+    if single and args.selection is None and not args.digitize:
         return str(args.inputs[0].path), None  # xslide streams it by row group itself
-    data = _stream(
-        args.inputs, columns, args.chunk_rows, args.selection, selection_columns, args.progress
-    )
+    data = _stream(args, columns, selection_columns, digitizer)
     return data, None if args.selection is None else SELECTION_COLUMN
 
 
@@ -736,20 +876,112 @@ def run_fit_command(args: argparse.Namespace) -> int:
     selection_columns, formula_columns = _check_usage(args, mode)
     check_output(args.out, FIT_SUFFIXES, args.inputs)  # before any row is read
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
-    data, selection = _input_data(args, mode, columns, selection_columns)
+    _refuse_float_bins(args)
+    digitizer = _Digitizer(args.digitize)
+    data, selection = _input_data(args, mode, columns, selection_columns, digitizer)
     keywords = {**_fit_keywords(args), **_fitter_options(args)}
     with _dask_client(args) if mode == "dask" else contextlib.nullcontext():
-        ds = xslide.fit(data, selection=selection, **keywords)
+        try:
+            ds = xslide.fit(data, selection=selection, **keywords)
+        except InvalidInputTypeError as err:  # a float bin column the schema did not show
+            raise InvalidInputTypeError(_digitize_hint(str(err))) from err
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
     ds.attrs["read_mode"] = mode
+    if args.digitize:
+        ds.attrs["n_rows_outside_digitize_json"] = json.dumps(digitizer.outside)
     out = _write(write_fit, ds, args.out)
     print(
         f"xslide fit: {int(ds.attrs.get('n_rows_input', 0)):,} rows "
-        f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected); "
+        f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected{digitizer.summary()}); "
         f"fitted {_fitted_summary(ds)}; wrote {out}"
     )
     return 0
+
+
+class _Digitizer:
+    """--digitize applied to the rows in memory or to every batch of a stream, with the same
+    edges; counts the rows outside the edges (or NaN) per column."""
+
+    def __init__(self, bins: dict) -> None:
+        self.bins = bins
+        self.outside = dict.fromkeys(bins, 0)
+
+    def __call__(self, batch):
+        if not self.bins:
+            return batch
+        from .binning import digitize
+
+        if hasattr(batch, "num_rows"):  # a pyarrow batch: digitize keeps its record in attrs
+            batch = batch.to_pandas()
+        binned = digitize(batch, self.bins)
+        for column in self.bins:
+            self.outside[column] += int(binned[f"{column}Bin"].isna().sum())
+        return binned
+
+    def summary(self) -> str:
+        """', r 12 / z 0 outside the --digitize edges (or NaN)' (nothing without --digitize)."""
+        if not self.bins:
+            return ""
+        counts = " / ".join(f"{c} {n:,}" for c, n in self.outside.items())
+        return f"; {counts} outside the --digitize edges (or NaN), left out"
+
+
+_DIGITIZE_HINT = (
+    "bin it with --digitize {c}=lo:hi:n (n equal bins) or {c}=e0/e1/.../en (edges) "
+    "and list {c}Bin in --dims"
+)
+
+
+def _digitize_hint(message: str) -> str:
+    """xslide's refusal of a float bin column, with the command line's remedy."""
+    match = re.search(r"bin column '([^']+)' must have an integer dtype, got (\S+?);", message)
+    if match is None:
+        return message
+    head = message[: match.start()]
+    column, dtype = match.groups()
+    return f"{head}--dims column {column!r} holds {dtype} values, not integer bins; " + (
+        _DIGITIZE_HINT.format(c=column)
+    )
+
+
+def _column_kinds(source: Source, names: Sequence[str]) -> dict[str, str]:
+    """The dtype of some columns of an input, from its schema (CSV: its first rows)."""
+    if source.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.ParquetFile(source.path).schema_arrow
+        kinds = {}
+        for name in names:
+            with contextlib.suppress(NotImplementedError, TypeError):
+                kinds[name] = str(np.dtype(schema.field(name).type.to_pandas_dtype()))
+        return kinds
+    if source.kind == "root":
+        import uproot
+
+        from .io import root_tree
+
+        with uproot.open(source.path) as file:
+            tree = root_tree(source, file)
+            kinds = {n: getattr(tree[n].interpretation, "numpy_dtype", None) for n in names}
+        return {n: str(k) for n, k in kinds.items() if k is not None}
+    return {
+        n: str(k) for n, k in pd.read_csv(source.path, usecols=names, nrows=1000).dtypes.items()
+    }
+
+
+def _refuse_float_bins(args: argparse.Namespace) -> None:
+    """A --dims column of floating-point values in an input is refused before reading, with the
+    --digitize remedy (exit 1: the data do not fit the flags)."""
+    made = {f"{column}Bin" for column in args.digitize}
+    dims = [d for d in args.dims if d not in made]
+    for source in args.inputs:
+        for column, dtype in _column_kinds(source, dims).items():
+            if np.dtype(dtype).kind == "f":
+                raise InvalidInputTypeError(
+                    f"{source}: --dims column {column!r} holds {dtype} values, not integer "
+                    f"bins; {_DIGITIZE_HINT.format(c=column)}"
+                )
 
 
 def _fitted_summary(ds) -> str:
@@ -793,16 +1025,29 @@ def run_predict_command(args: argparse.Namespace) -> int:
             check_formula(formula)
         except ExpressionError as err:
             raise ValueError(f"{args.fit}: refusing the stored formula: {err}") from None
+    if args.targets is not None and "target" in fit.coords:
+        fitted = [str(t) for t in fit["target"].values]
+        unknown = [t for t in args.targets if t not in fitted]
+        if unknown:
+            raise KeyError(f"--targets {unknown} were not fitted in {args.fit}; fitted: {fitted}")
     rows = _concat([read_rows(str(s)) for s in args.inputs])
-    predicted = xslide.predict(
-        fit,
-        rows,
-        targets=args.targets,
-        method=args.method,
-        bounds=args.bounds,
-        invalid=args.invalid,
-        return_error=args.errors,
-    )
+    placement = _placement(fit, rows, args)
+    try:
+        predicted = xslide.predict(
+            fit,
+            rows,
+            targets=args.targets,
+            method=args.method,
+            bounds=args.bounds,
+            invalid=args.invalid,
+            return_error=args.errors,
+        )
+    except (ValueError, KeyError) as err:  # name the file instead of 'fit:' / 'rows:'
+        text = _message(err)
+        for prefix, name in (("fit: ", str(args.fit)), ("rows: ", ", ".join(_texts(args.inputs)))):
+            if text.startswith(prefix):
+                raise type(err)(f"{name}: {text[len(prefix) :]}") from err
+        raise
     out = rows.copy()
     for name in predicted.columns:
         out[name] = predicted[name].to_numpy()
@@ -810,10 +1055,47 @@ def run_predict_command(args: argparse.Namespace) -> int:
     outside = int(predicted.attrs.get("n_outside_grid", 0))
     invalid = int(predicted.attrs.get("n_invalid", 0))
     print(
-        f"xslide predict: {len(out):,} rows; {outside:,} outside the grid, "
-        f"{invalid:,} on unfitted bins; wrote {path}"
+        f"xslide predict: {len(out):,} rows placed by {placement}; {outside:,} outside the "
+        f"grid, {invalid:,} on unfitted bins; wrote {path}"
     )
     return 0
+
+
+def _placement(fit, rows: pd.DataFrame, args: argparse.Namespace) -> str:
+    """Which column places the rows along each bin dim ('r (physical), zBin (bin)'); warns
+    when --method linear cannot blend (every row on a bin center)."""
+    from .predict import position_column
+
+    if "coef" not in fit:
+        return "their bins"  # predict refuses such a fit, naming what is missing
+    dims = [str(d) for d in fit["coef"].dims if d not in ("target", "term")]
+    names = [str(c) for c in rows.columns]
+    found = {d: position_column(fit, d, names) for d in dims}
+    on_centers = all(
+        column is not None and not physical and _whole(rows[column])
+        for column, physical in (f for f in found.values() if f is not None)
+    )
+    if args.method == "linear" and on_centers and all(found.values()):
+        warnings.warn(
+            f"--method linear: every row of {', '.join(_texts(args.inputs))} sits on a bin "
+            f"center (whole bin labels in {[f[0] for f in found.values()]}), where it equals "
+            "--method nearest; give fractional bin positions, or the physical column of a "
+            "--digitize dim",
+            UserWarning,
+            stacklevel=2,
+        )
+    return ", ".join(
+        f"{f[0]} ({'physical' if f[1] else 'bin'})" for f in found.values() if f is not None
+    )
+
+
+def _whole(column: pd.Series) -> bool:
+    """Whole numbers only (integer bins, or floats holding integers)."""
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return True
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = values[np.isfinite(values)]
+    return bool((finite == np.round(finite)).all())
 
 
 # ---- entry point ----

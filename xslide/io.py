@@ -17,7 +17,8 @@ Fit outputs (``write_fit``) are chosen by suffix too:
   ``n_rows_aggregated``, ``effective_window_fraction``. Term names are made column-safe
   (non-alphanumerics -> ``_``: ``np.log(r)`` -> ``np_log_r_``). The Dataset attrs, the term
   names and the quality-flag meanings are in the file's key-value metadata under ``xslide``
-  (JSON) and come back as ``pandas.read_parquet(...).attrs``;
+  (JSON) and come back as ``pandas.read_parquet(...).attrs``, with the Dataset's layout
+  (``dataset_json``) from which ``open_fit`` rebuilds the fit (``xslide.fit_tables``);
 - ``.root``: the same columns as a TTree ``xslide`` (readable with ROOT's ``TTree::Draw``) and
   the same JSON metadata as a ``TObjString`` ``xslide_attrs``.
 
@@ -47,6 +48,7 @@ import pandas as pd
 import xarray as xr
 
 from ._optional import require
+from .fit_tables import LAYOUT_KEY, layout
 from .result import column_safe
 from .solve import NOT_A_CENTER
 
@@ -276,6 +278,8 @@ def fit_metadata(ds: xr.Dataset) -> dict:
         meta["terms_json"] = json.dumps({column_safe(str(t)): str(t) for t in ds["term"].values})
     if "quality_flag" in ds:
         meta["quality_flag_meanings"] = str(ds["quality_flag"].attrs.get("flag_meanings", ""))
+    if "coef" in ds:  # what xslide predict needs to rebuild the Dataset from the table
+        meta[LAYOUT_KEY] = json.dumps(layout(ds))
     return meta
 
 
@@ -611,13 +615,20 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def open_fit(path: str | Path) -> xr.Dataset:
-    """Open a fit written as ``.nc`` or ``.zarr``, loaded into memory."""
+    """Open a fit written by ``write_fit`` (``.nc``, ``.zarr``, ``.parquet`` or ``.root``),
+    loaded into memory; the tables are rebuilt into the Dataset (``xslide.fit_tables``)."""
     path = Path(path)
     _refuse_pickle(path.name)
-    if path.suffix.lower() not in (".nc", ".zarr"):
-        raise ValueError(f"{path}: a fit is read from .nc or .zarr, got {path.suffix or 'none'}")
+    if path.suffix.lower() not in FIT_SUFFIXES:
+        raise ValueError(
+            f"{path}: a fit is read from {', '.join(FIT_SUFFIXES)}, got {path.suffix or 'none'}"
+        )
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix.lower() in (".parquet", ".root"):
+        from .fit_tables import read_fit_table
+
+        return read_fit_table(path)
     if path.suffix.lower() == ".nc":
         with _reading(Source(path, "netCDF")), xr.open_dataset(path) as ds:
             return ds.load()

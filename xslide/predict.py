@@ -1,8 +1,12 @@
 """Evaluate fitted local models at new rows: the nearest bin's model, or models blended
 multilinearly between bin centers.
 
-A row's position along each bin dim is its bin column (fractional values allowed) or, for dims
-made by ``digitize``, its physical value mapped through the bin edges. Rows are placed by bin
+A row's position along each bin dim is, in bin-label units (bin ``b`` is centered on ``b``
+and spans ``[b - 0.5, b + 0.5)``), its bin column (fractional values allowed) or, for dims made
+by ``digitize`` when the rows have the physical column, its physical value: mapped through the
+bin edges for 'nearest' (the bin that holds it) and through the bin centers for 'linear'
+(blending linear in the physical value, also for unequal bins). An integer bin column puts
+every row on its bin's center, where 'linear' equals 'nearest'. Rows are placed by bin
 label: a row takes the model of the bin whose coordinate value is its bin, whatever the order
 of the fit's coordinates; a bin the fit does not hold is off the grid. The prediction is the
 local model of the row's bin, ``Σ coef_k · term_k(row)`` (trend terms ``d_{dim}`` use the row's
@@ -259,7 +263,42 @@ def _edges(fit: xr.Dataset, center: str, axis: _Axis) -> np.ndarray:
     return edges
 
 
-def _label_values(fit: xr.Dataset, table: RowTable, axis: _Axis) -> np.ndarray:
+def position_column(fit: xr.Dataset, dim: str, names: Sequence[str]) -> tuple[str, bool] | None:
+    """The column that places rows along a bin dim, and whether it is the physical value of a
+    ``digitize``d dim (else the bin column); None when the rows have neither.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xslide
+    >>> from xslide.predict import position_column
+    >>> df = xslide.digitize(pd.DataFrame({"r": np.linspace(0, 9.9, 100), "y": 1.0}),
+    ...                      {"r": (0.0, 10.0, 5)})
+    >>> fit = xslide.fit(df, dims=["rBin"], targets=["y"])
+    >>> position_column(fit, "rBin", ["r", "rBin"]), position_column(fit, "rBin", ["rBin"])
+    (('r', True), ('rBin', False))
+    """
+    center = _center_coord(fit, dim)
+    source = center[: -len("_center")] if center is not None else None
+    if source is not None and source in names:
+        return source, True
+    return (dim, False) if dim in names else None
+
+
+def _physical_positions(value: np.ndarray, edges: np.ndarray, linear: bool) -> np.ndarray:
+    """Physical values in bin-label units (bin b centered on b, spanning [b - 0.5, b + 0.5)):
+    through the edges for 'nearest' (a row takes the bin that holds it); through the bin
+    centers for 'linear', so blending is linear in the physical value between centers, also
+    for bins of unequal widths. ±inf beyond the edges."""
+    n = edges.size - 1
+    if linear:
+        knots = np.concatenate([edges[:1], 0.5 * (edges[:-1] + edges[1:]), edges[-1:]])
+        labels = np.concatenate([[-0.5], np.arange(n, dtype=np.float64), [n - 0.5]])
+    else:
+        knots, labels = edges, np.arange(edges.size) - 0.5
+    return np.interp(value, knots, labels, left=-np.inf, right=np.inf)
+
+
+def _label_values(fit: xr.Dataset, table: RowTable, axis: _Axis, linear: bool) -> np.ndarray:
     """Each row's position along a bin dim in bin-label units (bin b spans [b - 0.5, b + 0.5));
     NaN for rows without a finite value, ±inf beyond a digitized dim's edges."""
     center = _center_coord(fit, axis.name)
@@ -267,9 +306,9 @@ def _label_values(fit: xr.Dataset, table: RowTable, axis: _Axis) -> np.ndarray:
     if source is not None and source in table.names:
         edges = _edges(fit, center, axis)
         value = table.numeric(source, "rows")
-        index = np.interp(value, edges, np.arange(edges.size), left=-np.inf, right=np.inf)
+        index = _physical_positions(value, edges, linear)
         index[~np.isfinite(value)] = np.nan
-        return index - 0.5
+        return index
     if axis.name in table.names:
         value = np.array(table.numeric(axis.name, "rows"), dtype=np.float64)
         value[~np.isfinite(value)] = np.nan
@@ -289,7 +328,9 @@ class _Placed(NamedTuple):
     dropped: np.ndarray  # (n,) rows that get NaN: outside, except beyond the grid when clamped
 
 
-def _place(fit: xr.Dataset, table: RowTable, axes: Sequence[_Axis], clamp: bool) -> _Placed:
+def _place(
+    fit: xr.Dataset, table: RowTable, axes: Sequence[_Axis], clamp: bool, linear: bool
+) -> _Placed:
     """Place each row by bin label; clamping moves rows beyond the grid to its edge, but a row
     without a position or on a bin the fit does not hold gets NaN whatever the bounds."""
     n = table.n_rows
@@ -297,7 +338,7 @@ def _place(fit: xr.Dataset, table: RowTable, axes: Sequence[_Axis], clamp: bool)
     beyond = np.zeros(n, dtype=bool)
     lacking = np.zeros(n, dtype=bool)  # no position, or a bin the fit does not hold
     for k, axis in enumerate(axes):
-        value = _label_values(fit, table, axis) - axis.lo
+        value = _label_values(fit, table, axis, linear) - axis.lo
         lacking |= np.isnan(value)
         if axis.size == 0:
             lacking[:] = True
@@ -541,7 +582,10 @@ def predict(
     method : 'nearest' (the model of the row's bin) or 'linear' (models blended multilinearly
         between the surrounding bin centers; continuous across bin edges, exact for a linear
         field; extrapolated linearly in the half bin beyond the outermost centers). Blending
-        needs consecutive bin labels: a fit with gaps along a dim is refused for 'linear'.
+        needs a position between centers: a fractional bin column or the physical column of
+        a ``digitize``d dim; rows with integer bin columns sit on centers, where 'linear'
+        equals 'nearest'. It needs consecutive bin labels: a fit with gaps along a dim is
+        refused for 'linear'.
     bounds : rows beyond the grid give NaN ('nan') or are moved to its edge ('clamp'). Rows
         without a finite position (NaN, ±inf, <NA>) or on a bin label the fit does not hold
         give NaN either way.
@@ -573,7 +617,7 @@ def predict(
     if return_error and "cov" not in fit and "stderr" not in fit:
         raise ValueError("fit: no variable 'cov' nor 'stderr': return_error needs one of them")
     table = RowTable(rows)
-    placed = _place(fit, table, checked.axes, clamp=bounds == "clamp")
+    placed = _place(fit, table, checked.axes, clamp=bounds == "clamp", linear=method == "linear")
     design = _design(table, checked.formula, checked.terms, checked.trend)
     models = _models(fit, checked, targets)
     mode = _Mode(method == "linear", invalid == "nearest_valid")
