@@ -41,13 +41,14 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ._optional import require
-from .result import column_safe
+from .result import COMPRESS_MIN_SIZE, column_safe
 from .solve import NOT_A_CENTER
 
 #: rows per batch when streaming (the same as xslide's own parquet streaming)
@@ -59,6 +60,8 @@ _CSV_COMPRESSED = (".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 _PICKLE = (".pkl", ".pickle", ".pck", ".pcl", ".joblib", ".npy", ".npz")
 TREE_NAME = "xslide"
 METADATA_KEY = "xslide"
+NetcdfFormat = Literal["NETCDF4", "NETCDF3_64BIT"]
+NETCDF_FORMATS: tuple[str, ...] = get_args(NetcdfFormat)
 
 
 @dataclass(frozen=True)
@@ -517,7 +520,13 @@ def _swap_store(new: Path, target: Path) -> None:
         _discard(old)  # gone already where the old store was put back
 
 
-def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
+def write_fit(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    netcdf_format: NetcdfFormat = "NETCDF4",
+    significant_digits: int | None = None,
+) -> Path:
     """Write a fit by suffix: ``.nc``, ``.zarr``, ``.parquet`` or ``.root`` (module docstring).
 
     The write is atomic (module docstring): an error or Ctrl-C leaves a previous file intact.
@@ -527,6 +536,12 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     ds : the fit Dataset from ``xslide.fit``.
     path : the output file (a ``.zarr`` store is a directory; an existing store is replaced,
         any other directory is refused).
+    netcdf_format : ``.nc`` only: 'NETCDF4' (the default, needs netCDF4: ``pip install
+        'xslide[io]'``), variables of 4096 values or more zlib-compressed, or
+        'NETCDF3_64BIT', uncompressed, with 64-bit integers (counts) stored as int32.
+    significant_digits : ``.nc`` with NETCDF4 only: keep this many significant decimal
+        digits of the floating-point variables (netCDF quantization, granular bit round) so
+        they compress several-fold more; None (the default) writes them exactly.
 
     Returns
     -------
@@ -534,9 +549,10 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     """
     path = check_output(path, FIT_SUFFIXES)
     suffix = path.suffix.lower()
+    encoding = netcdf_encoding(ds, netcdf_format, significant_digits)
     with _atomic(path, store=suffix == ".zarr") as temporary:
         if suffix == ".nc":
-            _write_netcdf(ds, temporary)
+            _write_netcdf(ds, temporary, netcdf_format, encoding)
         elif suffix == ".zarr":
             _write_zarr(ds, temporary)
         elif suffix == ".parquet":
@@ -547,24 +563,77 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+def netcdf_encoding(
+    ds: xr.Dataset, netcdf_format: str = "NETCDF4", significant_digits: int | None = None
+) -> dict[str, dict]:
+    """The per-variable netCDF encoding ``write_fit`` uses (checking its two options):
+    NETCDF4 compresses the numeric variables of ``COMPRESS_MIN_SIZE`` values or more."""
+    if netcdf_format not in NETCDF_FORMATS:
+        raise ValueError(
+            f"netcdf_format must be one of {list(NETCDF_FORMATS)}, got {netcdf_format!r}"
+        )
+    if significant_digits is not None:
+        if (
+            not isinstance(significant_digits, int | np.integer)
+            or not 1 <= significant_digits <= 15
+        ):
+            raise ValueError(
+                f"significant_digits must be None or an integer 1..15, got {significant_digits!r}"
+            )
+        if netcdf_format != "NETCDF4":
+            raise ValueError("significant_digits needs netcdf_format='NETCDF4'")
+    if netcdf_format != "NETCDF4":
+        return {name: {} for name in ds.variables}
+    encoding = {}
+    for name, variable in ds.variables.items():
+        if variable.size < COMPRESS_MIN_SIZE or variable.dtype.kind not in "iufb":
+            encoding[name] = {}
+            continue
+        encoding[name] = {"zlib": True, "complevel": 4, "shuffle": True}
+        if significant_digits is not None and variable.dtype.kind == "f":
+            encoding[name] |= {
+                "significant_digits": int(significant_digits),
+                "quantize_mode": "GranularBitRound",
+            }
+    return encoding
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path, netcdf_format: str, encoding: dict) -> None:
     """``ds.to_netcdf(path)``, but holding a reentrant lock of its own: a Ctrl-C can skip the
     release of xarray's global netCDF lock, and its closing of the file then waits forever.
 
     (So the write is not serialized with netCDF reads other threads may do meanwhile.)
+    NETCDF4 needs netCDF4; NETCDF3 is written by scipy when netCDF4 is missing.
     """
-    try:
-        import netCDF4  # noqa: F401
-    except ImportError:  # xarray writes with scipy or h5netcdf instead
-        ds.to_netcdf(path)
-        return
+    ds = _without_encoding(ds)  # encodings (even from a file read) would override ours
+    if netcdf_format != "NETCDF4":
+        try:
+            import netCDF4  # noqa: F401
+        except ImportError:
+            ds.to_netcdf(path, format=netcdf_format, engine="scipy")
+            return
+    else:
+        require(
+            "netCDF4",
+            "writing a compressed NETCDF4 file (or ask for netcdf_format='NETCDF3_64BIT', "
+            "--netcdf-format NETCDF3_64BIT on the command line)",
+        )
     store = xr.backends.NetCDF4DataStore.open(
-        str(path), mode="w", format="NETCDF4", lock=threading.RLock()
+        str(path), mode="w", format=netcdf_format, lock=threading.RLock()
     )
     try:
-        ds.compute().dump_to_store(store)  # numpy data: every variable is written here
+        # numpy data: every variable is written here
+        ds.compute().dump_to_store(store, encoding=encoding)
     finally:
         store.close()
+
+
+def _without_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy whose variables keep no encoding of a file they were read from."""
+    ds = ds.copy(deep=False)
+    for variable in ds.variables.values():
+        variable.encoding = {}
+    return ds
 
 
 def _write_zarr(ds: xr.Dataset, path: Path) -> None:
