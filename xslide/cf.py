@@ -14,7 +14,7 @@ The user's units (``units={'dX': 'cm', 'qpt': '1/GeV'}``) are recorded in
 - counts and fractions have units '1'; ``quality_flag`` has CF ``flag_values`` and
   ``flag_meanings``; bin numbers have none;
 - ``{x}_center`` coordinates carry the unit of ``x`` and CF ``bounds`` (``{x}_center_bounds``,
-  (dim, nv), the lower and upper bin edge).
+  (dim, nv), the lower and upper bin edge, in the unit of ``{x}_center`` as CF says).
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ def center_coords(dim: str, bins: np.ndarray, record: Mapping, unit: str | None)
     name = f"{source}_center"
     attrs = {"long_name": f"{source} at the bin center", "edges": record["edges"]}
     attrs |= {"units": unit} if unit else {}
+    # no units: CF bounds inherit their coordinate's (and xarray drops a copy on writing)
     bound_attrs = {"long_name": f"{source} at the bin edges (lower, upper)"}
-    bound_attrs |= {"units": unit} if unit else {}
     return {
         name: (dim, values, {**attrs, "bounds": f"{name}_bounds"}),
         f"{name}_bounds": ((dim, BOUNDS_DIM), bounds, bound_attrs),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -32,9 +33,11 @@ from .expressions import ExpressionError, check, check_formula, evaluate
 from .io import (
     CHUNK_ROWS,
     FIT_SUFFIXES,
+    NETCDF_FORMATS,
     ROWS_OUT_SUFFIXES,
     OutputPathError,
     Source,
+    check_netcdf,
     check_output,
     parse_source,
 )
@@ -151,6 +154,10 @@ def _window(text: str) -> dict[str, int]:
     return window
 
 
+def _units(text: str) -> dict[str, str]:
+    return dict(_pairs(text, "column=unit (e.g. dX=cm,r=cm,qpt=1/GeV)"))
+
+
 def _boundary(text: str) -> str | dict[str, str]:
     if "=" not in text:
         return text.strip()
@@ -254,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
     )
+    _add_netcdf_options(p_demo)
     p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
@@ -286,6 +294,12 @@ def _add_fit(sub) -> None:
     _add_model_options(p)
     _add_window_options(p)
     _add_run_options(p)
+    _add_output_options(p)
+    p.add_argument(
+        "--significant-digits",
+        type=_positive_int,
+        help=".nc NETCDF4 output: keep N significant digits of the floats (lossy, smaller)",
+    )
     _add_common(p)
     p.set_defaults(func=run_fit_command)
 
@@ -392,6 +406,26 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """Units recorded in the fit, and how a .nc output is written."""
+    p.add_argument(
+        "--units",
+        type=_units,
+        help="units of columns, recorded in the fit (CF units attrs), e.g. dX=cm,r=cm,qpt=1/GeV",
+    )
+    _add_netcdf_options(p)
+
+
+def _add_netcdf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--netcdf-format",
+        choices=NETCDF_FORMATS,
+        default="NETCDF4",
+        help=".nc output: compressed NETCDF4 (needs netCDF4), or NETCDF3_64BIT "
+        "(uncompressed, 64-bit counts stored as int32)",
+    )
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
@@ -446,6 +480,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if args.out.lower().endswith(".nc"):
         args.out = args.out[: -len(".nc")]
     check_output(f"{args.out}.nc", (".nc",))
+    check_netcdf(args.netcdf_format)  # netCDF4 missing: said before the fit
     return demo(args)
 
 
@@ -474,6 +509,7 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "n_sigma_cut": args.n_sigma_cut,
         "max_iter": args.max_iter,
         "progress": args.progress,
+        "units": args.units,
     }
 
 
@@ -724,6 +760,11 @@ def run_fit_command(args: argparse.Namespace) -> int:
     mode = _read_mode(args)
     selection_columns, formula_columns = _check_usage(args, mode)
     check_output(args.out, FIT_SUFFIXES, args.inputs)  # before any row is read
+    if args.out.lower().endswith(".nc"):  # netCDF4 missing or a bad option: said before too
+        try:
+            check_netcdf(args.netcdf_format, args.significant_digits)
+        except ValueError as err:
+            raise UsageError(str(err).replace("netcdf_format='", "--netcdf-format '")) from None
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
     data, selection = _input_data(args, mode, columns, selection_columns)
     keywords = {**_fit_keywords(args), **_fitter_options(args)}
@@ -732,7 +773,10 @@ def run_fit_command(args: argparse.Namespace) -> int:
     ds.attrs["input_files_json"] = json.dumps(_texts(args.inputs))
     ds.attrs["selection_expression"] = args.selection or ""
     ds.attrs["read_mode"] = mode
-    out = _write(write_fit, ds, args.out)
+    writer = functools.partial(
+        write_fit, netcdf_format=args.netcdf_format, significant_digits=args.significant_digits
+    )
+    out = _write(writer, ds, args.out)
     print(
         f"xslide fit: {int(ds.attrs.get('n_rows_input', 0)):,} rows "
         f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected); "

@@ -126,6 +126,7 @@ def _fit_coords(fit: Fit) -> dict:
     units = json.loads(fit.attrs.get("units_json", "{}"))
     for dim, record in fit.binning.items():
         coords |= cf.center_coords(dim, coords[dim], record, units.get(record["source"]))
+        coords[dim] = (dim, coords[dim], {"long_name": f"bin number of {record['source']}"})
     return coords
 
 
@@ -144,7 +145,7 @@ def to_dataset(fit: Fit) -> xr.Dataset:
 
 
 #: variables of at least this many values are written compressed
-COMPRESS_MIN_SIZE = 4096
+COMPRESS_MIN_SIZE = 1024
 
 
 def compress(ds: xr.Dataset) -> None:
