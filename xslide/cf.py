@@ -122,13 +122,13 @@ def _unit_coords(ds: xr.Dataset, units: Mapping[str, str], dims) -> tuple[str, s
     share ('' when none)."""
     targets = [str(t) for t in ds["target"].values]
     target_units = [units.get(t, "") for t in targets]
-    ds.coords["target_units"] = ("target", np.asarray(target_units, dtype=object))
+    ds.coords["target_units"] = ("target", np.asarray(target_units, dtype=str))
     if "coef" not in ds:  # statistics: terms have no fitted coefficients
         return _same(target_units), ""
     trend = [d for d in dims if f"d_{d}" in ds["term"].values]
     per_term = [term_unit(str(k), units, trend) for k in ds["term"].values]
     coef_units = [[quotient(u, k) for k in per_term] for u in target_units]
-    ds.coords["coef_units"] = (("target", "term"), np.asarray(coef_units, dtype=object))
+    ds.coords["coef_units"] = (("target", "term"), np.asarray(coef_units, dtype=str))
     return _same(target_units), _same(coef_units)
 
 

@@ -306,6 +306,7 @@ def stats_to_dataset(stats: BinStats, units: Mapping[str, str] | None = None) ->
     }
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     cf.describe(ds, dims, cf.STATS_VARIABLES)
+    compress(ds)
     return ds
 
 
