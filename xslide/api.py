@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from . import pipeline, sources
+from .binning import units_of
 from .errors import InvalidInputTypeError
 from .options import (
     DEFAULT_MAX_BINS,
@@ -23,6 +24,7 @@ from .options import (
     FitterName,
     build_options,
     build_read_spec,
+    check_units,
 )
 from .result import (
     ROW_COUNTS,
@@ -47,6 +49,7 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     max_bins: int = DEFAULT_MAX_BINS,
     reference: Mapping[str, float] | None = None,
     max_memory: float | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     """Reduce rows to additive per-bin sufficient statistics on the dense grid.
 
@@ -67,6 +70,9 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
         arrays (statistics, windows, the fit on the grid) are refused before they are made.
     reference : ``{column: value}`` shift subtracted before summing (default: a global mean);
         give the same reference to stats you want to add without re-referencing.
+    units : ``{column: unit}`` (e.g. ``{'dX': 'cm', 'qpt': '1/GeV'}``), recorded in
+        ``attrs['units_json']`` (over those ``digitize`` recorded) and carried to fits of
+        the statistics.
 
     Returns
     -------
@@ -104,8 +110,10 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
             "max_memory": max_memory,
         }
     )
+    given = {**units_of(data), **check_units(units)}
     stats, _ = sources.read(data, spec)
-    return stats_to_dataset(stats)
+    recorded = {r["source"]: r["units"] for r in stats.binning.values() if "units" in r}
+    return stats_to_dataset(stats, {**recorded, **given})
 
 
 def fit(  # noqa: PLR0913  (the documented public signature)
@@ -138,6 +146,7 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     progress: bool | None = None,
     chunks: Mapping[str, int] | None = None,
     trusted_formula: bool = False,
+    units: Mapping[str, str] | None = None,
     **fitter_options,
 ) -> xr.Dataset:
     """Fit ``target ~ predictors`` at every center from the rows of its window.
@@ -185,13 +194,18 @@ def fit(  # noqa: PLR0913  (the documented public signature)
         Either way its size is bounded (200 terms, powers up to 10).
     chunks : ``{dim: size}``: window the statistics chunk by chunk with dask (halo of the
         window's depth, every boundary mode), for grids too large for one array; equal results.
+    units : ``{column: unit}`` of targets, predictors and digitized columns (e.g.
+        ``{'dX': 'cm', 'r': 'cm', 'qpt': '1/GeV'}``), over those the data recorded
+        (``digitize``, ``bin_stats``): recorded in ``attrs['units_json']`` and as CF
+        ``units`` of the variables and ``{x}_center`` coordinates where well defined.
 
     Returns
     -------
     xr.Dataset on the dense grid: ``coef``/``stderr`` (target, term, *dims), ``mean``,
     ``std``, ``median``, ``entries``, ``r_squared``, ``rmse``, ``n_fitted``, ``quality_flag``
     (target, *dims) and ``n_neighbors_used``, ``n_rows_aggregated``,
-    ``effective_window_fraction`` (*dims).
+    ``effective_window_fraction`` (*dims); every variable and coordinate has a ``long_name``
+    (``term_`` is the second term index of ``cov``), units as the ``xslide.cf`` docstring.
 
     Examples
     --------
@@ -268,7 +282,7 @@ def combine_stats(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     scale = min(float(p.attrs.get("weights_scale", 1.0)) for p in parts)
     for part in parts:
         stats = dataset_to_stats(part).rereferenced(x_ref, y_ref).rescaled(scale)
-        ds = stats_to_dataset(stats).reindex(union, fill_value=0)
+        ds = stats_to_dataset(stats, units_of(first)).reindex(union, fill_value=0)
         if total is None:
             total = ds
             continue

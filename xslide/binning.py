@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from .errors import InvalidInputTypeError, MissingColumnError
 
 BINNING_ATTR = "xslide_binning"
+UNITS_ATTR = "xslide_units"
 
 
 def _edges(column: str, spec) -> np.ndarray:
@@ -29,7 +31,13 @@ def _edges(column: str, spec) -> np.ndarray:
     return edges
 
 
-def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") -> pd.DataFrame:
+def digitize(
+    df: pd.DataFrame,
+    bins: Mapping[str, object],
+    suffix: str = "Bin",
+    *,
+    units: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Add an integer bin column ``{column}{suffix}`` per physical column.
 
     Parameters
@@ -39,19 +47,25 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
         one closed (as ``np.histogram``); values outside the edges or NaN get a missing bin
         (``<NA>``) and are left out of fits, and counted there (``n_rows_without_bin``).
     suffix : appended to the column name to name its bin column.
+    units : ``{column: unit}`` of any columns of ``df`` (e.g. ``{'r': 'cm', 'dX': 'cm'}``),
+        recorded in ``df.attrs['xslide_units']``: fits of the result carry them (the
+        ``{column}_center`` coordinates, ``attrs['units_json']``) unless given again.
 
     Returns
     -------
     A copy of ``df`` with nullable-integer bin columns. ``df.attrs['xslide_binning']`` records
-    each bin column's source, edges and centers: fits then carry ``{column}_center``
-    coordinates and the binning in ``attrs['binning_formulas_json']``.
+    each bin column's source, edges, centers (and unit): fits then carry ``{column}_center``
+    coordinates with CF ``bounds`` and the binning in ``attrs['binning_formulas_json']``.
 
     Examples
     --------
     >>> import numpy as np, pandas as pd, xslide
     >>> df = pd.DataFrame({"r": [85.0, 120.0, 249.9, 300.0]})
-    >>> xslide.digitize(df, {"r": (80.0, 250.0, 17)})["rBin"].tolist()
+    >>> binned = xslide.digitize(df, {"r": (80.0, 250.0, 17)}, units={"r": "cm"})
+    >>> binned["rBin"].tolist()
     [0, 4, 16, <NA>]
+    >>> binned.attrs["xslide_units"]
+    {'r': 'cm'}
     """
     if not isinstance(df, pd.DataFrame):
         raise InvalidInputTypeError(f"digitize takes a pandas DataFrame, got {type(df).__name__}")
@@ -59,6 +73,13 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
         raise InvalidInputTypeError(
             "bins must be a non-empty dict {column: (lo, hi, n_bins) or edges}"
         )
+    from .options import check_units  # options imports much; binning is imported early
+
+    given = check_units(units)
+    unknown = [c for c in given if c not in df.columns]
+    if unknown:
+        raise MissingColumnError(f"digitize: units names {unknown}, which are not columns")
+    known = {**units_of(df), **given}
     out = df.copy()
     record = dict(df.attrs.get(BINNING_ATTR, {}))
     for column, spec in bins.items():
@@ -77,8 +98,11 @@ def digitize(df: pd.DataFrame, bins: Mapping[str, object], suffix: str = "Bin") 
             "edges": edges.tolist(),
             "centers": (0.5 * (edges[:-1] + edges[1:])).tolist(),
             "formula": f"{name} = digitize({column}, edges={_edge_text(edges)})",
+            **({"units": known[column]} if column in known else {}),
         }
     out.attrs[BINNING_ATTR] = record
+    if known:
+        out.attrs[UNITS_ATTR] = known
     return out
 
 
@@ -94,3 +118,14 @@ def binning_of(data, dims) -> dict[str, dict]:
     """The ``digitize`` records of the bin dims among ``data.attrs``."""
     record = getattr(data, "attrs", {}).get(BINNING_ATTR, {})
     return {d: record[d] for d in dims if d in record}
+
+
+def units_of(data) -> dict[str, str]:
+    """The ``{column: unit}`` that ``digitize`` recorded in ``data.attrs`` (or a statistics
+    Dataset in ``attrs['units_json']``)."""
+    attrs = getattr(data, "attrs", None)
+    if not isinstance(attrs, Mapping):
+        return {}
+    if "units_json" in attrs:
+        return dict(json.loads(attrs["units_json"]))
+    return dict(attrs.get(UNITS_ATTR, {}))

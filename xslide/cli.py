@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import sys
@@ -37,9 +38,11 @@ from .expressions import ExpressionError, check, check_formula, evaluate
 from .io import (
     CHUNK_ROWS,
     FIT_SUFFIXES,
+    NETCDF_FORMATS,
     ROWS_OUT_SUFFIXES,
     OutputPathError,
     Source,
+    check_netcdf,
     check_output,
     parse_source,
 )
@@ -203,6 +206,10 @@ def _window(text: str) -> dict[str, int]:
     return window
 
 
+def _units(text: str) -> dict[str, str]:
+    return dict(_pairs(text, "column=unit (e.g. dX=cm,r=cm,qpt=1/GeV)"))
+
+
 def _boundary(text: str) -> str | dict[str, str]:
     if "=" not in text:
         return text.strip()
@@ -350,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the demo's rows, with their bin columns, to PATH (.parquet, .csv or "
         ".root with TTree 'rows'; repeatable), e.g. to try 'xslide fit' on them",
     )
+    _add_netcdf_options(p_demo)
     p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
@@ -383,6 +391,12 @@ def _add_fit(sub) -> None:
     _add_model_options(p)
     _add_window_options(p)
     _add_run_options(p)
+    _add_output_options(p)
+    p.add_argument(
+        "--significant-digits",
+        type=_positive_int,
+        help=".nc NETCDF4 output: keep N significant digits of the floats (lossy, smaller)",
+    )
     _add_common(p)
     p.set_defaults(func=run_fit_command)
 
@@ -502,6 +516,26 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """Units recorded in the fit, and how a .nc output is written."""
+    p.add_argument(
+        "--units",
+        type=_units,
+        help="units of columns, recorded in the fit (CF units attrs), e.g. dX=cm,r=cm,qpt=1/GeV",
+    )
+    _add_netcdf_options(p)
+
+
+def _add_netcdf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--netcdf-format",
+        choices=NETCDF_FORMATS,
+        default="NETCDF4",
+        help=".nc output: compressed NETCDF4 (needs netCDF4), or NETCDF3_64BIT "
+        "(uncompressed, 64-bit counts stored as int32)",
+    )
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
@@ -562,6 +596,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     check_output(f"{args.out}.nc", (".nc",))
     for path in args.write_rows:
         check_output(path, ROWS_OUT_SUFFIXES)
+    check_netcdf(args.netcdf_format)  # netCDF4 missing: said before the fit
     return demo(args)
 
 
@@ -590,6 +625,7 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "n_sigma_cut": args.n_sigma_cut,
         "max_iter": args.max_iter,
         "progress": args.progress,
+        "units": args.units,
     }
 
 
@@ -875,6 +911,11 @@ def run_fit_command(args: argparse.Namespace) -> int:
     mode = _read_mode(args)
     selection_columns, formula_columns = _check_usage(args, mode)
     check_output(args.out, FIT_SUFFIXES, args.inputs)  # before any row is read
+    if args.out.lower().endswith(".nc"):  # netCDF4 missing or a bad option: said before too
+        try:
+            check_netcdf(args.netcdf_format, args.significant_digits)
+        except ValueError as err:
+            raise UsageError(str(err).replace("netcdf_format='", "--netcdf-format '")) from None
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
     _refuse_float_bins(args)
     digitizer = _Digitizer(args.digitize)
@@ -890,7 +931,10 @@ def run_fit_command(args: argparse.Namespace) -> int:
     ds.attrs["read_mode"] = mode
     if args.digitize:
         ds.attrs["n_rows_outside_digitize_json"] = json.dumps(digitizer.outside)
-    out = _write(write_fit, ds, args.out)
+    writer = functools.partial(
+        write_fit, netcdf_format=args.netcdf_format, significant_digits=args.significant_digits
+    )
+    out = _write(writer, ds, args.out)
     print(
         f"xslide fit: {int(ds.attrs.get('n_rows_input', 0)):,} rows "
         f"({int(ds.attrs.get('n_rows_not_selected', 0)):,} not selected{digitizer.summary()}); "

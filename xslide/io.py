@@ -6,7 +6,9 @@ one). Pickle is refused everywhere: unpickling a file runs code from it.
 
 Fit outputs (``write_fit``) are chosen by suffix too:
 
-- ``.nc`` / ``.zarr``: the fit Dataset as is (attrs included), reopened with xarray;
+- ``.nc`` / ``.zarr``: the fit Dataset as is (attrs included), reopened with xarray; ``.nc`` is
+  NETCDF4 (netCDF4 needed) with the variables of ``COMPRESS_MIN_SIZE`` values or more
+  zlib-compressed, or NETCDF3_64BIT (uncompressed, int64 stored as int32) only when asked;
 - ``.parquet``: a flat table, one row per center bin (a bin with
   ``quality_flag != not_a_center`` for some target), columns in this order: the bin dims,
   physical bin-center coords (``{x}_center``) if any, then per target ``t`` and term ``k``
@@ -16,8 +18,9 @@ Fit outputs (``write_fit``) are chosen by suffix too:
   ``n_rejected``, ``quality_flag`` as integer codes), then the per-bin ``n_neighbors_used``,
   ``n_rows_aggregated``, ``effective_window_fraction``. Term names are made column-safe
   (non-alphanumerics -> ``_``: ``np.log(r)`` -> ``np_log_r_``). The Dataset attrs, the term
-  names and the quality-flag meanings are in the file's key-value metadata under ``xslide``
-  (JSON) and come back as ``pandas.read_parquet(...).attrs``, with the Dataset's layout
+  names, the quality-flag meanings and the known units of the columns
+  (``column_units_json``) are in the file's key-value metadata under ``xslide`` (JSON) and
+  come back as ``pandas.read_parquet(...).attrs``, with the Dataset's layout
   (``dataset_json``) from which ``open_fit`` rebuilds the fit (``xslide.fit_tables``);
 - ``.root``: the same columns as a TTree ``xslide`` (readable with ROOT's ``TTree::Draw``) and
   the same JSON metadata as a ``TObjString`` ``xslide_attrs``.
@@ -42,14 +45,16 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import cf
 from ._optional import require
 from .fit_tables import LAYOUT_KEY, layout
-from .result import column_safe
+from .result import COMPRESS_MIN_SIZE, column_safe
 from .solve import NOT_A_CENTER
 
 #: rows per batch when streaming (the same as xslide's own parquet streaming)
@@ -61,6 +66,8 @@ _CSV_COMPRESSED = (".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 _PICKLE = (".pkl", ".pickle", ".pck", ".pcl", ".joblib", ".npy", ".npz")
 TREE_NAME = "xslide"
 METADATA_KEY = "xslide"
+NetcdfFormat = Literal["NETCDF4", "NETCDF3_64BIT"]
+NETCDF_FORMATS: tuple[str, ...] = get_args(NetcdfFormat)
 
 
 @dataclass(frozen=True)
@@ -331,7 +338,25 @@ def fit_table(ds: xr.Dataset) -> pd.DataFrame:
         columns[str(name)] = ds[name].transpose(*dims).values.reshape(-1)[center]
     frame = pd.DataFrame(columns)
     frame.attrs.update(fit_metadata(ds))
+    frame.attrs.update(_column_units(ds, list(columns), targets, by_term + by_target, safe))
     return frame
+
+
+def _column_units(ds: xr.Dataset, names: list[str], targets, variables, safe) -> dict[str, str]:
+    """``{'column_units_json': ...}``: the unit of each table column where known (the
+    Dataset's CF ``units``, ``target_units`` and ``coef_units``), or {} when none is."""
+    units = {n: str(ds[n].attrs["units"]) for n in names if n in ds and "units" in ds[n].attrs}
+    for t, target in enumerate(targets):
+        for name in variables:
+            if "term" in ds[name].dims and "coef_units" in ds.coords:
+                for k, term in enumerate(safe):
+                    units[f"{target}_{name}_{term}"] = str(ds["coef_units"].values[t, k])
+            elif "units" in ds[name].attrs:
+                units[f"{target}_{name}"] = str(ds[name].attrs["units"])
+            elif cf.FIT_VARIABLES.get(name, ("", None))[1] == "target" and "target_units" in ds:
+                units[f"{target}_{name}"] = str(ds["target_units"].values[t])
+    known = {name: unit for name, unit in units.items() if unit and name in names}
+    return {"column_units_json": json.dumps(known)} if known else {}
 
 
 def _write_root_table(frame: pd.DataFrame, path: Path, tree: str, meta: dict | None) -> None:
@@ -521,7 +546,13 @@ def _swap_store(new: Path, target: Path) -> None:
         _discard(old)  # gone already where the old store was put back
 
 
-def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
+def write_fit(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    netcdf_format: NetcdfFormat = "NETCDF4",
+    significant_digits: int | None = None,
+) -> Path:
     """Write a fit by suffix: ``.nc``, ``.zarr``, ``.parquet`` or ``.root`` (module docstring).
 
     The write is atomic (module docstring): an error or Ctrl-C leaves a previous file intact.
@@ -531,6 +562,12 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     ds : the fit Dataset from ``xslide.fit``.
     path : the output file (a ``.zarr`` store is a directory; an existing store is replaced,
         any other directory is refused).
+    netcdf_format : ``.nc`` only: 'NETCDF4' (the default, needs netCDF4: ``pip install
+        'xslide[io]'``), variables of 1024 values or more zlib-compressed, or
+        'NETCDF3_64BIT', uncompressed, with 64-bit integers (counts) stored as int32.
+    significant_digits : ``.nc`` with NETCDF4 only: keep this many significant decimal
+        digits of the floating-point variables (netCDF quantization, granular bit round) so
+        they compress several-fold more; None (the default) writes them exactly.
 
     Returns
     -------
@@ -538,9 +575,12 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     """
     path = check_output(path, FIT_SUFFIXES)
     suffix = path.suffix.lower()
+    if suffix == ".nc":
+        check_netcdf(netcdf_format, significant_digits)
     with _atomic(path, store=suffix == ".zarr") as temporary:
         if suffix == ".nc":
-            _write_netcdf(ds, temporary)
+            encoding = netcdf_encoding(ds, netcdf_format, significant_digits)
+            _write_netcdf(ds, temporary, netcdf_format, encoding)
         elif suffix == ".zarr":
             _write_zarr(ds, temporary)
         elif suffix == ".parquet":
@@ -551,24 +591,83 @@ def write_fit(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+def check_netcdf(netcdf_format: str = "NETCDF4", significant_digits: int | None = None) -> None:
+    """Check the netCDF options of ``write_fit`` and that NETCDF4 can be written (netCDF4
+    installed), before any work: the error names the ``io`` extra and the NETCDF3 option."""
+    if netcdf_format not in NETCDF_FORMATS:
+        raise ValueError(
+            f"netcdf_format must be one of {list(NETCDF_FORMATS)}, got {netcdf_format!r}"
+        )
+    if significant_digits is not None:
+        if isinstance(significant_digits, bool) or not isinstance(
+            significant_digits, int | np.integer
+        ):
+            raise ValueError(
+                f"significant_digits must be None or an integer 1..15, got {significant_digits!r}"
+            )
+        if not 1 <= significant_digits <= 15:
+            raise ValueError(f"significant_digits must be in 1..15, got {significant_digits!r}")
+        if netcdf_format != "NETCDF4":
+            raise ValueError("significant_digits needs netcdf_format='NETCDF4'")
+    if netcdf_format == "NETCDF4":
+        require(
+            "netCDF4",
+            "writing a compressed NETCDF4 file (or ask for an uncompressed NETCDF3 file with "
+            "netcdf_format='NETCDF3_64BIT', on the command line --netcdf-format NETCDF3_64BIT)",
+        )
+
+
+def netcdf_encoding(
+    ds: xr.Dataset, netcdf_format: str = "NETCDF4", significant_digits: int | None = None
+) -> dict[str, dict]:
+    """The per-variable netCDF encoding ``write_fit`` uses: NETCDF4 compresses (zlib) the
+    numeric variables of ``COMPRESS_MIN_SIZE`` values or more."""
+    if netcdf_format != "NETCDF4":
+        return {name: {} for name in ds.variables}
+    encoding = {}
+    for name, variable in ds.variables.items():
+        if variable.size < COMPRESS_MIN_SIZE or variable.dtype.kind not in "iufb":
+            encoding[name] = {}
+            continue
+        encoding[name] = {"zlib": True, "complevel": 4, "shuffle": True}
+        if significant_digits is not None and variable.dtype.kind == "f":
+            encoding[name] |= {
+                "significant_digits": int(significant_digits),
+                "quantize_mode": "GranularBitRound",
+            }
+    return encoding
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path, netcdf_format: str, encoding: dict) -> None:
     """``ds.to_netcdf(path)``, but holding a reentrant lock of its own: a Ctrl-C can skip the
     release of xarray's global netCDF lock, and its closing of the file then waits forever.
 
     (So the write is not serialized with netCDF reads other threads may do meanwhile.)
+    NETCDF4 needs netCDF4 (``check_netcdf``); NETCDF3 is written by scipy when it is missing.
     """
-    try:
-        import netCDF4  # noqa: F401
-    except ImportError:  # xarray writes with scipy or h5netcdf instead
-        ds.to_netcdf(path)
-        return
+    ds = _without_encoding(ds)  # encodings (even from a file read) would override ours
+    if netcdf_format != "NETCDF4":
+        try:
+            import netCDF4  # noqa: F401
+        except ImportError:
+            ds.to_netcdf(path, format=netcdf_format, engine="scipy")
+            return
     store = xr.backends.NetCDF4DataStore.open(
-        str(path), mode="w", format="NETCDF4", lock=threading.RLock()
+        str(path), mode="w", format=netcdf_format, lock=threading.RLock()
     )
     try:
-        ds.compute().dump_to_store(store)  # numpy data: every variable is written here
+        # numpy data: every variable is written here
+        ds.compute().dump_to_store(store, encoding=encoding)
     finally:
         store.close()
+
+
+def _without_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy whose variables keep no encoding of a file they were read from."""
+    ds = ds.copy(deep=False)
+    for variable in ds.variables.values():
+        variable.encoding = {}
+    return ds
 
 
 def _write_zarr(ds: xr.Dataset, path: Path) -> None:

@@ -80,6 +80,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "progress": None,
         "chunks": None,
         "trusted_formula": False,
+        "units": None,
     }
 )
 # the keywords that act on rows; a statistics Dataset has none left to act on
@@ -114,6 +115,7 @@ class Input(NamedTuple):
     dims: tuple[str, ...] = ()  # a statistics Dataset: its grid dims, targets, weights
     targets: tuple[str, ...] = ()
     weights: str | None = None
+    units: Mapping[str, str] = MappingProxyType({})  # recorded by digitize or bin_stats
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class FitOptions:
     progress: bool | None
     chunks: Mapping[str, int] | None
     binning_formulas: Mapping[str, str]
+    units: Mapping[str, str] = field(default_factory=dict)  # column -> unit, in attrs
 
 
 # ---- one validator per option ----
@@ -400,6 +403,24 @@ def check_max_bins(max_bins) -> int | float:
     if not max_bins >= 1:  # NaN too
         raise ValueError(f"max_bins must be >= 1, got {max_bins!r}")
     return int(max_bins) if _is_int(max_bins) else float(max_bins)
+
+
+def check_units(units, name: str = "units") -> dict[str, str]:
+    """``{column: unit}`` with non-empty strings (e.g. ``{'dX': 'cm', 'qpt': '1/GeV'}``)."""
+    if units is None:
+        return {}
+    if not isinstance(units, Mapping):
+        raise InvalidInputTypeError(
+            f"{name} must be a dict {{column: unit string}}, got {type(units).__name__}"
+        )
+    for column, unit in units.items():
+        if not isinstance(column, str):
+            raise InvalidInputTypeError(f"{name} keys must be column names, got {column!r}")
+        if not isinstance(unit, str) or not unit.strip():
+            raise InvalidInputTypeError(
+                f"{name}[{column!r}] must be a non-empty unit string such as 'cm', got {unit!r}"
+            )
+    return {column: unit.strip() for column, unit in units.items()}
 
 
 def check_binning_formulas(formulas) -> dict[str, str]:
@@ -714,4 +735,9 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
         parallel=parallel,
         progress=check_progress(kw["progress"]),
         binning_formulas=check_binning_formulas(kw["binning_formulas"]),
+        # the user's units win over those the data recorded (digitize, bin_stats)
+        units={
+            **check_units(source.units, "the units the data recorded"),
+            **check_units(kw["units"]),
+        },
     )

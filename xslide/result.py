@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import cf
 from .formula import INTERCEPT
 from .grid import Grid
 from .solve import (
@@ -122,12 +123,10 @@ def _fit_coords(fit: Fit) -> dict:
         "term": list(fit.terms),
         "term_": list(fit.terms),
     }
+    units = json.loads(fit.attrs.get("units_json", "{}"))
     for dim, record in fit.binning.items():
-        centers = np.asarray(record["centers"])
-        bins = coords[dim]
-        inside = (bins >= 0) & (bins < centers.size)
-        values = np.where(inside, centers[np.clip(bins, 0, centers.size - 1)], np.nan)
-        coords[f"{record['source']}_center"] = (dim, values, {"edges": record["edges"]})
+        coords |= cf.center_coords(dim, coords[dim], record, units.get(record["source"]))
+        coords[dim] = (dim, coords[dim], {"long_name": f"bin number of {record['source']}"})
     return coords
 
 
@@ -140,14 +139,21 @@ def to_dataset(fit: Fit) -> xr.Dataset:
             skip = [t for t in fit.targets if name not in fit.aggregation[t]]
             if skip:
                 ds[name].loc[{"target": skip}] = np.nan
-    ds["quality_flag"].attrs.update(
-        flag_values=np.arange(len(FLAG_MEANINGS), dtype=np.int8),
-        flag_meanings=" ".join(FLAG_MEANINGS),
-        long_name="fit quality per target",
-    )
-    ds["coef"].attrs["long_name"] = "local model coefficients"
-    ds["stderr"].attrs["long_name"] = "standard errors of the coefficients"
+    cf.describe(ds, fit.grid.dims, cf.FIT_VARIABLES)
+    compress(ds)
     return ds
+
+
+#: variables of at least this many values are written compressed
+COMPRESS_MIN_SIZE = 1024
+
+
+def compress(ds: xr.Dataset) -> None:
+    """Ask for zlib compression of the large numeric variables (in place, as ``encoding``):
+    ``ds.to_netcdf`` with netCDF4 or h5netcdf then compresses them; other writers ignore it."""
+    for variable in ds.variables.values():
+        if variable.size >= COMPRESS_MIN_SIZE and variable.dtype.kind in "iufb":
+            variable.encoding.update(zlib=True, complevel=4, shuffle=True)
 
 
 def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
@@ -218,6 +224,7 @@ def _periods(grid: Grid, boundary: Mapping[str, str]) -> dict[str, list[int]]:
 def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
     """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
     binning = {d: record["formula"] for d, record in stats.binning.items()}
+    recorded = {r["source"]: r["units"] for r in stats.binning.values() if "units" in r}
     clipping = options.n_sigma_cut is not None
     return {
         "xslide_version": version("xslide"),
@@ -241,6 +248,7 @@ def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: M
         "fit_failures_json": json.dumps(dict(failures)),
         "fit_warnings_json": json.dumps(dict(warned)),
         "formula": options.formula,
+        "units_json": json.dumps({**recorded, **options.units}),
     }
 
 
@@ -252,7 +260,7 @@ def is_stats_dataset(data) -> bool:
     return isinstance(data, xr.Dataset) and data.attrs.get("xslide_kind") == STATS_KIND
 
 
-def stats_to_dataset(stats: BinStats) -> xr.Dataset:
+def stats_to_dataset(stats: BinStats, units: Mapping[str, str] | None = None) -> xr.Dataset:
     """Unpack the packed per-bin statistics into named variables on the grid."""
     grid = stats.grid
     dims = grid.dims
@@ -294,8 +302,12 @@ def stats_to_dataset(stats: BinStats) -> xr.Dataset:
         "backend_used": stats.backend,
         **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
         **{f"n_rows_invalid_{t}": n for t, n in stats.counts["n_rows_invalid"].items()},
+        "units_json": json.dumps(dict(units or {})),
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    cf.describe(ds, dims, cf.STATS_VARIABLES)
+    compress(ds)
+    return ds
 
 
 def _stats_grid(ds: xr.Dataset) -> Grid:

@@ -30,7 +30,7 @@ import xarray as xr
 
 from . import budget
 from ._optional import require
-from .binning import binning_of
+from .binning import binning_of, units_of
 from .design import HUGE, Design, RowTable, build_design, reference_of, weights_scale
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
 from .formula import INTERCEPT
@@ -70,12 +70,13 @@ def describe(data) -> Input:
     if is_stats_dataset(data):
         weights = str(data.attrs.get("weights_column", "")) or None
         dims = tuple(str(d) for d in data["rows"].dims)
-        return Input("stats", None, dims, tuple(map(str, data["target"].values)), weights)
+        targets = tuple(map(str, data["target"].values))
+        return Input("stats", None, dims, targets, weights, units_of(data))
     if is_dask_dataframe(data) or is_dask_dataset(data):
-        return Input("dask")
+        return Input("dask", units=units_of(data))
     if is_stream(data):
         return Input("stream")
-    return Input("memory", tuple(RowTable(data).names))
+    return Input("memory", tuple(RowTable(data).names), units=units_of(data))
 
 
 def read(data, spec: ReadSpec) -> tuple[BinStats, RowAccess | None]:
