@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .cf import BOUNDS_DIM
 from .grid import DEFAULT_MAX_BINS
 from .result import column_safe
 from .solve import NOT_A_CENTER
@@ -29,7 +30,7 @@ from .solve import NOT_A_CENTER
 #: the metadata key of the layout
 LAYOUT_KEY = "dataset_json"
 #: the metadata keys the writer adds next to the attrs (not attrs of the Dataset)
-WRITER_KEYS = (LAYOUT_KEY, "terms_json", "quality_flag_meanings")
+WRITER_KEYS = (LAYOUT_KEY, "terms_json", "quality_flag_meanings", "column_units_json")
 #: the most bytes of metadata read (the layout lists the labels of every bin dim)
 MAX_METADATA = 64 << 20
 _LABEL_DIMS = ("target", "term")
@@ -375,13 +376,33 @@ def fit_from_table(frame: pd.DataFrame, meta: Mapping, source: str | Path) -> xr
         if "coef" not in variables:
             raise _Refused("no variable 'coef'")
         coords = {
-            name: _coordinate(frame, name, entry, spec, flat) for name, entry in spec.coords.items()
+            name: _coordinate(frame, name, entry, spec, flat)
+            for name, entry in spec.coords.items()
+            if BOUNDS_DIM not in (entry.get("dims") or [])  # rebuilt from the edges below
         }
         attrs = _attrs({k: v for k, v in meta.items() if k not in WRITER_KEYS}, "the fit")
-        return xr.Dataset(variables, coords=coords, attrs=attrs)
+        return _with_bounds(xr.Dataset(variables, coords=coords, attrs=attrs))
     except (_Refused, ValueError, TypeError) as err:
         text = " ".join(str(err).split())
         raise ValueError(f"{source}: not a readable xslide fit table: {text}") from None
+
+
+def _with_bounds(ds: xr.Dataset) -> xr.Dataset:
+    """The CF bounds of every ``{x}_center`` coordinate, from the edges it carries (the
+    table holds one column per bin, so the (dim, nv) bounds travel as those edges)."""
+    for name, coord in list(ds.coords.items()):
+        bounds = coord.attrs.get("bounds")
+        edges = np.asarray(coord.attrs.get("edges", []), dtype=np.float64).ravel()
+        if not bounds or coord.ndim != 1 or edges.size < 2:
+            continue
+        bins = np.asarray(ds[coord.dims[0]].values)
+        inside = (bins >= 0) & (bins < edges.size - 1)
+        at = np.clip(bins, 0, edges.size - 2)
+        pairs = np.stack([edges[at], edges[at + 1]], axis=1)
+        values = np.where(inside[:, None], pairs, np.nan)
+        long_name = f"{str(name).removesuffix('_center')} at the bin edges (lower, upper)"
+        ds.coords[str(bounds)] = ((coord.dims[0], BOUNDS_DIM), values, {"long_name": long_name})
+    return ds
 
 
 # ---- the files ----

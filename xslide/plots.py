@@ -266,7 +266,9 @@ def _axis(axis, fit: xr.Dataset, data: xr.DataArray, dim: str) -> np.ndarray:
         axis.set_major_locator(MaxNLocator(integer=True))
         return _midpoint_edges(x)
     coord = fit[name]
-    text = str(coord.attrs.get("long_name") or name.removesuffix("_center"))
+    # xslide's own long_name says "r at the bin center": the axis needs only "r"
+    long_name = str(coord.attrs.get("long_name") or name.removesuffix("_center"))
+    text = long_name.removesuffix(" at the bin center")
     unit = _center_unit(fit, name)
     axis.set_label_text(f"{text} [{unit}]" if unit else text)
     edges = np.asarray(coord.attrs.get("edges", []), dtype=float)
