@@ -14,7 +14,9 @@ out, warm: after the numba compile of the first call), without and with the exac
 in the same process the **floor** (one ``np.bincount`` over the flat bin ids per input column:
 the least work that touches every value once) and the **naive** baseline (each window's rows
 gathered explicitly with a boolean mask and fitted with ``np.linalg.lstsq``, timed on a sample
-of centers and extrapolated). ``--scale`` shrinks the rows (CI runs ``small --scale 0.01``).
+of centers and extrapolated). It also times ``predict`` of the fit at the rows, moved off the
+bin centers, with ``method='nearest'`` and ``'linear'`` (rows per second, one core).
+``--scale`` shrinks the rows (CI runs ``small --scale 0.01``).
 """
 
 from __future__ import annotations
@@ -144,6 +146,27 @@ def _naive_seconds(df, dims, shape, window, n_centers: int, sample: int = 20) ->
     return (time.perf_counter() - t0) / len(centers) * n_centers
 
 
+def _predict_rows_per_s(df, dims, shape, window, repeat: int) -> dict:
+    """Rows per second of ``predict``, nearest and linear, at the rows moved off the centers.
+
+    Uniform offsets within each bin make ``method='linear'`` blend 2^D models per row, as it
+    does for physical positions, instead of landing on a center.
+    """
+    import xslide
+
+    fit = xslide.fit(df, dims, TARGETS, PREDICTORS, window, aggregation=["entries"])
+    rng = np.random.default_rng(1)
+    rows = df[PREDICTORS].copy()
+    for dim, size in zip(dims, shape, strict=True):
+        rows[dim] = np.clip(df[dim] + rng.uniform(-0.5, 0.5, len(df)), 0, size - 1)
+    figures = {}
+    for method in ("nearest", "linear"):
+        xslide.predict(fit, rows.iloc[:100], method=method)  # compiles the kernel
+        seconds, _ = _time(lambda m=method: xslide.predict(fit, rows, method=m), repeat)
+        figures[f"predict_{method}_rows_per_s"] = len(rows) / seconds
+    return figures
+
+
 def _fresh_process_seconds(name: str, scale: float) -> float:
     """A new interpreter: import xslide + the first fit, numba's disk cache already warm."""
     s = SCENARIOS[name]
@@ -202,6 +225,7 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
     n_bins = int(np.prod(s.shape))
     floor = _floor_seconds(df, dims, s.shape)
     naive = _naive_seconds(df, dims, s.shape, s.window, len(out))
+    predict = _predict_rows_per_s(df, dims, s.shape, window, max(1, repeat // 2))
     return {
         "scenario": name,
         **{k: str(v) for k, v in window_options.items()},
@@ -222,6 +246,7 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
         "vs_floor": t_ols / floor,
         "naive_s": naive,
         "naive_vs_ols": naive / t_ols,
+        **predict,
         "input_mb": df.memory_usage(index=False).sum() / 2**20,
         "fit_alloc_mb": _peak_allocation_mb(lambda: fit(NO_MEDIAN)),
         "median_alloc_mb": _peak_allocation_mb(lambda: fit(None)),
@@ -400,6 +425,8 @@ def _describe(r: dict) -> str:
             f"  + exact median           {r['with_median_s']:.3f} s",
             f"  weighted (WLS)           {r['weighted_s']:.3f} s ({r['weights_cost']:.2f}x)",
             f"  OLS with n_sigma_cut=3   {r['n_sigma_cut_s']:.3f} s",
+            f"  predict at the rows      nearest {r['predict_nearest_rows_per_s'] / 1e6:.1f} M "
+            f"rows/s, linear {r['predict_linear_rows_per_s'] / 1e6:.1f} M rows/s",
             f"  first call (numba)       {r['first_call_s']:.2f} s"
             + (f"; fresh process {r['fresh_process_s']:.2f} s" if "fresh_process_s" in r else ""),
             f"  memory: input columns {r['input_mb']:.0f} MB, peak allocation of the fit "
