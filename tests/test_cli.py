@@ -8,6 +8,7 @@ Exit codes: 0 success, 2 bad arguments (including expressions the restricted che
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -367,6 +368,14 @@ def test_demo_recovers_the_field_below_the_noise_and_writes_its_outputs(capsys, 
         assert 1.0 < float(rejected) < 5.0  # about the 3% outliers the model plants
     fit = xr.open_dataset(f"{out}.nc")
     assert {"r_center", "y2x_center", "z2x_center"} <= set(fit.coords)
+    # a file a colleague can read without the README, 3x smaller than the 58 MB of round 1
+    # (the grid, not the row count, sets its size)
+    assert os.path.getsize(f"{out}.nc") < 58e6 / 3
+    for name, variable in fit.variables.items():
+        assert variable.attrs.get("long_name"), name
+    for name in ("mean", "std", "median", "rmse", "r_center", "y2x_center", "z2x_center"):
+        assert fit[name].attrs.get("units"), name
+    assert fit.coef_units.sel(target="dX", term="Intercept") == "cm"
     assert (tmp_path / "demo-dX.png").stat().st_size > 10_000
 
 
