@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--out", default="xslide-demo", help="output name (.nc and .png added, or kept if given)"
     )
+    p_demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars of the fit (default: when stderr is a terminal)",
+    )
     p_demo.set_defaults(func=run_demo_command)
     _add_fit(sub)
     _add_predict(sub)
@@ -555,54 +561,54 @@ def _selection_mask(expression: str, batch, names: Sequence[str]) -> np.ndarray:
     return np.broadcast_to(mask, (n_rows,)).copy()
 
 
-def _total_rows(sources: Sequence[Source]) -> int | None:
-    """Rows in all inputs when their metadata says so cheaply (parquet, ROOT), else None."""
-    total = 0
-    for source in sources:
-        if source.kind == "parquet":
-            import pyarrow.parquet as pq
+class _Batches:
+    """The batches of all inputs, chained, each with the selection column added when asked;
+    ``total_rows`` (when the files' metadata tell) sizes xslide's progress bar."""
 
-            total += pq.ParquetFile(source.path).metadata.num_rows
-        elif source.kind == "root":
-            import uproot
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        columns: Sequence[str],
+        chunk_rows: int,
+        selection: str | None,
+        selection_columns: Sequence[str],
+    ) -> None:
+        from .io import count_rows
 
-            from .io import root_tree
+        self.sources, self.columns, self.chunk_rows = sources, columns, chunk_rows
+        self.selection, self.selection_columns = selection, selection_columns
+        self.total_rows = count_rows(sources)
 
-            with uproot.open(source.path) as file:
-                total += int(root_tree(source, file).num_entries)
-        else:
-            return None
-    return total
+    def __iter__(self) -> Iterator:
+        from .io import iter_batches
 
-
-def _stream(
-    sources: Sequence[Source],
-    columns: Sequence[str],
-    chunk_rows: int,
-    selection: str | None,
-    selection_columns: Sequence[str],
-    progress: bool | None,
-) -> Iterator:
-    """Batches of all inputs, chained, each with the selection column added when asked."""
-    from .io import iter_batches
-
-    batches = iter_batches(_texts(sources), columns, chunk_rows, arrow=True)
-    n_rows = 0
-    with progress_bar(_total_rows(sources), progress, "reading", " rows", scale=True) as bar:
+        batches = iter_batches(_texts(self.sources), self.columns, self.chunk_rows, arrow=True)
+        n_rows = 0
         for batch in batches:
-            if selection is not None:
-                mask = _selection_mask(selection, batch, selection_columns)
+            if self.selection is not None:
+                mask = _selection_mask(self.selection, batch, self.selection_columns)
                 if hasattr(batch, "num_rows"):
                     import pyarrow as pa
 
                     batch = batch.append_column(SELECTION_COLUMN, pa.array(mask))
                 else:
                     batch = batch.assign(**{SELECTION_COLUMN: mask})
-            bar.update(len(batch))
             n_rows += len(batch)
             yield batch
-    if not n_rows:
+        if not n_rows:
+            raise ValueError(f"no rows in {', '.join(_texts(self.sources))}")
+
+
+def _read_all(sources: Sequence[Source], columns, progress: bool | None) -> pd.DataFrame:
+    """The rows of all inputs as one table, with one progress bar over them."""
+    from .io import count_rows, read_source
+
+    total = count_rows(sources) if progress is not False else None
+    with progress_bar(total, progress, "xslide reading", " rows", scale=True) as bar:
+        data = _concat([read_source(s, columns, bar) for s in sources])
+    if not len(data):
         raise ValueError(f"no rows in {', '.join(_texts(sources))}")
+    return data
 
 
 def _texts(sources: Sequence[Source]) -> list[str]:
@@ -696,12 +702,8 @@ def _needed_columns(args: argparse.Namespace, extra: Sequence[str]) -> list[str]
 def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns) -> tuple:
     """The rows as xslide.fit takes them (a table, a dask frame, a path or batches) and the
     selection."""
-    from .io import read_rows
-
     if mode == "memory":
-        data = _concat([read_rows(str(s), columns) for s in args.inputs])
-        if not len(data):
-            raise ValueError(f"no rows in {', '.join(_texts(args.inputs))}")
+        data = _read_all(args.inputs, columns, args.progress)
         if args.selection is None:
             return data, None
         return data, _selection_mask(args.selection, data, selection_columns)
@@ -709,9 +711,7 @@ def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns)
         return _dask_frame(args, columns, selection_columns)
     if len(args.inputs) == 1 and args.inputs[0].kind == "parquet" and args.selection is None:
         return str(args.inputs[0].path), None  # xslide streams it by row group itself
-    data = _stream(
-        args.inputs, columns, args.chunk_rows, args.selection, selection_columns, args.progress
-    )
+    data = _Batches(args.inputs, columns, args.chunk_rows, args.selection, selection_columns)
     return data, None if args.selection is None else SELECTION_COLUMN
 
 
@@ -782,7 +782,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
             check_formula(formula)
         except ExpressionError as err:
             raise ValueError(f"{args.fit}: refusing the stored formula: {err}") from None
-    rows = _concat([read_rows(str(s)) for s in args.inputs])
+    rows = _concat([read_rows(str(s), progress=args.progress) for s in args.inputs])
     predicted = xslide.predict(
         fit,
         rows,
