@@ -118,9 +118,7 @@ def test_kernels_run_in_one_block_without_a_bar_and_in_large_blocks_with_one():
 # ---- in-memory fits: median, n_sigma_cut, raw-row fitters ----
 
 
-def test_forced_bar_counts_every_window_median_in_blocks_with_identical_results(
-    bars, monkeypatch
-):
+def test_forced_bar_counts_every_window_median_in_blocks_with_identical_results(bars, monkeypatch):
     df = grid_rows_3d(shape=(6, 5, 4), per_bin=6, seed=3)
     monkeypatch.setattr(rows, "MEDIAN_BLOCK", 10)
     shown = fit(df, progress=True)
@@ -194,7 +192,7 @@ def test_streamed_batches_count_rows_without_a_total_and_false_draws_none(parque
 
 
 def test_read_rows_reads_row_group_by_row_group_as_pandas_does(parquet, bars):
-    path, df = parquet
+    path, _ = parquet
     got = xslide.io.read_rows(path, ["x", "y"], progress=True)
     pd.testing.assert_frame_equal(got, pd.read_parquet(path, columns=["x", "y"]), check_exact=True)
     (bar,) = bars
@@ -227,7 +225,8 @@ def test_cli_progress_shows_reading_and_n_sigma_cut_of_one_parquet(files, tmp_pa
     for bar in ("xslide reading", "xslide n_sigma_cut pass 1", "xslide median"):
         assert bar in err, bar
     assert "4.00k/4.00k" in err  # the rows read, out of the file's total
-    code = main(["fit", files["parquet"], *CLI, "--n-sigma-cut", "3", "--no-progress", "--out", out])
+    quiet = ["--n-sigma-cut", "3", "--no-progress", "--out", out]
+    code = main(["fit", files["parquet"], *CLI, *quiet])
     assert code == 0 and "xslide" not in capsys.readouterr().err
 
 
