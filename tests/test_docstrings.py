@@ -14,6 +14,7 @@ PUBLIC = [
     ("compat", "make_sliding_window_fit"),
     ("predict", "predict"),
     ("binning", "digitize"),
+    ("io", "read_rows"),
     ("plots", "plot_map"),
     ("plots", "plot_pulls"),
     ("accessor", "SlideWinAccessor.stats"),

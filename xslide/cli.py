@@ -39,7 +39,7 @@ from .io import (
     parse_source,
 )
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
-from .parallel import progress_bar
+from .parallel import may_show, progress_bar
 from .solve import NOT_A_CENTER
 
 FAMILIES = {
@@ -603,7 +603,7 @@ def _read_all(sources: Sequence[Source], columns, progress: bool | None) -> pd.D
     """The rows of all inputs as one table, with one progress bar over them."""
     from .io import count_rows, read_source
 
-    total = count_rows(sources) if progress is not False else None
+    total = count_rows(sources) if may_show(progress) else None
     with progress_bar(total, progress, "xslide reading", " rows", scale=True) as bar:
         data = _concat([read_source(s, columns, bar) for s in sources])
     if not len(data):

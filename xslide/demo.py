@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .io import write_fit
+from .parallel import may_show
 
 NOISE = 0.1
 EDGES = {"r": (85.0, 245.0, 32), "y2x": (-0.17, 0.17, 10), "z2x": (0.0, 1.0, 10)}
@@ -110,7 +110,7 @@ def _step(text: str, progress: bool | None = False) -> Iterator[None]:
     """Say what the demo does now and, once done, how long it took: a slow step (the first
     run compiles for a minute) never leaves the terminal silent. A step whose progress bars
     may show (``progress`` True, or None on a terminal) ends its line first for them."""
-    bars = progress is True or (progress is None and sys.stderr.isatty())
+    bars = may_show(progress)
     print(f"{text}...", end="\n" if bars else " ", flush=True)
     started = time.perf_counter()
     yield

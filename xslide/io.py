@@ -47,7 +47,7 @@ import pandas as pd
 import xarray as xr
 
 from ._optional import require
-from .parallel import NoBar, progress_bar
+from .parallel import NoBar, may_show, progress_bar
 from .result import column_safe
 from .solve import NOT_A_CENTER
 
@@ -203,7 +203,7 @@ def read_rows(
     [0.1, 0.2, 0.3]
     """
     source = parse_source(path_or_spec)
-    total = count_rows([source]) if progress is not False else None
+    total = count_rows([source]) if may_show(progress) else None
     with progress_bar(total, progress, "xslide reading", " rows", scale=True) as bar:
         return read_source(source, columns, bar)
 

@@ -130,12 +130,15 @@ class NoBar:
         pass
 
 
+def may_show(show: bool | None) -> bool:
+    """Whether a bar may appear: forced, or automatic on a terminal."""
+    return show is True or (show is None and sys.stderr.isatty())
+
+
 def progress_bar(total: int | None, show: bool | None, desc: str, unit: str, scale: bool = False):
     """A tqdm bar on stderr: ``show`` True always, False never, None (automatic) on a terminal
     once the work has lasted ``AUTO_DELAY`` seconds."""
-    if show is None and not sys.stderr.isatty():
-        show = False
-    if show is False:
+    if not may_show(show):
         return NoBar()
     from tqdm.auto import tqdm
 

@@ -35,9 +35,9 @@ from .design import HUGE, Design, RowTable, build_design, reference_of, weights_
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
 from .formula import INTERCEPT
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
-from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
+from .io import CHUNK_ROWS, available_columns, count_rows, iter_batches, parse_source
 from .options import Input, ReadSpec
-from .parallel import progress_bar
+from .parallel import may_show, progress_bar
 from .result import dataset_to_stats, is_stats_dataset
 from .rows import RowAccess
 from .stats import BinStats, accumulate, n_stats
@@ -440,7 +440,7 @@ def _read_stream(source, spec: ReadSpec) -> BinStats:
         )
     stream = _Stream(spec)
     dtypes: dict[str, str] = {}
-    total = _stream_rows(source)
+    total = _stream_rows(source) if may_show(spec.progress) else None
     with progress_bar(total, spec.progress, "xslide reading", " rows", scale=True) as bar:
         for number, batch in enumerate(_batches(source, spec), start=1):
             before = stream.counts["n_rows_input"]
@@ -458,11 +458,7 @@ def _stream_rows(source) -> int | None:
     """The rows a stream holds, when known without reading them: a parquet file's metadata,
     or the ``total_rows`` the command line's chained inputs carry; None for other iterables."""
     if isinstance(source, str | Path):
-        path = parse_source(source, default="parquet")
-        if path.kind == "parquet" and path.path.exists():
-            pq = require("pyarrow.parquet", "reading parquet files")
-            return int(pq.ParquetFile(path.path).metadata.num_rows)
-        return None
+        return count_rows([parse_source(source, default="parquet")])
     total = getattr(source, "total_rows", None)
     return int(total) if isinstance(total, int) else None
 
