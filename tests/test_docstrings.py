@@ -17,6 +17,7 @@ PUBLIC = [
     ("fit_tables", "layout"),
     ("fit_tables", "fit_from_table"),
     ("binning", "digitize"),
+    ("io", "read_rows"),
     ("plots", "plot_map"),
     ("plots", "plot_pulls"),
     ("accessor", "SlideWinAccessor.stats"),

@@ -50,6 +50,7 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     reference: Mapping[str, float] | None = None,
     max_memory: float | None = None,
     units: Mapping[str, str] | None = None,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Reduce rows to additive per-bin sufficient statistics on the dense grid.
 
@@ -73,6 +74,8 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
     units : ``{column: unit}`` (e.g. ``{'dX': 'cm', 'qpt': '1/GeV'}``), recorded in
         ``attrs['units_json']`` (over those ``digitize`` recorded) and carried to fits of
         the statistics.
+    progress : a progress bar over the rows of a stream: True, False, or None (on a terminal,
+        once reading has lasted a few seconds).
 
     Returns
     -------
@@ -108,6 +111,7 @@ def bin_stats(  # noqa: PLR0913  (the documented public signature)
             "max_bins": max_bins,
             "reference": reference,
             "max_memory": max_memory,
+            "progress": progress,
         }
     )
     given = {**units_of(data), **check_units(units)}
@@ -187,7 +191,9 @@ def fit(  # noqa: PLR0913  (the documented public signature)
         rmse and refit, up to max_iter times (default 3); adds ``n_rejected``.
     partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':
         client}`` or a dask Client, ``{'split_by': [columns]}`` (no window across them).
-    progress : progress bar of raw-row fits: True, False, or None (on a terminal when long).
+    progress : progress bars of the slow steps (reading a stream, n_sigma_cut passes, the
+        window median, raw-row fits): True, False, or None (on a terminal, for a step that has
+        lasted a few seconds).
     trusted_formula : formula strings are checked like the command line's (columns, numbers,
         ``np.<function>``, ``I(...)``: patsy evaluates them with ``eval``); True skips that
         check for a formula written in code that needs more of patsy (``C(x)``, ``bs(x, 4)``).

@@ -26,7 +26,7 @@ import re
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 import numpy as np
@@ -47,7 +47,7 @@ from .io import (
     parse_source,
 )
 from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
-from .parallel import progress_bar
+from .parallel import may_show, progress_bar
 from .solve import NOT_A_CENTER
 
 FAMILIES = {
@@ -356,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_output(ROWS_OUT_SUFFIXES),
         help="also write the demo's rows, with their bin columns, to PATH (.parquet, .csv or "
         ".root with TTree 'rows'; repeatable), e.g. to try 'xslide fit' on them",
+    )
+    p_demo.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars of the fit (default: when stderr is a terminal)",
     )
     _add_netcdf_options(p_demo)
     p_demo.set_defaults(func=run_demo_command)
@@ -749,50 +755,58 @@ def _selection_mask(expression: str, batch, names: Sequence[str]) -> np.ndarray:
     return np.broadcast_to(mask, (n_rows,)).copy()
 
 
-def _total_rows(sources: Sequence[Source]) -> int | None:
-    """Rows in all inputs when their metadata says so cheaply (parquet, ROOT), else None."""
-    total = 0
-    for source in sources:
-        if source.kind == "parquet":
-            import pyarrow.parquet as pq
+class _Batches:
+    """The batches of all inputs, chained, each digitized (--digitize) and with the selection
+    column added when asked;
+    ``total_rows`` (when the files' metadata tell) sizes xslide's progress bar."""
 
-            total += pq.ParquetFile(source.path).metadata.num_rows
-        elif source.kind == "root":
-            import uproot
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        columns: Sequence[str],
+        chunk_rows: int,
+        selection: str | None,
+        selection_columns: Sequence[str],
+        digitizer: Callable,
+    ) -> None:
+        from .io import count_rows
 
-            from .io import root_tree
+        self.sources, self.columns, self.chunk_rows = sources, columns, chunk_rows
+        self.selection, self.selection_columns = selection, selection_columns
+        self.digitizer = digitizer
+        self.total_rows = count_rows(sources)
 
-            with uproot.open(source.path) as file:
-                total += int(root_tree(source, file).num_entries)
-        else:
-            return None
-    return total
+    def __iter__(self) -> Iterator:
+        from .io import iter_batches
 
-
-def _stream(args: argparse.Namespace, columns, selection_columns, digitizer) -> Iterator:
-    """Batches of all inputs, chained, each digitized (--digitize) and with the selection
-    column added when asked."""
-    from .io import iter_batches
-
-    sources, selection = args.inputs, args.selection
-    batches = iter_batches(_texts(sources), columns, args.chunk_rows, arrow=True)
-    n_rows = 0
-    with progress_bar(_total_rows(sources), args.progress, "reading", " rows", scale=True) as bar:
+        batches = iter_batches(_texts(self.sources), self.columns, self.chunk_rows, arrow=True)
+        n_rows = 0
         for batch in batches:
-            batch = digitizer(batch)
-            if selection is not None:
-                mask = _selection_mask(selection, batch, selection_columns)
+            batch = self.digitizer(batch)
+            if self.selection is not None:
+                mask = _selection_mask(self.selection, batch, self.selection_columns)
                 if hasattr(batch, "num_rows"):
                     import pyarrow as pa
 
                     batch = batch.append_column(SELECTION_COLUMN, pa.array(mask))
                 else:
                     batch = batch.assign(**{SELECTION_COLUMN: mask})
-            bar.update(len(batch))
             n_rows += len(batch)
             yield batch
-    if not n_rows:
+        if not n_rows:
+            raise ValueError(f"no rows in {', '.join(_texts(self.sources))}")
+
+
+def _read_all(sources: Sequence[Source], columns, progress: bool | None) -> pd.DataFrame:
+    """The rows of all inputs as one table, with one progress bar over them."""
+    from .io import count_rows, read_source
+
+    total = count_rows(sources) if may_show(progress) else None
+    with progress_bar(total, progress, "xslide reading", " rows", scale=True) as bar:
+        data = _concat([read_source(s, columns, bar) for s in sources])
+    if not len(data):
         raise ValueError(f"no rows in {', '.join(_texts(sources))}")
+    return data
 
 
 def _texts(sources: Sequence[Source]) -> list[str]:
@@ -883,13 +897,8 @@ def _needed_columns(args: argparse.Namespace, extra: Sequence[str]) -> list[str]
 def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns, digitizer):
     """The rows as xslide.fit takes them (a table, a dask frame, a path or batches) and the
     selection; --digitize adds its bin columns to the table or to every batch."""
-    from .io import read_rows
-
     if mode == "memory":
-        data = _concat([read_rows(str(s), columns) for s in args.inputs])
-        if not len(data):
-            raise ValueError(f"no rows in {', '.join(_texts(args.inputs))}")
-        data = digitizer(data)
+        data = digitizer(_read_all(args.inputs, columns, args.progress))
         if args.selection is None:
             return data, None
         return data, _selection_mask(args.selection, data, selection_columns)
@@ -898,7 +907,9 @@ def _input_data(args: argparse.Namespace, mode: str, columns, selection_columns,
     single = len(args.inputs) == 1 and args.inputs[0].kind == "parquet"
     if single and args.selection is None and not args.digitize:
         return str(args.inputs[0].path), None  # xslide streams it by row group itself
-    data = _stream(args, columns, selection_columns, digitizer)
+    data = _Batches(
+        args.inputs, columns, args.chunk_rows, args.selection, selection_columns, digitizer
+    )
     return data, None if args.selection is None else SELECTION_COLUMN
 
 
@@ -1074,7 +1085,7 @@ def run_predict_command(args: argparse.Namespace) -> int:
         unknown = [t for t in args.targets if t not in fitted]
         if unknown:
             raise KeyError(f"--targets {unknown} were not fitted in {args.fit}; fitted: {fitted}")
-    rows = _concat([read_rows(str(s)) for s in args.inputs])
+    rows = _concat([read_rows(str(s), progress=args.progress) for s in args.inputs])
     placement = _placement(fit, rows, args)
     try:
         predicted = xslide.predict(

@@ -65,7 +65,7 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
         ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
         ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
         ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,
-        False or None: a progress bar for long raw-row fits on a terminal), ``units``
+        False or None: progress bars of the slow steps on a terminal), ``units``
         (``{column: unit}``, recorded in ``attrs['units_json']``), and the
         statsmodels options ``family`` (glm), ``M`` (rlm) and ``fit_kwargs`` (for ``.fit()``).
 

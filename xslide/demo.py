@@ -13,14 +13,17 @@ noise of 0.1 cm, and 3% outliers with a 2 cm spread. The fit: ``target ~ qpt`` p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from .io import write_fit, write_rows
+from .parallel import may_show
 
 NOISE = 0.1
 EDGES = {"r": (85.0, 245.0, 32), "y2x": (-0.17, 0.17, 10), "z2x": (0.0, 1.0, 10)}
@@ -74,36 +77,44 @@ def demo(args: argparse.Namespace) -> int:
     """Fit the synthetic distortions, write the map and its plots, compare with the truth."""
     import xslide
 
-    rows = synthetic_distortions(args.rows, args.seed)
-    binned = xslide.digitize(rows, {name: EDGES[name] for name in ("r", "y2x", "z2x")}, units=UNITS)
-    for path in getattr(args, "write_rows", None) or ():
-        print(f"wrote {write_rows(rows_table(binned), path)}")
-    dims = ["rBin", "y2xBin", "z2xBin", "sector"]
+    progress = getattr(args, "progress", None)
     window = {"rBin": 1, "y2xBin": 1, "z2xBin": 1}
-    started = time.perf_counter()
-    fit = xslide.fit(
-        binned,
-        dims,
-        list(TARGETS),
-        ["qpt"],
-        window,
-        trend=1,
-        n_sigma_cut=3.0,
-        min_entries=args.min_entries,
+    print(
+        f"xslide {xslide.__version__} demo: {args.rows:,} rows, window {window}, trend=1, "
+        "n_sigma_cut=3",
+        flush=True,
     )
+    with _step(f"generating {args.rows:,} rows"):
+        rows = synthetic_distortions(args.rows, args.seed)
+    with _step("binning r, y/x, z/x"):
+        edges = {name: EDGES[name] for name in ("r", "y2x", "z2x")}
+        binned = xslide.digitize(rows, edges, units=UNITS)
+    for path in getattr(args, "write_rows", None) or ():
+        with _step(f"writing the rows to {path}"):
+            write_rows(rows_table(binned), path)
+    dims = ["rBin", "y2xBin", "z2xBin", "sector"]
+    started = time.perf_counter()
+    with _step("fitting (the first run also compiles, about a minute)", progress):
+        fit = xslide.fit(
+            binned,
+            dims,
+            list(TARGETS),
+            ["qpt"],
+            window,
+            trend=1,
+            n_sigma_cut=3.0,
+            min_entries=args.min_entries,
+            progress=progress,
+        )
     elapsed = time.perf_counter() - started
     out = args.out
-    # atomic: a previous file survives a failure or Ctrl-C
     netcdf_format = getattr(args, "netcdf_format", "NETCDF4")
     digits = DIGITS if netcdf_format == "NETCDF4" else None
-    write_fit(fit, f"{out}.nc", netcdf_format=netcdf_format, significant_digits=digits)
+    with _step(f"writing {out}.nc"):  # atomic: a previous file survives a failure or Ctrl-C
+        write_fit(fit, f"{out}.nc", netcdf_format=netcdf_format, significant_digits=digits)
     truth = true_field(
         fit.r_center, fit.y2x_center, fit.z2x_center, fit.sector.astype(float)
     )  # at every bin center
-    print(
-        f"xslide {xslide.__version__} demo: {len(rows):,} rows, window {window}, trend=1, "
-        "n_sigma_cut=3"
-    )
     n_fitted = int((fit.quality_flag == 0).all("target").sum())
     print(
         f"fitted {n_fitted:,} of {fit.quality_flag.isel(target=0).size:,} bins in "
@@ -114,6 +125,19 @@ def demo(args: argparse.Namespace) -> int:
     print(pd.DataFrame(lines).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     _write_maps(fit, out)
     return 0
+
+
+@contextlib.contextmanager
+def _step(text: str, progress: bool | None = False) -> Iterator[None]:
+    """Say what the demo does now and, once done, how long it took: a slow step (the first
+    run compiles for a minute) never leaves the terminal silent. A step whose progress bars
+    may show (``progress`` True, or None on a terminal) ends its line first for them."""
+    bars = may_show(progress)
+    print(f"{text}...", end="\n" if bars else " ", flush=True)
+    started = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - started
+    print(f"done in {elapsed:.1f} s" if bars else f"{elapsed:.1f} s", flush=True)
 
 
 def _summary(fit, truth, target: str) -> dict:

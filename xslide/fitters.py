@@ -26,9 +26,10 @@ from .solve import FIT_FAILED, OK
 
 # Windows beyond which a raw-row fit warns with its expected duration.
 WARN_WINDOWS = 100_000
-_SAMPLE_WINDOWS = 20
-# Windows beyond which the automatic progress bar appears (on a terminal only).
-PROGRESS_WINDOWS = 2_000
+# Windows timed for that estimate, spread evenly over all of them (edge windows hold fewer rows
+# and robust fits iterate more or less), after a few untimed ones that pay the first calls.
+SAMPLE_WINDOWS = 100
+WARM_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -263,21 +264,42 @@ def _halo_work(work: FitWork, ids: np.ndarray) -> FitWork:
     )
 
 
-def _warn_duration(work: FitWork, todo: np.ndarray, parallel: Parallel) -> RawFitResult:
-    """Fit a sample of the windows and warn how long all of them will take."""
-    sample = todo[:_SAMPLE_WINDOWS]
+def timed_sample(work: FitWork, todo: np.ndarray) -> tuple[np.ndarray, RawFitResult, float]:
+    """Fit a sample of the windows ``todo`` and time it: the windows fitted, their results and
+    the seconds per window.
+
+    The first windows are fitted untimed: they pay for what is done once (compiling the window
+    lookup, statsmodels' first calls), which would otherwise be counted for every window. The
+    timed ones are spread evenly over ``todo``.
+    """
+    n_picks = WARM_WINDOWS + SAMPLE_WINDOWS
+    picks = np.unique(np.linspace(0, todo.size - 1, n_picks).round().astype(np.int64))
+    n_warm = min(WARM_WINDOWS, picks.size - 1)
+    warm, timed = todo[picks[:n_warm]], todo[picks[n_warm:]]
+    done = RawFitResult.unfitted(work.status[todo[picks]], len(work.terms))
+    done.put(np.arange(n_warm), _fit_block(work, warm))
     started = time.perf_counter()
-    done = _fit_block(work, sample)
-    per_window = (time.perf_counter() - started) / sample.size
-    workers = parallel.n_jobs if parallel.client is None else "the cluster's"
+    part = _fit_block(work, timed)
+    seconds = (time.perf_counter() - started) / timed.size
+    done.put(np.arange(n_warm, picks.size), part)
+    return todo[picks], done, seconds
+
+
+def _warn_duration(work: FitWork, todo: np.ndarray, parallel: Parallel):
+    """Fit a sample of the windows and warn how long all of them will take; return the
+    windows fitted and their results."""
+    sample, done, per_window = timed_sample(work, todo)
+    total = per_window * todo.size
+    workers = parallel.workers
+    shared = f", about {total / workers:,.0f} s on {workers} workers" if workers > 1 else ""
     warnings.warn(
         f"fitting {todo.size:,} windows with {work.fitter.name!r} row by row takes about "
-        f"{per_window * todo.size:,.0f} s on one core ({workers} workers share it); "
-        "the closed-form fitter 'ols'/'wls' is the fast path for linear models",
+        f"{total:,.0f} s on one core{shared}; the closed-form fitter 'ols'/'wls' is the fast "
+        "path for linear models",
         PerformanceWarning,
         stacklevel=5,
     )
-    return done
+    return sample, done
 
 
 def _warn_failures(work: FitWork, out: RawFitResult) -> None:
@@ -300,8 +322,9 @@ def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> Raw
     out = RawFitResult.unfitted(work.status, len(work.terms))
     todo = np.flatnonzero((work.status == OK).any(axis=1))
     if todo.size > WARN_WINDOWS:
-        out.put(todo[:_SAMPLE_WINDOWS], _warn_duration(work, todo, parallel))
-        todo = todo[_SAMPLE_WINDOWS:]
+        sample, done = _warn_duration(work, todo, parallel)
+        out.put(sample, done)
+        todo = np.setdiff1d(todo, sample, assume_unique=True)
     if todo.size:
         _fit_all(work, todo, out, parallel, progress)
     _warn_failures(work, out)
@@ -312,8 +335,7 @@ def _fit_all(work: FitWork, todo, out: RawFitResult, parallel: Parallel, progres
     """Fit the windows ``todo`` in blocks, serially or in parallel, with a progress bar."""
     serial = parallel.client is None and parallel.n_jobs == 1
     blocks = split(todo, max(1, todo.size // 64) if serial else 8 * parallel.workers)
-    show = progress if progress is not None else (None if todo.size >= PROGRESS_WINDOWS else False)
-    with progress_bar(todo.size, show, f"xslide {work.fitter.name}", "window") as bar:
+    with progress_bar(todo.size, progress, f"xslide {work.fitter.name}", " windows") as bar:
         results = parallel.map(_fit_block, work, blocks, ship=_halo_work, bar=bar)
         for block, part in zip(blocks, results, strict=True):
             out.put(block, part)

@@ -54,11 +54,14 @@ import xarray as xr
 from . import cf
 from ._optional import require
 from .fit_tables import LAYOUT_KEY, layout
+from .parallel import NoBar, may_show, progress_bar
 from .result import COMPRESS_MIN_SIZE, column_safe
 from .solve import NOT_A_CENTER
 
 #: rows per batch when streaming (the same as xslide's own parquet streaming)
 CHUNK_ROWS = 1 << 18
+#: rows per step when a ROOT tree is read whole (the progress bar moves at each step)
+ROOT_STEP = 1 << 20
 ROW_SUFFIXES = (".parquet", ".pq", ".csv", ".root")
 FIT_SUFFIXES = (".nc", ".zarr", ".parquet", ".root")
 ROWS_OUT_SUFFIXES = (".parquet", ".csv", ".root")
@@ -183,32 +186,99 @@ def _check_columns(source: Source, columns: Sequence[str] | None) -> list[str] |
     return columns
 
 
-def read_rows(path_or_spec: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_rows(
+    path_or_spec: str | Path, columns: Sequence[str] | None = None, *, progress: bool | None = None
+) -> pd.DataFrame:
     """Read all rows of one input into a DataFrame.
 
     Parameters
     ----------
     path_or_spec : ``rows.parquet``, ``rows.csv`` or ``file.root:tree``.
     columns : the columns to read (all when None); a missing one raises a KeyError naming it.
+    progress : a progress bar of the rows read: True, False, or None (on a terminal, once
+        reading has lasted a few seconds).
 
     Returns
     -------
     pandas.DataFrame with a fresh RangeIndex.
+
+    Examples
+    --------
+    >>> import pandas as pd, tempfile, os
+    >>> from xslide.io import read_rows
+    >>> path = os.path.join(tempfile.mkdtemp(), "rows.parquet")
+    >>> pd.DataFrame({"rBin": [0, 1, 1], "dX": [0.1, 0.2, 0.3]}).to_parquet(path)
+    >>> read_rows(path, ["dX"], progress=False)["dX"].tolist()
+    [0.1, 0.2, 0.3]
     """
     source = parse_source(path_or_spec)
+    total = count_rows([source]) if may_show(progress) else None
+    with progress_bar(total, progress, "xslide reading", " rows", scale=True) as bar:
+        return read_source(source, columns, bar)
+
+
+def count_rows(sources: Sequence[Source]) -> int | None:
+    """Rows in all inputs when their metadata says so cheaply (parquet, ROOT), else None (also
+    when a file cannot be opened: reading it says why)."""
+    total = 0
+    try:
+        for source in sources:
+            if source.kind == "parquet":
+                pq = require("pyarrow.parquet", "reading parquet files")
+                total += pq.ParquetFile(source.path).metadata.num_rows
+            elif source.kind == "root":
+                uproot = require("uproot", "reading ROOT files")
+                with uproot.open(source.path) as file:
+                    total += int(root_tree(source, file).num_entries)
+            else:
+                return None
+    except Exception:
+        return None
+    return int(total)
+
+
+def read_source(source: Source, columns: Sequence[str] | None, bar=None) -> pd.DataFrame:
+    """All rows of one input (``read_rows``), adding the rows read to ``bar`` as they come:
+    parquet row group by row group, ROOT in steps, CSV at once."""
+    bar = bar or NoBar()
     columns = _check_columns(source, columns)
-    if source.kind == "parquet":
+    if source.kind == "parquet" and source.path.is_dir():  # a dataset directory
         require("pyarrow", "reading parquet files")
         with _reading(source):
-            return pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
+            frame = pd.read_parquet(source.path, columns=columns).reset_index(drop=True)
+        bar.update(len(frame))
+        return frame
+    if source.kind == "parquet":
+        pa = require("pyarrow", "reading parquet files")
+        pq = require("pyarrow.parquet", "reading parquet files")
+        with _reading(source):
+            file = pq.ParquetFile(source.path)
+            groups = []
+            for i in range(file.num_row_groups):
+                groups.append(file.read_row_group(i, columns=columns, use_pandas_metadata=True))
+                bar.update(groups[-1].num_rows)
+            table = pa.concat_tables(groups) if groups else file.schema_arrow.empty_table()
+            if not groups and columns is not None:
+                table = table.select(columns)
+            return table.to_pandas().reset_index(drop=True)
     if source.kind == "csv":
         with _reading(source):
-            return pd.read_csv(source.path, usecols=columns)
+            frame = pd.read_csv(source.path, usecols=columns)
+        bar.update(len(frame))
+        return frame
     uproot = require("uproot", "reading ROOT files")
     with _reading(source), uproot.open(source.path) as file:
         tree = root_tree(source, file)
         names = set(tree.keys() if columns is None else columns)
-        frame = tree.arrays(filter_name=lambda name: name in names, library="pd")
+        frames = []
+        for frame in tree.iterate(
+            filter_name=lambda name: name in names, step_size=ROOT_STEP, library="pd"
+        ):
+            frames.append(frame)
+            bar.update(len(frame))
+        if not frames:
+            frames = [tree.arrays(filter_name=lambda name: name in names, library="pd")]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames)
     return frame[columns].reset_index(drop=True) if columns else frame.reset_index(drop=True)
 
 

@@ -134,6 +134,7 @@ class ReadSpec:
     reference: Mapping[str, float] | None = None
     formula: ParsedFormula | None = None
     weights_scale: float | None = None  # None: from the rows (a stream: from its first batch)
+    progress: bool | None = None  # a bar over a stream's rows (None: on a terminal when long)
 
 
 @dataclass(frozen=True, eq=False)
@@ -652,6 +653,7 @@ def build_read_spec(
         max_memory=check_max_memory(kw["max_memory"]),
         reference=reference,
         formula=formula,
+        progress=check_progress(kw["progress"]),
     )
 
 
@@ -733,7 +735,7 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
         n_sigma_cut=n_sigma_cut,
         max_iter=max_iter,
         parallel=parallel,
-        progress=check_progress(kw["progress"]),
+        progress=read.progress,
         binning_formulas=check_binning_formulas(kw["binning_formulas"]),
         # the user's units win over those the data recorded (digitize, bin_stats)
         units={

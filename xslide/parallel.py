@@ -98,10 +98,26 @@ def _mp_context():
     return get_context("fork" if "fork" in get_all_start_methods() else "spawn")
 
 
+# Automatic bars (progress=None) appear on a terminal once the work has lasted this long, so
+# short steps print nothing.
+AUTO_DELAY = 2.0
+# Blocks per bar: work a compiled kernel does in one call is split into about this many calls
+# when a bar may show, so the bar moves; without a bar it runs in one call.
+BAR_BLOCKS = 50
+
+
 class NoBar:
     """A progress bar that shows nothing."""
 
+    total: int | None = None
+
     def update(self, n: int) -> None:
+        pass
+
+    def set_description(self, desc: str) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def close(self) -> None:
@@ -114,12 +130,25 @@ class NoBar:
         pass
 
 
+def may_show(show: bool | None) -> bool:
+    """Whether a bar may appear: forced, or automatic on a terminal."""
+    return show is True or (show is None and sys.stderr.isatty())
+
+
 def progress_bar(total: int | None, show: bool | None, desc: str, unit: str, scale: bool = False):
-    """A tqdm bar on stderr when ``show`` (None: when stderr is a terminal)."""
-    if show is None:
-        show = sys.stderr.isatty()
-    if not show:
+    """A tqdm bar on stderr: ``show`` True always, False never, None (automatic) on a terminal
+    once the work has lasted ``AUTO_DELAY`` seconds."""
+    if not may_show(show):
         return NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, file=sys.stderr)
+    delay = AUTO_DELAY if show is None else 0.0
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, file=sys.stderr, delay=delay)
+
+
+def bar_blocks(ids: np.ndarray, bar, min_size: int) -> list[np.ndarray]:
+    """``ids`` in one block without a bar; with one, in about ``BAR_BLOCKS`` consecutive blocks
+    of at least ``min_size`` (large: each block is one call of a parallel kernel)."""
+    if isinstance(bar, NoBar) or ids.size <= min_size:
+        return [ids]
+    return split(ids, min(BAR_BLOCKS, ids.size // min_size))

@@ -242,7 +242,7 @@ def _clip(
     max_count = int(solution.entries.max(initial=0))
     _check_row_buffers(max_count, columns.xs.shape[0] + plan.trend_dims.size + 3, options)
     clipped, _ = clipped_fit(
-        plan.centers, index, columns, model, clipping, max_count, stats.backend
+        plan.centers, index, columns, model, clipping, max_count, stats.backend, options.progress
     )
     return clipped
 
@@ -296,5 +296,6 @@ def _median(
         max_count,
         stats.backend,
         options.parallel,
+        options.progress,
     )
     return median

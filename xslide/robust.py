@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _numba
 from ._numba import njit, num_threads, prange, python
+from .parallel import bar_blocks, progress_bar
 from .rows import WindowIndex, check_no_overflow
 from .solve import OK, Solution, solve
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
@@ -30,6 +31,10 @@ def _weighted_dot(w, a, b, n):
     for r in range(n):
         acc += w[r] * a[r] * b[r]
     return acc
+
+
+# Fewest windows per call of the clipping kernel when it runs in blocks for a progress bar.
+CLIP_BLOCK = 1024
 
 
 class RowColumns(NamedTuple):
@@ -148,6 +153,7 @@ def clipped_fit(
     clipping: Clipping,
     max_count: int,
     backend: str,
+    progress: bool | None = None,
 ) -> tuple[Solution, np.ndarray]:
     """Fit every window with iterative outlier rejection.
 
@@ -161,6 +167,8 @@ def clipped_fit(
     max_count : an upper bound of the valid rows in any window (sizes the buffers).
     backend : unused: the compiled kernel serves both backends, so they agree bit for bit; it
         runs as plain Python only where numba is missing.
+    progress : a bar over the windows of every pass: True, False or None (on a terminal when
+        long); with a bar the kernel runs in blocks of windows (identical results).
 
     Returns
     -------
@@ -176,13 +184,19 @@ def clipped_fit(
     x_ref, y_ref, intercept = model.x_ref, model.y_ref, model.intercept
     min_entries, max_iter = clipping.min_entries, clipping.max_iter
 
-    def moments(ids: np.ndarray, coef: np.ndarray, rmse: np.ndarray) -> np.ndarray:
+    def moments(ids: np.ndarray, coef: np.ndarray, rmse: np.ndarray, bar) -> np.ndarray:
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
-        n_chunks = max(1, min(num_threads() * 4, ids.size))
-        cut = Cut(coef, rmse, float(clipping.n_sigma_cut))
-        overflow = np.zeros(n_chunks, dtype=np.bool_)
-        kernel(centers[ids], index.tables, columns, model, cut, max_count, n_chunks, out, overflow)
-        check_no_overflow(overflow)
+        for block in bar_blocks(np.arange(ids.size), bar, CLIP_BLOCK):
+            part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
+            n_chunks = max(1, min(num_threads() * 4, block.size))
+            cut = Cut(coef[part], rmse[part], float(clipping.n_sigma_cut))
+            overflow = np.zeros(n_chunks, dtype=np.bool_)
+            kernel(
+                centers[ids[part]], index.tables, columns, model, cut, max_count, n_chunks,
+                out[part], overflow,
+            )  # fmt: skip
+            check_no_overflow(overflow)
+            bar.update(block.size)
         return out
 
     def fit(stats: np.ndarray) -> Solution:
@@ -193,21 +207,30 @@ def clipped_fit(
     # parameters that led there, so it stays put.
     cut_coef = np.full((m, n_targets, n_terms), np.nan)
     cut_rmse = np.full((m, n_targets), np.nan)
-    current = moments(np.arange(m), cut_coef, cut_rmse)
-    result = fit(current)
-    passes = np.ones(m, dtype=np.int64)
-    active = np.arange(m)
-    for _ in range(max_iter):
-        ok = (result.status[active] == OK) & (result.rmse[active] > 0)
-        active, ok = active[ok.any(axis=1)], ok[ok.any(axis=1)]
-        if active.size == 0:
-            break
-        cut_coef[active] = np.where(ok[..., None], result.coef[active], cut_coef[active])
-        cut_rmse[active] = np.where(ok, result.rmse[active], cut_rmse[active])
-        again = moments(active, cut_coef[active], cut_rmse[active])
-        changed = np.any(again != current[active], axis=(1, 2))
-        active = active[changed]
-        current[active] = again[changed]
-        result = result.updated(active, fit(again[changed]))
-        passes[active] += 1
+    with progress_bar(m, progress, "xslide n_sigma_cut pass 1", " windows", scale=True) as bar:
+        current = moments(np.arange(m), cut_coef, cut_rmse, bar)
+        result = fit(current)
+        passes = np.ones(m, dtype=np.int64)
+        active = np.arange(m)
+        for n_pass in range(2, max_iter + 2):
+            ok = (result.status[active] == OK) & (result.rmse[active] > 0)
+            active, ok = active[ok.any(axis=1)], ok[ok.any(axis=1)]
+            if active.size == 0:
+                break
+            cut_coef[active] = np.where(ok[..., None], result.coef[active], cut_coef[active])
+            cut_rmse[active] = np.where(ok, result.rmse[active], cut_rmse[active])
+            _next_pass(bar, n_pass, active.size)
+            again = moments(active, cut_coef[active], cut_rmse[active], bar)
+            changed = np.any(again != current[active], axis=(1, 2))
+            active = active[changed]
+            current[active] = again[changed]
+            result = result.updated(active, fit(again[changed]))
+            passes[active] += 1
     return result, passes
+
+
+def _next_pass(bar, n_pass: int, n_windows: int) -> None:
+    """One bar for every pass: it grows by the windows still clipping."""
+    bar.total = (bar.total or 0) + n_windows
+    bar.set_description(f"xslide n_sigma_cut pass {n_pass}")
+    bar.refresh()

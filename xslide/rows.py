@@ -15,8 +15,11 @@ import numpy as np
 from ._numba import njit, num_threads, prange, python
 from .design import Design, usable
 from .grid import bin_index
-from .parallel import Parallel, split
+from .parallel import Parallel, bar_blocks, progress_bar, split
 from .window import Window, entry_buffers, window_entries
+
+# Fewest centers per call of the median kernel when it runs in blocks for a progress bar.
+MEDIAN_BLOCK = 2048
 
 
 @dataclass(eq=False)
@@ -384,11 +387,17 @@ def window_medians(
     max_count: int,
     backend: str,
     parallel: Parallel,
+    progress: bool | None = None,
 ) -> np.ndarray:
-    """``window_median`` in one block here, or in blocks with their halo rows on a cluster."""
+    """``window_median`` here (in blocks of centers when a progress bar may show), or in
+    blocks with their halo rows on a cluster."""
     work = (index, ys, max_count, backend)
-    if parallel.client is None:
-        return window_median(centers, index, ys, max_count, backend)
-    blocks = split(centers, 4 * parallel.workers)
-    parts = list(parallel.map(_median_block, work, blocks, ship=_median_halo))
+    with progress_bar(centers.size, progress, "xslide median", " windows", scale=True) as bar:
+        if parallel.client is None:
+            blocks = bar_blocks(centers, bar, MEDIAN_BLOCK)
+            ship = None
+        else:
+            blocks, ship = split(centers, 4 * parallel.workers), _median_halo
+        local = Parallel() if parallel.client is None else parallel  # numba threads here
+        parts = list(local.map(_median_block, work, blocks, ship=ship, bar=bar))
     return np.concatenate(parts) if parts else np.empty((0, ys.shape[0]))

@@ -9,7 +9,7 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
   ``extent`` fixes it) and summed into the same statistics, so each bin's rows are summed in row
   order as in one pass over all rows: bit-identical to the in-memory pass with the same
   reference (numba backend; the numpy backend is equal to rounding), which the first batch
-  fixes unless given. Memory is bounded by the grid.
+  fixes unless given. Memory is bounded by the grid. A progress bar counts the rows read.
 - **dask** (a dask DataFrame or a dask-backed Dataset of rows): one dask pass computes the
   extents and the references (unless given); every partition is then streamed on its worker on
   that fixed grid, and the partial statistics are added pairwise up a tree.
@@ -35,8 +35,9 @@ from .design import HUGE, Design, RowTable, build_design, reference_of, weights_
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
 from .formula import INTERCEPT
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
-from .io import CHUNK_ROWS, available_columns, iter_batches, parse_source
+from .io import CHUNK_ROWS, available_columns, count_rows, iter_batches, parse_source
 from .options import Input, ReadSpec
+from .parallel import may_show, progress_bar
 from .result import dataset_to_stats, is_stats_dataset
 from .rows import RowAccess
 from .stats import BinStats, accumulate, n_stats
@@ -440,14 +441,27 @@ def _read_stream(source, spec: ReadSpec) -> BinStats:
         )
     stream = _Stream(spec)
     dtypes: dict[str, str] = {}
-    for number, batch in enumerate(_batches(source, spec), start=1):
-        try:
-            stream.add(batch)
-        except (InvalidInputTypeError, MissingColumnError) as err:
-            raise type(err)(f"batch {number}: {err}{_type_change(dtypes, batch)}") from None
-        if not dtypes:
-            dtypes = _dtypes(batch)
+    total = _stream_rows(source) if may_show(spec.progress) else None
+    with progress_bar(total, spec.progress, "xslide reading", " rows", scale=True) as bar:
+        for number, batch in enumerate(_batches(source, spec), start=1):
+            before = stream.counts["n_rows_input"]
+            try:
+                stream.add(batch)
+            except (InvalidInputTypeError, MissingColumnError) as err:
+                raise type(err)(f"batch {number}: {err}{_type_change(dtypes, batch)}") from None
+            if not dtypes:
+                dtypes = _dtypes(batch)
+            bar.update(stream.counts["n_rows_input"] - before)
     return stream.result()
+
+
+def _stream_rows(source) -> int | None:
+    """The rows a stream holds, when known without reading them: a parquet file's metadata,
+    or the ``total_rows`` the command line's chained inputs carry; None for other iterables."""
+    if isinstance(source, str | Path):
+        return count_rows([parse_source(source, default="parquet")])
+    total = getattr(source, "total_rows", None)
+    return int(total) if isinstance(total, int) else None
 
 
 def _dtypes(batch) -> dict[str, str]:
@@ -568,6 +582,7 @@ def _read_dask(ddf, spec: ReadSpec) -> BinStats:
     if spec.formula is None and missing:
         raise MissingColumnError(f"columns {missing} not found in the dask DataFrame")
     spec = _fixed_grid_and_references(ddf, spec, dask)
+    spec = dataclasses.replace(spec, progress=False)  # no bar on the workers
     partitions = ddf.to_delayed()
     if spec.formula is not None:
         # formula terms exist only once evaluated: the first partition fixes the references
