@@ -175,14 +175,15 @@ def test_window_options_map_onto_the_api_keywords(rows, files, tmp_path, capsys)
                      "--weights", "w", "--boundary", "rBin=shrink,zBin=periodic",
                      "--kernel", "gaussian", "--kernel-width", "rBin=1.5,zBin=1",
                      "--trend", "1", "--centers", "grid", "--min-entries", "30",
-                     "--n-sigma-cut", "3", "--max-iter", "2", "--out", out)  # fmt: skip
+                     "--n-sigma-cut", "3", "--max-iter", "2", "--extent", "zBin=0:3",
+                     "--out", out)  # fmt: skip
     assert code == 0
     want = xslide.fit(
         rows, dims=DIMS, targets=["dX"], predictors=["qpt", "r"],
         window={"rBin": 2, "zBin": 1}, weights="w",
         boundary={"rBin": "shrink", "zBin": "periodic"}, kernel="gaussian",
         kernel_width={"rBin": 1.5, "zBin": 1.0}, trend=1, centers="grid", min_entries=30,
-        n_sigma_cut=3.0, max_iter=2,
+        n_sigma_cut=3.0, max_iter=2, extent={"zBin": (0, 3)},
     )  # fmt: skip
     with xr.open_dataset(out) as fit:
         assert list(fit.term.values) == ["Intercept", "qpt", "r", "d_rBin", "d_zBin"]
