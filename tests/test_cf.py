@@ -272,3 +272,19 @@ def test_parquet_and_root_tables_carry_the_units_of_their_columns(tmp_path):
     assert units["r_center"] == "cm" and units["dX_mean"] == "cm"
     assert units["dX_coef_qpt"] == "cm GeV" and units["dX_n_fitted"] == "1"
     assert json.loads(attrs["units_json"]) == UNITS
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".root"])
+def test_fit_tables_with_units_open_back_with_their_unit_coordinates(tmp_path, suffix):
+    pytest.importorskip("pyarrow" if suffix == ".parquet" else "uproot")
+    fit = digitized_fit()
+    io.write_fit(fit, tmp_path / f"fit{suffix}")
+    back = io.open_fit(tmp_path / f"fit{suffix}")  # coef_units (target, term) travels too
+    assert back.coef_units.dims == ("target", "term")
+    np.testing.assert_array_equal(back.coef_units.values, fit.coef_units.values)
+    np.testing.assert_array_equal(back.target_units.values, fit.target_units.values)
+    xr.testing.assert_allclose(back.coef, fit.coef)
+    again = xslide.predict(back, rows(200), method="linear")
+    np.testing.assert_allclose(
+        again.dX_pred, xslide.predict(fit, rows(200), method="linear").dX_pred
+    )

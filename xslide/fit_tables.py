@@ -70,7 +70,9 @@ def layout(ds: xr.Dataset) -> dict:
     for name, coord in ds.coords.items():
         entry = {"dims": [str(d) for d in coord.dims], "dtype": str(coord.dtype)}
         entry["attrs"] = _native(dict(coord.attrs))
-        if coord.ndim <= 1:
+        # values along bin dims travel as table columns; names along label dims (the units
+        # of (target, term), coef_units) in the layout
+        if coord.ndim <= 1 or (coord.dtype.kind == "U" and not set(coord.dims) & set(dims)):
             entry["values"] = _native(coord.values)
         coords[str(name)] = entry
     data_vars = {
@@ -308,10 +310,12 @@ def _coordinate(frame, name: str, entry, spec: _Layout, flat) -> xr.Variable:
     if name in spec.names:
         return xr.Variable(dims, np.asarray(spec.names[name], dtype=str), attrs)
     values = entry.get("values")
-    if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
-        if len(dims) != 1 or len(values) != _other_sizes(spec).get(dims[0]):
-            raise _Refused(f"coordinate {name!r} of names does not match its dim")
-        return xr.Variable(dims, np.asarray(values, dtype=str), attrs)
+    names = _names_array(values)
+    if names is not None:
+        sizes = _other_sizes(spec)
+        if names.shape != tuple(sizes.get(d, -1) for d in dims):
+            raise _Refused(f"coordinate {name!r} of names does not match its dims {dims}")
+        return xr.Variable(dims, names, attrs)
     dtype = _dtype(entry, f"coordinate {name!r}")
     if "values" in entry and len(dims) <= 1:
         sizes = {**dict(zip(spec.dims, spec.shape, strict=True)), **_other_sizes(spec)}
@@ -329,6 +333,19 @@ def _coordinate(frame, name: str, entry, spec: _Layout, flat) -> xr.Variable:
     values[flat] = _as_dtype(_column(frame, name), dtype, name)
     full = xr.Variable(spec.dims, values.reshape(spec.shape))
     return xr.Variable(dims, full.isel({d: 0 for d in spec.dims if d not in dims}).values, attrs)
+
+
+def _names_array(values) -> np.ndarray | None:
+    """Names (strings) in a list, or in a list of equally long lists of them (the units of
+    (target, term)); None for anything else."""
+    if not isinstance(values, list) or not values:
+        return None
+    if all(isinstance(v, str) for v in values):
+        return np.asarray(values, dtype=str)
+    rows = [v for v in values if isinstance(v, list) and all(isinstance(u, str) for u in v)]
+    if len(rows) != len(values) or len({len(v) for v in rows}) != 1 or not rows[0]:
+        return None
+    return np.asarray(rows, dtype=str)
 
 
 def _other_sizes(spec: _Layout) -> dict[str, int]:
