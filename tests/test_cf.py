@@ -256,6 +256,9 @@ def test_cli_records_units_and_refuses_netcdf4_without_the_library(monkeypatch, 
                      "--out", str(tmp_path / "f3.nc")])  # fmt: skip
     assert code == 2
     assert "--netcdf-format 'NETCDF4'" in capsys.readouterr().err
+    code = cli.main([*argv, "--significant-digits", "3", "--out", str(tmp_path / "f.parquet")])
+    assert code == 2  # rounding is never dropped silently
+    assert "--significant-digits applies to .nc outputs only" in capsys.readouterr().err
     hide(monkeypatch, "netCDF4")
     assert cli.main([*argv, "--out", str(tmp_path / "g.nc")]) == 1
     err = capsys.readouterr().err

@@ -927,6 +927,8 @@ def run_fit_command(args: argparse.Namespace) -> int:
             check_netcdf(args.netcdf_format, args.significant_digits)
         except ValueError as err:
             raise UsageError(str(err).replace("netcdf_format='", "--netcdf-format '")) from None
+    elif args.significant_digits is not None:
+        raise UsageError(f"--significant-digits applies to .nc outputs only, not to {args.out}")
     columns = _needed_columns(args, [*selection_columns, *formula_columns])
     _refuse_float_bins(args)
     digitizer = _Digitizer(args.digitize)

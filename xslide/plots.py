@@ -15,6 +15,7 @@ import json
 import numpy as np
 import xarray as xr
 
+from . import cf
 from ._optional import require
 
 # hatched grey for bins without a value: never a color of the scale (white is 0 on RdBu_r)
@@ -334,34 +335,21 @@ def _name(var: str, data: xr.DataArray) -> str:
 
 
 def _value_unit(fit: xr.Dataset, var: str, data: xr.DataArray, target, term) -> str:
-    """The unit of one variable at one target / term, '' when unknown or dimensionless."""
+    """The unit of one variable at one target / term, '' when unknown or dimensionless: the
+    file's own ``coef_units`` where it has them, else the same rule from ``units_json``."""
     units = _units(fit)
     if var in ("coef", "stderr"):
-        return _per(units.get(str(target), ""), _term_unit(term, units))
+        if "coef_units" in fit.coords and target is not None and term is not None:
+            unit = str(fit["coef_units"].sel(target=target, term=term).values)
+        else:
+            trend = [str(t)[2:] for t in np.asarray(fit["term"].values) if str(t).startswith("d_")]
+            unit = cf.quotient(units.get(str(target), ""), cf.term_unit(str(term), units, trend))
+        return "" if unit == cf.DIMENSIONLESS else unit
     if var in TARGET_UNIT:
         return units.get(str(target), "")
     if var in (*COUNTS, *DIMENSIONLESS, "cov", "quality_flag"):
         return ""
     return str(data.attrs.get("units", ""))
-
-
-def _term_unit(term, units: dict[str, str]) -> str | None:
-    """The unit of a term's column: 1 for the intercept, bin for a trend offset."""
-    if term == "Intercept":
-        return "1"
-    if str(term).startswith("d_"):
-        return "bin"
-    return units.get(str(term))
-
-
-def _per(numerator: str, denominator: str | None) -> str:
-    """``numerator / denominator`` with parentheses where needed ('cm / (1/GeV)')."""
-    if not numerator or denominator is None:
-        return ""
-    if denominator == "1":
-        return numerator
-    wrapped = f"({denominator})" if any(c in denominator for c in "/* ") else denominator
-    return f"{numerator} / {wrapped}"
 
 
 def _title(fit: xr.Dataset, var: str, target, term, term_, sel: dict) -> str:
