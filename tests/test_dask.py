@@ -210,6 +210,7 @@ def test_chunked_windows_equal_memory_whatever_the_chunk_layout(boundary, window
     df["x"] = rng.normal(size=n)
     df["y"] = 0.3 * df.a - 0.1 * df.b + df.x + rng.normal(0, 0.1, n)
     kwargs = {"aggregation": ["mean", "entries"], "boundary": boundary}
+    kwargs["extent"] = {"a": (0, 6), "b": (0, 4)}  # the period of a periodic dim
     memory = xslide.fit(df, ["a", "b"], ["y"], ["x"], window, **kwargs)
     chunked = xslide.fit(df, ["a", "b"], ["y"], ["x"], window, chunks=chunks, **kwargs)
     for name in ("coef", "stderr", "entries", "n_rows_aggregated", "n_neighbors_used"):

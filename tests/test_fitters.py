@@ -367,9 +367,10 @@ def test_callable_exception_flags_only_that_window_and_target():
             raise ZeroDivisionError("refused")
         return dict(zip(terms, np.linalg.lstsq(x, y, rcond=None)[0], strict=True))
 
-    out = xslide.make_sliding_window_fit(
-        df, DIMS, WINDOW, ["y", "y2"], PREDICTORS, fit_formula=picky, min_entries=5
-    )
+    with pytest.warns(xslide.FitFailedWarning, match="6 of 18 window fits"):
+        out = xslide.make_sliding_window_fit(
+            df, DIMS, WINDOW, ["y", "y2"], PREDICTORS, fit_formula=picky, min_entries=5
+        )
     touches = ((out.a - 2).abs() <= 1) & ((out.b - 1).abs() <= 1)
     assert touches.sum() == 6
     assert out.quality_flag.tolist() == ["fit_failed_y2" if t else "" for t in touches]
@@ -383,7 +384,8 @@ def test_callable_exception_flags_only_that_window_and_target():
 
 def test_callable_returning_an_unknown_term_is_a_failed_fit():
     df = grid_rows(shape=(2, 2))
-    out = fit(df, fit_formula=lambda x, y, w, terms: {"Intercept": 1.0, "bogus": 2.0})
+    with pytest.warns(xslide.FitFailedWarning, match="unknown terms"):
+        out = fit(df, fit_formula=lambda x, y, w, terms: {"Intercept": 1.0, "bogus": 2.0})
     assert (out.quality_flag == "fit_failed_y").all()
     assert json.loads(out.attrs["fit_failures_json"]) == {"KeyError": 4}
     assert out.y_intercept.isna().all()

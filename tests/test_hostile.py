@@ -233,7 +233,8 @@ def test_a_callable_fitter_returning_invalid_errors_fails_its_window(stderr):
     def fitter(x, y, w, terms):
         return {"Intercept": 1.0, "x": 2.0, "stderr": {"Intercept": stderr, "x": 0.1}}
 
-    out = xslide.make_sliding_window_fit(rows(), ["a"], {}, ["y"], ["x"], fit_formula=fitter)
+    with pytest.warns(xslide.FitFailedWarning, match="FloatingPointError"):
+        out = xslide.make_sliding_window_fit(rows(), ["a"], {}, ["y"], ["x"], fit_formula=fitter)
     assert out.quality_flag.str.contains("fit_failed_y").all()
     assert "FloatingPointError" in out.attrs["fit_failures_json"]
 
@@ -243,7 +244,8 @@ def test_a_callable_fitter_returning_non_finite_coefficients_fails_its_window(co
     def fitter(x, y, w, terms):
         return {"Intercept": coef, "x": 2.0}
 
-    out = xslide.make_sliding_window_fit(rows(), ["a"], {}, ["y"], ["x"], fit_formula=fitter)
+    with pytest.warns(xslide.FitFailedWarning, match="FloatingPointError"):
+        out = xslide.make_sliding_window_fit(rows(), ["a"], {}, ["y"], ["x"], fit_formula=fitter)
     assert out.quality_flag.str.contains("fit_failed_y").all()
 
 
