@@ -294,7 +294,7 @@ def test_demo_writes_its_rows_with_their_bin_columns_in_every_format(tmp_path, c
     paths = [tmp_path / f"rows.{suffix}" for suffix in ("parquet", "csv", "root")]
     argv = ["demo", "--rows", "2e4", "--out", str(tmp_path / "demo")]
     assert main([*argv, *[a for p in paths for a in ("--write-rows", str(p))]]) == 0
-    assert f"wrote {paths[0]}" in capsys.readouterr().out
+    assert f"writing the rows to {paths[0]}..." in capsys.readouterr().out
     parquet = pd.read_parquet(paths[0])
     csv = pd.read_csv(paths[1])
     with uproot.open(paths[2]) as file:
