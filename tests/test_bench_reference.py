@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bench_reference import CASES, PATH, compute
 
 
@@ -30,4 +29,3 @@ def test_benchmark_scenarios_equal_their_saved_outputs(case, saved):
         np.testing.assert_allclose(
             values, expected, rtol=1e-12, atol=1e-12 * scale, err_msg=f"{case} {column}"
         )
-
