@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from scipy import ndimage
 
+from . import _numba
 from ._numba import njit, num_threads, prange
 from .errors import InvalidWindowSpec
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_stats
@@ -431,6 +432,18 @@ def _box_sums(
     sums: np.ndarray, rows: np.ndarray, window: Window, centers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windowed statistics of a uniform, truncated window by box sums over the whole grid."""
+    if _numba.numba_available():
+        return _box_sums_at_centers(sums, rows, window, centers)
+    windowed = _box_sums_scipy(sums, rows, window, centers)
+    return (
+        windowed[:, :-2].reshape(centers.size, *sums.shape[1:]),
+        np.rint(windowed[:, -2]).astype(np.int64),
+        np.rint(windowed[:, -1]).astype(np.int64),
+    )
+
+
+def _box_sums_scipy(sums, rows, window: Window, centers: np.ndarray) -> np.ndarray:
+    """(m, channels) box sums at the centers: the sums, the rows and the bins with rows."""
     shape = window.shape
     per_bin = np.concatenate(
         [
@@ -440,12 +453,158 @@ def _box_sums(
         ],
         axis=-1,
     )
-    windowed = window_sum(per_bin, window.half).reshape(rows.size, -1)[centers]
-    return (
-        windowed[:, :-2].reshape(centers.size, *sums.shape[1:]),
-        np.rint(windowed[:, -2]).astype(np.int64),
-        np.rint(windowed[:, -1]).astype(np.int64),
-    )
+    return window_sum(per_bin, window.half).reshape(rows.size, -1)[centers]
+
+
+def _box_sums_at_centers(
+    sums: np.ndarray, rows: np.ndarray, window: Window, centers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_box_sums`` in one parallel numba pass, bit-identical to the ``correlate1d`` path.
+
+    Each thread takes a range of slabs (bins of the first dim): the first dim's sums of its
+    slab, the middle dims' sums within it, and the last dim's sums at the slab's centers only.
+    Every value is added in ``ndimage.correlate1d``'s order (the center, then the pairs
+    ``x[i - k] + x[i + k]`` from the widest in), so the results equal it bit for bit for any
+    thread count, and no array of the whole grid's windowed sums is made.
+    """
+    n_bins, m = rows.size, centers.size
+    flat = np.ascontiguousarray(sums.reshape(n_bins, -1), dtype=np.float64)
+    extra = np.empty((n_bins, 2))
+    extra[:, 0] = rows
+    extra[:, 1] = rows > 0
+    out = np.empty((m, flat.shape[1]))
+    n_rows = np.empty(m, dtype=np.int64)
+    n_with_rows = np.empty(m, dtype=np.int64)
+    if m:
+        centers = centers.astype(np.int64)
+        if np.all(centers[1:] >= centers[:-1]):
+            dest = np.arange(m, dtype=np.int64)
+        else:
+            dest = np.argsort(centers, kind="stable").astype(np.int64)
+            centers = centers[dest]
+        shape = np.asarray(window.shape, dtype=np.int64)
+        half = np.asarray(window.half, dtype=np.int64)
+        n_chunks = max(1, min(num_threads() * 2, int(shape[0])))
+        _box_sums_numba(flat, extra, shape, half, centers, dest, n_chunks, out, n_rows, n_with_rows)
+    return out.reshape(m, *sums.shape[1:]), n_rows, n_with_rows
+
+
+@njit(cache=True)
+def _axis_sums(src, dst, w):
+    """Box sums of half-width ``w`` along the middle axis of ``src`` (outer, n, inner) into
+    ``dst``, zeros outside, in ``correlate1d``'s order of additions."""
+    outer, n, inner = src.shape
+    for o in range(outer):
+        for i in range(n):
+            for f in range(inner):
+                dst[o, i, f] = src[o, i, f]
+            for k in range(w, 0, -1):
+                lo, hi = i - k, i + k
+                if lo >= 0 and hi < n:
+                    for f in range(inner):
+                        dst[o, i, f] += src[o, lo, f] + src[o, hi, f]
+                elif lo >= 0:
+                    for f in range(inner):
+                        dst[o, i, f] += src[o, lo, f] + 0.0
+                elif hi < n:
+                    for f in range(inner):
+                        dst[o, i, f] += 0.0 + src[o, hi, f]
+
+
+@njit(cache=True)
+def _first_axis(flat, extra, i0, n0, w, dst):
+    """The first dim's box sums of slab ``i0`` (bins of a slab, channels) into ``dst``."""
+    n_slab, n_sums = dst.shape[0], flat.shape[1]
+    for j in range(n_slab):
+        b = i0 * n_slab + j
+        for f in range(n_sums):
+            dst[j, f] = flat[b, f]
+        dst[j, n_sums] = extra[b, 0]
+        dst[j, n_sums + 1] = extra[b, 1]
+    for k in range(w, 0, -1):
+        lo, hi = i0 - k, i0 + k
+        if lo >= 0 and hi < n0:
+            for j in range(n_slab):
+                left, right = lo * n_slab + j, hi * n_slab + j
+                for f in range(n_sums):
+                    dst[j, f] += flat[left, f] + flat[right, f]
+                for f in range(2):
+                    dst[j, n_sums + f] += extra[left, f] + extra[right, f]
+        elif lo >= 0 or hi < n0:
+            one = lo if lo >= 0 else hi
+            for j in range(n_slab):
+                b = one * n_slab + j
+                for f in range(n_sums):
+                    dst[j, f] += flat[b, f] + 0.0
+                for f in range(2):
+                    dst[j, n_sums + f] += extra[b, f] + 0.0
+
+
+@njit(cache=True)
+def _last_axis(src, i, n, w, dst):
+    """Box sums of half-width ``w`` along the first axis of ``src`` (n, channels) at ``i``."""
+    channels = src.shape[1]
+    for f in range(channels):
+        dst[f] = src[i, f]
+    for k in range(w, 0, -1):
+        lo, hi = i - k, i + k
+        if lo >= 0 and hi < n:
+            for f in range(channels):
+                dst[f] += src[lo, f] + src[hi, f]
+        elif lo >= 0 or hi < n:
+            one = lo if lo >= 0 else hi
+            for f in range(channels):
+                dst[f] += src[one, f] + 0.0
+
+
+@njit(cache=True, parallel=True)
+def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    flat, extra, shape, half, centers, dest, n_chunks, out, n_rows, n_with_rows
+):
+    n_dims = shape.shape[0]
+    n0 = shape[0]
+    n_slab = 1
+    for d in range(1, n_dims):
+        n_slab *= shape[d]
+    n_sums = flat.shape[1]
+    channels = n_sums + 2
+    last = n_dims - 1
+    n_last = shape[last]
+    for c in prange(n_chunks):
+        buffers = (np.empty((n_slab, channels)), np.empty((n_slab, channels)))
+        at_center = np.empty(channels)
+        first = np.searchsorted(centers, c * n0 // n_chunks * n_slab)
+        for i0 in range(c * n0 // n_chunks, (c + 1) * n0 // n_chunks):
+            end = np.searchsorted(centers, (i0 + 1) * n_slab)
+            if end == first:
+                continue
+            _first_axis(flat, extra, i0, n0, half[0], buffers[0])
+            current = 0
+            outer = 1
+            for d in range(1, last):
+                inner = channels
+                for e in range(d + 1, n_dims):
+                    inner *= shape[e]
+                if half[d] > 0:
+                    src = buffers[current].reshape((outer, shape[d], inner))
+                    dst = buffers[1 - current].reshape((outer, shape[d], inner))
+                    _axis_sums(src, dst, half[d])
+                    current = 1 - current
+                outer *= shape[d]
+            src = buffers[current]
+            for k in range(first, end):
+                local = centers[k] - i0 * n_slab
+                if n_dims == 1:
+                    at_center[:] = src[0]
+                else:
+                    i = local % n_last
+                    line = src[local - i : local - i + n_last]
+                    _last_axis(line, i, n_last, half[last], at_center)
+                o = dest[k]
+                out[o] = at_center[:n_sums]
+                n_rows[o] = np.rint(at_center[n_sums])
+                n_with_rows[o] = np.rint(at_center[n_sums + 1])
+            first = end
 
 
 def windowed_sums(
