@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
-from ._numba import njit
+from ._numba import njit, prange
 from .design import RowTable
 from .expressions import check_formula
 from .formula import INTERCEPT, design_matrix, parse_formula
@@ -445,13 +445,30 @@ def _models(fit: xr.Dataset, checked: _Checked, targets: Sequence[str]) -> _Mode
 class _Mode(NamedTuple):
     linear: bool  # blend the corner bins' models (else the nearest bin's)
     replace_invalid: bool  # use the nearest usable bin's model for unusable bins
+    with_error: bool = True  # also the standard errors (p² work per corner)
+
+
+@njit(cache=True, parallel=True)
+def _predict_rows(positions, design, models, mode, pred, err, flags):
+    """Every row's prediction; blocks of rows in parallel (each row on its own: the same
+    results for any thread count)."""
+    n_rows = positions.shape[0]
+    n_blocks = (n_rows + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for k in prange(n_blocks):
+        lo = k * _ROW_BLOCK
+        hi = min(lo + _ROW_BLOCK, n_rows)
+        _predict_block(positions, design, models, mode, pred, err, flags, lo, hi)
+
+
+# rows per parallel task of predict
+_ROW_BLOCK = 4096
 
 
 @njit(cache=True)
-def _predict_rows(positions, design, models, mode, pred, err, flags):  # noqa: C901  (numba kernel)
+def _predict_block(positions, design, models, mode, pred, err, flags, lo, hi):  # noqa: C901, PLR0913  (numba kernel)
     shape, strides, coef, cov, usable, nearest_valid, trend_dims = models
-    linear, replace_invalid = mode
-    n_rows, n_dims = positions.shape
+    linear, replace_invalid, with_error = mode
+    n_dims = positions.shape[1]
     n_targets = coef.shape[1]
     n_plain = design.shape[1]
     n_trend = trend_dims.shape[0]
@@ -459,7 +476,7 @@ def _predict_rows(positions, design, models, mode, pred, err, flags):  # noqa: C
     base = np.empty(n_dims, dtype=np.int64)
     frac = np.empty(n_dims)
     g = np.empty(p)
-    for i in range(n_rows):
+    for i in range(lo, hi):
         for d in range(n_dims):
             v = positions[i, d]
             if linear and shape[d] > 1:
@@ -512,13 +529,15 @@ def _predict_rows(positions, design, models, mode, pred, err, flags):  # noqa: C
                             center = idx
                     g[n_plain + k] = positions[i, trend_dims[k]] - center
                 value = 0.0
-                variance = 0.0
                 for a in range(p):
                     value += coef[flat, t, a] * g[a]
-                    for b in range(p):
-                        variance += g[a] * cov[flat, t, a, b] * g[b]
                 total += weight * value
-                error += abs(weight) * np.sqrt(max(variance, 0.0))
+                if with_error:
+                    variance = 0.0
+                    for a in range(p):
+                        for b in range(p):
+                            variance += g[a] * cov[flat, t, a, b] * g[b]
+                    error += abs(weight) * np.sqrt(max(variance, 0.0))
             pred[i, t] = total
             err[i, t] = error if total == total else np.nan
 
@@ -620,7 +639,7 @@ def predict(
     placed = _place(fit, table, checked.axes, clamp=bounds == "clamp", linear=method == "linear")
     design = _design(table, checked.formula, checked.terms, checked.trend)
     models = _models(fit, checked, targets)
-    mode = _Mode(method == "linear", invalid == "nearest_valid")
+    mode = _Mode(method == "linear", invalid == "nearest_valid", return_error)
     pred, err, flags = _evaluate(placed, design, models, mode)
     columns = {f"{t}_pred": pred[:, k] for k, t in enumerate(targets)}
     if return_error:
