@@ -3,6 +3,7 @@ Dataset and back."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ class Fit:
     binning: Mapping = field(default_factory=dict)  # digitize records: bin centers per dim
 
 
+@functools.cache  # reading package metadata costs a millisecond per call
 def version(package: str) -> str:
     """The installed version of ``package``, or 'not installed'."""
     try:
@@ -71,8 +73,11 @@ def column_safe(name: str) -> str:
 
 def _dense(fit: Fit, values: np.ndarray, fill) -> np.ndarray:
     """Scatter per-center values (m, ...) into the grid (n_bins, ...), ``fill`` elsewhere."""
+    centers = fit.centers
+    if centers.size == fit.grid.size and centers.size and centers[0] == 0:
+        return values  # every bin is a center (sorted, unique): already dense, no scatter
     out = np.full((fit.grid.size, *values.shape[1:]), fill, dtype=values.dtype)
-    out[fit.centers] = values
+    out[centers] = values
     return out
 
 
@@ -311,10 +316,11 @@ def stats_to_dataset(stats: BinStats, units: Mapping[str, str] | None = None) ->
 
 
 def _stats_grid(ds: xr.Dataset) -> Grid:
-    dims = tuple(d for d in ds["rows"].dims)
-    grid = Grid(dims, tuple(int(ds[d].values[0]) for d in dims), tuple(ds.sizes[d] for d in dims))
-    for d, lo, n in zip(dims, grid.lo, grid.shape, strict=True):
-        if not np.array_equal(ds[d].values, np.arange(lo, lo + n)):
+    dims = tuple(d for d in ds.variables["rows"].dims)
+    labels = [np.asarray(ds.variables[d].values) for d in dims]
+    grid = Grid(dims, tuple(int(v[0]) for v in labels), tuple(v.size for v in labels))
+    for d, lo, n, v in zip(dims, grid.lo, grid.shape, labels, strict=True):
+        if not np.array_equal(v, np.arange(lo, lo + n)):
             raise ValueError(f"statistics coordinate {d!r} must be consecutive integers")
     return grid
 
@@ -322,22 +328,25 @@ def _stats_grid(ds: xr.Dataset) -> Grid:
 def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     """Pack a statistics Dataset back into the array layout the pipeline works on."""
     grid = _stats_grid(ds)
-    terms = tuple(str(t) for t in ds["term"].values)
-    targets = tuple(str(t) for t in ds["target"].values)
+    terms = tuple(str(t) for t in ds.variables["term"].values)
+    targets = tuple(str(t) for t in ds.variables["target"].values)
     p = len(terms)
     idx = moment_index(p)
     order = (*grid.dims, "target")
-    sums = np.empty((*grid.shape, len(targets), n_stats(p)))
-    sums[..., COUNT] = ds["count"].transpose(*order).values
-    sums[..., COUNT_POSITIVE] = ds["count_positive"].transpose(*order).values
-    sums[..., SUM_W2] = ds["sum_w2"].transpose(*order).values
-    sum_wxx = ds["sum_wxx"].transpose(*order, "term", "term_").values
-    sum_wxy = ds["sum_wxy"].transpose(*order, "term").values
+
+    def values(name: str, *extra: str) -> np.ndarray:  # xarray's Variable: no index overhead
+        return ds.variables[name].transpose(*order, *extra).values
+
+    packed = [np.empty(0)] * n_stats(p)  # one array per packed statistic, in layout order
+    packed[COUNT], packed[COUNT_POSITIVE] = values("count"), values("count_positive")
+    packed[SUM_W2] = values("sum_w2")
+    sum_wxx, sum_wxy = values("sum_wxx", "term", "term_"), values("sum_wxy", "term")
     for a in range(p):
         for b in range(a, p):
-            sums[..., idx[a, b]] = sum_wxx[..., a, b]
-        sums[..., idx[a, p]] = sum_wxy[..., a]
-    sums[..., idx[p, p]] = ds["sum_wy2"].transpose(*order).values
+            packed[idx[a, b]] = sum_wxx[..., a, b]
+        packed[idx[a, p]] = sum_wxy[..., a]
+    packed[idx[p, p]] = values("sum_wy2")
+    sums = np.stack(packed, axis=-1)
     counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
     return BinStats(
@@ -345,7 +354,7 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
         terms,
         targets,
         sums.reshape(grid.size, len(targets), -1),
-        ds["rows"].transpose(*grid.dims).values.reshape(-1),
+        ds.variables["rows"].transpose(*grid.dims).values.reshape(-1),
         ds["x_reference"].values[1:].astype(np.float64),
         ds["y_reference"].values.astype(np.float64),
         counts,
