@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from xslide import bench
 
 
@@ -82,3 +84,16 @@ def test_floor_pass_reads_every_column(monkeypatch):
     if bench.numba_available():
         sums = bench._block_sums((columns[0],), 8)
         assert sums.shape == (8, 1) and sums.sum() == columns[0].sum()
+
+
+@pytest.mark.slow  # compiles every kernel of the demo from scratch
+@pytest.mark.needs_numba  # new interpreters, which import numba themselves
+def test_cold_reports_the_demo_fit_on_empty_numba_caches(capsys, tmp_path):
+    out = tmp_path / "cold.json"
+    assert bench.main(["--cold", "--scale", "0.01", "--markdown", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fit on a cold numba cache" in printed and "| demo | xslide demo fit, cold" in printed
+    (figures,) = json.loads(out.read_text())
+    assert figures["rows"] == 10_000
+    assert figures["demo_cold_fit_s"] > figures["demo_warm_fit_s"] > 0
+    assert figures["numba_specialisations"] >= figures["numba_kernels"] > 0
