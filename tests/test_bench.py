@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from xslide import bench
 
 
@@ -15,3 +17,83 @@ def test_bench_reports_predict_rows_per_second(capsys, tmp_path):
     (figures,) = json.loads(out.read_text())
     assert figures["predict_nearest_rows_per_s"] > 0
     assert figures["predict_linear_rows_per_s"] > 0
+
+
+def test_every_timed_row_has_its_vs_floor_in_text_markdown_and_json(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["small", "--scale", "0.01", "--repeat", "1", "--markdown", "--json", str(out)]
+    assert bench.main(args) == 0
+    printed = capsys.readouterr().out
+    (figures,) = json.loads(out.read_text())
+    assert figures["floor_s"] > 0 and figures["refit_s"] > 0
+    rows = ["ols", "with_median", "weighted", "n_sigma_cut", "refit"]
+    rows += ["predict_nearest", "predict_linear"]
+    for row in rows:
+        assert figures[f"{row}_vs_floor"] == figures[f"{row}_s"] / figures["floor_s"]
+    assert figures["vs_floor"] == figures["ols_vs_floor"]
+    text = printed.split("| scenario |")[0]
+    labels = ["+ exact median", "weighted (WLS)", "n_sigma_cut=3", "refit from statistics"]
+    for label in [*labels, "predict at the rows"]:
+        (line,) = [line for line in text.splitlines() if label in line]
+        assert "floor)" in line, line
+    assert text.count("floor)") == 5  # and the OLS line says "the floor"
+    assert "| n_sigma_cut=3 | refit from statistics |" in printed
+    for label in ("OLS with n_sigma_cut=3", "refit from statistics", "predict linear"):
+        (line,) = [line for line in printed.splitlines() if line.startswith(f"| small | {label}")]
+        assert line.endswith("x |"), line
+
+
+def test_compare_prints_before_after_ratios_of_two_json_runs(capsys, tmp_path):
+    old = [
+        # written by the code before this benchmark saved predict seconds: derived from rows/s
+        {"scenario": "medium", "rows": 3_000_000, "ols_s": 0.110, "with_median_s": 0.9,
+         "predict_linear_rows_per_s": 1.5e6, "fit_alloc_mb": 300.0},
+        {"scenario": "small", "rows": 20_000, "ols_s": 0.005},
+        {"scenario": "medium", "boundary": "reflect", "rows": 3_000_000, "ols_s": 0.2},
+    ]  # fmt: skip
+    new = [
+        {"scenario": "medium", "rows": 3_000_000, "ols_s": 0.040, "with_median_s": 0.3,
+         "predict_linear_s": 0.5, "refit_s": 0.01, "fit_alloc_mb": 150.0},
+        {"scenario": "medium", "boundary": "reflect", "rows": 3_000_000, "ols_s": 0.1},
+        {"scenario": "sparse", "rows": 1_250_000, "ols_s": 0.08},
+    ]  # fmt: skip
+    paths = []
+    for name, runs in (("old", old), ("new", new)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(runs))
+    assert bench.main(["--compare", *map(str, paths)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "| scenario | measurement | before | after | speedup |",
+        "|---|---|---|---|---|",
+    ]
+    assert lines[2:] == [
+        "| medium | mean/std/entries + OLS | 0.11 s | 0.04 s | 2.75x |",
+        "| medium | + exact median | 0.9 s | 0.3 s | 3.00x |",
+        "| medium | predict linear | 2 s | 0.5 s | 4.00x |",
+        "| medium | peak allocation of the fit (MB) | 300 MB | 150 MB | 2.00x |",
+        "| medium (reflect) | mean/std/entries + OLS | 0.2 s | 0.1 s | 2.00x |",
+    ]  # refit (only after) and sparse/small (only in one run) have no row
+
+
+def test_floor_pass_reads_every_column(monkeypatch):
+    import numpy as np
+
+    columns = [np.arange(1000, dtype=np.int64), np.linspace(0, 1, 1000), np.ones(1000, "f4")]
+    bench._one_pass(columns)  # int64 and float64 in one launch, float32 in another
+    if bench.numba_available():
+        sums = bench._block_sums((columns[0],), 8)
+        assert sums.shape == (8, 1) and sums.sum() == columns[0].sum()
+
+
+@pytest.mark.slow  # compiles every kernel of the demo from scratch
+@pytest.mark.needs_numba  # new interpreters, which import numba themselves
+def test_cold_reports_the_demo_fit_on_empty_numba_caches(capsys, tmp_path):
+    out = tmp_path / "cold.json"
+    assert bench.main(["--cold", "--scale", "0.01", "--markdown", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fit on a cold numba cache" in printed and "| demo | xslide demo fit, cold" in printed
+    (figures,) = json.loads(out.read_text())
+    assert figures["rows"] == 10_000
+    assert figures["demo_cold_fit_s"] > figures["demo_warm_fit_s"] > 0
+    assert figures["numba_specialisations"] >= figures["numba_kernels"] > 0

@@ -4,10 +4,35 @@ from __future__ import annotations
 
 try:  # numba is a runtime dependency, but a broken or missing install must not break import
     import numba
+    from numba.core import types as _types
 
     HAVE_NUMBA = True
-    njit = numba.njit
     prange = numba.prange
+
+    def njit(*args, **kwargs):
+        """``numba.njit`` whose kernels get one specialisation per plain argument types.
+
+        numba types a constant argument of a call between kernels as a literal
+        (``_select(values, 0, k)`` as ``Literal[int](0)``) and compiles the callee again for
+        it: a second or third copy of the same machine code, seconds of a cold start. The
+        kernels here never dispatch on literal values, so the callee is compiled for the
+        plain type (``int64``) and every call site shares it.
+        """
+        if args and callable(args[0]):
+            return _plain_calls(numba.njit(args[0], **kwargs))
+        return lambda func: _plain_calls(numba.njit(*args, **kwargs)(func))
+
+    def _plain_calls(dispatcher):
+        """Make calls from other kernels compile ``dispatcher`` for unliteral types."""
+        resolve = dispatcher.get_call_template
+
+        def get_call_template(args, kws):
+            args = tuple(_types.unliteral(a) for a in args)
+            return resolve(args, {k: _types.unliteral(v) for k, v in kws.items()})
+
+        dispatcher.get_call_template = get_call_template
+        return dispatcher
+
 except ImportError:  # pragma: no cover - exercised by simulating the missing module
     numba = None
     HAVE_NUMBA = False

@@ -10,19 +10,30 @@ Scenarios (2 predictors, 2 targets, known truth, fixed seed, rows in random orde
 - ``all``: small, medium and sparse (``large`` only when asked: it writes ~6 GB).
 
 Every in-memory scenario times ``make_sliding_window_fit`` end to end (DataFrame in, DataFrame
-out, warm: after the numba compile of the first call), without and with the exact median, and
-in the same process the **floor** (one ``np.bincount`` over the flat bin ids per input column:
-the least work that touches every value once) and the **naive** baseline (each window's rows
-gathered explicitly with a boolean mask and fitted with ``np.linalg.lstsq``, timed on a sample
-of centers and extrapolated). It also times ``predict`` of the fit at the rows, moved off the
-bin centers, with ``method='nearest'`` and ``'linear'`` (rows per second, one core).
-``--scale`` shrinks the rows (CI runs ``small --scale 0.01``).
+out, warm: after the numba compile of the first call): OLS with mean/std/entries, with the exact
+median, weighted, with ``n_sigma_cut=3``; the refit of saved statistics (``bin_stats`` once,
+then ``stats.slidewin.fit``: the pipeline after the row pass); and ``predict`` of the fit at
+the rows, moved off the bin centers, with ``method='nearest'`` and ``'linear'``. Every row is
+also given as a multiple of the **floor**: one parallel pass (numba ``prange`` over row
+blocks, every thread) that reads each input column of the scenario once and sums it, the least
+work any fit of these rows must do (for ``large``: the parquet read of the columns plus that
+pass). The **naive** baseline gathers each window's rows with a boolean mask and fits them with
+``np.linalg.lstsq``, timed on a sample of centers and extrapolated.
+
+``--fresh-process`` adds a new interpreter's ``import xslide`` and import + first fit (numba's
+disk cache warm); ``--cold`` runs ``xslide demo`` in a new interpreter on empty temporary numba
+and xslide caches, then again on the caches it filled, and reports the fit time the demo
+prints (``--scale`` scales its 1e6 rows). ``--compare OLD.json NEW.json`` prints before/after
+ratios of two saved ``--json`` runs as a markdown table. ``--scale`` shrinks the rows (CI runs
+``small --scale 0.01``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import statistics
 import subprocess
@@ -34,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ._numba import njit, num_threads, numba_available, prange
 
 
 @dataclass(frozen=True)
@@ -114,16 +127,70 @@ def _peak_allocation_mb(func) -> float:
     return (peak - before) / 2**20
 
 
-def _floor_seconds(df: pd.DataFrame, dims: list[str], shape: tuple[int, ...]) -> float:
-    """One np.bincount over the flat bin ids per input column (the flat ids given)."""
-    flat = np.ravel_multi_index([df[d].to_numpy() for d in dims], shape)
-    columns = [df[c].to_numpy() for c in [*dims, *PREDICTORS, *TARGETS]]
+@njit(cache=True)
+def _sum(values: np.ndarray):
+    """The sum of ``values`` in one sequential loop (vectorized for integers)."""
+    total = values.dtype.type(0)
+    for i in range(values.size):
+        total += values[i]
+    return total
 
-    def once():
+
+@njit(cache=True, parallel=True)
+def _block_sums(columns, n_blocks: int) -> np.ndarray:
+    """Per row block, the sum of every column of ``columns`` (a tuple of equal-length arrays
+    of one dtype) over that block: one parallel region, the blocks spread over the threads.
+
+    The floor's kernel: it reads every value once, at memory speed, on every thread.
+    """
+    n = columns[0].size
+    out = np.zeros((n_blocks, len(columns)), columns[0].dtype)
+    for b in prange(n_blocks):
+        start, stop = b * n // n_blocks, (b + 1) * n // n_blocks
+        for j in range(len(columns)):
+            out[b, j] = _sum(columns[j][start:stop])
+    return out
+
+
+def _one_pass(columns: list[np.ndarray]) -> None:
+    """Read each column once: in parallel row blocks with numba, else numpy's sum.
+
+    8-byte columns are read as int64 (their bits summed: the same memory traffic, one kernel
+    launch for all of them, no slow float paths); other dtypes get a launch per dtype.
+    """
+    if not numba_available():
         for column in columns:
-            np.bincount(flat, weights=column, minlength=int(np.prod(shape)))
+            column.sum()
+        return
+    groups: dict[np.dtype, list[np.ndarray]] = {}
+    for column in columns:
+        column = column.view(np.int64) if column.dtype.itemsize == 8 else column
+        groups.setdefault(column.dtype, []).append(column)
+    n_blocks = 4 * num_threads()
+    for group in groups.values():
+        _block_sums(tuple(group), n_blocks)
 
-    return _time(once, 3)[0]
+
+def _floor_seconds(df: pd.DataFrame, columns: list[str], repeat: int = 5) -> float:
+    """The floor: one parallel pass reading each input column once (the fastest run)."""
+    arrays = [np.ascontiguousarray(df[c].to_numpy()) for c in columns]
+    _one_pass(arrays)  # compiles (or loads) the kernel for these dtypes
+    times = []
+    for _ in range(4 * repeat):  # cheap: the fastest of many, as the machine is shared
+        t0 = time.perf_counter()
+        _one_pass(arrays)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _parquet_floor_seconds(path: Path, columns: list[str]) -> float:
+    """The large scenario's floor: read the columns from parquet by batches, one pass each."""
+    from .io import CHUNK_ROWS, iter_batches
+
+    t0 = time.perf_counter()
+    for batch in iter_batches(path, columns, CHUNK_ROWS, arrow=True):
+        _one_pass([c.to_numpy(zero_copy_only=False) for c in batch.columns])
+    return time.perf_counter() - t0
 
 
 def _naive_seconds(df, dims, shape, window, n_centers: int, sample: int = 20) -> float:
@@ -163,12 +230,14 @@ def _predict_rows_per_s(df, dims, shape, window, repeat: int) -> dict:
     for method in ("nearest", "linear"):
         xslide.predict(fit, rows.iloc[:100], method=method)  # compiles the kernel
         seconds, _ = _time(lambda m=method: xslide.predict(fit, rows, method=m), repeat)
+        figures[f"predict_{method}_s"] = seconds
         figures[f"predict_{method}_rows_per_s"] = len(rows) / seconds
     return figures
 
 
-def _fresh_process_seconds(name: str, scale: float) -> float:
-    """A new interpreter: import xslide + the first fit, numba's disk cache already warm."""
+def _fresh_process_seconds(name: str, scale: float) -> dict[str, float]:
+    """A new interpreter, numba's disk cache already warm: ``import xslide`` alone, and
+    import + the first fit (pandas imported in the timed part: the fit needs it)."""
     s = SCENARIOS[name]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rows.npz"
@@ -190,7 +259,79 @@ def _fresh_process_seconds(name: str, scale: float) -> float:
             done = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, check=True
             )
-    return float(done.stdout.strip().splitlines()[-1])
+    importing = (
+        "import time\nt0 = time.perf_counter()\nimport xslide\nprint(time.perf_counter() - t0)"
+    )
+    imports = [
+        float(subprocess.run([sys.executable, "-c", importing], capture_output=True, text=True,
+                             check=True).stdout.split()[-1])
+        for _ in range(3)
+    ]  # fmt: skip
+    return {
+        "import_s": min(imports),
+        "fresh_process_s": float(done.stdout.strip().splitlines()[-1]),
+    }
+
+
+def run_cold_demo(scale: float = 1.0) -> dict:
+    """``xslide demo`` in a new interpreter on empty numba and xslide caches, then again on the
+    caches the first run filled: the fit time the demo prints, and the whole command's."""
+    rows = max(1000, round(1_000_000 * scale))
+    figures: dict = {"scenario": "demo", "rows": rows}
+    with tempfile.TemporaryDirectory() as folder:
+        env = {
+            **os.environ,
+            "NUMBA_CACHE_DIR": str(Path(folder) / "numba"),
+            "XSLIDE_CACHE_DIR": str(Path(folder) / "xslide"),
+        }
+        command = [sys.executable, "-m", "xslide.cli", "demo", "--rows", str(rows), "--out",
+                   str(Path(folder) / "demo")]  # fmt: skip
+        for state in ("cold", "warm"):
+            t0 = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            figures[f"demo_{state}_process_s"] = time.perf_counter() - t0
+            found = re.search(r"bins in ([0-9.]+) s", done.stdout)
+            if found is None:
+                raise RuntimeError(f"xslide demo printed no fit time:\n{done.stdout}")
+            figures[f"demo_{state}_fit_s"] = float(found.group(1))
+        cache = Path(folder) / "numba"
+        figures["numba_specialisations"] = len(list(cache.rglob("*.nbc")))
+        figures["numba_kernels"] = len(list(cache.rglob("*.nbi")))
+    return figures
+
+
+#: the timed rows of a scenario, in print order: JSON key, label (every one has a "vs floor")
+ROWS = [
+    ("ols_s", "mean/std/entries + OLS"),
+    ("with_median_s", "+ exact median"),
+    ("weighted_s", "weighted (WLS)"),
+    ("n_sigma_cut_s", "OLS with n_sigma_cut=3"),
+    ("refit_s", "refit from statistics"),
+    ("predict_nearest_s", "predict nearest"),
+    ("predict_linear_s", "predict linear"),
+    ("stream_s", "stream from parquet"),
+    ("fit_from_stats_s", "fit from statistics"),
+]
+#: further figures ``--compare`` shows (lower is better), without a floor
+OTHER_FIGURES = [
+    ("first_call_s", "first call (numba compile or cache load)"),
+    ("import_s", "fresh process: import xslide"),
+    ("fresh_process_s", "fresh process, warm numba cache: import + first fit"),
+    ("demo_cold_fit_s", "xslide demo fit, cold numba cache"),
+    ("demo_warm_fit_s", "xslide demo fit, warm numba cache (new process)"),
+    ("floor_s", "floor (one parallel pass over the columns)"),
+    ("fit_alloc_mb", "peak allocation of the fit (MB)"),
+    ("peak_rss_mb", "process peak RSS (MB)"),
+]
+
+
+def _with_ratios(figures: dict) -> dict:
+    """Add ``KEY_vs_floor`` (time / floor) for every timed row present."""
+    floor = figures.get("floor_s")
+    for key, _ in ROWS:
+        if floor and key in figures:
+            figures[key.removesuffix("_s") + "_vs_floor"] = figures[key] / floor
+    return figures
 
 
 def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dict:
@@ -202,9 +343,9 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
     window = dict(zip(dims, s.window, strict=True))
     df = make_rows(s, scale=scale)
 
-    def fit(aggregation, **options):
+    def fit(aggregation, rows=df, **options):
         return xslide.make_sliding_window_fit(
-            df,
+            rows,
             dims,
             window,
             TARGETS,
@@ -221,37 +362,44 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
     t_median, _ = _time(lambda: fit(None), max(1, repeat // 2))
     fit(NO_MEDIAN, weights_column="w")
     t_weighted, _ = _time(lambda: fit(NO_MEDIAN, weights_column="w"), repeat)
+    fit(NO_MEDIAN, df.iloc[: min(len(df), 20_000)], n_sigma_cut=3.0)  # compiles its kernels
     t_clip, _ = _time(lambda: fit(NO_MEDIAN, n_sigma_cut=3.0), 1)
+    stats = xslide.bin_stats(df, dims, TARGETS, PREDICTORS)
+    stats.slidewin.fit(window=window, **window_options)
+    t_refit, _ = _time(lambda: stats.slidewin.fit(window=window, **window_options), repeat)
     n_bins = int(np.prod(s.shape))
-    floor = _floor_seconds(df, dims, s.shape)
+    floor = _floor_seconds(df, [*dims, *PREDICTORS, *TARGETS], max(5, repeat))
     naive = _naive_seconds(df, dims, s.shape, s.window, len(out))
     predict = _predict_rows_per_s(df, dims, s.shape, window, max(1, repeat // 2))
-    return {
-        "scenario": name,
-        **{k: str(v) for k, v in window_options.items()},
-        "rows": len(df),
-        "bins": n_bins,
-        "fitted_pct": 100.0 * int(out["y1_intercept"].notna().sum()) / n_bins,
-        "skipped_pct": 100.0 * float(out.quality_flag.str.contains("insufficient").mean()),
-        "avg_window_bins": float(out.n_neighbors_used.mean()),
-        "first_call_s": first_call,
-        "ols_s": t_ols,
-        "with_median_s": t_median,
-        "weighted_s": t_weighted,
-        "weights_cost": t_weighted / t_ols,
-        "n_sigma_cut_s": t_clip,
-        "rows_per_s": len(df) / t_ols,
-        "bins_per_s": n_bins / t_ols,
-        "floor_s": floor,
-        "vs_floor": t_ols / floor,
-        "naive_s": naive,
-        "naive_vs_ols": naive / t_ols,
-        **predict,
-        "input_mb": df.memory_usage(index=False).sum() / 2**20,
-        "fit_alloc_mb": _peak_allocation_mb(lambda: fit(NO_MEDIAN)),
-        "median_alloc_mb": _peak_allocation_mb(lambda: fit(None)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return _with_ratios(
+        {
+            "scenario": name,
+            **{k: str(v) for k, v in window_options.items()},
+            "rows": len(df),
+            "bins": n_bins,
+            "fitted_pct": 100.0 * int(out["y1_intercept"].notna().sum()) / n_bins,
+            "skipped_pct": 100.0 * float(out.quality_flag.str.contains("insufficient").mean()),
+            "avg_window_bins": float(out.n_neighbors_used.mean()),
+            "first_call_s": first_call,
+            "ols_s": t_ols,
+            "with_median_s": t_median,
+            "weighted_s": t_weighted,
+            "weights_cost": t_weighted / t_ols,
+            "n_sigma_cut_s": t_clip,
+            "refit_s": t_refit,
+            "rows_per_s": len(df) / t_ols,
+            "bins_per_s": n_bins / t_ols,
+            "floor_s": floor,
+            "vs_floor": t_ols / floor,
+            "naive_s": naive,
+            "naive_vs_ols": naive / t_ols,
+            **predict,
+            "input_mb": df.memory_usage(index=False).sum() / 2**20,
+            "fit_alloc_mb": _peak_allocation_mb(lambda: fit(NO_MEDIAN)),
+            "median_alloc_mb": _peak_allocation_mb(lambda: fit(None)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def run_large_dask(data_dir: Path, workers: int, scale: float = 1.0) -> dict:
@@ -321,19 +469,23 @@ def run_large(data_dir: Path, scale: float = 1.0) -> dict:
     fit = xslide.fit(stats, window=window)
     t_fit = time.perf_counter() - t0
     rows = int(stats.attrs["n_rows_input"])
-    return {
-        "scenario": "large",
-        "rows": rows,
-        "bins": int(np.prod(s.shape)),
-        "fitted_pct": float((fit.quality_flag.sel(target="y1") == 0).mean() * 100),
-        "skipped_pct": float((fit.quality_flag.sel(target="y1") == 2).mean() * 100),
-        "avg_window_bins": float(fit.n_neighbors_used.mean()),
-        "stream_s": t_stream,
-        "stream_rows_per_s": rows / t_stream,
-        "stats_pass_rows_per_s": rows / sum(accumulate_seconds),
-        "fit_from_stats_s": t_fit,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    floor = _parquet_floor_seconds(path, [*dims, *PREDICTORS, *TARGETS])
+    return _with_ratios(
+        {
+            "scenario": "large",
+            "rows": rows,
+            "bins": int(np.prod(s.shape)),
+            "fitted_pct": float((fit.quality_flag.sel(target="y1") == 0).mean() * 100),
+            "skipped_pct": float((fit.quality_flag.sel(target="y1") == 2).mean() * 100),
+            "avg_window_bins": float(fit.n_neighbors_used.mean()),
+            "stream_s": t_stream,
+            "stream_rows_per_s": rows / t_stream,
+            "stats_pass_rows_per_s": rows / sum(accumulate_seconds),
+            "fit_from_stats_s": t_fit,
+            "floor_s": floor,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def write_large(path: str, scale: float = 1.0) -> None:
@@ -396,6 +548,17 @@ def run_raw(name: str, fitter: str, n_jobs: int, scale: float = 1.0) -> dict:
     }
 
 
+def _floor_note(r: dict, key: str) -> str:
+    """``  (N.Nx floor)`` for a timed row of a run that has a floor."""
+    ratio = r.get(key.removesuffix("_s") + "_vs_floor")
+    return f"  ({_times(ratio)} floor)" if ratio is not None else ""
+
+
+def _times(ratio: float) -> str:
+    """A ratio as ``2.3x`` (``1,038x`` when large)."""
+    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+
 def _describe(r: dict) -> str:
     if "dask_workers" in r:
         return (
@@ -403,32 +566,53 @@ def _describe(r: dict) -> str:
             f"{r['stats_s']:.1f} s ({r['rows_per_s'] / 1e6:.1f} M rows/s incl. parquet), peak "
             f"RSS per worker {r['peak_rss_per_worker_mb']:.0f} MB"
         )
+    if r["scenario"] == "demo":
+        return (
+            f"xslide demo, {r['rows']:,} rows, new process: fit on a cold numba cache "
+            f"{r['demo_cold_fit_s']:.2f} s (command {r['demo_cold_process_s']:.1f} s; "
+            f"{r['numba_specialisations']} specialisations of {r['numba_kernels']} kernels "
+            f"compiled), on the warm cache {r['demo_warm_fit_s']:.2f} s (command "
+            f"{r['demo_warm_process_s']:.1f} s)"
+        )
     if r["scenario"] == "large":
         return (
             f"large: {r['rows']:,} rows streamed from parquet, {r['bins']:,} bins, "
             f"{r['fitted_pct']:.1f}% fitted, {r['skipped_pct']:.1f}% below min_entries, "
             f"{r['avg_window_bins']:.1f} bins per window | stream {r['stream_s']:.1f} s "
             f"({r['stream_rows_per_s'] / 1e6:.1f} M rows/s incl. parquet decoding; row pass "
-            f"alone {r['stats_pass_rows_per_s'] / 1e6:.1f} M rows/s) | fit from stats "
-            f"{r['fit_from_stats_s']:.2f} s | peak RSS {r['peak_rss_mb']:.0f} MB"
+            f"alone {r['stats_pass_rows_per_s'] / 1e6:.1f} M rows/s){_floor_note(r, 'stream_s')}"
+            f" | fit from stats {r['fit_from_stats_s']:.2f} s | floor (parquet read + one "
+            f"pass) {r['floor_s']:.1f} s | peak RSS {r['peak_rss_mb']:.0f} MB"
         )
     options = ", ".join(str(r[k]) for k in ("boundary", "kernel") if k in r)
+    fresh = ""
+    if "fresh_process_s" in r:
+        fresh = (
+            f"; fresh process, warm cache: import {r['import_s']:.2f} s, import + first fit "
+            f"{r['fresh_process_s']:.2f} s"
+        )
     return "\n".join(
         [
             f"{r['scenario']}{f' ({options})' if options else ''}: {r['rows']:,} rows, "
             f"{r['bins']:,} bins, {r['fitted_pct']:.1f}% fitted, {r['skipped_pct']:.1f}% of "
             f"centers below min_entries, {r['avg_window_bins']:.1f} bins per window",
+            f"  floor                    {r['floor_s']:.3g} s  (one parallel pass reading each "
+            "input column once)",
             f"  mean/std/entries + OLS   {r['ols_s']:.3f} s  ({r['rows_per_s'] / 1e6:.1f} M "
-            f"rows/s, {r['bins_per_s'] / 1e3:.0f} k bins/s); {r['vs_floor']:.1f}x the floor "
-            f"({r['floor_s']:.3f} s); naive gathering ~{r['naive_s']:.1f} s = "
-            f"{r['naive_vs_ols']:,.0f}x slower",
-            f"  + exact median           {r['with_median_s']:.3f} s",
-            f"  weighted (WLS)           {r['weighted_s']:.3f} s ({r['weights_cost']:.2f}x)",
-            f"  OLS with n_sigma_cut=3   {r['n_sigma_cut_s']:.3f} s",
+            f"rows/s, {r['bins_per_s'] / 1e3:.0f} k bins/s); {_times(r['vs_floor'])} the floor; "
+            f"naive gathering ~{r['naive_s']:.1f} s = {r['naive_vs_ols']:,.0f}x slower",
+            f"  + exact median           {r['with_median_s']:.3f} s"
+            + _floor_note(r, "with_median_s"),
+            f"  weighted (WLS)           {r['weighted_s']:.3f} s ({r['weights_cost']:.2f}x)"
+            + _floor_note(r, "weighted_s"),
+            f"  OLS with n_sigma_cut=3   {r['n_sigma_cut_s']:.3f} s"
+            + _floor_note(r, "n_sigma_cut_s"),
+            f"  refit from statistics    {r['refit_s']:.3f} s{_floor_note(r, 'refit_s')}",
             f"  predict at the rows      nearest {r['predict_nearest_rows_per_s'] / 1e6:.1f} M "
-            f"rows/s, linear {r['predict_linear_rows_per_s'] / 1e6:.1f} M rows/s",
-            f"  first call (numba)       {r['first_call_s']:.2f} s"
-            + (f"; fresh process {r['fresh_process_s']:.2f} s" if "fresh_process_s" in r else ""),
+            f"rows/s, linear {r['predict_linear_rows_per_s'] / 1e6:.1f} M rows/s  ("
+            f"{_times(r['predict_nearest_vs_floor'])}, {_times(r['predict_linear_vs_floor'])} "
+            "floor)",
+            f"  first call (numba)       {r['first_call_s']:.2f} s{fresh}",
             f"  memory: input columns {r['input_mb']:.0f} MB, peak allocation of the fit "
             f"{r['fit_alloc_mb']:.0f} MB ({r['median_alloc_mb']:.0f} MB with the median), "
             f"process peak RSS {r['peak_rss_mb']:.0f} MB",
@@ -437,19 +621,69 @@ def _describe(r: dict) -> str:
 
 
 def _markdown(results: list[dict]) -> str:
+    """The scenarios' summary table, then every measured row with its time and vs floor."""
     head = (
-        "| scenario | rows | OLS + mean/std/entries | + median | weighted | vs floor | "
-        "naive / xslide | fit allocation (input) |\n|---|---|---|---|---|---|---|---|"
+        "| scenario | rows | OLS + mean/std/entries | + median | weighted | n_sigma_cut=3 | "
+        "refit from statistics | vs floor | naive / xslide | fit allocation (input) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in results:
-        if r["scenario"] == "large" or "ols_s" not in r:
+        if "ols_s" not in r:
             continue
         lines.append(
             f"| {r['scenario']} | {r['rows']:,} | {r['ols_s']:.3f} s | "
-            f"{r['with_median_s']:.3f} s | {r['weights_cost']:.2f}x | {r['vs_floor']:.1f}x | "
+            f"{r['with_median_s']:.3f} s | {r['weights_cost']:.2f}x | "
+            f"{r['n_sigma_cut_s']:.3f} s | {r['refit_s']:.3f} s | {_times(r['vs_floor'])} | "
             f"{r['naive_vs_ols']:,.0f}x | {r['fit_alloc_mb']:.0f} MB ({r['input_mb']:.0f} MB) |"
         )
+    lines = [*lines, ""] if len(lines) > 1 else []  # no summary without an in-memory run
+    lines += ["| scenario | measurement | time | vs floor |", "|---|---|---|---|"]
+    for r in results:
+        for key, label in [*ROWS, *OTHER_FIGURES[:5]]:
+            if key not in r:
+                continue
+            ratio = r.get(key.removesuffix("_s") + "_vs_floor")
+            shown = _times(ratio) if ratio is not None else "—"
+            lines.append(f"| {_label(r)} | {label} | {r[key]:.4g} s | {shown} |")
+        if "floor_s" in r:
+            lines.append(f"| {_label(r)} | floor | {r['floor_s']:.4g} s | 1.0x |")
+    return "\n".join(lines)
+
+
+def _label(r: dict) -> str:
+    """The scenario of a run with its window options, e.g. ``medium (reflect)``."""
+    options = ", ".join(str(r[k]) for k in ("boundary", "kernel", "dask_workers") if k in r)
+    return f"{r['scenario']} ({options})" if options else r["scenario"]
+
+
+def _comparable(r: dict) -> dict:
+    """A run's figures with the predict seconds derived from rows/s where an older JSON lacks
+    them (so runs of the code before the seconds were saved compare too)."""
+    r = dict(r)
+    for method in ("nearest", "linear"):
+        rate = r.get(f"predict_{method}_rows_per_s")
+        if f"predict_{method}_s" not in r and rate:
+            r[f"predict_{method}_s"] = r["rows"] / rate
+    return r
+
+
+def compare(old: list[dict], new: list[dict]) -> str:
+    """Before/after table of two ``--json`` runs: every figure both have, per scenario, with
+    the speedup (before / after: above 1 is faster or smaller)."""
+    before = {_label(r): _comparable(r) for r in old}
+    lines = ["| scenario | measurement | before | after | speedup |", "|---|---|---|---|---|"]
+    for r in map(_comparable, new):
+        base = before.get(_label(r))
+        if base is None:
+            continue
+        for key, label in [*ROWS, *OTHER_FIGURES]:
+            if key in r and key in base and r[key] > 0:
+                unit = " MB" if key.endswith("_mb") else " s"
+                lines.append(
+                    f"| {_label(r)} | {label} | {base[key]:.4g}{unit} | {r[key]:.4g}{unit} | "
+                    f"{base[key] / r[key]:.2f}x |"
+                )
     return "\n".join(lines)
 
 
@@ -489,7 +723,7 @@ def _run_scenario(name: str, args: argparse.Namespace) -> list[dict]:
             options["kernel"] = args.kernel
         r = run(name, args.repeat, args.scale, **options)
         if args.fresh_process:
-            r["fresh_process_s"] = _fresh_process_seconds(name, args.scale)
+            r.update(_fresh_process_seconds(name, args.scale))
     print(_describe(r))
     return [r]
 
@@ -500,13 +734,22 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("scenario", choices=[*SCENARIOS, "large", "all"])
+    parser.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "large", "all"])
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print a results table")
     parser.add_argument("--data-dir", default=".", help="where the large scenario's parquet is")
     parser.add_argument("--fresh-process", action="store_true", help="time import + first fit")
+    parser.add_argument(
+        "--cold", action="store_true", help="time xslide demo's fit on empty numba caches"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="print before/after ratios of two --json runs (markdown) and exit",
+    )
     parser.add_argument(
         "--fitter",
         choices=["ols", "glm", "rlm"],
@@ -520,10 +763,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boundary", default="truncate", help="boundary mode of the window")
     parser.add_argument("--kernel", default="uniform", help="kernel of the window")
     args = parser.parse_args(argv)
+    if args.compare:
+        old, new = (json.loads(Path(path).read_text()) for path in args.compare)
+        print(compare(old, new))
+        return 0
+    if args.scenario is None and not args.cold:
+        parser.error("name a scenario (or --cold, or --compare OLD NEW)")
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     results = []
-    for name in names:
+    for name in names if args.scenario else []:
         results += _run_scenario(name, args)
+    if args.cold:
+        results.append(run_cold_demo(args.scale))
+        print(_describe(results[-1]))
     if args.markdown:
         print(_markdown(results))
     if args.json:

@@ -25,7 +25,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import ndimage
 
 from ._numba import njit, prange
 from .design import RowTable
@@ -427,6 +426,8 @@ def _models(fit: xr.Dataset, checked: _Checked, targets: Sequence[str]) -> _Mode
         flag = _dense(fit, "quality_flag", axes, {"target": targets})
         usable &= flag.reshape(-1, len(targets)) == 0
     nearest_valid = np.full((len(targets), usable.shape[0]), -1, dtype=np.int64)
+    from scipy import ndimage  # here, not at import: ``import xslide`` stays light
+
     for t in range(len(targets)):
         valid = usable[:, t].reshape(shape)
         if valid.any():  # distances in label units: labels the fit lacks are never lent

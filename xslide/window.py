@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from scipy import ndimage
 
 from . import _numba
 from ._numba import njit, num_threads, prange
@@ -30,6 +29,8 @@ def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarra
     running sum, so no rounding error builds up along an axis and windows larger than the grid
     are exact. A half-width of 0 leaves the axis as it is.
     """
+    from scipy import ndimage  # here, not at import: ``import xslide`` stays light
+
     out = grid_values
     for axis, w in enumerate(half_widths):
         if w > 0:
