@@ -109,19 +109,26 @@ def build_grid(
     n_rows = len(next(iter(bins.values()))) if bins else 0
     given = dict(extent or {})
     columns = tuple(_read_only(bins[d]) for d in dims)
-    keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
-    n_not_selected = int(n_rows - keep.sum())
-    n_without_bin = 0
-    if missing is not None:
-        n_without_bin = int((keep & missing).sum())
-        keep &= ~missing
     use_mask = selected is not None or missing is not None
+    keep, n_not_selected, n_without_bin = _NO_MASK, 0, 0
+    if use_mask:
+        keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
+        n_not_selected = int(n_rows - keep.sum())
+        if missing is not None:
+            n_without_bin = int((keep & missing).sum())
+            keep &= ~missing
     has_given = np.array([d in given for d in dims])
     lo_given = np.array([given[d][0] if d in given else 0 for d in dims], dtype=np.int64)
     hi_given = np.array([given[d][1] if d in given else 0 for d in dims], dtype=np.int64)
-    lo, hi, n_inside = _observed_range(
-        columns, use_mask, keep, has_given, lo_given, hi_given, _n_blocks(n_rows)
-    )
+    every_row = not use_mask and not has_given.any()  # the grid holds every row
+    if every_row and n_rows:  # numpy's min and max are vectorized
+        lo = np.array([column.min() for column in columns], dtype=np.int64)
+        hi = np.array([column.max() for column in columns], dtype=np.int64)
+        n_inside = n_rows
+    else:
+        lo, hi, n_inside = _observed_range(
+            columns, use_mask, keep, has_given, lo_given, hi_given, _n_blocks(n_rows)
+        )
     n_outside = int(n_rows - n_not_selected - n_without_bin - n_inside)
     if n_inside == 0 and not has_given.all():
         raise EmptyGridError("no rows left to bin: the selection (and extent) excludes every row")
@@ -155,6 +162,8 @@ def build_grid(
     return grid, flat, counts
 
 
+_NO_MASK = np.ones(1, dtype=bool)  # every row is kept (use_mask False: never read)
+
 # rows per block of the passes over row blocks in parallel (exact whatever the blocks: they
 # write their own rows, or reduce integers)
 _BLOCK_ROWS = 1 << 16
@@ -181,7 +190,8 @@ def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given, n_bl
     hi = np.full((n_blocks, n_dims), np.iinfo(np.int64).min)
     inside = np.zeros(n_blocks, dtype=np.int64)
     for k in prange(n_blocks):
-        for i in range(k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks):
+        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+        for i in range(start, stop):
             if use_mask and not keep[i]:
                 continue
             ok = True
@@ -209,14 +219,16 @@ def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given, n_bl
 def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
     """Fill ``flat`` with the C-order flat bin id of every kept row inside the grid, -1 for the
     others (row blocks in parallel)."""
+    n_dims = len(columns)
     n_rows = columns[0].shape[0]
     for k in prange(n_blocks):
-        for i in range(k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks):
+        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+        for i in range(start, stop):
             flat[i] = -1
             if use_mask and not keep[i]:
                 continue
             b = 0
-            for d in range(len(columns)):
+            for d in range(n_dims):
                 j = columns[d][i] - lo[d]
                 if j < 0 or j >= shape[d]:
                     b = -1
