@@ -347,7 +347,8 @@ def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
 @pytest.mark.needs_numba  # the unrolled kernel is generated numba source
 @pytest.mark.parametrize("q", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, tmp_path):
+@pytest.mark.parametrize("n_chunks", [1, 3])
+def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, n_chunks):
     from xslide import design, stats
 
     rng = np.random.default_rng(q)
@@ -362,12 +363,12 @@ def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, t
     xs = tuple(design.read_only(row) for row in x)
     ys = tuple(design.read_only(row) for row in y)
     w = design.read_only(w)
-    unrolled = functools.partial(stats._unrolled_kernel(q, 2), flat, n_bins, 3, xs, ys)
-    generic = functools.partial(stats._accumulate_numba, flat, n_bins, 3, x, y)
+    unrolled = functools.partial(stats._unrolled_kernel(q, 2), flat, n_bins, n_chunks, xs, ys)
+    generic = functools.partial(stats._accumulate_numba, flat, n_bins, n_chunks, x, y)
     results = []
     for kernel in (unrolled, generic):
         out = np.zeros((n_bins, 2, stats.n_stats(q + 1)))
-        invalid = np.zeros((3, 2), dtype=np.int64)
+        invalid = np.zeros((n_chunks, 2), dtype=np.int64)
         counts = np.zeros(n_bins, dtype=np.int64)
         kernel(w, weighted, x_ref, y_ref, out, invalid, counts)
         results.append((out, invalid.sum(axis=0)))

@@ -200,6 +200,14 @@ def _unrolled_source(q: int, n_targets: int) -> str:
         *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
         *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
         "    n_rows = flat.shape[0]",
+        "    if n_chunks == 1:  # one thread: every row in order, no buffer to go through",
+        "        c = 0",
+        "        for i in range(n_rows):",
+        "            b = flat[i]",
+        "            if b < 0:",
+        "                continue",
+        *["            " + line for line in row],
+        "        return",
         "    for c in prange(n_chunks):",
         "        b_lo = c * n_bins // n_chunks",
         "        b_hi = (c + 1) * n_bins // n_chunks",
@@ -285,7 +293,7 @@ def accumulate(
         invalid = np.zeros((1, n_targets), dtype=np.int64)
         _accumulate_numpy(flat, design, out, invalid, rows_per_bin)
         return out, invalid.sum(axis=0), rows_per_bin
-    n_chunks = max(1, min(num_threads(), n_bins))
+    n_chunks = _n_chunks(out.nbytes, n_bins)
     invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
     w = design.w if design.w is not None else _NO_WEIGHTS
     args = (w, design.w is not None, design.x_ref, design.y_ref, out, invalid, rows_per_bin)
@@ -297,6 +305,18 @@ def accumulate(
     else:
         _accumulate_numba(flat, n_bins, n_chunks, design.x, design.y, *args)
     return out, invalid.sum(axis=0), rows_per_bin
+
+
+# statistics one chunk sums at most (a share of the last-level cache): on a large grid the
+# random updates of a chunk stay in cache, which pays for every chunk scanning all row bins
+_CHUNK_BYTES = 8 << 20
+
+
+def _n_chunks(stats_bytes: int, n_bins: int) -> int:
+    """Bin ranges of the row pass: a multiple of the threads, each of at most _CHUNK_BYTES."""
+    threads = num_threads()
+    per_thread = -(-stats_bytes // (threads * _CHUNK_BYTES))
+    return max(1, min(threads * per_thread, n_bins))
 
 
 _NO_WEIGHTS = np.ones(1)
