@@ -330,9 +330,16 @@ def test_numba_bin_stats_are_bitwise_reproducible() -> None:
 
 
 @pytest.mark.needs_numba
-def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
+def test_numba_bin_stats_do_not_depend_on_thread_count(monkeypatch) -> None:
+    from xslide import grid, stats
+
     numba = pytest.importorskip("numba")
     df = make_rows(seed=13, n=2000)
+    serial_only = stats_of(df, weights="w", backend="numba")  # few rows: one thread
+    for module in (grid, stats):  # the parallel passes, even for these few rows
+        monkeypatch.setattr(module, "_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(grid, "_BLOCK_ROWS", 300)
+    monkeypatch.setattr(stats, "_CHUNK_BYTES", 1000)  # more bin ranges than threads
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -342,6 +349,8 @@ def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
     parallel = stats_of(df, weights="w", backend="numba")
     for name in SUM_VARS:
         assert serial[name].values.tobytes() == parallel[name].values.tobytes(), name
+        assert serial[name].values.tobytes() == serial_only[name].values.tobytes(), name
+    xr.testing.assert_identical(serial, parallel)
 
 
 @pytest.mark.needs_numba  # the unrolled kernel is generated numba source
@@ -363,7 +372,11 @@ def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, n
     xs = tuple(design.read_only(row) for row in x)
     ys = tuple(design.read_only(row) for row in y)
     w = design.read_only(w)
-    unrolled = functools.partial(stats._unrolled_kernel(q, 2), flat, n_bins, n_chunks, xs, ys)
+    module = stats._unrolled_kernel(q, 2)
+    if n_chunks == 1:
+        unrolled = functools.partial(module.serial, flat, xs, ys)
+    else:
+        unrolled = functools.partial(module.kernel, flat, n_bins, n_chunks, xs, ys)
     generic = functools.partial(stats._accumulate_numba, flat, n_bins, n_chunks, x, y)
     results = []
     for kernel in (unrolled, generic):

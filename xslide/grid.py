@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget
-from ._numba import njit, prange
+from ._numba import njit, numba_available, prange
 from .errors import EmptyGridError, InvalidInputTypeError, TooLargeError
 
 DEFAULT_MAX_BINS = 50_000_000
@@ -120,11 +120,13 @@ def build_grid(
     has_given = np.array([d in given for d in dims])
     lo_given = np.array([given[d][0] if d in given else 0 for d in dims], dtype=np.int64)
     hi_given = np.array([given[d][1] if d in given else 0 for d in dims], dtype=np.int64)
-    every_row = not use_mask and not has_given.any()  # the grid holds every row
-    if every_row and n_rows:  # numpy's min and max are vectorized
+    in_numpy = n_rows < _PARALLEL_ROWS or not numba_available()
+    if not use_mask and not has_given.any() and n_rows:  # every row: vectorized min and max
         lo = np.array([column.min() for column in columns], dtype=np.int64)
         hi = np.array([column.max() for column in columns], dtype=np.int64)
         n_inside = n_rows
+    elif in_numpy:
+        lo, hi, n_inside = _observed_range_numpy(columns, keep if use_mask else None, given, dims)
     else:
         lo, hi, n_inside = _observed_range(
             columns, use_mask, keep, has_given, lo_given, hi_given, _n_blocks(n_rows)
@@ -150,10 +152,11 @@ def build_grid(
     strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
     # int32 ids halve the largest per-row array the pipeline keeps, when the grid allows it
     flat = np.empty(n_rows, dtype=np.int32 if grid.size < 2**31 - 1 else np.int64)
-    _flat_ids(
-        columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides, flat,
-        _n_blocks(n_rows),
-    )  # fmt: skip
+    shape = np.asarray(shape, dtype=np.int64)
+    if in_numpy:
+        _flat_ids_numpy(columns, keep if use_mask else None, lo, shape, strides, flat)
+    else:
+        _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, _n_blocks(n_rows))
     counts = {
         "n_rows_not_selected": n_not_selected,
         "n_rows_without_bin": n_without_bin,
@@ -163,6 +166,9 @@ def build_grid(
 
 
 _NO_MASK = np.ones(1, dtype=bool)  # every row is kept (use_mask False: never read)
+
+# fewer rows are binned by numpy (a parallel launch would cost more than the work)
+_PARALLEL_ROWS = 100_000
 
 # rows per block of the passes over row blocks in parallel (exact whatever the blocks: they
 # write their own rows, or reduce integers)
@@ -235,6 +241,32 @@ def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
                     break
                 b += j * strides[d]
             flat[i] = b
+
+
+def _observed_range_numpy(columns, keep, given, dims):
+    """``_observed_range`` by numpy: for few rows, and without numba."""
+    ok = np.ones(columns[0].shape[0], dtype=bool) if keep is None else keep.copy()
+    for d, column in zip(dims, columns, strict=True):
+        if d in given:
+            ok &= (column >= given[d][0]) & (column <= given[d][1])
+    n_inside = int(ok.sum())
+    if not n_inside:
+        return np.zeros(len(columns), dtype=np.int64), np.zeros(len(columns), dtype=np.int64), 0
+    lo = np.array([column[ok].min() for column in columns], dtype=np.int64)
+    hi = np.array([column[ok].max() for column in columns], dtype=np.int64)
+    return lo, hi, n_inside
+
+
+def _flat_ids_numpy(columns, keep, lo, shape, strides, flat):
+    """``_flat_ids`` by numpy: for few rows, and without numba."""
+    ids = np.zeros(flat.shape[0], dtype=np.int64)
+    ok = np.ones(flat.shape[0], dtype=bool) if keep is None else keep.copy()
+    for d, column in enumerate(columns):
+        j = column - lo[d]
+        ok &= (j >= 0) & (j < shape[d])
+        ids += j * strides[d]
+    ids[~ok] = -1
+    flat[:] = ids
 
 
 @njit(cache=True)

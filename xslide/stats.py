@@ -171,6 +171,12 @@ def _unrolled_source(q: int, n_targets: int) -> str:
         "    continue",
         *[f"w{a} = wi * {z[a]}" for a in range(size - 1)],  # shared by the targets
     ]
+    unpack = [
+        *[f"    x{j} = xs[{j}]" for j in range(q)],
+        *[f"    y{t} = ys[{t}]" for t in range(n_targets)],
+        *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
+        *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
+    ]
     for t in range(n_targets):
         row += [
             f"zy = y{t}[i] - ry{t}",
@@ -195,19 +201,8 @@ def _unrolled_source(q: int, n_targets: int) -> str:
         "",
         "@njit(cache=True, parallel=True)",
         "def kernel(flat, n_bins, n_chunks, xs, ys, w, has_w, x_ref, y_ref, out, invalid, counts):",
-        *[f"    x{j} = xs[{j}]" for j in range(q)],
-        *[f"    y{t} = ys[{t}]" for t in range(n_targets)],
-        *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
-        *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
+        *unpack,
         "    n_rows = flat.shape[0]",
-        "    if n_chunks == 1:  # one thread: every row in order, no buffer to go through",
-        "        c = 0",
-        "        for i in range(n_rows):",
-        "            b = flat[i]",
-        "            if b < 0:",
-        "                continue",
-        *["            " + line for line in row],
-        "        return",
         "    for c in prange(n_chunks):",
         "        b_lo = c * n_bins // n_chunks",
         "        b_hi = (c + 1) * n_bins // n_chunks",
@@ -224,14 +219,26 @@ def _unrolled_source(q: int, n_targets: int) -> str:
         "                i = mine[r]",
         "                b = bins[r]",
         *["                " + line for line in row],
+        "",
+        "",
+        "@njit(cache=True)",
+        "def serial(flat, xs, ys, w, has_w, x_ref, y_ref, out, invalid, counts):",
+        '    """One thread (few rows): every row in order, no thread launched."""',
+        *unpack,
+        "    c = 0",
+        "    for i in range(flat.shape[0]):",
+        "        b = flat[i]",
+        "        if b < 0:",
+        "            continue",
+        *["        " + line for line in row],
     ]
     return "\n".join(lines) + "\n"
 
 
 @functools.cache
 def _unrolled_kernel(q: int, n_targets: int):
-    """The generated row pass for q design columns and n_targets targets, or None where it
-    cannot be built.
+    """The generated row passes (``kernel`` in parallel, ``serial``) for q design columns and
+    n_targets targets, or None where they cannot be built.
 
     numba caches compiled code next to a source file, so the source is written once to a
     cache folder (XSLIDE_CACHE_DIR, else ~/.cache/xslide) under a name that changes with it.
@@ -253,7 +260,7 @@ def _unrolled_kernel(q: int, n_targets: int):
         spec.loader.exec_module(module)
     except OSError:
         return None
-    return module.kernel
+    return module
 
 
 def accumulate(
@@ -293,19 +300,24 @@ def accumulate(
         invalid = np.zeros((1, n_targets), dtype=np.int64)
         _accumulate_numpy(flat, design, out, invalid, rows_per_bin)
         return out, invalid.sum(axis=0), rows_per_bin
-    n_chunks = _n_chunks(out.nbytes, n_bins)
+    n_chunks = _n_chunks(out.nbytes, n_bins) if flat.size >= _PARALLEL_ROWS else 1
     invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
     w = design.w if design.w is not None else _NO_WEIGHTS
     args = (w, design.w is not None, design.x_ref, design.y_ref, out, invalid, rows_per_bin)
-    kernel = None
+    module = None
     if q + 1 <= _UNROLLED_MAX_COLUMNS and n_targets <= _UNROLLED_MAX_TARGETS and _numba.HAVE_NUMBA:
-        kernel = _unrolled_kernel(q, n_targets)
-    if kernel is not None:
-        kernel(flat, n_bins, n_chunks, design.xs, design.ys, *args)
-    else:
+        module = _unrolled_kernel(q, n_targets)
+    if module is None:
         _accumulate_numba(flat, n_bins, n_chunks, design.x, design.y, *args)
+    elif n_chunks == 1:
+        module.serial(flat, design.xs, design.ys, *args)
+    else:
+        module.kernel(flat, n_bins, n_chunks, design.xs, design.ys, *args)
     return out, invalid.sum(axis=0), rows_per_bin
 
+
+# fewer rows are summed by one thread (a parallel launch would cost more than the work)
+_PARALLEL_ROWS = 100_000
 
 # statistics one chunk sums at most (a share of the last-level cache): on a large grid the
 # random updates of a chunk stay in cache, which pays for every chunk scanning all row bins
