@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,14 +117,15 @@ class Design:
     def n_rows(self) -> int:
         return self.ys[0].shape[0] if self.ys else 0
 
-    @property
+    @cached_property
     def x(self) -> np.ndarray:
-        """(q, n) design columns stacked (a copy: for the paths that index rows of all)."""
+        """(q, n) design columns stacked, made on first use (a copy: for the raw-row paths
+        that read them as one array; the statistics pass reads ``xs`` in place)."""
         return _stack(self.xs, self.n_rows)
 
-    @property
+    @cached_property
     def y(self) -> np.ndarray:
-        """(t, n) targets stacked (a copy)."""
+        """(t, n) targets stacked, made on first use (a copy, like ``x``)."""
         return _stack(self.ys, self.n_rows)
 
 
