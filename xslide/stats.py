@@ -117,7 +117,7 @@ def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arg
 
 
 def _accumulate_numpy(flat, design: Design, out, invalid, rows_per_bin):
-    x, y, w, x_ref, y_ref = design.x, design.y, design.w, design.x_ref, design.y_ref
+    x, y, w, x_ref, y_ref = design.xs, design.ys, design.w, design.x_ref, design.y_ref
     n_bins = out.shape[0]
     inside = flat >= 0
     rows_per_bin += np.bincount(flat[inside], minlength=n_bins)
@@ -126,14 +126,14 @@ def _accumulate_numpy(flat, design: Design, out, invalid, rows_per_bin):
         ok &= np.isfinite(w)
     for row, ref in zip(x, x_ref, strict=True):
         ok &= usable(row - ref)
-    for t in range(y.shape[0]):
+    for t in range(len(y)):
         valid = ok & usable(y[t] - y_ref[t])
         invalid[0, t] = int(inside.sum() - valid.sum())
         ids = flat[valid]
         wv = np.ones(ids.size) if w is None else w[valid]
         z = [np.ones(ids.size)]
         z += [row[valid] - r for row, r in zip(x, x_ref, strict=True)]
-        z.append(y[t, valid] - y_ref[t])
+        z.append(y[t][valid] - y_ref[t])
         out[:, t, COUNT] += np.bincount(ids, minlength=n_bins)
         out[:, t, COUNT_POSITIVE] += np.bincount(ids, weights=wv > 0, minlength=n_bins)
         out[:, t, SUM_W2] += np.bincount(ids, weights=wv * wv, minlength=n_bins)
