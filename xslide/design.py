@@ -266,7 +266,10 @@ def _weights(table: RowTable, name: str | None, flat: np.ndarray, scale: float |
         return None, 1.0
     w = table.numeric(name, "weights_column")
     inside = flat >= 0
-    negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
+    if w.size and np.fmin.reduce(w) < 0:  # one pass (NaN ignored) before looking closer
+        negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
+    else:
+        negative = np.zeros(0, dtype=bool)
     if negative.any():
         raise ValueError(
             f"weights_column {name!r} has {int(negative.sum())} negative weights "
