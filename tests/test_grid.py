@@ -106,3 +106,24 @@ def test_digitize_takes_explicit_edges_and_refuses_bad_specs():
             xslide.digitize(df, {"z": bad})
     with pytest.raises(KeyError, match="nope"):
         xslide.digitize(df, {"nope": (0, 1, 2)})
+
+
+@pytest.mark.needs_numba  # the parallel numba passes against the numpy ones
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("extent", [None, {"a": (2, 6)}, {"a": (0, 30), "b": (-3, 3)}])
+def test_grid_passes_in_parallel_equal_the_numpy_ones(monkeypatch, masked, extent):
+    from xslide import grid
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    bins = {"a": rng.integers(-2, 9, n), "b": rng.integers(-5, 5, n)}
+    selected = rng.random(n) < 0.8 if masked else None
+    missing = rng.random(n) < 0.1 if masked else None
+    numpy_made = grid.build_grid(bins, selected, extent, missing=missing)
+    monkeypatch.setattr(grid, "_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(grid, "_BLOCK_ROWS", 700)  # several blocks
+    numba_made = grid.build_grid(bins, selected, extent, missing=missing)
+    assert numba_made[0] == numpy_made[0]
+    np.testing.assert_array_equal(numba_made[1], numpy_made[1])
+    assert numba_made[2] == numpy_made[2]
+    assert (numpy_made[1] >= 0).sum() > 0

@@ -7,6 +7,7 @@ add up to those of the union, and a fit of combined statistics equals the fit of
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -329,9 +330,16 @@ def test_numba_bin_stats_are_bitwise_reproducible() -> None:
 
 
 @pytest.mark.needs_numba
-def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
+def test_numba_bin_stats_do_not_depend_on_thread_count(monkeypatch) -> None:
+    from xslide import grid, stats
+
     numba = pytest.importorskip("numba")
     df = make_rows(seed=13, n=2000)
+    serial_only = stats_of(df, weights="w", backend="numba")  # few rows: one thread
+    for module in (grid, stats):  # the parallel passes, even for these few rows
+        monkeypatch.setattr(module, "_PARALLEL_ROWS", 0)
+    monkeypatch.setattr(grid, "_BLOCK_ROWS", 300)
+    monkeypatch.setattr(stats, "_CHUNK_BYTES", 1000)  # more bin ranges than threads
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -341,16 +349,19 @@ def test_numba_bin_stats_do_not_depend_on_thread_count() -> None:
     parallel = stats_of(df, weights="w", backend="numba")
     for name in SUM_VARS:
         assert serial[name].values.tobytes() == parallel[name].values.tobytes(), name
+        assert serial[name].values.tobytes() == serial_only[name].values.tobytes(), name
+    xr.testing.assert_identical(serial, parallel)
 
 
 @pytest.mark.needs_numba  # the unrolled kernel is generated numba source
 @pytest.mark.parametrize("q", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, tmp_path):
-    from xslide import stats
+@pytest.mark.parametrize("n_chunks", [1, 3])
+def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, n_chunks):
+    from xslide import design, stats
 
     rng = np.random.default_rng(q)
-    n, n_bins = 2000, 37
+    n, n_bins = 5000, 37  # more rows than one scan of the kernels (stats._SCAN)
     flat = rng.integers(-1, n_bins, n)
     x = rng.normal(size=(q, n)) * 3 + 1
     y = rng.normal(size=(2, n))
@@ -358,12 +369,21 @@ def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, t
     y[1, 10:20] = np.inf
     w = rng.uniform(0, 2, n) if weighted else np.ones(1)
     x_ref, y_ref = np.full(q, 0.5), np.array([0.1, -0.2])
+    xs = tuple(design.read_only(row) for row in x)
+    ys = tuple(design.read_only(row) for row in y)
+    w = design.read_only(w)
+    module = stats._unrolled_kernel(q, 2)
+    if n_chunks == 1:
+        unrolled = functools.partial(module.serial, flat, xs, ys)
+    else:
+        unrolled = functools.partial(module.kernel, flat, n_bins, n_chunks, xs, ys)
+    generic = functools.partial(stats._accumulate_numba, flat, n_bins, n_chunks, x, y)
     results = []
-    for kernel in (stats._unrolled_kernel(q), stats._accumulate_numba):
+    for kernel in (unrolled, generic):
         out = np.zeros((n_bins, 2, stats.n_stats(q + 1)))
-        invalid = np.zeros((3, 2), dtype=np.int64)
-        kernel(flat, x, y, w, weighted, x_ref, y_ref, n_bins, 3, out, invalid)
+        invalid = np.zeros((n_chunks, 2), dtype=np.int64)
+        counts = np.zeros(n_bins, dtype=np.int64)
+        kernel(w, weighted, x_ref, y_ref, out, invalid, counts)
         results.append((out, invalid.sum(axis=0)))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+        np.testing.assert_array_equal(counts, np.bincount(flat[flat >= 0], minlength=n_bins))
     assert results[0][0][..., 0].sum() > 0

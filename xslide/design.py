@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,7 +75,7 @@ class RowTable:
         return self._get(name)
 
     def numeric(self, name: str, role: str) -> np.ndarray:
-        """The column ``name`` as float64 (NaN for missing values)."""
+        """The column ``name`` as float64 (NaN for missing values); no copy when it is one."""
         col = self.column(name, role)
         if not (pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)):
             raise InvalidInputTypeError(
@@ -87,16 +88,19 @@ class RowTable:
 
 @dataclass
 class Design:
-    """Design columns (q, n), targets (t, n), weights (n,) or None and their references.
+    """Design columns (q of n rows), targets (t of n rows), weights (n,) or None and their
+    references.
 
-    ``columns`` names the constant and the q design columns of ``x``; ``intercept`` says
-    whether the constant is a term of the model (it is always summed: Σw, ΣwY need it).
+    The columns are the caller's own float64 arrays where they are float64 and contiguous (no
+    copy: the row pass reads them in place), read-only, so that every kernel sees one array
+    type. ``columns`` names the constant and the q design columns of ``xs``; ``intercept``
+    says whether the constant is a term of the model (it is always summed: Σw, ΣwY need it).
     """
 
     columns: tuple[str, ...]
     targets: tuple[str, ...]
-    x: np.ndarray
-    y: np.ndarray
+    xs: tuple[np.ndarray, ...]
+    ys: tuple[np.ndarray, ...]
     w: np.ndarray | None
     x_ref: np.ndarray
     y_ref: np.ndarray
@@ -109,13 +113,43 @@ class Design:
         """Terms of the model, in output order."""
         return self.columns if self.intercept else self.columns[1:]
 
+    @property
+    def n_rows(self) -> int:
+        return self.ys[0].shape[0] if self.ys else 0
 
-def _sample_rows(inside: np.ndarray) -> np.ndarray:
-    """About _REFERENCE_SAMPLE in-grid rows spread evenly over the table."""
-    step = max(1, inside.size // _REFERENCE_SAMPLE)
-    rows = np.arange(0, inside.size, step)
-    rows = rows[inside[rows]]
-    return rows if rows.size else np.flatnonzero(inside)[:_REFERENCE_SAMPLE]
+    @cached_property
+    def x(self) -> np.ndarray:
+        """(q, n) design columns stacked, made on first use (a copy: for the raw-row paths
+        that read them as one array; the statistics pass reads ``xs`` in place)."""
+        return _stack(self.xs, self.n_rows)
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        """(t, n) targets stacked, made on first use (a copy, like ``x``)."""
+        return _stack(self.ys, self.n_rows)
+
+
+def _stack(columns: tuple[np.ndarray, ...], n_rows: int) -> np.ndarray:
+    out = np.empty((len(columns), n_rows))
+    for j, column in enumerate(columns):
+        out[j] = column
+    return out
+
+
+def read_only(values: np.ndarray) -> np.ndarray:
+    """A read-only contiguous float64 view (a copy only when the column is not one already):
+    one numba array type for every column, whatever the caller gives."""
+    view = np.ascontiguousarray(values, dtype=np.float64).view()
+    view.flags.writeable = False
+    return view
+
+
+def _sample_rows(flat: np.ndarray) -> np.ndarray:
+    """About _REFERENCE_SAMPLE in-grid rows (``flat >= 0``) spread evenly over the table."""
+    step = max(1, flat.size // _REFERENCE_SAMPLE)
+    rows = np.arange(0, flat.size, step)
+    rows = rows[flat[rows] >= 0]
+    return rows if rows.size else np.flatnonzero(flat >= 0)[:_REFERENCE_SAMPLE]
 
 
 # Values at least this large are left out of a reference's mean: their squares would not be
@@ -126,20 +160,21 @@ _REACH = 1e6
 _ROBUST_SAMPLE = 2048
 
 
-def reference_of(values: np.ndarray, rows: np.ndarray, inside: np.ndarray) -> float:
+def reference_of(values: np.ndarray, rows: np.ndarray, inside) -> float:
     """A shift that keeps the sums' digits: the mean of the sampled values, robustly.
 
     Only values that could be usable count (finite, below ``HUGE``), and of those only the
     ones within ``_REACH`` median absolute deviations of their median: a few fill values
     (9.97e36, -999 in a column of ~1) never drag the reference, while the mean of ordinary
     data is the plain mean. NaN when no in-grid row has such a value (the reference is then
-    undetermined: no row of this column is valid anyway).
+    undetermined: no row of this column is valid anyway). ``inside``: the in-grid rows' mask,
+    or a function that makes it (needed only when the sample missed every usable value).
     """
     sample = values[rows]
     if not _all_usable(sample):
         sample = _candidates(sample)
     if not sample.size:  # the sample missed the usable values: look at every in-grid row
-        sample = _candidates(values[inside])
+        sample = _candidates(values[inside() if callable(inside) else inside])
     if not sample.size:
         return np.nan
     # where the bulk lies, from a few values (the window is wide: precision does not matter)
@@ -163,7 +198,7 @@ def _candidates(values: np.ndarray) -> np.ndarray:
         return values[np.abs(values) < HUGE]
 
 
-def _references(x, y, names, targets, given, inside) -> tuple[np.ndarray, np.ndarray, list]:
+def _references(xs, ys, names, targets, given, flat) -> tuple[np.ndarray, np.ndarray, list]:
     """The reference of every design column and target: the user's, else ``reference_of``;
     and the columns left at 0 for want of a finite value."""
     reference = dict(given or {})
@@ -172,12 +207,12 @@ def _references(x, y, names, targets, given, inside) -> tuple[np.ndarray, np.nda
         raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
     x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
     y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
-    sample = _sample_rows(inside)
+    sample = _sample_rows(flat)
     undetermined = []
-    for arr, ref, columns in ((x, x_ref, names), (y, y_ref, targets)):
-        for j in range(arr.shape[0]):
+    for arrays, ref, columns in ((xs, x_ref, names), (ys, y_ref, targets)):
+        for j, values in enumerate(arrays):
             if np.isnan(ref[j]):
-                ref[j] = reference_of(arr[j], sample, inside)
+                ref[j] = reference_of(values, sample, lambda: flat >= 0)
             if np.isnan(ref[j]):  # no finite value: every row is invalid whatever the shift
                 ref[j] = 0.0
                 undetermined.append(columns[j])
@@ -198,15 +233,10 @@ def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
         spec.weights,
         spec.formula,
     )
-    inside = flat >= 0
-    y = np.empty((len(targets), table.n_rows))
-    for t, name in enumerate(targets):
-        y[t] = table.numeric(name, "fit_columns")
+    ys = tuple(read_only(table.numeric(name, "fit_columns")) for name in targets)
     if formula is None:
         names, intercept = list(predictors), True
-        x = np.empty((len(predictors), table.n_rows))
-        for j, name in enumerate(predictors):
-            x[j] = table.numeric(name, "predictor_columns")
+        xs = tuple(read_only(table.numeric(name, "predictor_columns")) for name in predictors)
     else:
         names, matrix = design_matrix(
             formula, lambda name: table.numeric(name, "fit_formula"), table.names
@@ -216,16 +246,16 @@ def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:
             names, matrix = names[1:], matrix[:, 1:]
         if not names and not intercept:
             raise ValueError(f"fit_formula {formula.formula!r} leaves no term to fit")
-        x = np.ascontiguousarray(matrix.T)
-    w, scale = _weights(table, weights, inside, spec.weights_scale)
-    x_ref, y_ref, undetermined = _references(x, y, names, targets, spec.reference, inside)
+        xs = tuple(read_only(column) for column in matrix.T)
+    w, scale = _weights(table, weights, flat, spec.weights_scale)
+    x_ref, y_ref, undetermined = _references(xs, ys, names, targets, spec.reference, flat)
     return Design(
-        (INTERCEPT, *names), tuple(targets), x, y, w, x_ref, y_ref, intercept,
+        (INTERCEPT, *names), tuple(targets), xs, ys, w, x_ref, y_ref, intercept,
         tuple(undetermined), scale,
     )  # fmt: skip
 
 
-def _weights(table: RowTable, name: str | None, inside, scale: float | None):
+def _weights(table: RowTable, name: str | None, flat: np.ndarray, scale: float | None):
     """The row weights (>= 0), brought near 1 by a power of two when they are extreme.
 
     Weighted fits do not depend on the weights' scale, but Σw² over- or underflows for
@@ -235,7 +265,11 @@ def _weights(table: RowTable, name: str | None, inside, scale: float | None):
     if name is None:
         return None, 1.0
     w = table.numeric(name, "weights_column")
-    negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
+    inside = flat >= 0
+    if w.size and np.fmin.reduce(w) < 0:  # one pass (NaN ignored) before looking closer
+        negative = inside & (w < 0) & np.isfinite(w)  # -inf is invalid, like NaN
+    else:
+        negative = np.zeros(0, dtype=bool)
     if negative.any():
         raise ValueError(
             f"weights_column {name!r} has {int(negative.sum())} negative weights "
@@ -243,7 +277,7 @@ def _weights(table: RowTable, name: str | None, inside, scale: float | None):
         )
     if scale is None:
         scale = weights_scale(w, inside)
-    return (w if scale == 1.0 else w * scale), scale
+    return read_only(w if scale == 1.0 else w * scale), scale
 
 
 def weights_scale(w: np.ndarray, inside: np.ndarray) -> float:

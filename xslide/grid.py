@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget
-from ._numba import njit
+from ._numba import njit, numba_available, prange
 from .errors import EmptyGridError, InvalidInputTypeError, TooLargeError
 
 DEFAULT_MAX_BINS = 50_000_000
@@ -101,25 +101,36 @@ def build_grid(
 
     ``extent`` (checked by ``options.check_extent``) fixes the range of the dims it names.
 
-    Returns the grid, the flat ids and counts: ``rows_per_bin`` (the rows of every bin) and
-    the rows left out (``n_rows_not_selected``, ``n_rows_without_bin`` (selected, but a bin
-    column is missing), ``n_rows_outside_extent``).
+    Returns the grid, the flat ids and the counts of rows left out (``n_rows_not_selected``,
+    ``n_rows_without_bin`` (selected, but a bin column is missing), ``n_rows_outside_extent``);
+    the rows of every bin are counted by the statistics pass (``stats.accumulate``).
     """
     dims = tuple(bins)
     n_rows = len(next(iter(bins.values()))) if bins else 0
     given = dict(extent or {})
     columns = tuple(_read_only(bins[d]) for d in dims)
-    keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
-    n_not_selected = int(n_rows - keep.sum())
-    n_without_bin = 0
-    if missing is not None:
-        n_without_bin = int((keep & missing).sum())
-        keep &= ~missing
     use_mask = selected is not None or missing is not None
+    keep, n_not_selected, n_without_bin = _NO_MASK, 0, 0
+    if use_mask:
+        keep = np.ones(n_rows, dtype=bool) if selected is None else selected.copy()
+        n_not_selected = int(n_rows - keep.sum())
+        if missing is not None:
+            n_without_bin = int((keep & missing).sum())
+            keep &= ~missing
     has_given = np.array([d in given for d in dims])
     lo_given = np.array([given[d][0] if d in given else 0 for d in dims], dtype=np.int64)
     hi_given = np.array([given[d][1] if d in given else 0 for d in dims], dtype=np.int64)
-    lo, hi, n_inside = _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given)
+    in_numpy = n_rows < _PARALLEL_ROWS or not numba_available()
+    if not use_mask and not has_given.any() and n_rows:  # every row: vectorized min and max
+        lo = np.array([column.min() for column in columns], dtype=np.int64)
+        hi = np.array([column.max() for column in columns], dtype=np.int64)
+        n_inside = n_rows
+    elif in_numpy:
+        lo, hi, n_inside = _observed_range_numpy(columns, keep if use_mask else None, given, dims)
+    else:
+        lo, hi, n_inside = _observed_range(
+            columns, use_mask, keep, has_given, lo_given, hi_given, _n_blocks(n_rows)
+        )
     n_outside = int(n_rows - n_not_selected - n_without_bin - n_inside)
     if n_inside == 0 and not has_given.all():
         raise EmptyGridError("no rows left to bin: the selection (and extent) excludes every row")
@@ -139,19 +150,33 @@ def build_grid(
         "restrict it with extent= or use coarser bins",
     )  # fmt: skip
     strides = np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
-    rows_per_bin = np.zeros(grid.size, dtype=np.int64)
     # int32 ids halve the largest per-row array the pipeline keeps, when the grid allows it
     flat = np.empty(n_rows, dtype=np.int32 if grid.size < 2**31 - 1 else np.int64)
-    _flat_ids(
-        columns, use_mask, keep, lo, np.asarray(shape, dtype=np.int64), strides, rows_per_bin, flat
-    )
+    shape = np.asarray(shape, dtype=np.int64)
+    if in_numpy:
+        _flat_ids_numpy(columns, keep if use_mask else None, lo, shape, strides, flat)
+    else:
+        _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, _n_blocks(n_rows))
     counts = {
-        "rows_per_bin": rows_per_bin,
         "n_rows_not_selected": n_not_selected,
         "n_rows_without_bin": n_without_bin,
         "n_rows_outside_extent": n_outside,
     }
     return grid, flat, counts
+
+
+_NO_MASK = np.ones(1, dtype=bool)  # every row is kept (use_mask False: never read)
+
+# fewer rows are binned by numpy (a parallel launch would cost more than the work)
+_PARALLEL_ROWS = 100_000
+
+# rows per block of the passes over row blocks in parallel (exact whatever the blocks: they
+# write their own rows, or reduce integers)
+_BLOCK_ROWS = 1 << 16
+
+
+def _n_blocks(n_rows: int) -> int:
+    return max(1, min(n_rows // _BLOCK_ROWS, 64))
 
 
 def _read_only(values: np.ndarray) -> np.ndarray:
@@ -161,50 +186,87 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-@njit(cache=True)
-def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given):
-    """Per-dim min/max of the bins of kept rows inside the given extents; rows counted."""
+@njit(cache=True, parallel=True)
+def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given, n_blocks):
+    """Per-dim min/max of the bins of kept rows inside the given extents; rows counted.
+    Row blocks in parallel, each with its own min/max, then reduced (exact)."""
     n_dims = len(columns)
-    lo = np.full(n_dims, np.iinfo(np.int64).max)
-    hi = np.full(n_dims, np.iinfo(np.int64).min)
-    inside = 0
-    for i in range(columns[0].shape[0]):
-        if use_mask and not keep[i]:
-            continue
-        ok = True
-        for d in range(n_dims):
-            v = columns[d][i]
-            if has_given[d] and (v < lo_given[d] or v > hi_given[d]):
-                ok = False
-        if not ok:
-            continue
-        inside += 1
-        for d in range(n_dims):
-            v = columns[d][i]
-            lo[d] = min(lo[d], v)
-            hi[d] = max(hi[d], v)
-    return lo, hi, inside
-
-
-@njit(cache=True)
-def _flat_ids(columns, use_mask, keep, lo, shape, strides, rows_per_bin, flat):
-    """Fill ``flat`` with the C-order flat bin id of every kept row inside the grid, -1 for the
-    others; count the rows of every bin into ``rows_per_bin``."""
     n_rows = columns[0].shape[0]
-    for i in range(n_rows):
-        flat[i] = -1
-        if use_mask and not keep[i]:
-            continue
-        b = 0
-        for d in range(len(columns)):
-            k = columns[d][i] - lo[d]
-            if k < 0 or k >= shape[d]:
-                b = -1
-                break
-            b += k * strides[d]
-        flat[i] = b
-        if b >= 0:
-            rows_per_bin[b] += 1
+    lo = np.full((n_blocks, n_dims), np.iinfo(np.int64).max)
+    hi = np.full((n_blocks, n_dims), np.iinfo(np.int64).min)
+    inside = np.zeros(n_blocks, dtype=np.int64)
+    for k in prange(n_blocks):
+        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+        for i in range(start, stop):
+            if use_mask and not keep[i]:
+                continue
+            ok = True
+            for d in range(n_dims):
+                v = columns[d][i]
+                if has_given[d] and (v < lo_given[d] or v > hi_given[d]):
+                    ok = False
+            if not ok:
+                continue
+            inside[k] += 1
+            for d in range(n_dims):
+                v = columns[d][i]
+                lo[k, d] = min(lo[k, d], v)
+                hi[k, d] = max(hi[k, d], v)
+    lo_all = np.full(n_dims, np.iinfo(np.int64).max)
+    hi_all = np.full(n_dims, np.iinfo(np.int64).min)
+    for k in range(n_blocks):
+        for d in range(n_dims):
+            lo_all[d] = min(lo_all[d], lo[k, d])
+            hi_all[d] = max(hi_all[d], hi[k, d])
+    return lo_all, hi_all, inside.sum()
+
+
+@njit(cache=True, parallel=True)
+def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
+    """Fill ``flat`` with the C-order flat bin id of every kept row inside the grid, -1 for the
+    others (row blocks in parallel)."""
+    n_dims = len(columns)
+    n_rows = columns[0].shape[0]
+    for k in prange(n_blocks):
+        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+        for i in range(start, stop):
+            flat[i] = -1
+            if use_mask and not keep[i]:
+                continue
+            b = 0
+            for d in range(n_dims):
+                j = columns[d][i] - lo[d]
+                if j < 0 or j >= shape[d]:
+                    b = -1
+                    break
+                b += j * strides[d]
+            flat[i] = b
+
+
+def _observed_range_numpy(columns, keep, given, dims):
+    """``_observed_range`` by numpy: for few rows, and without numba."""
+    ok = np.ones(columns[0].shape[0], dtype=bool) if keep is None else keep.copy()
+    for d, column in zip(dims, columns, strict=True):
+        if d in given:
+            ok &= (column >= given[d][0]) & (column <= given[d][1])
+    n_inside = int(ok.sum())
+    if not n_inside:
+        return np.zeros(len(columns), dtype=np.int64), np.zeros(len(columns), dtype=np.int64), 0
+    lo = np.array([column[ok].min() for column in columns], dtype=np.int64)
+    hi = np.array([column[ok].max() for column in columns], dtype=np.int64)
+    return lo, hi, n_inside
+
+
+def _flat_ids_numpy(columns, keep, lo, shape, strides, flat):
+    """``_flat_ids`` by numpy: for few rows, and without numba."""
+    ids = np.zeros(flat.shape[0], dtype=np.int64)
+    ok = np.ones(flat.shape[0], dtype=bool) if keep is None else keep.copy()
+    for d, column in enumerate(columns):
+        j = column - lo[d]
+        ok &= (j >= 0) & (j < shape[d])
+        ids += j * strides[d]
+    ids[~ok] = -1
+    flat[:] = ids
 
 
 @njit(cache=True)

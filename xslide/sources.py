@@ -31,7 +31,7 @@ import xarray as xr
 from . import budget
 from ._optional import require
 from .binning import binning_of, units_of
-from .design import HUGE, Design, RowTable, build_design, reference_of, weights_scale
+from .design import HUGE, Design, RowTable, build_design, read_only, reference_of, weights_scale
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
 from .formula import INTERCEPT
 from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
@@ -158,7 +158,7 @@ def _series_mask(selection: pd.Series, table: RowTable) -> np.ndarray:
 
 def check_stats_memory(grid: Grid, design: Design, spec: ReadSpec) -> None:
     """Refuse per-bin statistics larger than ``max_memory`` before they are allocated."""
-    n_sums = n_stats(design.x.shape[0] + 1)
+    n_sums = n_stats(len(design.xs) + 1)
     n_bytes = budget.size(grid.size, len(spec.targets), n_sums, budget.FLOAT)
     shape = dict(zip(grid.dims, grid.shape, strict=True))
     budget.check(
@@ -180,10 +180,9 @@ def _read_memory(data, spec: ReadSpec) -> tuple[BinStats, RowAccess]:
     grid, flat, counts = build_grid(
         bins, selected, spec.extent, spec.max_bins, missing, spec.max_memory
     )
-    rows_per_bin = counts.pop("rows_per_bin")
     design = build_design(table, spec, flat)
     check_stats_memory(grid, design, spec)
-    sums, invalid = accumulate(flat, design, grid.size, spec.backend)
+    sums, invalid, rows_per_bin = accumulate(flat, design, grid.size, spec.backend)
     counts = {
         "n_rows_input": table.n_rows,
         **counts,
@@ -337,14 +336,11 @@ class _Stream:
             for key, value in _counts_without_grid(selected, missing, table.n_rows).items():
                 self.counts[key] += value
             return
-        counts.pop("rows_per_bin")
         for key, value in counts.items():
             self.counts[key] += value
         grid = self._grid_for(batch_grid)
         fixed = dict(zip(grid.dims, zip(grid.lo, grid.hi, strict=True), strict=True))
-        _, flat, fixed_counts = build_grid(
-            bins, selected, fixed, spec.max_bins, missing, spec.max_memory
-        )
+        _, flat, _ = build_grid(bins, selected, fixed, spec.max_bins, missing, spec.max_memory)
         design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
         design = self._common_weights_scale(design)
         names = [*design.columns[1:], *design.targets]
@@ -355,14 +351,14 @@ class _Stream:
         self.reference = {**found, **self.reference}
         check_stats_memory(grid, design, spec)
         if self.stats is None:
-            sums = np.zeros((grid.size, len(spec.targets), n_stats(design.x.shape[0] + 1)))
+            sums = np.zeros((grid.size, len(spec.targets), n_stats(len(design.xs) + 1)))
             rows = np.zeros(grid.size, dtype=np.int64)
             self.stats = _bin_stats(
                 grid, design, sums, rows, {}, spec, binning_of(batch, spec.dims)
             )
-        _, invalid = accumulate(flat, design, grid.size, spec.backend, out=self.stats.sums)
+        sums, rows = self.stats.sums, self.stats.rows_per_bin
+        _, invalid, _ = accumulate(flat, design, grid.size, spec.backend, sums, rows)
         self.invalid += invalid
-        self.stats.rows_per_bin[...] += fixed_counts["rows_per_bin"]
 
     def _common_weights_scale(self, design: Design) -> Design:
         """One weights scale for all batches: the smallest any batch needed (the statistics so
@@ -374,7 +370,8 @@ class _Stream:
         self.weights_scale = scale
         if own == scale or design.w is None:
             return design
-        return dataclasses.replace(design, w=design.w * (scale / own), weights_scale=scale)
+        w = read_only(design.w * (scale / own))
+        return dataclasses.replace(design, w=w, weights_scale=scale)
 
     def _grid_for(self, batch_grid: Grid) -> Grid:
         """The grid so far grown to hold ``batch_grid`` (its statistics moved along)."""

@@ -64,60 +64,76 @@ def add_row(s, z, w):
             k += 1
 
 
+# rows scanned at a time by each chunk's thread, compacting its own rows into a small buffer
+_SCAN = 2048
+
+
 @njit(cache=True, parallel=True)
 def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arguments)
-    flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid
+    flat, n_bins, n_chunks, x, y, w, has_w, x_ref, y_ref, out, invalid, rows_per_bin
 ):
     n_rows = flat.shape[0]
     q = x.shape[0]
     n_targets = y.shape[0]
     size = q + 2
-    # Each chunk owns a range of bins and scans all rows: every bin is summed in row order by
-    # exactly one thread, so the result is bit-identical to a serial pass for any thread count.
+    # Each chunk owns a range of bins and reads its rows in row order: every bin is summed in
+    # row order by exactly one thread, so the result is bit-identical to a serial pass for any
+    # thread count. Its rows are picked from every _SCAN rows without a branch (a branch on
+    # the bin would mispredict on every other row), then summed.
     for c in prange(n_chunks):
         b_lo = c * n_bins // n_chunks
         b_hi = (c + 1) * n_bins // n_chunks
+        mine = np.empty(_SCAN, dtype=np.int64)
+        bins = np.empty(_SCAN, dtype=flat.dtype)
         z = np.empty(size)
         z[0] = 1.0
-        for i in range(n_rows):
-            b = flat[i]
-            if b < b_lo or b >= b_hi:
-                continue
-            wi = w[i] if has_w else 1.0
-            ok = np.isfinite(wi)  # the validity rule of design.usable
-            for j in range(q):
-                z[1 + j] = x[j, i] - x_ref[j]
-                ok = ok and abs(z[1 + j]) < SUMMABLE
-            if not ok:
-                for t in range(n_targets):
-                    invalid[c, t] += 1
-                continue
-            for t in range(n_targets):
-                zy = y[t, i] - y_ref[t]
-                if not abs(zy) < SUMMABLE:
-                    invalid[c, t] += 1
+        for start in range(0, n_rows, _SCAN):
+            m = 0
+            for i in range(start, min(start + _SCAN, n_rows)):
+                b = flat[i]
+                mine[m] = i
+                bins[m] = b
+                m += (b >= b_lo) & (b < b_hi)
+            for r in range(m):
+                i = mine[r]
+                b = bins[r]
+                rows_per_bin[b] += 1
+                wi = w[i] if has_w else 1.0
+                ok = np.isfinite(wi)  # the validity rule of design.usable
+                for j in range(q):
+                    z[1 + j] = x[j, i] - x_ref[j]
+                    ok = ok and abs(z[1 + j]) < SUMMABLE
+                if not ok:
+                    for t in range(n_targets):
+                        invalid[c, t] += 1
                     continue
-                z[size - 1] = zy
-                add_row(out[b, t], z, wi)
+                for t in range(n_targets):
+                    zy = y[t, i] - y_ref[t]
+                    if not abs(zy) < SUMMABLE:
+                        invalid[c, t] += 1
+                        continue
+                    z[size - 1] = zy
+                    add_row(out[b, t], z, wi)
 
 
-def _accumulate_numpy(flat, design: Design, out, invalid):
-    x, y, w, x_ref, y_ref = design.x, design.y, design.w, design.x_ref, design.y_ref
+def _accumulate_numpy(flat, design: Design, out, invalid, rows_per_bin):
+    x, y, w, x_ref, y_ref = design.xs, design.ys, design.w, design.x_ref, design.y_ref
     n_bins = out.shape[0]
     inside = flat >= 0
+    rows_per_bin += np.bincount(flat[inside], minlength=n_bins)
     ok = inside.copy()
     if w is not None:
         ok &= np.isfinite(w)
     for row, ref in zip(x, x_ref, strict=True):
         ok &= usable(row - ref)
-    for t in range(y.shape[0]):
+    for t in range(len(y)):
         valid = ok & usable(y[t] - y_ref[t])
         invalid[0, t] = int(inside.sum() - valid.sum())
         ids = flat[valid]
         wv = np.ones(ids.size) if w is None else w[valid]
         z = [np.ones(ids.size)]
         z += [row[valid] - r for row, r in zip(x, x_ref, strict=True)]
-        z.append(y[t, valid] - y_ref[t])
+        z.append(y[t][valid] - y_ref[t])
         out[:, t, COUNT] += np.bincount(ids, minlength=n_bins)
         out[:, t, COUNT_POSITIVE] += np.bincount(ids, weights=wv > 0, minlength=n_bins)
         out[:, t, SUM_W2] += np.bincount(ids, weights=wv * wv, minlength=n_bins)
@@ -132,84 +148,119 @@ def _accumulate_numpy(flat, design: Design, out, invalid):
 # Design sizes whose row pass is generated with every loop unrolled (5x faster than the
 # generic kernel: the sums stay in registers); larger designs use the generic kernel.
 _UNROLLED_MAX_COLUMNS = 6
+_UNROLLED_MAX_TARGETS = 8
 
 
-def _unrolled_source(q: int) -> str:
-    """Source of the row pass for q design columns, with the z loops written out.
+def _unrolled_source(q: int, n_targets: int) -> str:
+    """Source of the row pass for q design columns and n_targets targets, loops written out.
 
-    The arithmetic is the generic kernel's, term for term (w z_a first, then times z_b), so
-    the sums are bit-identical to it and to the numpy pass.
+    It reads the caller's columns (tuples of 1-D arrays) in place, with the generic kernel's
+    scan (each chunk picks its rows) and arithmetic, term for term (w z_a first, then times
+    z_b), so the sums are bit-identical to it and to the numpy pass.
     """
     size = q + 2
     z = ["1.0", *[f"z{j}" for j in range(1, q + 1)], "zy"]
+    row = [  # one row i of bin b, at the indentation of the loop over the chunk's rows
+        "counts[b] += 1",
+        "wi = w[i] if has_w else 1.0",
+        *[f"z{j} = x{j - 1}[i] - rx{j - 1}" for j in range(1, q + 1)],
+        "if not (np.isfinite(wi)"
+        + "".join(f" and abs(z{j}) < {SUMMABLE!r}" for j in range(1, q + 1))
+        + "):",
+        *[f"    invalid[c, {t}] += 1" for t in range(n_targets)],
+        "    continue",
+        *[f"w{a} = wi * {z[a]}" for a in range(size - 1)],  # shared by the targets
+    ]
+    unpack = [
+        *[f"    x{j} = xs[{j}]" for j in range(q)],
+        *[f"    y{t} = ys[{t}]" for t in range(n_targets)],
+        *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
+        *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
+    ]
+    for t in range(n_targets):
+        row += [
+            f"zy = y{t}[i] - ry{t}",
+            f"if not abs(zy) < {SUMMABLE!r}:",
+            f"    invalid[c, {t}] += 1",
+            "else:",
+            f"    s = out[b, {t}]",
+            f"    s[{COUNT}] += 1.0",
+            f"    s[{COUNT_POSITIVE}] += 1.0 if wi > 0.0 else 0.0",
+            f"    s[{SUM_W2}] += wi * wi",
+            f"    w{size - 1} = wi * zy",
+        ]
+        k = FIRST_MOMENT
+        for a in range(size):
+            for b in range(a, size):
+                row.append(f"    s[{k}] += w{a} * {z[b]}")
+                k += 1
     lines = [
         "import numpy as np",
         "from numba import njit, prange",
         "",
         "",
         "@njit(cache=True, parallel=True)",
-        "def kernel(flat, x, y, w, has_w, x_ref, y_ref, n_bins, n_chunks, out, invalid):",
+        "def kernel(flat, n_bins, n_chunks, xs, ys, w, has_w, x_ref, y_ref, out, invalid, counts):",
+        *unpack,
         "    n_rows = flat.shape[0]",
-        "    n_targets = y.shape[0]",
         "    for c in prange(n_chunks):",
         "        b_lo = c * n_bins // n_chunks",
         "        b_hi = (c + 1) * n_bins // n_chunks",
-        "        for i in range(n_rows):",
-        "            b = flat[i]",
-        "            if b < b_lo or b >= b_hi:",
-        "                continue",
-        "            wi = w[i] if has_w else 1.0",
-        *[f"            z{j} = x[{j - 1}, i] - x_ref[{j - 1}]" for j in range(1, q + 1)],
-        "            if not (np.isfinite(wi)"
-        + "".join(f" and abs(z{j}) < {SUMMABLE!r}" for j in range(1, q + 1))
-        + "):",
-        "                for t in range(n_targets):",
-        "                    invalid[c, t] += 1",
-        "                continue",
-        "            for t in range(n_targets):",
-        "                zy = y[t, i] - y_ref[t]",
-        f"                if not abs(zy) < {SUMMABLE!r}:",
-        "                    invalid[c, t] += 1",
-        "                    continue",
-        "                s = out[b, t]",
-        f"                s[{COUNT}] += 1.0",
-        f"                s[{COUNT_POSITIVE}] += 1.0 if wi > 0.0 else 0.0",
-        f"                s[{SUM_W2}] += wi * wi",
+        f"        mine = np.empty({_SCAN}, dtype=np.int64)",
+        f"        bins = np.empty({_SCAN}, dtype=flat.dtype)",
+        f"        for start in range(0, n_rows, {_SCAN}):",
+        "            m = 0",
+        f"            for i in range(start, min(start + {_SCAN}, n_rows)):",
+        "                b = flat[i]",
+        "                mine[m] = i",
+        "                bins[m] = b",
+        "                m += (b >= b_lo) & (b < b_hi)",
+        "            for r in range(m):",
+        "                i = mine[r]",
+        "                b = bins[r]",
+        *["                " + line for line in row],
+        "",
+        "",
+        "@njit(cache=True)",
+        "def serial(flat, xs, ys, w, has_w, x_ref, y_ref, out, invalid, counts):",
+        '    """One thread (few rows): every row in order, no thread launched."""',
+        *unpack,
+        "    c = 0",
+        "    for i in range(flat.shape[0]):",
+        "        b = flat[i]",
+        "        if b < 0:",
+        "            continue",
+        *["        " + line for line in row],
     ]
-    lines += [f"                w{a} = wi * {z[a]}" for a in range(size)]
-    k = FIRST_MOMENT
-    for a in range(size):
-        for b in range(a, size):
-            lines.append(f"                s[{k}] += w{a} * {z[b]}")
-            k += 1
     return "\n".join(lines) + "\n"
 
 
 @functools.cache
-def _unrolled_kernel(q: int):
-    """The generated row pass for q design columns, or None where it cannot be built.
+def _unrolled_kernel(q: int, n_targets: int):
+    """The generated row passes (``kernel`` in parallel, ``serial``) for q design columns and
+    n_targets targets, or None where they cannot be built.
 
     numba caches compiled code next to a source file, so the source is written once to a
     cache folder (XSLIDE_CACHE_DIR, else ~/.cache/xslide) under a name that changes with it.
     """
-    source = _unrolled_source(q)
+    source = _unrolled_source(q, n_targets)
     digest = hashlib.sha1(source.encode()).hexdigest()[:12]
     folder = Path(os.environ.get("XSLIDE_CACHE_DIR", Path.home() / ".cache" / "xslide"))
-    path = folder / f"stats_q{q}_{digest}.py"
+    path = folder / f"stats_q{q}_t{n_targets}_{digest}.py"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             partial = path.with_suffix(f".{os.getpid()}.tmp")
             partial.write_text(source)
             partial.replace(path)  # atomic: concurrent processes never read half a file
-        name = f"xslide_stats_q{q}_{digest}"
+        name = f"xslide_stats_q{q}_t{n_targets}_{digest}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # numba's disk cache finds the module again by name
         spec.loader.exec_module(module)
     except OSError:
         return None
-    return module.kernel
+    return module
 
 
 def accumulate(
@@ -218,43 +269,70 @@ def accumulate(
     n_bins: int,
     backend: str,
     out: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    rows_per_bin: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum the statistics of every row into its bin.
 
     Parameters
     ----------
-    flat : (n,) int64 flat bin id per row, -1 for rows outside the grid or not selected.
-    design : the rows' design columns x (q, n), targets y (t, n), weights w (n,) or None, and
-        the references subtracted from each column.
+    flat : (n,) int32/int64 flat bin id per row, -1 for rows outside the grid or not selected.
+    design : the rows' design columns xs (q of n), targets ys (t of n), weights w (n,) or
+        None, and the references subtracted from each column.
     n_bins : bins of the grid.
     backend : 'numba' or 'numpy' (equal results, the numba pass is fused and parallel).
-    out : statistics to add to (streaming: batch after batch; the numba pass sums every bin's
-        rows one by one in order, so the result is bit-identical to one pass over all rows,
-        the numpy pass adds each batch's sums, equal to rounding); new when None.
+    out, rows_per_bin : statistics and row counts to add to (streaming: batch after batch;
+        the numba pass sums every bin's rows one by one in order, so the result is
+        bit-identical to one pass over all rows, the numpy pass adds each batch's sums, equal
+        to rounding); new when None.
 
     Returns
     -------
     stats : (n_bins, t, n_stats(q + 1)) float64.
     invalid : (t,) int64 rows inside the grid left out of each target (NaN/inf).
+    rows_per_bin : (n_bins,) int64 rows of every bin (valid or not).
     """
-    x, y, w = design.x, design.y, design.w
-    n_targets = y.shape[0]
+    q, n_targets = len(design.xs), len(design.ys)
     if out is None:
-        out = np.zeros((n_bins, n_targets, n_stats(x.shape[0] + 1)))
-    if backend == "numba":
-        n_chunks = max(1, min(num_threads(), n_bins))
-        invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
-        has_w = w is not None
-        w_arr = w if has_w else np.ones(1)
-        kernel = None
-        if x.shape[0] + 1 <= _UNROLLED_MAX_COLUMNS and _numba.HAVE_NUMBA:
-            kernel = _unrolled_kernel(x.shape[0])
-        kernel = kernel or _accumulate_numba
-        kernel(flat, x, y, w_arr, has_w, design.x_ref, design.y_ref, n_bins, n_chunks, out, invalid)
-    else:
+        out = np.zeros((n_bins, n_targets, n_stats(q + 1)))
+    if rows_per_bin is None:
+        rows_per_bin = np.zeros(n_bins, dtype=np.int64)
+    if backend != "numba":
         invalid = np.zeros((1, n_targets), dtype=np.int64)
-        _accumulate_numpy(flat, design, out, invalid)
-    return out, invalid.sum(axis=0)
+        _accumulate_numpy(flat, design, out, invalid, rows_per_bin)
+        return out, invalid.sum(axis=0), rows_per_bin
+    n_chunks = _n_chunks(out.nbytes, n_bins) if flat.size >= _PARALLEL_ROWS else 1
+    invalid = np.zeros((n_chunks, n_targets), dtype=np.int64)
+    w = design.w if design.w is not None else _NO_WEIGHTS
+    args = (w, design.w is not None, design.x_ref, design.y_ref, out, invalid, rows_per_bin)
+    module = None
+    if q + 1 <= _UNROLLED_MAX_COLUMNS and n_targets <= _UNROLLED_MAX_TARGETS and _numba.HAVE_NUMBA:
+        module = _unrolled_kernel(q, n_targets)
+    if module is None:
+        _accumulate_numba(flat, n_bins, n_chunks, design.x, design.y, *args)
+    elif n_chunks == 1:
+        module.serial(flat, design.xs, design.ys, *args)
+    else:
+        module.kernel(flat, n_bins, n_chunks, design.xs, design.ys, *args)
+    return out, invalid.sum(axis=0), rows_per_bin
+
+
+# fewer rows are summed by one thread (a parallel launch would cost more than the work)
+_PARALLEL_ROWS = 100_000
+
+# statistics one chunk sums at most (a share of the last-level cache): on a large grid the
+# random updates of a chunk stay in cache, which pays for every chunk scanning all row bins
+_CHUNK_BYTES = 8 << 20
+
+
+def _n_chunks(stats_bytes: int, n_bins: int) -> int:
+    """Bin ranges of the row pass: a multiple of the threads, each of at most _CHUNK_BYTES."""
+    threads = num_threads()
+    per_thread = -(-stats_bytes // (threads * _CHUNK_BYTES))
+    return max(1, min(threads * per_thread, n_bins))
+
+
+_NO_WEIGHTS = np.ones(1)
+_NO_WEIGHTS.flags.writeable = False
 
 
 def rereference(stats: np.ndarray, n_terms: int, shift: np.ndarray) -> np.ndarray:
