@@ -54,6 +54,8 @@ class RowAccess:
     @cached_property
     def xs(self) -> np.ndarray:
         """(q, n) design columns."""
+        if self.backend == "numba":
+            return in_bin_order(self.flat, self.offsets, self.design.x)
         return np.ascontiguousarray(self.design.x[:, self.order])
 
     @cached_property
@@ -76,7 +78,35 @@ class RowAccess:
     @cached_property
     def ws(self) -> np.ndarray | None:
         """(n,) weights, or None."""
-        return None if self.design.w is None else self.design.w[self.order]
+        if self.design.w is None:
+            return None
+        if self.backend == "numba":
+            return in_bin_order(self.flat, self.offsets, self.design.w[None])[0]
+        return self.design.w[self.order]
+
+
+def in_bin_order(flat: np.ndarray, offsets: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``columns[:, order]`` (numba): rows read in sequence and written to their bin's next
+    place, in bin-range parts on the threads (a gather from rows in random order waits on
+    memory for every value)."""
+    out = np.empty((columns.shape[0], offsets[-1]))
+    n_parts = max(1, min(num_threads(), offsets.size - 1))
+    _scatter_columns(flat, offsets, np.ascontiguousarray(columns), n_parts, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _scatter_columns(flat, offsets, columns, n_parts, out):
+    n_bins = offsets.shape[0] - 1
+    for part in prange(n_parts):
+        lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
+        cursor = offsets[lo:hi].copy()
+        for row in range(flat.shape[0]):
+            b = flat[row]
+            if b >= lo and b < hi:
+                for k in range(columns.shape[0]):
+                    out[k, cursor[b - lo]] = columns[k, row]
+                cursor[b - lo] += 1
 
 
 def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
