@@ -114,6 +114,8 @@ def _window_moments(centers, tables, bin_stats, trend_dims, pair, weighted, n_ch
                 s[:] = 0.0
                 for e in range(n_entries):
                     bs = bin_stats[bins[e], t]
+                    if bs[COUNT] == 0.0:  # no valid row: nothing to add
+                        continue
                     for d in range(trend_dims.shape[0]):
                         factor[1 + q_bin + d] = nb_offsets[e, trend_dims[d]]
                     s[COUNT] += bs[COUNT]
@@ -161,6 +163,8 @@ def _rejected_moments(centers, tables, columns, model, cut, max_bin, n_chunks, o
                 for e in range(n_entries):
                     start = offsets[bins[e]]
                     n = offsets[bins[e] + 1] - start
+                    if n == 0:
+                        continue
                     _add_beyond(
                         s, z, pred, columns, model, ct, limit, t, start, n, kw[e], nb_offsets[e]
                     )

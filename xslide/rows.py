@@ -288,7 +288,6 @@ def _smallest(a, start, stop):
 
 _SAMPLE = 256  # sample size of the bracketing step
 _BRACKET = 24  # half-width of the bracket in sample ranks (3 standard deviations)
-_RUNS_BRACKET = 4  # the same for a sample of sorted runs
 
 
 @njit(cache=True)
@@ -331,7 +330,15 @@ def _median_bracketed(a, n, sample, middle):
 
 
 _RUNS_SAMPLE = 128  # sample size of the bracket across sorted runs
+BRACKET_A, BRACKET_B = 1, 0.6  # of _bracket
 _RUNS_MIN = 4 * _RUNS_SAMPLE  # fewest values for that bracket
+
+
+@njit(cache=True)
+def _bracket(n_runs):
+    """Half-width of the bracket in sample ranks: each run may shift the ranks of a sample
+    stratified over sorted runs by up to one, so the spread grows as the root of their count."""
+    return BRACKET_A + int(BRACKET_B * np.sqrt(n_runs))
 
 
 @njit(cache=True)
@@ -384,8 +391,9 @@ def _runs_median(values, starts, lengths, n_runs, n, sample, buf):
             end += lengths[j]
         sample[i] = values[starts[j] + pos - base]
     ks = (k * _RUNS_SAMPLE) // n
-    r_lo = max(ks - _RUNS_BRACKET, 0)
-    r_hi = min(ks + _RUNS_BRACKET, _RUNS_SAMPLE - 1)
+    half = _bracket(n_runs)
+    r_lo = max(ks - half, 0)
+    r_hi = min(ks + half, _RUNS_SAMPLE - 1)
     _select(sample, _RUNS_SAMPLE, r_lo)
     lo = sample[r_lo]
     upper = sample[r_lo + 1 :]
