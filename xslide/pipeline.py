@@ -292,7 +292,7 @@ def _median(
     median[:, wanted] = window_medians(
         plan.centers,
         WindowIndex(plan.window, rows.offsets),
-        rows.ys[wanted],
+        rows.target_runs(wanted),
         max_count,
         stats.backend,
         options.parallel,

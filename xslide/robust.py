@@ -17,21 +17,10 @@ import numpy as np
 from . import _numba
 from ._numba import njit, num_threads, prange, python
 from .parallel import bar_blocks, progress_bar
-from .rows import WindowIndex, check_no_overflow
+from .rows import WindowIndex
 from .solve import OK, Solution, solve
-from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_stats
 from .window import entry_buffers, window_entries
-
-
-@njit(cache=True, fastmath={"reassoc", "nsz", "arcp"})
-def _weighted_dot(w, a, b, n):
-    """Σ w a b over the first n entries; reassociation lets the sum run in SIMD lanes (fixed
-    order for a given build, so repeated runs are bit-identical)."""
-    acc = 0.0
-    for r in range(n):
-        acc += w[r] * a[r] * b[r]
-    return acc
-
 
 # Fewest windows per call of the clipping kernel when it runs in blocks for a progress bar.
 CLIP_BLOCK = 1024
@@ -66,75 +55,172 @@ class Cut(NamedTuple):
 
 
 @njit(cache=True, parallel=True)
-def _kept_moments(  # noqa: C901, PLR0913  (numba kernel: its outputs are arguments)
-    centers, tables, columns, model, cut, max_count, n_chunks, out, overflow
-):
-    """Statistics of each window's rows within ``cut`` x rmse of the previous fit (or all).
-
-    The kept rows of a window are gathered into a column buffer z = (1, x - x_ref, y - y_ref)
-    with their weights (row weight x kernel weight), then every moment Σ w z_a z_b is one
-    vectorised dot product.
-    """
-    offsets, xs, ys, ws = columns.offsets, columns.xs, columns.ys, columns.ws
-    has_w, weighted = columns.has_w, columns.weighted
-    trend_dims, x_ref, y_ref, intercept = model
-    coef, rmse = cut.coef, cut.rmse
+def _bin_moments(columns, y_ref, x_ref, out):
+    """Per bin and target, the statistics of the bin's valid rows over z = (1, x - x_ref,
+    y - y_ref) under the row weights: (n_bins, t, n_stats(q + 1)), summed in row order."""
+    offsets, xs, ys, ws, has_w = columns.offsets, columns.xs, columns.ys, columns.ws, columns.has_w
     q = xs.shape[0]
-    n_trend = trend_dims.shape[0]
-    n_targets = ys.shape[0]
-    size = q + n_trend + 2
+    size = q + 2
+    for b in prange(offsets.shape[0] - 1):
+        z = np.empty(size)
+        z[0] = 1.0
+        for t in range(ys.shape[0]):
+            s = out[b, t]
+            s[:] = 0.0
+            for r in range(offsets[b], offsets[b + 1]):
+                yv = ys[t, r]
+                if yv != yv:
+                    continue
+                w = ws[r] if has_w else 1.0
+                for k in range(q):
+                    z[1 + k] = xs[k, r] - x_ref[k]
+                z[size - 1] = yv - y_ref[t]
+                _add_row(s, z, size, w)
+
+
+@njit(cache=True)
+def _add_row(s, z, size, w):
+    """Add one row, its z (the first ``size`` entries) weighing w, to the statistics s."""
+    s[COUNT] += 1.0
+    s[COUNT_POSITIVE] += 1.0 if w > 0.0 else 0.0
+    s[SUM_W2] += w * w
+    k = FIRST_MOMENT
+    for a in range(size):
+        wa = w * z[a]
+        for b in range(a, size):
+            s[k] += wa * z[b]
+            k += 1
+
+
+@njit(cache=True, parallel=True)
+def _window_moments(centers, tables, bin_stats, trend_dims, pair, weighted, n_chunks, out):
+    """Statistics of every window's valid rows from those of its bins.
+
+    A window's z = (1, x, trend offsets, y) has the bin's z = (1, x, y) for all but the trend
+    offsets, constant within a bin: Σ w o_d z_b = o_d Σ w z_b. ``pair[a, b]`` is the packed bin
+    statistic of the window statistic (a, b); each bin's statistics weigh its kernel weight.
+    """
+    q_bin = pair.shape[0] - 2 - trend_dims.shape[0]  # design columns
+    size = pair.shape[0]
     m = centers.shape[0]
-    lead = 1 if intercept else 0
     for c in prange(n_chunks):
         buffers = entry_buffers(tables)
         bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
-        z = np.empty((size, max_count))
-        z[0, :] = 1.0
-        wz = np.ones(max_count)
+        factor = np.ones(size)
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
             n_entries = window_entries(centers[i], tables, buffers)
-            for t in range(n_targets):
-                limit = cut.n_sigma * rmse[i, t]
-                clip = limit > 0.0  # NaN (no previous fit) or an exact fit: keep every row
-                n = 0
-                informative = 0.0
-                sum_w2 = 0.0
-                for e in range(n_entries):
-                    for r in range(offsets[bins[e]], offsets[bins[e] + 1]):
-                        yv = ys[t, r]
-                        if yv != yv:
-                            continue
-                        if n == max_count:  # never past the buffers: reported, see below
-                            overflow[c] = True
-                            break
-                        if clip:
-                            pred = coef[i, t, 0] if intercept else 0.0
-                            for k in range(q):
-                                pred += coef[i, t, lead + k] * xs[k, r]
-                            for d in range(n_trend):
-                                pred += coef[i, t, lead + q + d] * nb_offsets[e, trend_dims[d]]
-                            if abs(yv - pred) > limit:
-                                continue
-                        for k in range(q):
-                            z[1 + k, n] = xs[k, r] - x_ref[k]
-                        for d in range(n_trend):
-                            z[1 + q + d, n] = nb_offsets[e, trend_dims[d]]
-                        z[size - 1, n] = yv - y_ref[t]
-                        if weighted:
-                            w = (ws[r] if has_w else 1.0) * kw[e]
-                            wz[n] = w
-                            informative += 1.0 if w > 0.0 else 0.0
-                            sum_w2 += w * w
-                        n += 1
+            for t in range(bin_stats.shape[1]):
                 s = out[i, t]
-                s[COUNT] = n
-                s[COUNT_POSITIVE] = informative if weighted else n
-                s[SUM_W2] = sum_w2 if weighted else n
-                k = FIRST_MOMENT
-                for a in range(size):
-                    for b in range(a, size):
-                        s[k] = _weighted_dot(wz, z[a], z[b], n)
-                        k += 1
+                s[:] = 0.0
+                for e in range(n_entries):
+                    bs = bin_stats[bins[e], t]
+                    if bs[COUNT] == 0.0:  # no valid row: nothing to add
+                        continue
+                    for d in range(trend_dims.shape[0]):
+                        factor[1 + q_bin + d] = nb_offsets[e, trend_dims[d]]
+                    s[COUNT] += bs[COUNT]
+                    s[COUNT_POSITIVE] += bs[COUNT_POSITIVE]
+                    s[SUM_W2] += kw[e] * kw[e] * bs[SUM_W2]
+                    k = FIRST_MOMENT
+                    for a in range(size):
+                        fa = kw[e] * factor[a]
+                        for b in range(a, size):
+                            s[k] += fa * factor[b] * bs[pair[a, b]]
+                            k += 1
+                if not weighted:
+                    s[COUNT_POSITIVE] = s[COUNT]
+                    s[SUM_W2] = s[COUNT]
+
+
+@njit(cache=True, parallel=True)
+def _rejected_moments(centers, tables, columns, model, cut, max_bin, n_chunks, out):
+    """Statistics of each window's rows beyond ``cut`` x rmse of the previous fit (zero where
+    the cut keeps every row): the kept rows' are the window's less these.
+
+    The prediction of a row sums its terms in the order of the model, so that a row lies
+    beyond the cut exactly when its residual says so; the rows of a bin are checked in one
+    vectorised sweep, and only a bin holding rows beyond the cut is read again.
+    """
+    offsets, ys = columns.offsets, columns.ys
+    coef, rmse = cut.coef, cut.rmse
+    size = columns.xs.shape[0] + model.trend_dims.shape[0] + 2
+    m = centers.shape[0]
+    for c in prange(n_chunks):
+        buffers = entry_buffers(tables)
+        bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
+        pred = np.empty(max_bin)
+        z = np.empty(size)
+        z[0] = 1.0
+        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+            n_entries = window_entries(centers[i], tables, buffers)
+            for t in range(ys.shape[0]):
+                s = out[i, t]
+                s[:] = 0.0
+                limit = cut.n_sigma * rmse[i, t]
+                if not limit > 0.0:  # NaN (no previous fit) or an exact fit: keep every row
+                    continue
+                ct = coef[i, t]
+                for e in range(n_entries):
+                    start = offsets[bins[e]]
+                    n = offsets[bins[e] + 1] - start
+                    if n == 0:
+                        continue
+                    _add_beyond(
+                        s, z, pred, columns, model, ct, limit, t, start, n, kw[e], nb_offsets[e]
+                    )
+
+
+@njit(cache=True)
+def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, offsets):  # noqa: PLR0913
+    """Add to s the rows start..start + n of one bin of the window (kernel weight kw, offsets
+    from the center) that lie beyond the cut."""
+    xs, ys, ws, has_w, weighted = (
+        columns.xs,
+        columns.ys,
+        columns.ws,
+        columns.has_w,
+        columns.weighted,
+    )
+    trend_dims, x_ref, y_ref, intercept = model
+    q, n_trend, size = xs.shape[0], trend_dims.shape[0], z.shape[0]
+    lead = 1 if intercept else 0
+    p = pred[:n]  # contiguous 1-D views: the sweeps below vectorise
+    _predict(p, xs, start, ct, lead, intercept)
+    for d in range(n_trend):
+        o = ct[lead + q + d] * offsets[trend_dims[d]]
+        for r in range(n):
+            p[r] += o
+    y = ys[t, start : start + n]
+    beyond = 0
+    for r in range(n):
+        beyond += np.int64(abs(y[r] - p[r]) > limit)
+    if beyond == 0:
+        return
+    for r in range(n):
+        yv = ys[t, start + r]
+        if not abs(yv - pred[r]) > limit:
+            continue
+        for k in range(q):
+            z[1 + k] = xs[k, start + r] - x_ref[k]
+        for d in range(n_trend):
+            z[1 + q + d] = offsets[trend_dims[d]]
+        z[size - 1] = yv - y_ref[t]
+        w = (ws[start + r] if has_w else 1.0) * kw if weighted else 1.0
+        _add_row(s, z, size, w)
+
+
+@njit(cache=True)
+def _predict(pred, xs, start, ct, lead, intercept):
+    """pred = the fit's prediction of the rows start.. of ``xs`` without the trend terms,
+    each summed intercept first, then term by term (elementwise, so the loops vectorise)."""
+    first = ct[0] if intercept else 0.0
+    for r in range(pred.shape[0]):
+        pred[r] = first
+    for k in range(xs.shape[0]):
+        ck = ct[lead + k]
+        xk = xs[k, start : start + pred.shape[0]]
+        for r in range(pred.shape[0]):
+            pred[r] += ck * xk[r]
 
 
 class Clipping(NamedTuple):
@@ -164,7 +250,7 @@ def clipped_fit(
     columns : the indexed rows in bin order (``RowColumns``).
     model : trend dims, references and intercept of the local model.
     clipping : the cut, the most refits and ``min_entries``.
-    max_count : an upper bound of the valid rows in any window (sizes the buffers).
+    max_count : unused (the rows are read bin by bin, no window is gathered).
     backend : unused: the compiled kernel serves both backends, so they agree bit for bit; it
         runs as plain Python only where numba is missing.
     progress : a bar over the windows of every pass: True, False or None (on a terminal when
@@ -177,27 +263,48 @@ def clipped_fit(
     """
     m, n_targets = centers.size, columns.ys.shape[0]
     q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
-    max_count = max(int(max_count), 1)
-    # one compiled kernel for both backends (bit-identical results); plain Python without numba
-    kernel = _kept_moments if _numba.numba_available() else python(_kept_moments)
+    # one set of compiled kernels for both backends (bit-identical results); plain Python
+    # without numba
+    compiled = _numba.numba_available()
+    bin_kernel, window_kernel, cut_kernel = (
+        (k if compiled else python(k)) for k in (_bin_moments, _window_moments, _rejected_moments)
+    )
     n_terms = q + int(model.intercept)
     x_ref, y_ref, intercept = model.x_ref, model.y_ref, model.intercept
     min_entries, max_iter = clipping.min_entries, clipping.max_iter
+    n_columns = columns.xs.shape[0]
+    bin_stats = np.empty((columns.offsets.size - 1, n_targets, n_stats(n_columns + 1)))
+    bin_kernel(columns, y_ref, x_ref[:n_columns], bin_stats)
+    pair = _pair_table(n_columns, model.trend_dims.size)
+    max_bin = max(int(np.diff(columns.offsets).max(initial=0)), 1)
+
+    def chunks(size: int) -> int:
+        return max(1, min(num_threads() * 4, size))
+
+    def all_rows(bar) -> np.ndarray:
+        """Pass 1: every window's statistics from its bins' (no row is cut yet)."""
+        out = np.empty((m, n_targets, n_stats(q + 1)))
+        for block in bar_blocks(np.arange(m), bar, CLIP_BLOCK):
+            part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
+            window_kernel(
+                centers[part], index.tables, bin_stats, model.trend_dims, pair,
+                columns.weighted, chunks(block.size), out[part],
+            )  # fmt: skip
+            bar.update(block.size)
+        return out
 
     def moments(ids: np.ndarray, coef: np.ndarray, rmse: np.ndarray, bar) -> np.ndarray:
+        """The statistics of the rows within the cut: all the window's less those beyond."""
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
         for block in bar_blocks(np.arange(ids.size), bar, CLIP_BLOCK):
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
-            n_chunks = max(1, min(num_threads() * 4, block.size))
             cut = Cut(coef[part], rmse[part], float(clipping.n_sigma_cut))
-            overflow = np.zeros(n_chunks, dtype=np.bool_)
-            kernel(
-                centers[ids[part]], index.tables, columns, model, cut, max_count, n_chunks,
-                out[part], overflow,
+            cut_kernel(
+                centers[ids[part]], index.tables, columns, model, cut, max_bin,
+                chunks(block.size), out[part],
             )  # fmt: skip
-            check_no_overflow(overflow)
             bar.update(block.size)
-        return out
+        return np.subtract(everything[ids], out, out=out)
 
     def fit(stats: np.ndarray) -> Solution:
         return solve(stats, q + 1, x_ref, y_ref, min_entries, intercept)
@@ -208,7 +315,8 @@ def clipped_fit(
     cut_coef = np.full((m, n_targets, n_terms), np.nan)
     cut_rmse = np.full((m, n_targets), np.nan)
     with progress_bar(m, progress, "xslide n_sigma_cut pass 1", " windows", scale=True) as bar:
-        current = moments(np.arange(m), cut_coef, cut_rmse, bar)
+        everything = all_rows(bar)
+        current = everything.copy()
         result = fit(current)
         passes = np.ones(m, dtype=np.int64)
         active = np.arange(m)
@@ -227,6 +335,14 @@ def clipped_fit(
             result = result.updated(active, fit(again[changed]))
             passes[active] += 1
     return result, passes
+
+
+def _pair_table(n_columns: int, n_trend: int) -> np.ndarray:
+    """For each statistic (a, b) of a window's z = (1, x, trend offsets, y), the packed bin
+    statistic over z = (1, x, y) it scales: a trend offset is the constant times the offset."""
+    source = [*range(n_columns + 1), *([0] * n_trend), n_columns + 1]
+    packed = moment_index(n_columns + 1)
+    return np.ascontiguousarray(packed[np.ix_(source, source)].astype(np.int64))
 
 
 def _next_pass(bar, n_pass: int, n_windows: int) -> None:

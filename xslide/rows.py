@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
 from ._numba import njit, num_threads, prange, python
-from .design import Design, usable
+from .design import SUMMABLE, Design, usable
 from .grid import bin_index
 from .parallel import Parallel, bar_blocks, progress_bar, split
 from .window import Window, entry_buffers, window_entries
@@ -53,17 +54,59 @@ class RowAccess:
     @cached_property
     def xs(self) -> np.ndarray:
         """(q, n) design columns."""
+        if self.backend == "numba":
+            return in_bin_order(self.flat, self.offsets, self.design.x)
         return np.ascontiguousarray(self.design.x[:, self.order])
 
     @cached_property
     def ys(self) -> np.ndarray:
         """(t, n) targets, NaN where the row is invalid for that target."""
+        if self.backend == "numba":
+            targets = np.arange(self.design.y.shape[0])
+            return _gather_targets(self.flat, self.offsets, self.design, targets, sort=False)[0]
         return values_in_bin_order(self.order, self.design)
+
+    def target_runs(self, targets: list[int]) -> TargetRuns:
+        """The valid values of ``targets`` per bin, sorted (the median's layout)."""
+        if self.backend == "numba":
+            values, counts = _gather_targets(
+                self.flat, self.offsets, self.design, np.asarray(targets, np.int64), sort=True
+            )
+            return TargetRuns(values, counts)
+        return target_runs(self.ys[targets], self.offsets, self.backend)
 
     @cached_property
     def ws(self) -> np.ndarray | None:
         """(n,) weights, or None."""
-        return None if self.design.w is None else self.design.w[self.order]
+        if self.design.w is None:
+            return None
+        if self.backend == "numba":
+            return in_bin_order(self.flat, self.offsets, self.design.w[None])[0]
+        return self.design.w[self.order]
+
+
+def in_bin_order(flat: np.ndarray, offsets: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``columns[:, order]`` (numba): rows read in sequence and written to their bin's next
+    place, in bin-range parts on the threads (a gather from rows in random order waits on
+    memory for every value)."""
+    out = np.empty((columns.shape[0], offsets[-1]))
+    n_parts = max(1, min(num_threads(), offsets.size - 1))
+    _scatter_columns(flat, offsets, np.ascontiguousarray(columns), n_parts, out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _scatter_columns(flat, offsets, columns, n_parts, out):
+    n_bins = offsets.shape[0] - 1
+    for part in prange(n_parts):
+        lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
+        cursor = offsets[lo:hi].copy()
+        for row in range(flat.shape[0]):
+            b = flat[row]
+            if b >= lo and b < hi:
+                for k in range(columns.shape[0]):
+                    out[k, cursor[b - lo]] = columns[k, row]
+                cursor[b - lo] += 1
 
 
 def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
@@ -79,6 +122,114 @@ def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
     for t, ref in enumerate(design.y_ref):
         ys[t, ~(good & usable(ys[t] - ref))] = np.nan
     return ys
+
+
+class TargetRuns(NamedTuple):
+    """Target values in bin order, each bin's run sorted with its valid values first.
+
+    Bin b holds ``values[t, offsets[b]:offsets[b + 1]]``: its ``counts[t, b]`` valid values in
+    ascending order, then NaN. A window's values are then a few sorted runs, and its median a
+    selection across them that reads little more than the runs near the median.
+    """
+
+    values: np.ndarray  # (t, n)
+    counts: np.ndarray  # (t, n_bins) valid values per bin
+
+
+def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns:
+    """``TargetRuns`` of targets in bin order with NaN for invalid rows (``ys``)."""
+    if backend == "numba":
+        values = ys.astype(np.float64, copy=True)
+        counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
+        _sort_runs(values, offsets, counts)
+        return TargetRuns(values, counts)
+    bins = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    values = np.empty_like(ys, dtype=np.float64)
+    counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
+    for t, row in enumerate(ys):
+        values[t] = row[np.lexsort((row, bins))]  # NaN sort last
+        counts[t] = np.bincount(bins[~np.isnan(row)], minlength=offsets.size - 1)
+    return TargetRuns(values, counts)
+
+
+@njit(cache=True, parallel=True)
+def _sort_runs(values, offsets, counts):
+    """Sort each bin's run of every row of ``values`` in place (NaN last) and count the rest."""
+    n_bins = offsets.shape[0] - 1
+    for b in prange(n_bins):
+        start, stop = offsets[b], offsets[b + 1]
+        for t in range(values.shape[0]):
+            run = values[t, start:stop]
+            run.sort()
+            n = stop - start
+            while n > 0 and run[n - 1] != run[n - 1]:
+                n -= 1
+            counts[t, b] = n
+
+
+def _gather_targets(
+    flat: np.ndarray, offsets: np.ndarray, design: Design, targets: np.ndarray, sort: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``values_in_bin_order`` of ``targets`` (numba) and the valid values per bin; with ``sort``
+    the ``TargetRuns`` layout (each bin's valid values first, sorted, then NaN)."""
+    values = np.empty((targets.size, offsets[-1]))
+    counts = np.zeros((targets.size, offsets.size - 1), dtype=np.int64)
+    w = np.ones(1) if design.w is None else design.w
+    n_parts = max(1, min(num_threads(), offsets.size - 1))
+    _scatter_targets(
+        flat, offsets, design.x, design.y, targets, design.x_ref, design.y_ref, w,
+        design.w is not None, sort, n_parts, values, counts,
+    )  # fmt: skip
+    return values, counts
+
+
+@njit(cache=True, parallel=True)
+def _scatter_targets(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    flat, offsets, x, y, targets, x_ref, y_ref, w, has_w, runs, n_parts, values, counts
+):
+    """Passes over the rows in row order (reads in sequence, writes scattered), one per part
+    of the bins: each row's target values go to its bin's next place, NaN for an invalid one;
+    with ``runs``, to the next place of the bin's valid values of that target, and each bin's
+    valid values are sorted afterwards (NaN fill the rest). Rows keep their order within a bin,
+    as in the bin index; every bin is written by one thread (the same result for any count)."""
+    n_targets = targets.shape[0]
+    n_bins = offsets.shape[0] - 1
+    for part in prange(n_parts):
+        lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
+        for row in range(flat.shape[0]):
+            b = flat[row]
+            if b < lo or b >= hi:
+                continue
+            good = not has_w or np.isfinite(w[row])
+            for j in range(x.shape[0]):
+                good &= abs(x[j, row] - x_ref[j]) < SUMMABLE
+            place = offsets[b] + counts[0, b]  # without runs, counts[0] counts the rows
+            for t in range(n_targets):
+                v = y[targets[t], row]
+                valid = good and abs(v - y_ref[targets[t]]) < SUMMABLE
+                if runs and valid:
+                    values[t, offsets[b] + counts[t, b]] = v
+                    counts[t, b] += 1
+                elif not runs:
+                    values[t, place] = v if valid else np.nan
+            if not runs:
+                counts[0, b] += 1
+        _finish_bins(values, offsets, counts, lo, hi, runs)
+
+
+@njit(cache=True)
+def _finish_bins(values, offsets, counts, lo, hi, runs):
+    """Bins lo..hi of ``_scatter_targets``: sort the runs, or count the valid values."""
+    for b in range(lo, hi):
+        start, stop = offsets[b], offsets[b + 1]
+        for t in range(values.shape[0]):
+            if runs:
+                values[t, start + counts[t, b] : stop] = np.nan
+                values[t, start : start + counts[t, b]].sort()
+            else:
+                counts[t, b] = 0
+                for r in range(start, stop):
+                    counts[t, b] += values[t, r] == values[t, r]
 
 
 @njit(cache=True)
@@ -176,6 +327,97 @@ def _median_bracketed(a, n, sample, middle):
     if k_hi == k:
         return middle[kk]
     return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
+
+
+_RUNS_SAMPLE = 128  # sample size of the bracket across sorted runs
+BRACKET_A, BRACKET_B = 1, 0.6  # of _bracket
+_RUNS_MIN = 4 * _RUNS_SAMPLE  # fewest values for that bracket
+
+
+@njit(cache=True)
+def _bracket(n_runs):
+    """Half-width of the bracket in sample ranks: each run may shift the ranks of a sample
+    stratified over sorted runs by up to one, so the spread grows as the root of their count."""
+    return BRACKET_A + int(BRACKET_B * np.sqrt(n_runs))
+
+
+@njit(cache=True)
+def _first_at_least(values, start, stop, x, strict):
+    """First position in the sorted values[start:stop] of a value >= x (> x when ``strict``)."""
+    lo, hi = start, stop
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = values[mid]
+        if v < x or (strict and v == x):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _gather_runs(values, starts, lengths, n_runs, buf):
+    n = 0
+    for j in range(n_runs):
+        s = starts[j]
+        for r in range(lengths[j]):
+            buf[n + r] = values[s + r]
+        n += lengths[j]
+    return n
+
+
+@njit(cache=True)
+def _runs_median(values, starts, lengths, n_runs, n, sample, buf):
+    """Median of the n values of sorted runs ``values[starts[j]:starts[j] + lengths[j]]``.
+
+    The bracket of ``_median_bracketed`` without a pass over the values: a sample stratified
+    over the concatenated runs gives two values bracketing the median, binary searches in each
+    run count the values below and inside the bracket, and only those inside (one contiguous
+    segment per run) are copied and selected among. A missed bracket selects among all the
+    values. Exact either way: the same order statistics as ``_median_of``.
+    """
+    if n == 0:
+        return np.nan
+    if n < _RUNS_MIN:
+        return _median_of(buf, _gather_runs(values, starts, lengths, n_runs, buf))
+    k = (n - 1) // 2
+    k_hi = k + 1 - n % 2  # second middle rank for even n
+    j, base, end = 0, 0, lengths[0]
+    for i in range(_RUNS_SAMPLE):
+        pos = (i * n) // _RUNS_SAMPLE
+        while pos >= end:
+            j += 1
+            base = end
+            end += lengths[j]
+        sample[i] = values[starts[j] + pos - base]
+    ks = (k * _RUNS_SAMPLE) // n
+    half = _bracket(n_runs)
+    r_lo = max(ks - half, 0)
+    r_hi = min(ks + half, _RUNS_SAMPLE - 1)
+    _select(sample, _RUNS_SAMPLE, r_lo)
+    lo = sample[r_lo]
+    upper = sample[r_lo + 1 :]
+    _select(upper, _RUNS_SAMPLE - r_lo - 1, r_hi - r_lo - 1)
+    hi = upper[r_hi - r_lo - 1]
+    below = 0
+    m = 0
+    for j in range(n_runs):
+        start, stop = starts[j], starts[j] + lengths[j]
+        first = _first_at_least(values, start, stop, lo, False)
+        below += first - start
+        if k < below:
+            break
+        last = _first_at_least(values, first, stop, hi, True)
+        for r in range(first, last):
+            buf[m + r - first] = values[r]
+        m += last - first
+    if below > k or k_hi >= below + m:
+        return _median_of(buf, _gather_runs(values, starts, lengths, n_runs, buf))
+    kk = k - below
+    _select(buf, m, kk)
+    if k_hi == k:
+        return buf[kk]
+    return 0.5 * (buf[kk] + _smallest(buf, kk + 1, m))
 
 
 @njit(cache=True)
@@ -278,41 +520,61 @@ class WindowIndex:
 
 @njit(cache=True, parallel=True)
 def _window_median_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    centers, tables, offsets, ys, weighted, max_count, n_chunks, out, overflow
+    centers, tables, offsets, runs, weighted, max_count, n_chunks, out, overflow
 ):
-    n_targets = ys.shape[0]
+    values, counts = runs
+    n_targets = values.shape[0]
     m = centers.shape[0]
     for c in prange(n_chunks):
-        buf = np.empty((n_targets, max_count))
-        wbuf = np.empty((n_targets, max_count))
+        buf = np.empty(max_count)
+        wbuf = np.empty(max_count)
         sample = np.empty(_SAMPLE)
-        middle = np.empty(max_count)
         buffers = entry_buffers(tables)
         bins, weights = buffers[2], buffers[3]
+        starts = np.empty(bins.shape[0], dtype=np.int64)
+        lengths = np.empty(bins.shape[0], dtype=np.int64)
+        run_weights = np.empty(bins.shape[0])
         for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n = window_entries(centers[i], tables, buffers)
+            n_entries = window_entries(centers[i], tables, buffers)
             for t in range(n_targets):
-                k = 0
-                for e in range(n):
-                    for r in range(offsets[bins[e]], offsets[bins[e] + 1]):
-                        v = ys[t, r]
-                        if v == v:
-                            if k == max_count:  # never past the buffer: reported, see below
-                                overflow[c] = True
-                                break
-                            buf[t, k] = v
-                            wbuf[t, k] = weights[e]
-                            k += 1
-                if weighted:
-                    out[i, t] = _weighted_lower_median(buf[t], wbuf[t], k)
+                n_runs = 0
+                n = 0
+                for e in range(n_entries):
+                    length = counts[t, bins[e]]
+                    if length > 0:
+                        starts[n_runs] = offsets[bins[e]]
+                        lengths[n_runs] = length
+                        run_weights[n_runs] = weights[e]
+                        n_runs += 1
+                        n += length
+                if n > max_count:  # never past the buffers: reported, see check_no_overflow
+                    overflow[c] = True
+                    out[i, t] = np.nan
+                elif weighted:
+                    out[i, t] = _weighted_runs_median(
+                        values[t], starts, lengths, n_runs, run_weights, buf, wbuf
+                    )
                 else:
-                    out[i, t] = _median_bracketed(buf[t], k, sample, middle)
+                    out[i, t] = _runs_median(values[t], starts, lengths, n_runs, n, sample, buf)
+
+
+@njit(cache=True)
+def _weighted_runs_median(values, starts, lengths, n_runs, run_weights, buf, wbuf):
+    """Lower weighted median of the runs' values, those of run j weighing ``run_weights[j]``."""
+    n = 0
+    for j in range(n_runs):
+        s = starts[j]
+        for r in range(lengths[j]):
+            buf[n] = values[s + r]
+            wbuf[n] = run_weights[j]
+            n += 1
+    return _weighted_lower_median(buf, wbuf, n)
 
 
 def window_median(
     centers: np.ndarray,
     index: WindowIndex,
-    ys: np.ndarray,
+    ys: np.ndarray | TargetRuns,
     max_count: int,
     backend: str,
 ) -> np.ndarray:
@@ -325,21 +587,25 @@ def window_median(
     ----------
     centers : (m,) flat ids of the window centers.
     index : where each window's rows lie (``WindowIndex``).
-    ys : ``values_in_bin_order`` output, NaN for invalid rows.
+    ys : the targets' ``TargetRuns``, or ``values_in_bin_order`` output (NaN for invalid rows).
     max_count : an upper bound of the valid values in any window (sizes the buffer).
     """
-    out = np.empty((centers.size, ys.shape[0]))
+    n_targets = (ys.values if isinstance(ys, TargetRuns) else ys).shape[0]
+    out = np.empty((centers.size, n_targets))
     if centers.size == 0:
         return out
     if backend == "numba":
+        runs = ys if isinstance(ys, TargetRuns) else target_runs(ys, index.offsets, backend)
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
         _window_median_numba(
-            centers.astype(np.int64), index.tables, index.offsets, ys, index.weighted,
+            centers.astype(np.int64), index.tables, index.offsets, runs, index.weighted,
             max(int(max_count), 1), n_chunks, out, overflow,
         )  # fmt: skip
         check_no_overflow(overflow)
         return out
+    if isinstance(ys, TargetRuns):
+        ys = ys.values  # NaN marks the invalid rows in this layout too
     for i, center in enumerate(centers):
         positions, weights, _ = index.positions(int(center))
         for t in range(ys.shape[0]):
@@ -375,15 +641,17 @@ def _median_block(work: tuple, block: np.ndarray) -> np.ndarray:
 
 def _median_halo(work: tuple, block: np.ndarray) -> tuple:
     """The rows the windows of ``block`` read, for a cluster worker."""
-    index, ys, max_count, backend = work
+    index, runs, max_count, backend = work
     local, positions = index.halo(block)
-    return local, ys[:, positions], max_count, backend
+    shipped = np.diff(local.offsets) > 0  # bins outside the halo are empty there
+    counts = np.where(shipped, runs.counts, 0)
+    return local, TargetRuns(runs.values[:, positions], counts), max_count, backend
 
 
 def window_medians(
     centers: np.ndarray,
     index: WindowIndex,
-    ys: np.ndarray,
+    runs: TargetRuns,
     max_count: int,
     backend: str,
     parallel: Parallel,
@@ -391,7 +659,7 @@ def window_medians(
 ) -> np.ndarray:
     """``window_median`` here (in blocks of centers when a progress bar may show), or in
     blocks with their halo rows on a cluster."""
-    work = (index, ys, max_count, backend)
+    work = (index, runs, max_count, backend)
     with progress_bar(centers.size, progress, "xslide median", " windows", scale=True) as bar:
         if parallel.client is None:
             blocks = bar_blocks(centers, bar, MEDIAN_BLOCK)
@@ -400,4 +668,4 @@ def window_medians(
             blocks, ship = split(centers, 4 * parallel.workers), _median_halo
         local = Parallel() if parallel.client is None else parallel  # numba threads here
         parts = list(local.map(_median_block, work, blocks, ship=ship, bar=bar))
-    return np.concatenate(parts) if parts else np.empty((0, ys.shape[0]))
+    return np.concatenate(parts) if parts else np.empty((0, runs.values.shape[0]))
