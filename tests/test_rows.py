@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import xslide
 from xslide.bench import DIMS, SCENARIOS, make_rows
 from xslide.grid import bin_index
 from xslide.rows import _SAMPLE, WindowIndex, _median_bracketed, _median_of, window_median
@@ -223,3 +224,17 @@ def test_window_median_numba_equals_numpy(
     some = np.array([n_bins - 1, 0, n_bins // 2])
     subset = window_median(some, index, ys, max_count, "numba")
     np.testing.assert_array_equal(subset, fast[some])
+
+
+def test_a_window_clipped_to_a_one_bin_grid_keeps_the_weighted_median_of_its_kernel():
+    # found by hypothesis: with one bin, the clipped gaussian window has one offset of weight
+    # 1, but the kernel is not uniform, so the median stays the lower weighted median
+    df = pd.DataFrame({"g": [0, 0], "y": [1.258769, 0.083814]})
+    fit = {
+        kernel: xslide.make_sliding_window_fit(
+            df, ["g"], {"g": 1}, ["y"], [], kernel=kernel, extent={"g": (0, 0)}, min_entries=1
+        ).y_median[0]
+        for kernel in ("gaussian", "uniform")
+    }
+    assert fit["gaussian"] == 0.083814  # the lower of two equal weights
+    assert fit["uniform"] == pytest.approx((1.258769 + 0.083814) / 2)

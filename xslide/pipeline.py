@@ -36,6 +36,7 @@ from .window import (
     MomentLayout,
     Window,
     check_periodic,
+    kernel_is_uniform,
     kernel_weights,
     moment_layout,
     windowed_sums,
@@ -153,7 +154,8 @@ def _window(grid: Grid, options: FitOptions) -> Window:
             "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
-    return Window(grid.shape, reach, modes, weights, full_volume=volume)
+    uniform = kernel_is_uniform(options.kernel, half) if reach != half else None
+    return Window(grid.shape, reach, modes, weights, full_volume=volume, kernel_uniform=uniform)
 
 
 def _warn_period(grid: Grid, dim: str) -> None:

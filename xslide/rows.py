@@ -479,7 +479,7 @@ class WindowIndex:
         self.window = window
         self.offsets = offsets
         self.tables = window.kernel_tables
-        self.weighted = not bool(np.all(window.weights == 1.0))
+        self.weighted = window.weighted
 
     def entries(self, center: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Neighbor bins, kernel weights and per-dim offsets of the window around ``center``."""

@@ -84,6 +84,20 @@ def kernel_weights(
     return np.array(full[center], dtype=np.float64), int(np.count_nonzero(full))
 
 
+def kernel_is_uniform(kernel: Kernel, half: Sequence[int]) -> bool:
+    """Whether every offset of the whole (unclipped) window weighs exactly 1."""
+    if kernel.name == "uniform":
+        return True
+    if kernel.name in _PROFILES:  # a product of profiles <= 1: all 1 only if each is
+        profile = _PROFILES[kernel.name]
+        return all(
+            bool(np.all(profile(np.arange(-w, w + 1), h) == 1.0))
+            for w, h in zip(half, kernel.widths, strict=True)
+        )
+    weights, _ = kernel_weights(kernel, half)
+    return bool(np.all(weights == 1.0))
+
+
 def _named_weights(kernel: Kernel, half, reach) -> tuple[np.ndarray, int]:
     """A named kernel over ``|o_d| <= reach_d``, and its volume over the whole window."""
     weights = np.ones(tuple(2 * r + 1 for r in reach))
@@ -183,6 +197,15 @@ class Window:
     origin: tuple[int, ...] | None = None
     global_shape: tuple[int, ...] | None = None
     full_volume: int | None = None  # non-zero offsets of a window wider than its grid
+    kernel_uniform: bool | None = None  # every offset of the unclipped window weighs 1
+
+    @property
+    def weighted(self) -> bool:
+        """A non-uniform kernel: the median is then the lower weighted median, also where
+        the window is clipped to a grid so narrow that the offsets left weigh the same."""
+        if self.kernel_uniform is not None:
+            return not self.kernel_uniform
+        return not bool(np.all(self.weights == 1.0))
 
     @property
     def is_box(self) -> bool:
