@@ -88,10 +88,12 @@ def kernel_is_uniform(kernel: Kernel, half: Sequence[int]) -> bool:
     """Whether every offset of the whole (unclipped) window weighs exactly 1."""
     if kernel.name == "uniform":
         return True
-    if kernel.name in _PROFILES:  # a product of profiles <= 1: all 1 only if each is
+    if kernel.name in _PROFILES:
+        # a product of profiles <= 1 that fall with |o|: all 1 only where each profile is 1
+        # at its farthest offset (taken as a float: half-widths may pass int64)
         profile = _PROFILES[kernel.name]
         return all(
-            bool(np.all(profile(np.arange(-w, w + 1), h) == 1.0))
+            w == 0 or float(profile(np.float64(w), h)) == 1.0
             for w, h in zip(half, kernel.widths, strict=True)
         )
     weights, _ = kernel_weights(kernel, half)
