@@ -533,99 +533,114 @@ def _status_one(count, singular, min_entries, overflowed):
     return SINGULAR if singular else OK
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _solve_windows(stats, fit_stats, idx, refs, setup, scalars, terms):  # noqa: C901  (numba kernel)
+@njit(cache=True, parallel=True)
+def _solve_windows(stats, fit_stats, idx, refs, setup, scalars, terms):
+    """Every window's solve, the windows split between threads in contiguous chunks (each
+    window solved by one thread: the same result for any thread count). The chunk's work is
+    its own function, so numba's parallel passes see a one-line loop: the kernel compiles
+    in a fraction of the time it takes with the solve inlined in the parallel loop."""
+    n_chunks = setup[2]
+    m = stats.shape[0]
+    for c in prange(n_chunks):
+        _solve_chunk(
+            stats, fit_stats, idx, refs, setup, scalars, terms,
+            c * m // n_chunks, (c + 1) * m // n_chunks,
+        )  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _solve_chunk(stats, fit_stats, idx, refs, setup, scalars, terms, lo, hi):  # noqa: C901, PLR0913  (numba kernel)
+    """The closed-form solve of windows ``lo:hi`` (see ``_solve_windows``)."""
     x_ref, y_ref = refs
-    intercept, min_entries, n_chunks = setup
+    intercept, min_entries, _ = setup
     entries, mean_out, std_out, r2_out, rmse_out, status_out = scalars
     coef_out, stderr_out, cov_out = terms
-    m, n_targets, n_values = stats.shape
+    _, n_targets, n_values = stats.shape
     ny = idx.shape[0] - 1
     q = ny - 1
     n_terms = q + (1 if intercept else 0)
     lead = 1 if intercept else 0
-    for c in prange(n_chunks):
-        scale = np.empty(q)
-        low = np.empty((q, q))
-        beta = np.empty(q)
-        step = np.empty(q)
-        inv = np.empty((q, q))
-        sx = np.empty(q)
-        xbar = np.empty(q)
-        sxx = np.empty((q, q))
-        sxy = np.empty(q)
-        raw_diag = np.empty(q)
-        singular = True
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            for t in range(n_targets):
-                count = np.int64(np.rint(stats[i, t, COUNT]))
-                informative = np.int64(np.rint(stats[i, t, COUNT_POSITIVE]))
-                sum_w = stats[i, t, idx[0, 0]]
-                sum_wy = stats[i, t, idx[0, ny]]
-                sum_wyy = stats[i, t, idx[ny, ny]]
-                mean_shifted = sum_wy / sum_w if sum_w > 0 else np.nan
-                syy = sum_wyy - sum_wy * mean_shifted
-                if syy <= _ZERO_SPREAD * sum_wyy or informative < 2:
-                    syy = 0.0
-                dof_w = sum_w - stats[i, t, SUM_W2] / sum_w
-                std = np.sqrt(syy / dof_w) if informative >= 2 else np.nan
-                mean = mean_shifted + y_ref[t]
-                for a in range(q):
-                    raw_diag[a] = fit_stats[i, t, idx[1 + a, 1 + a]]
-                    if intercept:
-                        sx[a] = fit_stats[i, t, idx[0, 1 + a]]
-                        xbar[a] = sx[a] / sum_w
-                for a in range(q):
-                    for b in range(q):
-                        sxx[a, b] = fit_stats[i, t, idx[1 + a, 1 + b]]
-                        if intercept:
-                            sxx[a, b] -= sx[a] * xbar[b]
-                    sxy[a] = fit_stats[i, t, idx[1 + a, ny]]
-                    if intercept:
-                        sxy[a] -= sx[a] * mean_shifted
-                tss = syy if intercept else fit_stats[i, t, idx[ny, ny]]
-                if t == 0 or not _same_design(fit_stats, i, t, ny):
-                    usable = informative >= n_terms
-                    singular = _factor(sxx, raw_diag, usable, scale, low, inv, step)
-                _slopes(sxx, sxy, scale, low, beta, step)
-                explained = 0.0
-                for a in range(q):
-                    explained += beta[a] * sxy[a]
-                rss = tss - explained
-                if informative <= n_terms or rss <= _EXACT_FIT * tss:
-                    rss = 0.0
-                sigma2 = np.nan if count <= n_terms else rss / (count - n_terms)
-                total = 0.0
-                for k in range(n_values):
-                    total += fit_stats[i, t, k]
-                status = _status_one(count, singular, min_entries, not np.isfinite(total))
-                entries[i, t] = count
-                status_out[i, t] = status
-                failed = status != OK
-                mean_out[i, t] = np.nan if count == 0 or status == FIT_FAILED else mean
-                std_out[i, t] = np.nan if status == FIT_FAILED else std
-                r2_out[i, t] = np.nan if failed or not tss > 0 else 1.0 - rss / tss
-                rmse_out[i, t] = np.nan if failed else np.sqrt(rss / sum_w)
-                if failed:
-                    _blank(coef_out, stderr_out, cov_out, i, t)
-                    continue
-                for a in range(q):
-                    coef_out[i, t, lead + a] = beta[a]
-                    for b in range(q):
-                        cov_out[i, t, lead + a, lead + b] = sigma2 * inv[a, b]
-                    stderr_out[i, t, lead + a] = np.sqrt(cov_out[i, t, lead + a, lead + a])
+    scale = np.empty(q)
+    low = np.empty((q, q))
+    beta = np.empty(q)
+    step = np.empty(q)
+    inv = np.empty((q, q))
+    sx = np.empty(q)
+    xbar = np.empty(q)
+    sxx = np.empty((q, q))
+    sxy = np.empty(q)
+    raw_diag = np.empty(q)
+    singular = True
+    for i in range(lo, hi):
+        for t in range(n_targets):
+            count = np.int64(np.rint(stats[i, t, COUNT]))
+            informative = np.int64(np.rint(stats[i, t, COUNT_POSITIVE]))
+            sum_w = stats[i, t, idx[0, 0]]
+            sum_wy = stats[i, t, idx[0, ny]]
+            sum_wyy = stats[i, t, idx[ny, ny]]
+            mean_shifted = sum_wy / sum_w if sum_w > 0 else np.nan
+            syy = sum_wyy - sum_wy * mean_shifted
+            if syy <= _ZERO_SPREAD * sum_wyy or informative < 2:
+                syy = 0.0
+            dof_w = sum_w - stats[i, t, SUM_W2] / sum_w
+            std = np.sqrt(syy / dof_w) if informative >= 2 else np.nan
+            mean = mean_shifted + y_ref[t]
+            for a in range(q):
+                raw_diag[a] = fit_stats[i, t, idx[1 + a, 1 + a]]
                 if intercept:
-                    const = mean
-                    var_const = sigma2 / sum_w
-                    for a in range(q):
-                        xmean = xbar[a] + x_ref[a]
-                        const -= xmean * beta[a]
-                        cross = 0.0
-                        for b in range(q):
-                            cross += cov_out[i, t, 1 + a, 1 + b] * (xbar[b] + x_ref[b])
-                        var_const += xmean * cross
-                        cov_out[i, t, 0, 1 + a] = -cross
-                        cov_out[i, t, 1 + a, 0] = -cross
-                    coef_out[i, t, 0] = const
-                    stderr_out[i, t, 0] = np.sqrt(var_const)
-                    cov_out[i, t, 0, 0] = var_const
+                    sx[a] = fit_stats[i, t, idx[0, 1 + a]]
+                    xbar[a] = sx[a] / sum_w
+            for a in range(q):
+                for b in range(q):
+                    sxx[a, b] = fit_stats[i, t, idx[1 + a, 1 + b]]
+                    if intercept:
+                        sxx[a, b] -= sx[a] * xbar[b]
+                sxy[a] = fit_stats[i, t, idx[1 + a, ny]]
+                if intercept:
+                    sxy[a] -= sx[a] * mean_shifted
+            tss = syy if intercept else fit_stats[i, t, idx[ny, ny]]
+            if t == 0 or not _same_design(fit_stats, i, t, ny):
+                usable = informative >= n_terms
+                singular = _factor(sxx, raw_diag, usable, scale, low, inv, step)
+            _slopes(sxx, sxy, scale, low, beta, step)
+            explained = 0.0
+            for a in range(q):
+                explained += beta[a] * sxy[a]
+            rss = tss - explained
+            if informative <= n_terms or rss <= _EXACT_FIT * tss:
+                rss = 0.0
+            sigma2 = np.nan if count <= n_terms else rss / (count - n_terms)
+            total = 0.0
+            for k in range(n_values):
+                total += fit_stats[i, t, k]
+            status = _status_one(count, singular, min_entries, not np.isfinite(total))
+            entries[i, t] = count
+            status_out[i, t] = status
+            failed = status != OK
+            mean_out[i, t] = np.nan if count == 0 or status == FIT_FAILED else mean
+            std_out[i, t] = np.nan if status == FIT_FAILED else std
+            r2_out[i, t] = np.nan if failed or not tss > 0 else 1.0 - rss / tss
+            rmse_out[i, t] = np.nan if failed else np.sqrt(rss / sum_w)
+            if failed:
+                _blank(coef_out, stderr_out, cov_out, i, t)
+                continue
+            for a in range(q):
+                coef_out[i, t, lead + a] = beta[a]
+                for b in range(q):
+                    cov_out[i, t, lead + a, lead + b] = sigma2 * inv[a, b]
+                stderr_out[i, t, lead + a] = np.sqrt(cov_out[i, t, lead + a, lead + a])
+            if intercept:
+                const = mean
+                var_const = sigma2 / sum_w
+                for a in range(q):
+                    xmean = xbar[a] + x_ref[a]
+                    const -= xmean * beta[a]
+                    cross = 0.0
+                    for b in range(q):
+                        cross += cov_out[i, t, 1 + a, 1 + b] * (xbar[b] + x_ref[b])
+                    var_const += xmean * cross
+                    cov_out[i, t, 0, 1 + a] = -cross
+                    cov_out[i, t, 1 + a, 0] = -cross
+                coef_out[i, t, 0] = const
+                stderr_out[i, t, 0] = np.sqrt(var_const)
+                cov_out[i, t, 0, 0] = var_const
