@@ -522,40 +522,56 @@ class WindowIndex:
 def _window_median_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     centers, tables, offsets, runs, weighted, max_count, n_chunks, out, overflow
 ):
-    values, counts = runs
-    n_targets = values.shape[0]
+    """The medians of every center's window, the centers split between threads in contiguous
+    chunks; the chunk's work is its own function, so numba's parallel passes see a one-line
+    loop (a far shorter compile than with the selection inlined in the parallel loop)."""
     m = centers.shape[0]
     for c in prange(n_chunks):
-        buf = np.empty(max_count)
-        wbuf = np.empty(max_count)
-        sample = np.empty(_SAMPLE)
-        buffers = entry_buffers(tables)
-        bins, weights = buffers[2], buffers[3]
-        starts = np.empty(bins.shape[0], dtype=np.int64)
-        lengths = np.empty(bins.shape[0], dtype=np.int64)
-        run_weights = np.empty(bins.shape[0])
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_entries = window_entries(centers[i], tables, buffers)
-            for t in range(n_targets):
-                n_runs = 0
-                n = 0
-                for e in range(n_entries):
-                    length = counts[t, bins[e]]
-                    if length > 0:
-                        starts[n_runs] = offsets[bins[e]]
-                        lengths[n_runs] = length
-                        run_weights[n_runs] = weights[e]
-                        n_runs += 1
-                        n += length
-                if n > max_count:  # never past the buffers: reported, see check_no_overflow
-                    overflow[c] = True
-                    out[i, t] = np.nan
-                elif weighted:
-                    out[i, t] = _weighted_runs_median(
-                        values[t], starts, lengths, n_runs, run_weights, buf, wbuf
-                    )
-                else:
-                    out[i, t] = _runs_median(values[t], starts, lengths, n_runs, n, sample, buf)
+        overflow[c] = _window_median_chunk(
+            centers[c * m // n_chunks : (c + 1) * m // n_chunks],
+            tables, offsets, runs, weighted, max_count,
+            out[c * m // n_chunks : (c + 1) * m // n_chunks],
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def _window_median_chunk(centers, tables, offsets, runs, weighted, max_count, out):
+    """The medians of ``centers``' windows into ``out``; True where a window held more rows
+    than the buffers (that window is left NaN, see check_no_overflow)."""
+    values, counts = runs
+    n_targets = values.shape[0]
+    overflow = False
+    buf = np.empty(max_count)
+    wbuf = np.empty(max_count)
+    sample = np.empty(_SAMPLE)
+    buffers = entry_buffers(tables)
+    bins, weights = buffers[2], buffers[3]
+    starts = np.empty(bins.shape[0], dtype=np.int64)
+    lengths = np.empty(bins.shape[0], dtype=np.int64)
+    run_weights = np.empty(bins.shape[0])
+    for i in range(centers.shape[0]):
+        n_entries = window_entries(centers[i], tables, buffers)
+        for t in range(n_targets):
+            n_runs = 0
+            n = 0
+            for e in range(n_entries):
+                length = counts[t, bins[e]]
+                if length > 0:
+                    starts[n_runs] = offsets[bins[e]]
+                    lengths[n_runs] = length
+                    run_weights[n_runs] = weights[e]
+                    n_runs += 1
+                    n += length
+            if n > max_count:  # never past the buffers
+                overflow = True
+                out[i, t] = np.nan
+            elif weighted:
+                out[i, t] = _weighted_runs_median(
+                    values[t], starts, lengths, n_runs, run_weights, buf, wbuf
+                )
+            else:
+                out[i, t] = _runs_median(values[t], starts, lengths, n_runs, n, sample, buf)
+    return overflow
 
 
 @njit(cache=True)
