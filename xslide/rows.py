@@ -291,6 +291,19 @@ _BRACKET = 24  # half-width of the bracket in sample ranks (3 standard deviation
 
 
 @njit(cache=True)
+def _sample_bracket(sample, size, ks, half):
+    """The sample's values of rank ``ks - half`` and ``ks + half`` (clipped to the sample):
+    a bracket that holds the median's rank ``ks`` of the sample, and almost surely the
+    median itself."""
+    r_lo = max(ks - half, 0)
+    r_hi = min(ks + half, size - 1)
+    _select(sample, size, r_lo)
+    upper = sample[r_lo + 1 :]
+    _select(upper, size - r_lo - 1, r_hi - r_lo - 1)
+    return sample[r_lo], upper[r_hi - r_lo - 1]
+
+
+@njit(cache=True)
 def _median_bracketed(a, n, sample, middle):
     """Median of a[:n], selecting only among the values inside a bracket around it.
 
@@ -305,14 +318,7 @@ def _median_bracketed(a, n, sample, middle):
     k_hi = k + 1 - n % 2  # second middle rank for even n
     for i in range(_SAMPLE):
         sample[i] = a[(i * n) // _SAMPLE]
-    ks = (k * _SAMPLE) // n
-    r_lo = max(ks - _BRACKET, 0)
-    r_hi = min(ks + _BRACKET, _SAMPLE - 1)
-    _select(sample, _SAMPLE, r_lo)
-    lo = sample[r_lo]
-    upper = sample[r_lo + 1 :]
-    _select(upper, _SAMPLE - r_lo - 1, r_hi - r_lo - 1)
-    hi = upper[r_hi - r_lo - 1]
+    lo, hi = _sample_bracket(sample, _SAMPLE, (k * _SAMPLE) // n, _BRACKET)
     below = 0
     m = 0
     for i in range(n):
@@ -390,15 +396,7 @@ def _runs_median(values, starts, lengths, n_runs, n, sample, buf):
             base = end
             end += lengths[j]
         sample[i] = values[starts[j] + pos - base]
-    ks = (k * _RUNS_SAMPLE) // n
-    half = _bracket(n_runs)
-    r_lo = max(ks - half, 0)
-    r_hi = min(ks + half, _RUNS_SAMPLE - 1)
-    _select(sample, _RUNS_SAMPLE, r_lo)
-    lo = sample[r_lo]
-    upper = sample[r_lo + 1 :]
-    _select(upper, _RUNS_SAMPLE - r_lo - 1, r_hi - r_lo - 1)
-    hi = upper[r_hi - r_lo - 1]
+    lo, hi = _sample_bracket(sample, _RUNS_SAMPLE, (k * _RUNS_SAMPLE) // n, _bracket(n_runs))
     below = 0
     m = 0
     for j in range(n_runs):
