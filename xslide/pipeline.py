@@ -67,7 +67,7 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
     solution, n_rows, n_bins = _window_and_solve(stats, plan, options)
     n_fitted, n_rejected = solution.entries, None
     if options.n_sigma_cut is not None:
-        clipped = _clip(stats, _need(rows), plan, options, solution)
+        clipped = _clip(stats, _need(rows), plan, options)
         n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
         solution = _refit(solution, clipped)
     failures, warned = {}, {}
@@ -225,9 +225,7 @@ def _solve(sums, *, n_columns, x_ref, y_ref, min_entries, intercept) -> Solution
     return solve_in_blocks(sums, n_columns, x_ref, y_ref, min_entries, intercept)
 
 
-def _clip(
-    stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions, solution: Solution
-) -> Solution:
+def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> Solution:
     """The fit of every window after iterative outlier rejection."""
     index = WindowIndex(plan.window, rows.offsets)
     ws = rows.ws
@@ -241,11 +239,8 @@ def _clip(
     )
     model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
     clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
-    max_count = int(solution.entries.max(initial=0))
-    _check_row_buffers(max_count, columns.xs.shape[0] + plan.trend_dims.size + 3, options)
-    clipped, _ = clipped_fit(
-        plan.centers, index, columns, model, clipping, max_count, stats.backend, options.progress
-    )
+    # no window's rows are gathered (they are read bin by bin): no row buffers to size
+    clipped, _ = clipped_fit(plan.centers, index, columns, model, clipping, options.progress)
     return clipped
 
 

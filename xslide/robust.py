@@ -237,8 +237,6 @@ def clipped_fit(
     columns: RowColumns,
     model: LocalModel,
     clipping: Clipping,
-    max_count: int,
-    backend: str,
     progress: bool | None = None,
 ) -> tuple[Solution, np.ndarray]:
     """Fit every window with iterative outlier rejection.
@@ -250,9 +248,6 @@ def clipped_fit(
     columns : the indexed rows in bin order (``RowColumns``).
     model : trend dims, references and intercept of the local model.
     clipping : the cut, the most refits and ``min_entries``.
-    max_count : unused (the rows are read bin by bin, no window is gathered).
-    backend : unused: the compiled kernel serves both backends, so they agree bit for bit; it
-        runs as plain Python only where numba is missing.
     progress : a bar over the windows of every pass: True, False or None (on a terminal when
         long); with a bar the kernel runs in blocks of windows (identical results).
 
@@ -263,8 +258,8 @@ def clipped_fit(
     """
     m, n_targets = centers.size, columns.ys.shape[0]
     q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
-    # one set of compiled kernels for both backends (bit-identical results); plain Python
-    # without numba
+    # one set of compiled kernels for both backends, so they agree bit for bit; plain Python
+    # where numba is missing
     compiled = _numba.numba_available()
     bin_kernel, window_kernel, cut_kernel = (
         (k if compiled else python(k)) for k in (_bin_moments, _window_moments, _rejected_moments)
@@ -278,9 +273,6 @@ def clipped_fit(
     pair = _pair_table(n_columns, model.trend_dims.size)
     max_bin = max(int(np.diff(columns.offsets).max(initial=0)), 1)
 
-    def chunks(size: int) -> int:
-        return max(1, min(num_threads() * 4, size))
-
     def all_rows(bar) -> np.ndarray:
         """Pass 1: every window's statistics from its bins' (no row is cut yet)."""
         out = np.empty((m, n_targets, n_stats(q + 1)))
@@ -288,7 +280,7 @@ def clipped_fit(
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
             window_kernel(
                 centers[part], index.tables, bin_stats, model.trend_dims, pair,
-                columns.weighted, chunks(block.size), out[part],
+                columns.weighted, _chunks(block.size), out[part],
             )  # fmt: skip
             bar.update(block.size)
         return out
@@ -301,7 +293,7 @@ def clipped_fit(
             cut = Cut(coef[part], rmse[part], float(clipping.n_sigma_cut))
             cut_kernel(
                 centers[ids[part]], index.tables, columns, model, cut, max_bin,
-                chunks(block.size), out[part],
+                _chunks(block.size), out[part],
             )  # fmt: skip
             bar.update(block.size)
         return np.subtract(everything[ids], out, out=out)
@@ -335,6 +327,11 @@ def clipped_fit(
             result = result.updated(active, fit(again[changed]))
             passes[active] += 1
     return result, passes
+
+
+def _chunks(size: int) -> int:
+    """Thread chunks for a block of ``size`` windows (a few per thread, to balance them)."""
+    return max(1, min(num_threads() * 4, size))
 
 
 def _pair_table(n_columns: int, n_trend: int) -> np.ndarray:

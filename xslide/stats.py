@@ -151,13 +151,9 @@ _UNROLLED_MAX_COLUMNS = 6
 _UNROLLED_MAX_TARGETS = 8
 
 
-def _unrolled_source(q: int, n_targets: int) -> str:
-    """Source of the row pass for q design columns and n_targets targets, loops written out.
-
-    It reads the caller's columns (tuples of 1-D arrays) in place, with the generic kernel's
-    scan (each chunk picks its rows) and arithmetic, term for term (w z_a first, then times
-    z_b), so the sums are bit-identical to it and to the numpy pass.
-    """
+def _row_lines(q: int, n_targets: int) -> list[str]:
+    """The generated kernels' work on one row i of bin b (indented as the loop's body): its
+    validity and, per target, the packed sums with the loops over z written out."""
     size = q + 2
     z = ["1.0", *[f"z{j}" for j in range(1, q + 1)], "zy"]
     row = [  # one row i of bin b, at the indentation of the loop over the chunk's rows
@@ -170,12 +166,6 @@ def _unrolled_source(q: int, n_targets: int) -> str:
         *[f"    invalid[c, {t}] += 1" for t in range(n_targets)],
         "    continue",
         *[f"w{a} = wi * {z[a]}" for a in range(size - 1)],  # shared by the targets
-    ]
-    unpack = [
-        *[f"    x{j} = xs[{j}]" for j in range(q)],
-        *[f"    y{t} = ys[{t}]" for t in range(n_targets)],
-        *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
-        *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
     ]
     for t in range(n_targets):
         row += [
@@ -194,6 +184,23 @@ def _unrolled_source(q: int, n_targets: int) -> str:
             for b in range(a, size):
                 row.append(f"    s[{k}] += w{a} * {z[b]}")
                 k += 1
+    return row
+
+
+def _unrolled_source(q: int, n_targets: int) -> str:
+    """Source of the row pass for q design columns and n_targets targets, loops written out.
+
+    It reads the caller's columns (tuples of 1-D arrays) in place, with the generic kernel's
+    scan (each chunk picks its rows) and arithmetic, term for term (w z_a first, then times
+    z_b), so the sums are bit-identical to it and to the numpy pass.
+    """
+    unpack = [
+        *[f"    x{j} = xs[{j}]" for j in range(q)],
+        *[f"    y{t} = ys[{t}]" for t in range(n_targets)],
+        *[f"    rx{j} = x_ref[{j}]" for j in range(q)],
+        *[f"    ry{t} = y_ref[{t}]" for t in range(n_targets)],
+    ]
+    row = _row_lines(q, n_targets)
     lines = [
         "import numpy as np",
         "from numba import njit, prange",
