@@ -359,6 +359,7 @@ def test_numba_bin_stats_do_not_depend_on_thread_count(monkeypatch) -> None:
 @pytest.mark.parametrize("n_chunks", [1, 3])
 def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, n_chunks):
     from xslide import design, stats
+    from xslide._numba import run_chunks
 
     rng = np.random.default_rng(q)
     n, n_bins = 5000, 37  # more rows than one scan of the kernels (stats._SCAN)
@@ -376,8 +377,8 @@ def test_unrolled_row_pass_is_bit_identical_to_the_generic_kernel(q, weighted, n
     if n_chunks == 1:
         unrolled = functools.partial(module.serial, flat, xs, ys)
     else:
-        unrolled = functools.partial(module.kernel, flat, n_bins, n_chunks, xs, ys)
-    generic = functools.partial(stats._accumulate_numba, flat, n_bins, n_chunks, x, y)
+        unrolled = functools.partial(run_chunks, module.kernel, n_chunks, flat, n_bins, xs, ys)
+    generic = functools.partial(run_chunks, stats._accumulate_numba, n_chunks, flat, n_bins, x, y)
     results = []
     for kernel in (unrolled, generic):
         out = np.zeros((n_bins, 2, stats.n_stats(q + 1)))

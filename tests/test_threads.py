@@ -109,3 +109,38 @@ def test_one_thread_and_two_threads_agree_to_1e12(tmp_path):
         finite = np.isfinite(values)
         scale = np.abs(values[finite]).max() if finite.any() else 0.0
         np.testing.assert_allclose(two[key], values, rtol=1e-12, atol=1e-12 * scale, err_msg=key)
+
+
+def test_run_chunks_runs_every_chunk_once_and_serves_concurrent_callers():
+    """The thread runner behind every parallel kernel: each chunk once, any caller thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xslide._numba import run_chunks
+
+    numba = pytest.importorskip("numba")
+
+    @numba.njit(nogil=True)
+    def square_chunk(c, n_chunks, values, out):
+        n = values.shape[0]
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            out[i] += values[i] * values[i]
+
+    values = np.arange(10_001, dtype=np.float64)
+
+    def one_caller(n_chunks: int) -> np.ndarray:
+        out = np.zeros_like(values)
+        run_chunks(square_chunk, n_chunks, values, out)
+        return out
+
+    np.testing.assert_array_equal(one_caller(7), values * values)  # += : each chunk once
+    with ThreadPoolExecutor(4) as callers:  # e.g. dask's threads, each running a fit
+        results = list(callers.map(one_caller, [1, 3, 8, 64] * 3))
+    for out in results:
+        np.testing.assert_array_equal(out, values * values)
+
+    def failing(c, n_chunks):
+        if c == 5:
+            raise ValueError("chunk 5 failed")
+
+    with pytest.raises(ValueError, match="chunk 5 failed"):  # a helper's error reaches the caller
+        run_chunks(failing, 8)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 try:  # numba is a runtime dependency, but a broken or missing install must not break import
     import numba
     from numba.core import types as _types
@@ -59,3 +65,48 @@ def numba_available() -> bool:
 def num_threads() -> int:
     """Threads numba will use for parallel kernels (1 without numba)."""
     return numba.get_num_threads() if HAVE_NUMBA else 1
+
+
+# Python threads that run the kernels' chunks (numba releases the GIL in ``nogil`` kernels).
+# A plain thread pool instead of numba's ``parallel=True``: a ``prange`` kernel compiles its
+# whole body a second time inside numba's generated parallel function (seconds per kernel on
+# a cold cache), and the pool serves callers from any thread (dask's threads included).
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = max(1, (os.cpu_count() or 1) - 1)
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="xslide")
+        return _POOL
+
+
+def run_chunks(chunk: Callable, n_chunks: int, *args) -> None:
+    """Call the kernel ``chunk(c, n_chunks, *args)`` for every c in ``range(n_chunks)``, on
+    ``num_threads()`` threads (the caller's among them).
+
+    Chunks are taken in turn by whichever thread is free; each chunk must write only its own
+    part of the outputs, so the result does not depend on the threads or their order.
+    """
+    threads = min(num_threads(), n_chunks)
+    if threads <= 1:
+        for c in range(n_chunks):
+            chunk(c, n_chunks, *args)
+        return
+    turns = itertools.count()  # ``next`` on a count is atomic under the GIL
+
+    def work() -> None:
+        for c in turns:
+            if c >= n_chunks:
+                return
+            chunk(c, n_chunks, *args)
+
+    helpers = [_pool().submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for future in helpers:
+            future.result()

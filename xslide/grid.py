@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import budget
-from ._numba import njit, numba_available, prange
+from ._numba import njit, numba_available, run_chunks
 from .errors import EmptyGridError, InvalidInputTypeError, TooLargeError
 
 DEFAULT_MAX_BINS = 50_000_000
@@ -186,61 +186,78 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _observed_range_block(  # noqa: PLR0913  (numba kernel)
+    k, n_blocks, columns, use_mask, keep, has_given, lo_given, hi_given, found
+):
+    """Per-dim min/max of the bins of block k's kept rows inside the given extents, and their
+    number, into ``found[k]`` = (count, lo..., hi...)."""
+    n_dims = len(columns)
+    n_rows = columns[0].shape[0]
+    start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+    lo = np.full(n_dims, np.iinfo(np.int64).max)
+    hi = np.full(n_dims, np.iinfo(np.int64).min)
+    inside = 0
+    for i in range(start, stop):
+        if use_mask and not keep[i]:
+            continue
+        ok = True
+        for d in range(n_dims):
+            v = columns[d][i]
+            if has_given[d] and (v < lo_given[d] or v > hi_given[d]):
+                ok = False
+        if not ok:
+            continue
+        inside += 1
+        for d in range(n_dims):
+            v = columns[d][i]
+            lo[d] = min(lo[d], v)
+            hi[d] = max(hi[d], v)
+    found[k, 0] = inside
+    found[k, 1 : 1 + n_dims] = lo
+    found[k, 1 + n_dims :] = hi
+
+
 def _observed_range(columns, use_mask, keep, has_given, lo_given, hi_given, n_blocks):
     """Per-dim min/max of the bins of kept rows inside the given extents; rows counted.
     Row blocks in parallel, each with its own min/max, then reduced (exact)."""
     n_dims = len(columns)
-    n_rows = columns[0].shape[0]
-    lo = np.full((n_blocks, n_dims), np.iinfo(np.int64).max)
-    hi = np.full((n_blocks, n_dims), np.iinfo(np.int64).min)
-    inside = np.zeros(n_blocks, dtype=np.int64)
-    for k in prange(n_blocks):
-        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
-        for i in range(start, stop):
-            if use_mask and not keep[i]:
-                continue
-            ok = True
-            for d in range(n_dims):
-                v = columns[d][i]
-                if has_given[d] and (v < lo_given[d] or v > hi_given[d]):
-                    ok = False
-            if not ok:
-                continue
-            inside[k] += 1
-            for d in range(n_dims):
-                v = columns[d][i]
-                lo[k, d] = min(lo[k, d], v)
-                hi[k, d] = max(hi[k, d], v)
-    lo_all = np.full(n_dims, np.iinfo(np.int64).max)
-    hi_all = np.full(n_dims, np.iinfo(np.int64).min)
-    for k in range(n_blocks):
-        for d in range(n_dims):
-            lo_all[d] = min(lo_all[d], lo[k, d])
-            hi_all[d] = max(hi_all[d], hi[k, d])
-    return lo_all, hi_all, inside.sum()
+    found = np.empty((n_blocks, 1 + 2 * n_dims), dtype=np.int64)
+    run_chunks(
+        _observed_range_block, n_blocks, columns, use_mask, keep, has_given, lo_given,
+        hi_given, found,
+    )  # fmt: skip
+    return (
+        found[:, 1 : 1 + n_dims].min(axis=0),
+        found[:, 1 + n_dims :].max(axis=0),
+        found[:, 0].sum(),
+    )
 
 
-@njit(cache=True, parallel=True)
-def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
-    """Fill ``flat`` with the C-order flat bin id of every kept row inside the grid, -1 for the
-    others (row blocks in parallel)."""
+@njit(cache=True, nogil=True)
+def _flat_ids_block(k, n_blocks, columns, use_mask, keep, lo, shape, strides, flat):  # noqa: PLR0913  (numba kernel)
+    """Fill block k of ``flat`` with the C-order flat bin id of every kept row inside the
+    grid, -1 for the others."""
     n_dims = len(columns)
     n_rows = columns[0].shape[0]
-    for k in prange(n_blocks):
-        start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
-        for i in range(start, stop):
-            flat[i] = -1
-            if use_mask and not keep[i]:
-                continue
-            b = 0
-            for d in range(n_dims):
-                j = columns[d][i] - lo[d]
-                if j < 0 or j >= shape[d]:
-                    b = -1
-                    break
-                b += j * strides[d]
-            flat[i] = b
+    start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+    for i in range(start, stop):
+        flat[i] = -1
+        if use_mask and not keep[i]:
+            continue
+        b = 0
+        for d in range(n_dims):
+            j = columns[d][i] - lo[d]
+            if j < 0 or j >= shape[d]:
+                b = -1
+                break
+            b += j * strides[d]
+        flat[i] = b
+
+
+def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
+    """``_flat_ids_block`` over every row block, in parallel."""
+    run_chunks(_flat_ids_block, n_blocks, columns, use_mask, keep, lo, shape, strides, flat)
 
 
 def _observed_range_numpy(columns, keep, given, dims):

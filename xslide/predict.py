@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._numba import njit, prange
+from ._numba import njit, num_threads, run_chunks
 from .design import RowTable
 from .expressions import check_formula
 from .formula import INTERCEPT, design_matrix, parse_formula
@@ -449,24 +449,21 @@ class _Mode(NamedTuple):
     with_error: bool = True  # also the standard errors (p² work per corner)
 
 
-@njit(cache=True, parallel=True)
-def _predict_rows(positions, design, models, mode, pred, err, flags):
-    """Every row's prediction; blocks of rows in parallel (each row on its own: the same
-    results for any thread count)."""
-    n_rows = positions.shape[0]
-    n_blocks = (n_rows + _ROW_BLOCK - 1) // _ROW_BLOCK
-    for k in prange(n_blocks):
-        lo = k * _ROW_BLOCK
-        hi = min(lo + _ROW_BLOCK, n_rows)
-        _predict_block(positions, design, models, mode, pred, err, flags, lo, hi)
-
-
-# rows per parallel task of predict
+# fewer rows per thread chunk of predict are not worth a thread
 _ROW_BLOCK = 4096
 
 
-@njit(cache=True)
-def _predict_block(positions, design, models, mode, pred, err, flags, lo, hi):  # noqa: C901, PLR0913  (numba kernel)
+def _predict_rows(positions, design, models, mode, pred, err, flags):
+    """Every row's prediction; chunks of rows on the threads (each row on its own: the same
+    results for any thread count)."""
+    n_rows = positions.shape[0]
+    n_chunks = max(1, min(4 * num_threads(), -(-n_rows // _ROW_BLOCK)))
+    run_chunks(_predict_block, n_chunks, positions, design, models, mode, pred, err, flags)
+
+
+@njit(cache=True, nogil=True)
+def _predict_block(c, n_chunks, positions, design, models, mode, pred, err, flags):  # noqa: C901, PLR0913  (numba kernel)
+    """The predictions of the rows of chunk c."""
     shape, strides, coef, cov, usable, nearest_valid, trend_dims = models
     linear, replace_invalid, with_error = mode
     n_dims = positions.shape[1]
@@ -477,7 +474,8 @@ def _predict_block(positions, design, models, mode, pred, err, flags, lo, hi):  
     base = np.empty(n_dims, dtype=np.int64)
     frac = np.empty(n_dims)
     g = np.empty(p)
-    for i in range(lo, hi):
+    n_rows = positions.shape[0]
+    for i in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
         for d in range(n_dims):
             v = positions[i, d]
             if linear and shape[d] > 1:

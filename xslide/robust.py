@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _numba
-from ._numba import njit, num_threads, prange, python
+from ._numba import njit, num_threads, python, run_chunks
 from .parallel import bar_blocks, progress_bar
 from .rows import WindowIndex
 from .solve import OK, Solution, solve
@@ -54,16 +54,18 @@ class Cut(NamedTuple):
     n_sigma: float
 
 
-@njit(cache=True, parallel=True)
-def _bin_moments(columns, y_ref, x_ref, out):
-    """Per bin and target, the statistics of the bin's valid rows over z = (1, x - x_ref,
-    y - y_ref) under the row weights: (n_bins, t, n_stats(q + 1)), summed in row order."""
+@njit(cache=True, nogil=True)
+def _bin_moments(c, n_chunks, columns, y_ref, x_ref, out):
+    """Per bin of chunk c and target, the statistics of the bin's valid rows over z = (1,
+    x - x_ref, y - y_ref) under the row weights: (n_bins, t, n_stats(q + 1)), summed in row
+    order."""
     offsets, xs, ys, ws, has_w = columns.offsets, columns.xs, columns.ys, columns.ws, columns.has_w
     q = xs.shape[0]
     size = q + 2
-    for b in prange(offsets.shape[0] - 1):
-        z = np.empty(size)
-        z[0] = 1.0
+    n_bins = offsets.shape[0] - 1
+    z = np.empty(size)
+    z[0] = 1.0
+    for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
         for t in range(ys.shape[0]):
             s = out[b, t]
             s[:] = 0.0
@@ -92,9 +94,9 @@ def _add_row(s, z, size, w):
             k += 1
 
 
-@njit(cache=True, parallel=True)
-def _window_moments(centers, tables, bin_stats, trend_dims, pair, weighted, n_chunks, out):
-    """Statistics of every window's valid rows from those of its bins.
+@njit(cache=True, nogil=True)
+def _window_moments(c, n_chunks, centers, tables, bin_stats, trend_dims, pair, weighted, out):  # noqa: PLR0913  (numba kernel)
+    """Statistics of the valid rows of chunk c's windows from those of their bins.
 
     A window's z = (1, x, trend offsets, y) has the bin's z = (1, x, y) for all but the trend
     offsets, constant within a bin: Σ w o_d z_b = o_d Σ w z_b. ``pair[a, b]`` is the packed bin
@@ -103,39 +105,39 @@ def _window_moments(centers, tables, bin_stats, trend_dims, pair, weighted, n_ch
     q_bin = pair.shape[0] - 2 - trend_dims.shape[0]  # design columns
     size = pair.shape[0]
     m = centers.shape[0]
-    for c in prange(n_chunks):
-        buffers = entry_buffers(tables)
-        bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
-        factor = np.ones(size)
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_entries = window_entries(centers[i], tables, buffers)
-            for t in range(bin_stats.shape[1]):
-                s = out[i, t]
-                s[:] = 0.0
-                for e in range(n_entries):
-                    bs = bin_stats[bins[e], t]
-                    if bs[COUNT] == 0.0:  # no valid row: nothing to add
-                        continue
-                    for d in range(trend_dims.shape[0]):
-                        factor[1 + q_bin + d] = nb_offsets[e, trend_dims[d]]
-                    s[COUNT] += bs[COUNT]
-                    s[COUNT_POSITIVE] += bs[COUNT_POSITIVE]
-                    s[SUM_W2] += kw[e] * kw[e] * bs[SUM_W2]
-                    k = FIRST_MOMENT
-                    for a in range(size):
-                        fa = kw[e] * factor[a]
-                        for b in range(a, size):
-                            s[k] += fa * factor[b] * bs[pair[a, b]]
-                            k += 1
-                if not weighted:
-                    s[COUNT_POSITIVE] = s[COUNT]
-                    s[SUM_W2] = s[COUNT]
+    buffers = entry_buffers(tables)
+    bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
+    factor = np.ones(size)
+    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+        n_entries = window_entries(centers[i], tables, buffers)
+        for t in range(bin_stats.shape[1]):
+            s = out[i, t]
+            s[:] = 0.0
+            for e in range(n_entries):
+                bs = bin_stats[bins[e], t]
+                if bs[COUNT] == 0.0:  # no valid row: nothing to add
+                    continue
+                for d in range(trend_dims.shape[0]):
+                    factor[1 + q_bin + d] = nb_offsets[e, trend_dims[d]]
+                s[COUNT] += bs[COUNT]
+                s[COUNT_POSITIVE] += bs[COUNT_POSITIVE]
+                s[SUM_W2] += kw[e] * kw[e] * bs[SUM_W2]
+                k = FIRST_MOMENT
+                for a in range(size):
+                    fa = kw[e] * factor[a]
+                    for b in range(a, size):
+                        s[k] += fa * factor[b] * bs[pair[a, b]]
+                        k += 1
+            if not weighted:
+                s[COUNT_POSITIVE] = s[COUNT]
+                s[SUM_W2] = s[COUNT]
 
 
-@njit(cache=True, parallel=True)
-def _rejected_moments(centers, tables, columns, model, cut, max_bin, n_chunks, out):
-    """Statistics of each window's rows beyond ``cut`` x rmse of the previous fit (zero where
-    the cut keeps every row): the kept rows' are the window's less these.
+@njit(cache=True, nogil=True)
+def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin, out):  # noqa: PLR0913  (numba kernel)
+    """Statistics of the rows of each of chunk c's windows beyond ``cut`` x rmse of the
+    previous fit (zero where the cut keeps every row): the kept rows' are the window's less
+    these.
 
     The prediction of a row sums its terms in the order of the model, so that a row lies
     beyond the cut exactly when its residual says so; the rows of a bin are checked in one
@@ -145,29 +147,28 @@ def _rejected_moments(centers, tables, columns, model, cut, max_bin, n_chunks, o
     coef, rmse = cut.coef, cut.rmse
     size = columns.xs.shape[0] + model.trend_dims.shape[0] + 2
     m = centers.shape[0]
-    for c in prange(n_chunks):
-        buffers = entry_buffers(tables)
-        bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
-        pred = np.empty(max_bin)
-        z = np.empty(size)
-        z[0] = 1.0
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n_entries = window_entries(centers[i], tables, buffers)
-            for t in range(ys.shape[0]):
-                s = out[i, t]
-                s[:] = 0.0
-                limit = cut.n_sigma * rmse[i, t]
-                if not limit > 0.0:  # NaN (no previous fit) or an exact fit: keep every row
+    buffers = entry_buffers(tables)
+    bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
+    pred = np.empty(max_bin)
+    z = np.empty(size)
+    z[0] = 1.0
+    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+        n_entries = window_entries(centers[i], tables, buffers)
+        for t in range(ys.shape[0]):
+            s = out[i, t]
+            s[:] = 0.0
+            limit = cut.n_sigma * rmse[i, t]
+            if not limit > 0.0:  # NaN (no previous fit) or an exact fit: keep every row
+                continue
+            ct = coef[i, t]
+            for e in range(n_entries):
+                start = offsets[bins[e]]
+                n = offsets[bins[e] + 1] - start
+                if n == 0:
                     continue
-                ct = coef[i, t]
-                for e in range(n_entries):
-                    start = offsets[bins[e]]
-                    n = offsets[bins[e] + 1] - start
-                    if n == 0:
-                        continue
-                    _add_beyond(
-                        s, z, pred, columns, model, ct, limit, t, start, n, kw[e], nb_offsets[e]
-                    )
+                _add_beyond(
+                    s, z, pred, columns, model, ct, limit, t, start, n, kw[e], nb_offsets[e]
+                )
 
 
 @njit(cache=True)
@@ -269,7 +270,9 @@ def clipped_fit(
     min_entries, max_iter = clipping.min_entries, clipping.max_iter
     n_columns = columns.xs.shape[0]
     bin_stats = np.empty((columns.offsets.size - 1, n_targets, n_stats(n_columns + 1)))
-    bin_kernel(columns, y_ref, x_ref[:n_columns], bin_stats)
+    run_chunks(
+        bin_kernel, _chunks(bin_stats.shape[0]), columns, y_ref, x_ref[:n_columns], bin_stats
+    )
     pair = _pair_table(n_columns, model.trend_dims.size)
     max_bin = max(int(np.diff(columns.offsets).max(initial=0)), 1)
 
@@ -278,9 +281,9 @@ def clipped_fit(
         out = np.empty((m, n_targets, n_stats(q + 1)))
         for block in bar_blocks(np.arange(m), bar, CLIP_BLOCK):
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
-            window_kernel(
-                centers[part], index.tables, bin_stats, model.trend_dims, pair,
-                columns.weighted, _chunks(block.size), out[part],
+            run_chunks(
+                window_kernel, _chunks(block.size), centers[part], index.tables, bin_stats,
+                model.trend_dims, pair, columns.weighted, out[part],
             )  # fmt: skip
             bar.update(block.size)
         return out
@@ -291,9 +294,9 @@ def clipped_fit(
         for block in bar_blocks(np.arange(ids.size), bar, CLIP_BLOCK):
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
             cut = Cut(coef[part], rmse[part], float(clipping.n_sigma_cut))
-            cut_kernel(
-                centers[ids[part]], index.tables, columns, model, cut, max_bin,
-                _chunks(block.size), out[part],
+            run_chunks(
+                cut_kernel, _chunks(block.size), centers[ids[part]], index.tables, columns,
+                model, cut, max_bin, out[part],
             )  # fmt: skip
             bar.update(block.size)
         return np.subtract(everything[ids], out, out=out)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._numba import njit, num_threads, prange, python
+from ._numba import njit, num_threads, python, run_chunks
 from .design import SUMMABLE, Design, usable
 from .grid import bin_index
 from .parallel import Parallel, bar_blocks, progress_bar, split
@@ -91,22 +91,22 @@ def in_bin_order(flat: np.ndarray, offsets: np.ndarray, columns: np.ndarray) -> 
     memory for every value)."""
     out = np.empty((columns.shape[0], offsets[-1]))
     n_parts = max(1, min(num_threads(), offsets.size - 1))
-    _scatter_columns(flat, offsets, np.ascontiguousarray(columns), n_parts, out)
+    run_chunks(_scatter_columns, n_parts, flat, offsets, np.ascontiguousarray(columns), out)
     return out
 
 
-@njit(cache=True, parallel=True)
-def _scatter_columns(flat, offsets, columns, n_parts, out):
+@njit(cache=True, nogil=True)
+def _scatter_columns(part, n_parts, flat, offsets, columns, out):
+    """``in_bin_order`` of part ``part`` of the bins."""
     n_bins = offsets.shape[0] - 1
-    for part in prange(n_parts):
-        lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
-        cursor = offsets[lo:hi].copy()
-        for row in range(flat.shape[0]):
-            b = flat[row]
-            if b >= lo and b < hi:
-                for k in range(columns.shape[0]):
-                    out[k, cursor[b - lo]] = columns[k, row]
-                cursor[b - lo] += 1
+    lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
+    cursor = offsets[lo:hi].copy()
+    for row in range(flat.shape[0]):
+        b = flat[row]
+        if b >= lo and b < hi:
+            for k in range(columns.shape[0]):
+                out[k, cursor[b - lo]] = columns[k, row]
+            cursor[b - lo] += 1
 
 
 def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
@@ -141,7 +141,8 @@ def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns
     if backend == "numba":
         values = ys.astype(np.float64, copy=True)
         counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
-        _sort_runs(values, offsets, counts)
+        n_chunks = max(1, min(num_threads() * 4, offsets.size - 1))
+        run_chunks(_sort_runs, n_chunks, values, offsets, counts)
         return TargetRuns(values, counts)
     bins = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
     values = np.empty_like(ys, dtype=np.float64)
@@ -152,11 +153,12 @@ def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns
     return TargetRuns(values, counts)
 
 
-@njit(cache=True, parallel=True)
-def _sort_runs(values, offsets, counts):
-    """Sort each bin's run of every row of ``values`` in place (NaN last) and count the rest."""
+@njit(cache=True, nogil=True)
+def _sort_runs(c, n_chunks, values, offsets, counts):
+    """Sort each run of chunk c's bins in every row of ``values`` in place (NaN last) and
+    count the rest."""
     n_bins = offsets.shape[0] - 1
-    for b in prange(n_bins):
+    for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
         start, stop = offsets[b], offsets[b + 1]
         for t in range(values.shape[0]):
             run = values[t, start:stop]
@@ -176,16 +178,16 @@ def _gather_targets(
     counts = np.zeros((targets.size, offsets.size - 1), dtype=np.int64)
     w = np.ones(1) if design.w is None else design.w
     n_parts = max(1, min(num_threads(), offsets.size - 1))
-    _scatter_targets(
-        flat, offsets, design.x, design.y, targets, design.x_ref, design.y_ref, w,
-        design.w is not None, sort, n_parts, values, counts,
+    run_chunks(
+        _scatter_targets, n_parts, flat, offsets, design.x, design.y, targets, design.x_ref,
+        design.y_ref, w, design.w is not None, sort, values, counts,
     )  # fmt: skip
     return values, counts
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _scatter_targets(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    flat, offsets, x, y, targets, x_ref, y_ref, w, has_w, runs, n_parts, values, counts
+    part, n_parts, flat, offsets, x, y, targets, x_ref, y_ref, w, has_w, runs, values, counts
 ):
     """Passes over the rows in row order (reads in sequence, writes scattered), one per part
     of the bins: each row's target values go to its bin's next place, NaN for an invalid one;
@@ -194,27 +196,26 @@ def _scatter_targets(  # noqa: PLR0913  (numba kernel: its outputs are arguments
     as in the bin index; every bin is written by one thread (the same result for any count)."""
     n_targets = targets.shape[0]
     n_bins = offsets.shape[0] - 1
-    for part in prange(n_parts):
-        lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
-        for row in range(flat.shape[0]):
-            b = flat[row]
-            if b < lo or b >= hi:
-                continue
-            good = not has_w or np.isfinite(w[row])
-            for j in range(x.shape[0]):
-                good &= abs(x[j, row] - x_ref[j]) < SUMMABLE
-            place = offsets[b] + counts[0, b]  # without runs, counts[0] counts the rows
-            for t in range(n_targets):
-                v = y[targets[t], row]
-                valid = good and abs(v - y_ref[targets[t]]) < SUMMABLE
-                if runs and valid:
-                    values[t, offsets[b] + counts[t, b]] = v
-                    counts[t, b] += 1
-                elif not runs:
-                    values[t, place] = v if valid else np.nan
-            if not runs:
-                counts[0, b] += 1
-        _finish_bins(values, offsets, counts, lo, hi, runs)
+    lo, hi = part * n_bins // n_parts, (part + 1) * n_bins // n_parts
+    for row in range(flat.shape[0]):
+        b = flat[row]
+        if b < lo or b >= hi:
+            continue
+        good = not has_w or np.isfinite(w[row])
+        for j in range(x.shape[0]):
+            good &= abs(x[j, row] - x_ref[j]) < SUMMABLE
+        place = offsets[b] + counts[0, b]  # without runs, counts[0] counts the rows
+        for t in range(n_targets):
+            v = y[targets[t], row]
+            valid = good and abs(v - y_ref[targets[t]]) < SUMMABLE
+            if runs and valid:
+                values[t, offsets[b] + counts[t, b]] = v
+                counts[t, b] += 1
+            elif not runs:
+                values[t, place] = v if valid else np.nan
+        if not runs:
+            counts[0, b] += 1
+    _finish_bins(values, offsets, counts, lo, hi, runs)
 
 
 @njit(cache=True)
@@ -516,29 +517,18 @@ class WindowIndex:
         return positions, np.repeat(weights, counts), np.repeat(offsets, counts, axis=0)
 
 
-@njit(cache=True, parallel=True)
-def _window_median_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    centers, tables, offsets, runs, weighted, max_count, n_chunks, out, overflow
+@njit(cache=True, nogil=True)
+def _window_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    c, n_chunks, centers, tables, offsets, runs, weighted, max_count, out, overflow
 ):
-    """The medians of every center's window, the centers split between threads in contiguous
-    chunks; the chunk's work is its own function, so numba's parallel passes see a one-line
-    loop (a far shorter compile than with the selection inlined in the parallel loop)."""
+    """The medians of the windows of chunk c of the centers into ``out``; ``overflow[c]``
+    True where a window held more rows than the buffers (that window is left NaN, see
+    check_no_overflow)."""
     m = centers.shape[0]
-    for c in prange(n_chunks):
-        overflow[c] = _window_median_chunk(
-            centers[c * m // n_chunks : (c + 1) * m // n_chunks],
-            tables, offsets, runs, weighted, max_count,
-            out[c * m // n_chunks : (c + 1) * m // n_chunks],
-        )  # fmt: skip
-
-
-@njit(cache=True)
-def _window_median_chunk(centers, tables, offsets, runs, weighted, max_count, out):
-    """The medians of ``centers``' windows into ``out``; True where a window held more rows
-    than the buffers (that window is left NaN, see check_no_overflow)."""
+    lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
     values, counts = runs
     n_targets = values.shape[0]
-    overflow = False
+    overflow_c = False
     buf = np.empty(max_count)
     wbuf = np.empty(max_count)
     sample = np.empty(_SAMPLE)
@@ -547,7 +537,7 @@ def _window_median_chunk(centers, tables, offsets, runs, weighted, max_count, ou
     starts = np.empty(bins.shape[0], dtype=np.int64)
     lengths = np.empty(bins.shape[0], dtype=np.int64)
     run_weights = np.empty(bins.shape[0])
-    for i in range(centers.shape[0]):
+    for i in range(lo, hi):
         n_entries = window_entries(centers[i], tables, buffers)
         for t in range(n_targets):
             n_runs = 0
@@ -561,7 +551,7 @@ def _window_median_chunk(centers, tables, offsets, runs, weighted, max_count, ou
                     n_runs += 1
                     n += length
             if n > max_count:  # never past the buffers
-                overflow = True
+                overflow_c = True
                 out[i, t] = np.nan
             elif weighted:
                 out[i, t] = _weighted_runs_median(
@@ -569,7 +559,7 @@ def _window_median_chunk(centers, tables, offsets, runs, weighted, max_count, ou
                 )
             else:
                 out[i, t] = _runs_median(values[t], starts, lengths, n_runs, n, sample, buf)
-    return overflow
+    overflow[c] = overflow_c
 
 
 @njit(cache=True)
@@ -612,9 +602,9 @@ def window_median(
         runs = ys if isinstance(ys, TargetRuns) else target_runs(ys, index.offsets, backend)
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
-        _window_median_numba(
-            centers.astype(np.int64), index.tables, index.offsets, runs, index.weighted,
-            max(int(max_count), 1), n_chunks, out, overflow,
+        run_chunks(
+            _window_median_chunk, n_chunks, centers.astype(np.int64), index.tables,
+            index.offsets, runs, index.weighted, max(int(max_count), 1), out, overflow,
         )  # fmt: skip
         check_no_overflow(overflow)
         return out

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _numba
-from ._numba import njit, num_threads, prange
+from ._numba import njit, num_threads, run_chunks
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, rereference
 
 # Status codes per window and target (also the CF flag values of ``quality_flag``).
@@ -386,12 +386,14 @@ def _solve_compiled(
             np.ascontiguousarray(y_ref, dtype=np.float64),
         )
         n_chunks = max(1, min(4 * num_threads(), m))
-        _solve_windows(
+        run_chunks(
+            _solve_chunk,
+            n_chunks,
             stats,
             fit_stats,
             moment_index(n_columns).astype(np.int64),
             refs,
-            (intercept, min_entries, n_chunks),
+            (intercept, min_entries),
             (out.entries, out.mean, out.std, out.r_squared, out.rmse, out.status),
             (out.coef, out.stderr, out.cov),
         )
@@ -533,26 +535,14 @@ def _status_one(count, singular, min_entries, overflowed):
     return SINGULAR if singular else OK
 
 
-@njit(cache=True, parallel=True)
-def _solve_windows(stats, fit_stats, idx, refs, setup, scalars, terms):
-    """Every window's solve, the windows split between threads in contiguous chunks (each
-    window solved by one thread: the same result for any thread count). The chunk's work is
-    its own function, so numba's parallel passes see a one-line loop: the kernel compiles
-    in a fraction of the time it takes with the solve inlined in the parallel loop."""
-    n_chunks = setup[2]
+@njit(cache=True, error_model="numpy", nogil=True)
+def _solve_chunk(c, n_chunks, stats, fit_stats, idx, refs, setup, scalars, terms):  # noqa: C901, PLR0913  (numba kernel)
+    """The closed-form solve of chunk c of the windows (each window solved by one thread: the
+    same result for any thread count)."""
     m = stats.shape[0]
-    for c in prange(n_chunks):
-        _solve_chunk(
-            stats, fit_stats, idx, refs, setup, scalars, terms,
-            c * m // n_chunks, (c + 1) * m // n_chunks,
-        )  # fmt: skip
-
-
-@njit(cache=True, error_model="numpy")
-def _solve_chunk(stats, fit_stats, idx, refs, setup, scalars, terms, lo, hi):  # noqa: C901, PLR0913  (numba kernel)
-    """The closed-form solve of windows ``lo:hi`` (see ``_solve_windows``)."""
+    lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
     x_ref, y_ref = refs
-    intercept, min_entries, _ = setup
+    intercept, min_entries = setup
     entries, mean_out, std_out, r2_out, rmse_out, status_out = scalars
     coef_out, stderr_out, cov_out = terms
     _, n_targets, n_values = stats.shape

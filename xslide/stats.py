@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _numba
-from ._numba import njit, num_threads, prange
+from ._numba import njit, num_threads, run_chunks
 from .design import SUMMABLE, Design, usable
 from .grid import Grid
 
@@ -68,9 +68,9 @@ def add_row(s, z, w):
 _SCAN = 2048
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arguments)
-    flat, n_bins, n_chunks, x, y, w, has_w, x_ref, y_ref, out, invalid, rows_per_bin
+    c, n_chunks, flat, n_bins, x, y, w, has_w, x_ref, y_ref, out, invalid, rows_per_bin
 ):
     n_rows = flat.shape[0]
     q = x.shape[0]
@@ -80,40 +80,39 @@ def _accumulate_numba(  # noqa: PLR0913  (a numba kernel: its arrays are its arg
     # row order by exactly one thread, so the result is bit-identical to a serial pass for any
     # thread count. Its rows are picked from every _SCAN rows without a branch (a branch on
     # the bin would mispredict on every other row), then summed.
-    for c in prange(n_chunks):
-        b_lo = c * n_bins // n_chunks
-        b_hi = (c + 1) * n_bins // n_chunks
-        mine = np.empty(_SCAN, dtype=np.int64)
-        bins = np.empty(_SCAN, dtype=flat.dtype)
-        z = np.empty(size)
-        z[0] = 1.0
-        for start in range(0, n_rows, _SCAN):
-            m = 0
-            for i in range(start, min(start + _SCAN, n_rows)):
-                b = flat[i]
-                mine[m] = i
-                bins[m] = b
-                m += (b >= b_lo) & (b < b_hi)
-            for r in range(m):
-                i = mine[r]
-                b = bins[r]
-                rows_per_bin[b] += 1
-                wi = w[i] if has_w else 1.0
-                ok = np.isfinite(wi)  # the validity rule of design.usable
-                for j in range(q):
-                    z[1 + j] = x[j, i] - x_ref[j]
-                    ok = ok and abs(z[1 + j]) < SUMMABLE
-                if not ok:
-                    for t in range(n_targets):
-                        invalid[c, t] += 1
-                    continue
+    b_lo = c * n_bins // n_chunks
+    b_hi = (c + 1) * n_bins // n_chunks
+    mine = np.empty(_SCAN, dtype=np.int64)
+    bins = np.empty(_SCAN, dtype=flat.dtype)
+    z = np.empty(size)
+    z[0] = 1.0
+    for start in range(0, n_rows, _SCAN):
+        m = 0
+        for i in range(start, min(start + _SCAN, n_rows)):
+            b = flat[i]
+            mine[m] = i
+            bins[m] = b
+            m += (b >= b_lo) & (b < b_hi)
+        for r in range(m):
+            i = mine[r]
+            b = bins[r]
+            rows_per_bin[b] += 1
+            wi = w[i] if has_w else 1.0
+            ok = np.isfinite(wi)  # the validity rule of design.usable
+            for j in range(q):
+                z[1 + j] = x[j, i] - x_ref[j]
+                ok = ok and abs(z[1 + j]) < SUMMABLE
+            if not ok:
                 for t in range(n_targets):
-                    zy = y[t, i] - y_ref[t]
-                    if not abs(zy) < SUMMABLE:
-                        invalid[c, t] += 1
-                        continue
-                    z[size - 1] = zy
-                    add_row(out[b, t], z, wi)
+                    invalid[c, t] += 1
+                continue
+            for t in range(n_targets):
+                zy = y[t, i] - y_ref[t]
+                if not abs(zy) < SUMMABLE:
+                    invalid[c, t] += 1
+                    continue
+                z[size - 1] = zy
+                add_row(out[b, t], z, wi)
 
 
 def _accumulate_numpy(flat, design: Design, out, invalid, rows_per_bin):
@@ -203,29 +202,30 @@ def _unrolled_source(q: int, n_targets: int) -> str:
     row = _row_lines(q, n_targets)
     lines = [
         "import numpy as np",
-        "from numba import njit, prange",
+        "from numba import njit",
         "",
         "",
-        "@njit(cache=True, parallel=True)",
-        "def kernel(flat, n_bins, n_chunks, xs, ys, w, has_w, x_ref, y_ref, out, invalid, counts):",
+        "@njit(cache=True, nogil=True)",
+        "def kernel(c, n_chunks, flat, n_bins, xs, ys, w, has_w, x_ref, y_ref, out, invalid,",
+        "           counts):",
+        '    """The rows of chunk c\'s bins (see ``_accumulate_numba``)."""',
         *unpack,
         "    n_rows = flat.shape[0]",
-        "    for c in prange(n_chunks):",
-        "        b_lo = c * n_bins // n_chunks",
-        "        b_hi = (c + 1) * n_bins // n_chunks",
-        f"        mine = np.empty({_SCAN}, dtype=np.int64)",
-        f"        bins = np.empty({_SCAN}, dtype=flat.dtype)",
-        f"        for start in range(0, n_rows, {_SCAN}):",
-        "            m = 0",
-        f"            for i in range(start, min(start + {_SCAN}, n_rows)):",
-        "                b = flat[i]",
-        "                mine[m] = i",
-        "                bins[m] = b",
-        "                m += (b >= b_lo) & (b < b_hi)",
-        "            for r in range(m):",
-        "                i = mine[r]",
-        "                b = bins[r]",
-        *["                " + line for line in row],
+        "    b_lo = c * n_bins // n_chunks",
+        "    b_hi = (c + 1) * n_bins // n_chunks",
+        f"    mine = np.empty({_SCAN}, dtype=np.int64)",
+        f"    bins = np.empty({_SCAN}, dtype=flat.dtype)",
+        f"    for start in range(0, n_rows, {_SCAN}):",
+        "        m = 0",
+        f"        for i in range(start, min(start + {_SCAN}, n_rows)):",
+        "            b = flat[i]",
+        "            mine[m] = i",
+        "            bins[m] = b",
+        "            m += (b >= b_lo) & (b < b_hi)",
+        "        for r in range(m):",
+        "            i = mine[r]",
+        "            b = bins[r]",
+        *["            " + line for line in row],
         "",
         "",
         "@njit(cache=True)",
@@ -315,11 +315,11 @@ def accumulate(
     if q + 1 <= _UNROLLED_MAX_COLUMNS and n_targets <= _UNROLLED_MAX_TARGETS and _numba.HAVE_NUMBA:
         module = _unrolled_kernel(q, n_targets)
     if module is None:
-        _accumulate_numba(flat, n_bins, n_chunks, design.x, design.y, *args)
+        run_chunks(_accumulate_numba, n_chunks, flat, n_bins, design.x, design.y, *args)
     elif n_chunks == 1:
         module.serial(flat, design.xs, design.ys, *args)
     else:
-        module.kernel(flat, n_bins, n_chunks, design.xs, design.ys, *args)
+        run_chunks(module.kernel, n_chunks, flat, n_bins, design.xs, design.ys, *args)
     return out, invalid.sum(axis=0), rows_per_bin
 
 

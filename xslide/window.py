@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from . import _numba
-from ._numba import njit, num_threads, prange
+from ._numba import njit, num_threads, run_chunks
 from .errors import InvalidWindowSpec
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_stats
 
@@ -361,48 +361,48 @@ def trend_layout(n_columns: int, n_trend: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    centers, tables, stats, rows, moments, n_chunks, out, out_rows, out_bins
+    c, n_chunks, centers, tables, stats, rows, moments, out, out_rows, out_bins
 ):
+    """``neighbor_sums`` of chunk c's centers."""
     n_bins, n_targets, _ = stats.shape
     m = centers.shape[0]
     trend_dims, layout = moments.trend_dims, moments.table
     n_slots = layout.shape[0]
-    for c in prange(n_chunks):
-        buffers = entry_buffers(tables)
-        _, _, bins, weights, offsets = buffers
-        seen = np.full(n_bins, -1, dtype=np.int64)
-        factor = np.empty(trend_dims.shape[0] + 1)
-        factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
-        for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-            n = window_entries(centers[i], tables, buffers)
-            out[i] = 0.0
-            total_rows = 0
-            distinct = 0
-            for e in range(n):
-                b = bins[e]
-                wt = weights[e]
-                if rows[b] == 0:
-                    continue
-                total_rows += rows[b]
-                if seen[b] != i:
-                    seen[b] = i
-                    distinct += 1
-                for d in range(trend_dims.shape[0]):
-                    factor[d] = offsets[e, trend_dims[d]]
-                for t in range(n_targets):
-                    s = stats[b, t]
-                    o = out[i, t]
-                    o[COUNT] += s[COUNT]
-                    o[COUNT_POSITIVE] += s[COUNT_POSITIVE]
-                    o[SUM_W2] += wt * wt * s[SUM_W2]
-                    for k in range(n_slots):
-                        o[FIRST_MOMENT + k] += (
-                            wt * factor[layout[k, 1]] * factor[layout[k, 2]] * s[layout[k, 0]]
-                        )
-            out_rows[i] = total_rows
-            out_bins[i] = distinct
+    buffers = entry_buffers(tables)
+    _, _, bins, weights, offsets = buffers
+    seen = np.full(n_bins, -1, dtype=np.int64)
+    factor = np.empty(trend_dims.shape[0] + 1)
+    factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
+    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+        n = window_entries(centers[i], tables, buffers)
+        out[i] = 0.0
+        total_rows = 0
+        distinct = 0
+        for e in range(n):
+            b = bins[e]
+            wt = weights[e]
+            if rows[b] == 0:
+                continue
+            total_rows += rows[b]
+            if seen[b] != i:
+                seen[b] = i
+                distinct += 1
+            for d in range(trend_dims.shape[0]):
+                factor[d] = offsets[e, trend_dims[d]]
+            for t in range(n_targets):
+                s = stats[b, t]
+                o = out[i, t]
+                o[COUNT] += s[COUNT]
+                o[COUNT_POSITIVE] += s[COUNT_POSITIVE]
+                o[SUM_W2] += wt * wt * s[SUM_W2]
+                for k in range(n_slots):
+                    o[FIRST_MOMENT + k] += (
+                        wt * factor[layout[k, 1]] * factor[layout[k, 2]] * s[layout[k, 0]]
+                    )
+        out_rows[i] = total_rows
+        out_bins[i] = distinct
 
 
 class MomentLayout(NamedTuple):
@@ -440,13 +440,14 @@ def neighbor_sums(
     if m == 0:
         return out, out_rows, out_bins
     n_chunks = max(1, min(num_threads() * 4, m))
-    _neighbor_sums(
+    run_chunks(
+        _neighbor_sums,
+        n_chunks,
         centers.astype(np.int64),
         window.kernel_tables,
         sums,
         rows.astype(np.int64),
         layout,
-        n_chunks,
         out,
         out_rows,
         out_bins,
@@ -511,7 +512,10 @@ def _box_sums_at_centers(
         shape = np.asarray(window.shape, dtype=np.int64)
         half = np.asarray(window.half, dtype=np.int64)
         n_chunks = max(1, min(num_threads() * 2, int(shape[0])))
-        _box_sums_numba(flat, extra, shape, half, centers, dest, n_chunks, out, n_rows, n_with_rows)
+        run_chunks(
+            _box_sums_numba, n_chunks, flat, extra, shape, half, centers, dest, out, n_rows,
+            n_with_rows,
+        )  # fmt: skip
     return out.reshape(m, *sums.shape[1:]), n_rows, n_with_rows
 
 
@@ -583,10 +587,11 @@ def _last_axis(src, i, n, w, dst):
                 dst[f] += src[one, f] + 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    flat, extra, shape, half, centers, dest, n_chunks, out, n_rows, n_with_rows
+    c, n_chunks, flat, extra, shape, half, centers, dest, out, n_rows, n_with_rows
 ):
+    """The box sums at the centers in chunk c's slabs (see ``_box_sums_at_centers``)."""
     n_dims = shape.shape[0]
     n0 = shape[0]
     n_slab = 1
@@ -596,41 +601,40 @@ def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     channels = n_sums + 2
     last = n_dims - 1
     n_last = shape[last]
-    for c in prange(n_chunks):
-        buffers = (np.empty((n_slab, channels)), np.empty((n_slab, channels)))
-        at_center = np.empty(channels)
-        first = np.searchsorted(centers, c * n0 // n_chunks * n_slab)
-        for i0 in range(c * n0 // n_chunks, (c + 1) * n0 // n_chunks):
-            end = np.searchsorted(centers, (i0 + 1) * n_slab)
-            if end == first:
-                continue
-            _first_axis(flat, extra, i0, n0, half[0], buffers[0])
-            current = 0
-            outer = 1
-            for d in range(1, last):
-                inner = channels
-                for e in range(d + 1, n_dims):
-                    inner *= shape[e]
-                if half[d] > 0:
-                    src = buffers[current].reshape((outer, shape[d], inner))
-                    dst = buffers[1 - current].reshape((outer, shape[d], inner))
-                    _axis_sums(src, dst, half[d])
-                    current = 1 - current
-                outer *= shape[d]
-            src = buffers[current]
-            for k in range(first, end):
-                local = centers[k] - i0 * n_slab
-                if n_dims == 1:
-                    at_center[:] = src[0]
-                else:
-                    i = local % n_last
-                    line = src[local - i : local - i + n_last]
-                    _last_axis(line, i, n_last, half[last], at_center)
-                o = dest[k]
-                out[o] = at_center[:n_sums]
-                n_rows[o] = np.rint(at_center[n_sums])
-                n_with_rows[o] = np.rint(at_center[n_sums + 1])
-            first = end
+    buffers = (np.empty((n_slab, channels)), np.empty((n_slab, channels)))
+    at_center = np.empty(channels)
+    first = np.searchsorted(centers, c * n0 // n_chunks * n_slab)
+    for i0 in range(c * n0 // n_chunks, (c + 1) * n0 // n_chunks):
+        end = np.searchsorted(centers, (i0 + 1) * n_slab)
+        if end == first:
+            continue
+        _first_axis(flat, extra, i0, n0, half[0], buffers[0])
+        current = 0
+        outer = 1
+        for d in range(1, last):
+            inner = channels
+            for e in range(d + 1, n_dims):
+                inner *= shape[e]
+            if half[d] > 0:
+                src = buffers[current].reshape((outer, shape[d], inner))
+                dst = buffers[1 - current].reshape((outer, shape[d], inner))
+                _axis_sums(src, dst, half[d])
+                current = 1 - current
+            outer *= shape[d]
+        src = buffers[current]
+        for k in range(first, end):
+            local = centers[k] - i0 * n_slab
+            if n_dims == 1:
+                at_center[:] = src[0]
+            else:
+                i = local % n_last
+                line = src[local - i : local - i + n_last]
+                _last_axis(line, i, n_last, half[last], at_center)
+            o = dest[k]
+            out[o] = at_center[:n_sums]
+            n_rows[o] = np.rint(at_center[n_sums])
+            n_with_rows[o] = np.rint(at_center[n_sums + 1])
+        first = end
 
 
 def windowed_sums(
