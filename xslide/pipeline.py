@@ -39,6 +39,7 @@ from .window import (
     kernel_is_uniform,
     kernel_weights,
     moment_layout,
+    neighbor_sums,
     windowed_sums,
 )
 
@@ -240,7 +241,13 @@ def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> 
     model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
     clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
     # no window's rows are gathered (they are read bin by bin): no row buffers to size
-    clipped, _ = clipped_fit(plan.centers, index, columns, model, clipping, options.progress)
+    clipped, _ = clipped_fit(
+        plan.centers, index, columns, model, clipping,
+        lambda centers: neighbor_sums(
+            plan.window, centers, stats.sums, stats.rows_per_bin, plan.layout
+        )[0],
+        options.progress,
+    )  # fmt: skip
     return clipped
 
 

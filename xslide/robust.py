@@ -10,6 +10,7 @@ stored between passes, and a window whose sums did not change has converged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -19,7 +20,7 @@ from ._numba import njit, num_threads, python, run_chunks
 from .parallel import bar_blocks, progress_bar
 from .rows import WindowIndex
 from .solve import OK, Solution, solve
-from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_stats
+from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
 from .window import entry_buffers, window_entries
 
 # Fewest windows per call of the clipping kernel when it runs in blocks for a progress bar.
@@ -54,32 +55,6 @@ class Cut(NamedTuple):
     n_sigma: float
 
 
-@njit(cache=True, nogil=True)
-def _bin_moments(c, n_chunks, columns, y_ref, x_ref, out):
-    """Per bin of chunk c and target, the statistics of the bin's valid rows over z = (1,
-    x - x_ref, y - y_ref) under the row weights: (n_bins, t, n_stats(q + 1)), summed in row
-    order."""
-    offsets, xs, ys, ws, has_w = columns.offsets, columns.xs, columns.ys, columns.ws, columns.has_w
-    q = xs.shape[0]
-    size = q + 2
-    n_bins = offsets.shape[0] - 1
-    z = np.empty(size)
-    z[0] = 1.0
-    for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
-        for t in range(ys.shape[0]):
-            s = out[b, t]
-            s[:] = 0.0
-            for r in range(offsets[b], offsets[b + 1]):
-                yv = ys[t, r]
-                if yv != yv:
-                    continue
-                w = ws[r] if has_w else 1.0
-                for k in range(q):
-                    z[1 + k] = xs[k, r] - x_ref[k]
-                z[size - 1] = yv - y_ref[t]
-                _add_row(s, z, size, w)
-
-
 @njit(cache=True)
 def _add_row(s, z, size, w):
     """Add one row, its z (the first ``size`` entries) weighing w, to the statistics s."""
@@ -92,45 +67,6 @@ def _add_row(s, z, size, w):
         for b in range(a, size):
             s[k] += wa * z[b]
             k += 1
-
-
-@njit(cache=True, nogil=True)
-def _window_moments(c, n_chunks, centers, tables, bin_stats, trend_dims, pair, weighted, out):  # noqa: PLR0913  (numba kernel)
-    """Statistics of the valid rows of chunk c's windows from those of their bins.
-
-    A window's z = (1, x, trend offsets, y) has the bin's z = (1, x, y) for all but the trend
-    offsets, constant within a bin: Σ w o_d z_b = o_d Σ w z_b. ``pair[a, b]`` is the packed bin
-    statistic of the window statistic (a, b); each bin's statistics weigh its kernel weight.
-    """
-    q_bin = pair.shape[0] - 2 - trend_dims.shape[0]  # design columns
-    size = pair.shape[0]
-    m = centers.shape[0]
-    buffers = entry_buffers(tables)
-    bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
-    factor = np.ones(size)
-    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
-        n_entries = window_entries(centers[i], tables, buffers)
-        for t in range(bin_stats.shape[1]):
-            s = out[i, t]
-            s[:] = 0.0
-            for e in range(n_entries):
-                bs = bin_stats[bins[e], t]
-                if bs[COUNT] == 0.0:  # no valid row: nothing to add
-                    continue
-                for d in range(trend_dims.shape[0]):
-                    factor[1 + q_bin + d] = nb_offsets[e, trend_dims[d]]
-                s[COUNT] += bs[COUNT]
-                s[COUNT_POSITIVE] += bs[COUNT_POSITIVE]
-                s[SUM_W2] += kw[e] * kw[e] * bs[SUM_W2]
-                k = FIRST_MOMENT
-                for a in range(size):
-                    fa = kw[e] * factor[a]
-                    for b in range(a, size):
-                        s[k] += fa * factor[b] * bs[pair[a, b]]
-                        k += 1
-            if not weighted:
-                s[COUNT_POSITIVE] = s[COUNT]
-                s[SUM_W2] = s[COUNT]
 
 
 @njit(cache=True, nogil=True)
@@ -238,6 +174,7 @@ def clipped_fit(
     columns: RowColumns,
     model: LocalModel,
     clipping: Clipping,
+    window_stats: Callable[[np.ndarray], np.ndarray],
     progress: bool | None = None,
 ) -> tuple[Solution, np.ndarray]:
     """Fit every window with iterative outlier rejection.
@@ -249,6 +186,9 @@ def clipped_fit(
     columns : the indexed rows in bin order (``RowColumns``).
     model : trend dims, references and intercept of the local model.
     clipping : the cut, the most refits and ``min_entries``.
+    window_stats : the statistics of every valid row of the windows of the centers it is
+        given, (k, t, n_stats(q + 1)) in the model's layout (the first pass: no row is cut
+        yet; the plain fit's windowed sums).
     progress : a bar over the windows of every pass: True, False or None (on a terminal when
         long); with a bar the kernel runs in blocks of windows (identical results).
 
@@ -259,21 +199,12 @@ def clipped_fit(
     """
     m, n_targets = centers.size, columns.ys.shape[0]
     q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
-    # one set of compiled kernels for both backends, so they agree bit for bit; plain Python
-    # where numba is missing
-    compiled = _numba.numba_available()
-    bin_kernel, window_kernel, cut_kernel = (
-        (k if compiled else python(k)) for k in (_bin_moments, _window_moments, _rejected_moments)
-    )
+    # one compiled kernel for both backends, so they agree bit for bit; plain Python where
+    # numba is missing
+    cut_kernel = _rejected_moments if _numba.numba_available() else python(_rejected_moments)
     n_terms = q + int(model.intercept)
     x_ref, y_ref, intercept = model.x_ref, model.y_ref, model.intercept
     min_entries, max_iter = clipping.min_entries, clipping.max_iter
-    n_columns = columns.xs.shape[0]
-    bin_stats = np.empty((columns.offsets.size - 1, n_targets, n_stats(n_columns + 1)))
-    run_chunks(
-        bin_kernel, _chunks(bin_stats.shape[0]), columns, y_ref, x_ref[:n_columns], bin_stats
-    )
-    pair = _pair_table(n_columns, model.trend_dims.size)
     max_bin = max(int(np.diff(columns.offsets).max(initial=0)), 1)
 
     def all_rows(bar) -> np.ndarray:
@@ -281,10 +212,7 @@ def clipped_fit(
         out = np.empty((m, n_targets, n_stats(q + 1)))
         for block in bar_blocks(np.arange(m), bar, CLIP_BLOCK):
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
-            run_chunks(
-                window_kernel, _chunks(block.size), centers[part], index.tables, bin_stats,
-                model.trend_dims, pair, columns.weighted, out[part],
-            )  # fmt: skip
+            out[part] = window_stats(centers[part])
             bar.update(block.size)
         return out
 
@@ -335,14 +263,6 @@ def clipped_fit(
 def _chunks(size: int) -> int:
     """Thread chunks for a block of ``size`` windows (a few per thread, to balance them)."""
     return max(1, min(num_threads() * 4, size))
-
-
-def _pair_table(n_columns: int, n_trend: int) -> np.ndarray:
-    """For each statistic (a, b) of a window's z = (1, x, trend offsets, y), the packed bin
-    statistic over z = (1, x, y) it scales: a trend offset is the constant times the offset."""
-    source = [*range(n_columns + 1), *([0] * n_trend), n_columns + 1]
-    packed = moment_index(n_columns + 1)
-    return np.ascontiguousarray(packed[np.ix_(source, source)].astype(np.int64))
 
 
 def _next_pass(bar, n_pass: int, n_windows: int) -> None:
