@@ -180,13 +180,13 @@ def test_clamp_moves_rows_to_the_grid_edge_so_predictions_stay_continuous(trend_
 # ---- stored attributes, variables and coordinates ----
 
 
-@pytest.mark.parametrize("value", ["yes", "1", 2, 0.5, True, [0, 1]])
+@pytest.mark.parametrize("value", ["yes", "1", 3, 0.5, True, [0, 1]])
 def test_a_malformed_trend_attribute_is_refused_by_name(fit, value):
     crafted = fit.copy()
     crafted.attrs["trend"] = value
     refused(
         ValueError,
-        r"^fit: attribute 'trend' must be 0 or 1",
+        r"^fit: attribute 'trend' must be 0, 1 or 2",
         crafted,
         pd.DataFrame({"a": [1], "x": [0.0]}),
     )
@@ -201,7 +201,7 @@ def test_a_crafted_file_is_refused_by_name_and_a_selected_one_predicts_by_label(
     rows = pd.DataFrame({"a": [4, 5], "x": [1.0, 1.0]})
     refused(
         ValueError,
-        r"^fit: attribute 'trend' must be 0 or 1, got 'yes'$",
+        r"^fit: attribute 'trend' must be 0, 1 or 2, got 'yes'$",
         open_fit(tmp_path / "crafted.nc"),
         rows,
     )

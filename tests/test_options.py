@@ -104,7 +104,7 @@ def test_streams_and_statistics_default_to_the_aggregates_that_need_no_rows():
         ({"max_iter": 2}, TypeError, "n_sigma_cut"),
         ({"n_sigma_cut": float("nan")}, ValueError, "n_sigma_cut"),
         ({"min_entries": 0}, ValueError, "min_entries"),
-        ({"trend": 2}, ValueError, "trend"),
+        ({"trend": 3}, ValueError, "trend"),
         ({"centers": "all"}, ValueError, "centers"),
         ({"fitter": "wls"}, ValueError, "needs weights"),
         ({"partition_strategy": {"n_jobs": 0}}, ValueError, "n_jobs"),

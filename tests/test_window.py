@@ -366,7 +366,7 @@ def test_trend_terms_on_the_xarray_result_and_every_path():
     glm = fit1d(df, trend=1, window={"phi": 1}, fitter="glm")
     np.testing.assert_allclose(glm.y_slope_d_phi, fast.y_slope_d_phi, rtol=1e-8)
     with pytest.raises(ValueError, match="trend"):
-        fit1d(df, trend=2)
+        fit1d(df, trend=3)
 
 
 def test_a_periodic_dim_without_extent_warns_of_its_period_and_records_it():

@@ -136,7 +136,8 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     boundary: Boundary | Mapping[str, Boundary] = "truncate",
     kernel="uniform",
     kernel_width=None,
-    trend: int = 0,
+    trend: int | Mapping[str, int] = 0,
+    trend_interactions: bool = False,
     centers: Centers = "observed",
     extent: Mapping | None = None,
     backend: Backend = "auto",
@@ -179,9 +180,15 @@ def fit(  # noqa: PLR0913  (the documented public signature)
         default max(half-width, 1)), a callable of one integer offset array per dim, or an
         explicit weights array of shape (2w + 1, ...). A row's weight is its own weight times
         the kernel weight of its bin's offset.
-    trend : 1 adds a term ``d_{dim}`` per windowed dim, the row's bin offset from the center:
-        the intercept is then the local value free of the window's gradient bias, and the
-        ``d_`` coefficients are the local derivatives per bin.
+    trend : the order of a local polynomial in the bin offsets from the center, for every
+        windowed dim or ``{dim: order}`` (each needs a window along its dim): 1 adds a term
+        ``d_{dim}`` (the row's bin offset), 2 also ``d2_{dim}`` (the offset squared). The
+        intercept is then the local value free of the window's gradient (and, with 2,
+        curvature) bias; ``d_`` is the local first derivative per bin, ``d2_`` half the second
+        derivative per bin². Where a shrunk window has no extent along a dim (at the edge),
+        its terms are fixed at 0 there.
+    trend_interactions : also ``d_{a}:d_{b}`` (the product of two offsets) for every pair of
+        dims with a trend.
     centers : 'observed' (bins with rows) or 'grid' (every bin of the dense grid).
     extent : ``{dim: (lo, hi)}`` fixing the grid range.
     backend : 'auto', 'numba' or 'numpy'.

@@ -28,6 +28,7 @@ import xarray as xr
 
 from .formula import INTERCEPT
 from .solve import FLAG_MEANINGS
+from .window import trend_term_dims
 
 DIMENSIONLESS = "1"
 BOUNDS_DIM = "nv"
@@ -92,10 +93,11 @@ def quotient(numerator: str, denominator: str) -> str:
     return f"{numerator}/{_wrap(denominator)}"
 
 
-def term_unit(term: str, units: Mapping[str, str], trend_dims) -> str:
-    """The unit of a term's values: 1 for the intercept and the bin offsets ``d_{dim}``, the
-    column's unit for a plain predictor, '' (unknown) for any other formula term."""
-    if term == INTERCEPT or term in {f"d_{d}" for d in trend_dims}:
+def term_unit(term: str, units: Mapping[str, str], dims) -> str:
+    """The unit of a term's values: 1 for the intercept and the trend terms (bin offsets and
+    their products: ``d_{dim}``, ``d2_{dim}``, ``d_{a}:d_{b}``), the column's unit for a plain
+    predictor, '' (unknown) for any other formula term."""
+    if term == INTERCEPT or trend_term_dims(term, list(dims)) is not None:
         return DIMENSIONLESS
     return units.get(term, "")
 
@@ -125,8 +127,7 @@ def _unit_coords(ds: xr.Dataset, units: Mapping[str, str], dims) -> tuple[str, s
     ds.coords["target_units"] = ("target", np.asarray(target_units, dtype=str))
     if "coef" not in ds:  # statistics: terms have no fitted coefficients
         return _same(target_units), ""
-    trend = [d for d in dims if f"d_{d}" in ds["term"].values]
-    per_term = [term_unit(str(k), units, trend) for k in ds["term"].values]
+    per_term = [term_unit(str(k), units, dims) for k in ds["term"].values]
     coef_units = [[quotient(u, k) for k in per_term] for u in target_units]
     ds.coords["coef_units"] = (("target", "term"), np.asarray(coef_units, dtype=str))
     return _same(target_units), _same(coef_units)

@@ -230,6 +230,23 @@ def _kernel_width(text: str) -> float | dict[str, float]:
     return {dim: _number(value, f"kernel width of {dim!r}") for dim, value in pairs}
 
 
+def _trend(text: str) -> int | dict[str, int]:
+    """``0``, ``1`` or ``2`` for every windowed dim, or ``dim=order,...``."""
+    if "=" not in text:
+        text = text.strip()
+        if text not in ("0", "1", "2"):
+            raise argparse.ArgumentTypeError(
+                f"trend must be 0, 1, 2 or dim=order,..., got {text!r}"
+            )
+        return int(text)
+    orders = {}
+    for dim, value in _pairs(text, "dim=order (e.g. rBin=2,zBin=1)"):
+        if value.strip() not in ("0", "1", "2"):
+            raise argparse.ArgumentTypeError(f"trend of {dim!r} must be 0, 1 or 2, got {value!r}")
+        orders[dim] = int(value)
+    return orders
+
+
 def _extent(text: str) -> dict[str, tuple[int, int]]:
     extent = {}
     for dim, value in _pairs(text, "dim=lo:hi (e.g. phiBin=0:17)"):
@@ -476,10 +493,15 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--trend",
-        type=int,
-        choices=(0, 1),
+        type=_trend,
         default=0,
-        help="1: add local-gradient terms d_{dim} (edge-bias-free intercept)",
+        help="local polynomial order in the bin offsets: 1 adds d_{dim} (edge-bias-free "
+        "intercept), 2 also d2_{dim}; global or per dim, e.g. rBin=2,zBin=1",
+    )
+    p.add_argument(
+        "--trend-interactions",
+        action="store_true",
+        help="also the cross terms d_{a}:d_{b} of every pair of trend dims",
     )
     p.add_argument(
         "--centers",
@@ -625,6 +647,7 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "kernel": args.kernel,
         "kernel_width": args.kernel_width,
         "trend": args.trend,
+        "trend_interactions": args.trend_interactions,
         "centers": args.centers,
         "extent": args.extent,
         "backend": args.backend,

@@ -61,7 +61,8 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
     **kwargs : ``boundary`` ('truncate', 'periodic', 'mirror', 'shrink'; global or per dim),
         ``kernel`` ('uniform', 'gaussian', 'epanechnikov', 'linear', a callable of offsets or a
         weights array) and ``kernel_width``, ``trend`` (1: local-linear terms ``d_{dim}`` in
-        the bin offsets, so the intercept is free of edge bias), ``centers``
+        the bin offsets, so the intercept is free of edge bias; 2: also local-quadratic
+        ``d2_{dim}``; or ``{dim: order}``), ``trend_interactions`` (``d_{a}:d_{b}``), ``centers``
         ('observed' or 'grid'), ``extent`` ({dim: (lo, hi)}), ``max_bins``, ``reference``,
         ``n_sigma_cut`` (refit without rows whose |residual| > n_sigma_cut x rmse; adds
         ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,

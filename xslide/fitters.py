@@ -23,6 +23,7 @@ from .errors import FitFailedWarning, InvalidInputTypeError, PerformanceWarning
 from .parallel import Parallel, progress_bar, split
 from .rows import WindowIndex
 from .solve import FIT_FAILED, OK
+from .window import trend_columns
 
 # Windows beyond which a raw-row fit warns with its expected duration.
 WARN_WINDOWS = 100_000
@@ -161,7 +162,7 @@ class FitWork:
     xs: np.ndarray
     ys: np.ndarray
     ws: np.ndarray | None
-    trend_dims: np.ndarray  # dims whose window offsets are design columns (trend=1)
+    trend: np.ndarray  # (k, 2) dims of each trend column (``window.trend_terms``)
     intercept: bool
     terms: tuple[str, ...]
 
@@ -203,11 +204,12 @@ class RawFitResult:
 
 
 def _window_design(work: FitWork, positions, offsets, valid) -> np.ndarray:
-    """The design matrix of a window's valid rows: constant, columns, bin offsets (trend)."""
+    """The design matrix of a window's valid rows: constant, columns, trend columns (the
+    products of the bin offsets of ``window.trend_terms``)."""
     rows = positions[valid]
     x = work.xs[:, rows].T
-    if work.trend_dims.size:
-        x = np.column_stack([x, offsets[valid][:, work.trend_dims]])
+    if work.trend.shape[0]:
+        x = np.column_stack([x, trend_columns(offsets[valid], work.trend)])
     if work.intercept:
         x = np.column_stack([np.ones(rows.size), x])
     return x
@@ -258,7 +260,7 @@ def _halo_work(work: FitWork, ids: np.ndarray) -> FitWork:
         work.xs[:, positions],
         work.ys[:, positions],
         None if work.ws is None else work.ws[positions],
-        work.trend_dims,
+        work.trend,
         work.intercept,
         work.terms,
     )

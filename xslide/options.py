@@ -67,6 +67,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "kernel": "uniform",
         "kernel_width": None,
         "trend": 0,
+        "trend_interactions": False,
         "centers": "observed",
         "extent": None,
         "backend": "auto",
@@ -145,7 +146,8 @@ class FitOptions:
     window: Mapping[str, int]  # half-width per dim (all dims, in grid order)
     boundary: Mapping[str, str]  # canonical mode per dim
     kernel: Kernel  # built on the grid's window by window.kernel_weights
-    trend: int
+    trend: Mapping[str, int]  # local polynomial order per dim (all dims, in grid order)
+    trend_interactions: bool  # d_{a}:d_{b} terms for every pair of trend dims
     min_entries: int
     aggregation: Mapping[str, tuple[str, ...]]
     centers: str
@@ -329,11 +331,38 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_trend(trend) -> int:
-    """``trend`` is 0 (local constant plus predictors) or 1 (plus local gradients)."""
-    if isinstance(trend, bool) or trend not in (0, 1):
-        raise ValueError(f"trend must be 0 or 1, got {trend!r}")
-    return int(trend)
+def _trend_order(value, label: str) -> int:
+    if not _is_int(value) or value not in (0, 1, 2):
+        raise ValueError(f"{label} must be 0, 1 or 2 (the local polynomial order), got {value!r}")
+    return int(value)
+
+
+def check_trend(trend, interactions, half: Mapping[str, int]) -> tuple[dict[str, int], bool]:
+    """The local polynomial order per dim and whether it has the cross terms.
+
+    ``trend`` is 0 (local constant plus predictors), 1 (plus local gradients ``d_{dim}``) or 2
+    (plus ``d2_{dim}``) for every windowed dim, or ``{dim: order}`` (dims left out: 0), where
+    each dim of order >= 1 needs a window (half-width >= 1) to estimate its terms.
+    """
+    dims = list(half)
+    if isinstance(trend, Mapping):
+        orders = per_dim(trend, dims, "trend", _trend_order, default=lambda d: 0)
+        flat = [d for d in dims if orders[d] and half[d] == 0]
+        if flat:
+            raise ValueError(
+                f"trend[{flat[0]!r}]={orders[flat[0]]} needs a window along {flat[0]!r}, but "
+                f"window_spec[{flat[0]!r}] is 0: give it a half-width >= 1 or leave it out"
+            )
+    else:
+        order = _trend_order(trend, "trend")
+        orders = {d: order if half[d] > 0 else 0 for d in dims}
+    if not isinstance(interactions, bool | np.bool_):
+        raise InvalidInputTypeError(
+            f"trend_interactions must be True or False, got {interactions!r}"
+        )
+    if interactions and not any(orders.values()):
+        raise ValueError("trend_interactions=True needs a trend (trend=1 or 2 on windowed dims)")
+    return orders, bool(interactions)
 
 
 def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
@@ -684,6 +713,11 @@ def _window_options(kw: dict, dims: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _trend_options(kw: dict, half: Mapping[str, int]) -> dict[str, Any]:
+    orders, interactions = check_trend(kw["trend"], kw["trend_interactions"], half)
+    return {"trend": orders, "trend_interactions": interactions}
+
+
 def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
     """Check every keyword of a fit (``DEFAULTS`` fills the rest) into ``FitOptions``.
 
@@ -725,7 +759,7 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
     return FitOptions(
         read=read,
         **windowing,
-        trend=check_trend(kw["trend"]),
+        **_trend_options(kw, windowing["window"]),
         min_entries=check_min_entries(kw["min_entries"]),
         aggregation=check_aggregation(kw["aggregation"], targets),
         centers=check_choice(kw["centers"], "centers", CENTERS),

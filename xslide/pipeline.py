@@ -30,7 +30,7 @@ from .options import FitOptions
 from .result import Fit, fit_attrs
 from .robust import Clipping, LocalModel, RowColumns, clipped_fit
 from .rows import RowAccess, WindowIndex, window_medians
-from .solve import Solution, solve_in_blocks
+from .solve import Solution, solve_local
 from .stats import FIRST_MOMENT, BinStats
 from .window import (
     MomentLayout,
@@ -40,6 +40,7 @@ from .window import (
     kernel_weights,
     moment_layout,
     neighbor_sums,
+    trend_terms,
     windowed_sums,
 )
 
@@ -53,13 +54,14 @@ class Plan:
 
     window: Window
     centers: np.ndarray  # (m,) flat ids of the centers
-    layout: MomentLayout  # the moments summed; its trend dims add offset columns
+    layout: MomentLayout  # the moments summed; its trend table adds offset columns
     terms: tuple[str, ...]
     x_ref: np.ndarray  # references of the design columns, zeros for the offsets
 
     @property
-    def trend_dims(self) -> np.ndarray:
-        return self.layout.trend_dims
+    def trend(self) -> np.ndarray:
+        """(k, 2) the dims of each trend column (see ``window.trend_terms``)."""
+        return self.layout.trend
 
 
 def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
@@ -110,8 +112,8 @@ def _refit(solution: Solution, refit) -> Solution:
 
 
 def _plan(stats: BinStats, options: FitOptions) -> Plan:
-    """The window on the grid, the centers, and the terms: trend=1 adds one local-derivative
-    term per windowed dim, whose column is the bin's offset from the center."""
+    """The window on the grid, the centers, and the terms: a trend adds the terms of a local
+    polynomial in the bin offsets from the center (``window.trend_terms``)."""
     grid = stats.grid
     half = tuple(options.window[d] for d in grid.dims)
     window = _window(grid, options)
@@ -119,16 +121,16 @@ def _plan(stats: BinStats, options: FitOptions) -> Plan:
         centers = np.flatnonzero(stats.rows_per_bin > 0)
     else:
         centers = np.arange(grid.size)
-    trend_dims = np.flatnonzero(np.asarray(half) > 0) if options.trend else np.empty(0, int)
-    trend_terms = tuple(f"d_{grid.dims[d]}" for d in trend_dims)
-    terms = (*stats.terms, *trend_terms)
+    orders = [options.trend.get(d, 0) if h > 0 else 0 for d, h in zip(grid.dims, half, strict=True)]
+    names, trend = trend_terms(grid.dims, orders, options.trend_interactions)
+    terms = (*stats.terms, *names)
     if len(set(terms)) < len(terms):
         raise ValueError(
-            f"trend=1 adds terms {list(trend_terms)}, which clash with design terms "
+            f"the trend adds terms {list(names)}, which clash with design terms "
             f"{list(stats.terms)}: rename those predictors"
         )
-    layout = moment_layout(len(stats.columns), trend_dims)
-    x_ref = np.concatenate([stats.x_ref, np.zeros(trend_dims.size)])
+    layout = moment_layout(len(stats.columns), trend)
+    x_ref = np.concatenate([stats.x_ref, np.zeros(len(names))])
     return Plan(window, centers, layout, terms, x_ref)
 
 
@@ -187,11 +189,12 @@ def _window_and_solve(
     stats: BinStats, plan: Plan, options: FitOptions
 ) -> tuple[Solution, np.ndarray, np.ndarray]:
     """Windowed statistics at every center, solved in closed form."""
-    n_columns = len(stats.columns) + plan.trend_dims.size
+    n_columns = len(stats.columns) + plan.trend.shape[0]
     _check_fit_memory(stats, plan, options)
     solve = partial(
         _solve,
         n_columns=n_columns,
+        n_trend=plan.trend.shape[0],
         x_ref=plan.x_ref,
         y_ref=stats.y_ref,
         min_entries=options.min_entries,
@@ -222,8 +225,8 @@ def _check_fit_memory(stats: BinStats, plan: Plan, options: FitOptions) -> None:
     )
 
 
-def _solve(sums, *, n_columns, x_ref, y_ref, min_entries, intercept) -> Solution:
-    return solve_in_blocks(sums, n_columns, x_ref, y_ref, min_entries, intercept)
+def _solve(sums, *, n_columns, n_trend, x_ref, y_ref, min_entries, intercept) -> Solution:
+    return solve_local(sums, n_columns, n_trend, x_ref, y_ref, min_entries, intercept)
 
 
 def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> Solution:
@@ -238,7 +241,7 @@ def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> 
         ws is not None,
         ws is not None or index.weighted,
     )
-    model = LocalModel(plan.trend_dims.astype(np.int64), plan.x_ref, stats.y_ref, stats.intercept)
+    model = LocalModel(plan.trend, plan.x_ref, stats.y_ref, stats.intercept)
     clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
     # no window's rows are gathered (they are read bin by bin): no row buffers to size
     clipped, _ = clipped_fit(
@@ -263,7 +266,7 @@ def _raw_fits(
         rows.xs,
         rows.ys,
         rows.ws,
-        plan.trend_dims,
+        plan.trend,
         stats.intercept,
         plan.terms,
     )

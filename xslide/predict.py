@@ -31,6 +31,7 @@ from .design import RowTable
 from .expressions import check_formula
 from .formula import INTERCEPT, design_matrix, parse_formula
 from .grid import DEFAULT_MAX_BINS
+from .window import trend_term_dims
 
 METHODS = ("nearest", "linear")
 BOUNDS = ("nan", "clamp")
@@ -128,14 +129,15 @@ def _brief(value) -> str:
 
 
 def _trend_attr(fit: xr.Dataset) -> bool:
-    """The ``trend`` attribute: whether the d_{dim} terms are window offsets."""
+    """The ``trend`` attribute (the highest local polynomial order): whether the
+    ``d_{dim}``, ``d2_{dim}`` and ``d_{a}:d_{b}`` terms are window offsets."""
     value = fit.attrs.get("trend", 0)
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()  # a one-element attribute as some writers store it
     integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-    if not integer or value not in (0, 1):
-        raise ValueError(f"fit: attribute 'trend' must be 0 or 1, got {_brief(value)}")
-    return value == 1
+    if not integer or value not in (0, 1, 2):
+        raise ValueError(f"fit: attribute 'trend' must be 0, 1 or 2, got {_brief(value)}")
+    return value >= 1
 
 
 def _formula_attr(fit: xr.Dataset) -> str:
@@ -200,7 +202,7 @@ def _check_fit(fit: xr.Dataset, linear: bool) -> _Checked:
     if "quality_flag" in fit:
         _check_variable(fit, "quality_flag", ["target", *dims])
     has_trend = _trend_attr(fit)
-    trend = [t for t in terms if has_trend and t.startswith("d_") and t[2:] in dims]
+    trend = [t for t in terms if has_trend and trend_term_dims(t, list(dims)) is not None]
     axes = _axes(fit, dims, linear)
     # the kernel reads the design columns first, then the trend offsets, whatever the order
     # of the stored terms
@@ -387,7 +389,7 @@ class _Models(NamedTuple):
     cov: np.ndarray  # (n_bins, t, p, p)
     usable: np.ndarray  # (n_bins, t) finite coefficients
     nearest_valid: np.ndarray  # (t, n_bins) the nearest usable bin, -1 when none
-    trend_dims: np.ndarray  # dims of the d_{dim} terms, after the design columns
+    trend: np.ndarray  # (k, 2) dims of the trend terms' columns, after the design columns
 
 
 def _dense(fit: xr.Dataset, name: str, axes: Sequence[_Axis], order: dict) -> np.ndarray:
@@ -437,10 +439,11 @@ def _models(fit: xr.Dataset, checked: _Checked, targets: Sequence[str]) -> _Mode
         [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))], dtype=np.int64
     )
     dims = [a.name for a in axes]
-    trend_dims = np.array([dims.index(t[2:]) for t in checked.trend], dtype=np.int64)
+    trend = np.array([trend_term_dims(t, dims) for t in checked.trend], dtype=np.int64)
     return _Models(
-        np.asarray(shape, dtype=np.int64), strides, coef, cov, usable, nearest_valid, trend_dims
-    )
+        np.asarray(shape, dtype=np.int64), strides, coef, cov, usable, nearest_valid,
+        trend.reshape(-1, 2),
+    )  # fmt: skip
 
 
 class _Mode(NamedTuple):
@@ -464,16 +467,17 @@ def _predict_rows(positions, design, models, mode, pred, err, flags):
 @njit(cache=True, nogil=True)
 def _predict_block(c, n_chunks, positions, design, models, mode, pred, err, flags):  # noqa: C901, PLR0913  (numba kernel)
     """The predictions of the rows of chunk c."""
-    shape, strides, coef, cov, usable, nearest_valid, trend_dims = models
+    shape, strides, coef, cov, usable, nearest_valid, trend = models
     linear, replace_invalid, with_error = mode
     n_dims = positions.shape[1]
     n_targets = coef.shape[1]
     n_plain = design.shape[1]
-    n_trend = trend_dims.shape[0]
+    n_trend = trend.shape[0]
     p = n_plain + n_trend
     base = np.empty(n_dims, dtype=np.int64)
     frac = np.empty(n_dims)
     g = np.empty(p)
+    u = np.empty(n_dims)
     n_rows = positions.shape[0]
     for i in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
         for d in range(n_dims):
@@ -518,15 +522,17 @@ def _predict_block(c, n_chunks, positions, design, models, mode, pred, err, flag
                     if flat < 0:
                         total = np.nan
                         break
-                for k in range(n_trend):
-                    center = 0
+                if n_trend:  # the row's offsets from the center of the model's bin
                     rest = flat
                     for d in range(n_dims):
                         idx = rest // strides[d]
                         rest -= idx * strides[d]
-                        if d == trend_dims[k]:
-                            center = idx
-                    g[n_plain + k] = positions[i, trend_dims[k]] - center
+                        u[d] = positions[i, d] - idx
+                    for k in range(n_trend):  # the products of window.trend_values
+                        v = u[trend[k, 0]]
+                        if trend[k, 1] >= 0:
+                            v *= u[trend[k, 1]]
+                        g[n_plain + k] = v
                 value = 0.0
                 for a in range(p):
                     value += coef[flat, t, a] * g[a]

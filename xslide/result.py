@@ -240,7 +240,9 @@ def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: M
         "boundary_mode_per_dim": json.dumps(dict(options.boundary)),
         "period_json": json.dumps(_periods(stats.grid, options.boundary)),
         "kernel": options.kernel.name,
-        "trend": options.trend,
+        "trend": max(options.trend.values(), default=0),  # the highest local order
+        "trend_json": json.dumps({d: k for d, k in options.trend.items() if k}),
+        "trend_interactions": int(options.trend_interactions),
         "centers": options.centers,
         "min_entries": options.min_entries,
         "backend_used": stats.backend,

@@ -19,9 +19,9 @@ from . import _numba
 from ._numba import njit, num_threads, python, run_chunks
 from .parallel import bar_blocks, progress_bar
 from .rows import WindowIndex
-from .solve import OK, Solution, solve
+from .solve import OK, Solution, solve_local
 from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, n_stats
-from .window import entry_buffers, window_entries
+from .window import entry_buffers, trend_values, window_entries
 
 # Fewest windows per call of the clipping kernel when it runs in blocks for a progress bar.
 CLIP_BLOCK = 1024
@@ -41,7 +41,7 @@ class RowColumns(NamedTuple):
 class LocalModel(NamedTuple):
     """The local model's design beyond the columns: trend offsets, references, intercept."""
 
-    trend_dims: np.ndarray  # dims whose window offsets are design columns too (trend=1)
+    trend: np.ndarray  # (k, 2) dims of each trend column (``window.trend_terms``)
     x_ref: np.ndarray  # references of the design columns, zeros for the offsets
     y_ref: np.ndarray
     intercept: bool
@@ -81,13 +81,14 @@ def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin
     """
     offsets, ys = columns.offsets, columns.ys
     coef, rmse = cut.coef, cut.rmse
-    size = columns.xs.shape[0] + model.trend_dims.shape[0] + 2
+    size = columns.xs.shape[0] + model.trend.shape[0] + 2
     m = centers.shape[0]
     buffers = entry_buffers(tables)
     bins, kw, nb_offsets = buffers[2], buffers[3], buffers[4]
     pred = np.empty(max_bin)
     z = np.empty(size)
     z[0] = 1.0
+    factor = np.empty(model.trend.shape[0] + 1)
     for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
         n_entries = window_entries(centers[i], tables, buffers)
         for t in range(ys.shape[0]):
@@ -102,15 +103,14 @@ def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin
                 n = offsets[bins[e] + 1] - start
                 if n == 0:
                     continue
-                _add_beyond(
-                    s, z, pred, columns, model, ct, limit, t, start, n, kw[e], nb_offsets[e]
-                )
+                trend_values(nb_offsets, e, model.trend, factor)
+                _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw[e], factor)
 
 
 @njit(cache=True)
-def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, offsets):  # noqa: PLR0913
-    """Add to s the rows start..start + n of one bin of the window (kernel weight kw, offsets
-    from the center) that lie beyond the cut."""
+def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, factor):  # noqa: PLR0913
+    """Add to s the rows start..start + n of one bin of the window (kernel weight kw, trend
+    columns ``factor``) that lie beyond the cut."""
     xs, ys, ws, has_w, weighted = (
         columns.xs,
         columns.ys,
@@ -118,13 +118,13 @@ def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, offsets)
         columns.has_w,
         columns.weighted,
     )
-    trend_dims, x_ref, y_ref, intercept = model
-    q, n_trend, size = xs.shape[0], trend_dims.shape[0], z.shape[0]
+    trend, x_ref, y_ref, intercept = model
+    q, n_trend, size = xs.shape[0], trend.shape[0], z.shape[0]
     lead = 1 if intercept else 0
     p = pred[:n]  # contiguous 1-D views: the sweeps below vectorise
     _predict(p, xs, start, ct, lead, intercept)
     for d in range(n_trend):
-        o = ct[lead + q + d] * offsets[trend_dims[d]]
+        o = ct[lead + q + d] * factor[d]
         for r in range(n):
             p[r] += o
     y = ys[t, start : start + n]
@@ -140,7 +140,7 @@ def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, offsets)
         for k in range(q):
             z[1 + k] = xs[k, start + r] - x_ref[k]
         for d in range(n_trend):
-            z[1 + q + d] = offsets[trend_dims[d]]
+            z[1 + q + d] = factor[d]
         z[size - 1] = yv - y_ref[t]
         w = (ws[start + r] if has_w else 1.0) * kw if weighted else 1.0
         _add_row(s, z, size, w)
@@ -184,7 +184,7 @@ def clipped_fit(
     centers : (m,) flat ids of the window centers.
     index : where each window's rows lie.
     columns : the indexed rows in bin order (``RowColumns``).
-    model : trend dims, references and intercept of the local model.
+    model : trend terms, references and intercept of the local model.
     clipping : the cut, the most refits and ``min_entries``.
     window_stats : the statistics of every valid row of the windows of the centers it is
         given, (k, t, n_stats(q + 1)) in the model's layout (the first pass: no row is cut
@@ -198,7 +198,7 @@ def clipped_fit(
     number of passes each window needed.
     """
     m, n_targets = centers.size, columns.ys.shape[0]
-    q = columns.xs.shape[0] + model.trend_dims.size  # design columns, the offsets included
+    q = columns.xs.shape[0] + model.trend.shape[0]  # design columns, the trend included
     # one compiled kernel for both backends, so they agree bit for bit; plain Python where
     # numba is missing
     cut_kernel = _rejected_moments if _numba.numba_available() else python(_rejected_moments)
@@ -230,7 +230,7 @@ def clipped_fit(
         return np.subtract(everything[ids], out, out=out)
 
     def fit(stats: np.ndarray) -> Solution:
-        return solve(stats, q + 1, x_ref, y_ref, min_entries, intercept)
+        return solve_local(stats, q + 1, model.trend.shape[0], x_ref, y_ref, min_entries, intercept)
 
     # The parameters that decided each window's kept rows; NaN keeps every row. A target whose
     # refit fails (too few rows kept) or fits exactly (rmse 0: nothing left to clip) keeps the

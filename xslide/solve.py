@@ -347,6 +347,70 @@ def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
     return Solution.concat(parts)
 
 
+def solve_local(stats: np.ndarray, n_columns: int, n_trend: int, *args) -> Solution:
+    """``solve_in_blocks`` of a local model whose last ``n_trend`` design columns are trend
+    terms (``window.trend_terms``; ``args``: x_ref, y_ref, min_entries, intercept).
+
+    A trend column that is zero on every row of a window (the window has no extent along its
+    dims: a shrunk window at the grid's edge) cannot be estimated, and would make the window
+    singular: that window is fitted without the term, which is fixed at 0 (coefficient,
+    standard error and covariance 0), the fit of a local polynomial of lower order there, as
+    a least-squares solver's minimum-norm solution would give it.
+    """
+    out = solve_in_blocks(stats, n_columns, *args)
+    if n_trend == 0 or stats.shape[0] == 0:
+        return out
+    idx = moment_index(n_columns)
+    first = n_columns - n_trend  # z position of the first trend column
+    diagonal = stats[..., [idx[first + j, first + j] for j in range(n_trend)]]
+    flat = (diagonal == 0.0) & (stats[..., COUNT] > 0.0)[..., None]  # (m, t, n_trend)
+    for t in range(stats.shape[1]):
+        patterns, windows = np.unique(flat[:, t], axis=0, return_inverse=True)
+        for k, dropped in enumerate(patterns):
+            if dropped.any():
+                ids = np.flatnonzero(windows.ravel() == k)
+                _refit_without(out, stats, ids, t, first, dropped, args)
+    return out
+
+
+def _refit_without(
+    out: Solution, stats: np.ndarray, ids: np.ndarray, t: int, first: int, dropped, args
+) -> None:
+    """Solve windows ``ids`` of target t without the ``dropped`` trend columns (z positions
+    first + j) and write their results into ``out``, those terms fixed at 0."""
+    x_ref, y_ref, min_entries, intercept = args
+    n_columns = first + dropped.size
+    kept = [*range(first), *(first + np.flatnonzero(~dropped))]  # z columns, y last
+    size = len(kept) + 1
+    idx, small = moment_index(n_columns), moment_index(len(kept))
+    z = [*kept, n_columns]
+    slots = np.empty(FIRST_MOMENT + size * (size + 1) // 2, dtype=np.int64)
+    slots[:FIRST_MOMENT] = np.arange(FIRST_MOMENT)
+    for a in range(size):
+        for b in range(a, size):
+            slots[small[a, b]] = idx[z[a], z[b]]
+    reduced = stats[ids, t : t + 1][..., slots]
+    part = solve_in_blocks(
+        reduced, len(kept), np.asarray(x_ref)[np.asarray(kept[1:], dtype=np.int64) - 1],
+        np.asarray(y_ref)[t : t + 1], min_entries, intercept,
+    )  # fmt: skip
+    lead = int(intercept)
+    terms = [*range(lead), *(lead + np.asarray(kept[1:], dtype=np.int64) - 1)]
+    for name in _SCALARS:
+        getattr(out, name)[ids, t] = getattr(part, name)[:, 0]
+    for name in ("coef", "stderr"):
+        values = np.zeros((ids.size, getattr(out, name).shape[-1]))
+        values[:, terms] = getattr(part, name)[:, 0]
+        getattr(out, name)[ids, t] = values
+    cov = np.zeros((ids.size, *out.cov.shape[-2:]))
+    cov[:, np.ix_(terms, terms)[0], np.ix_(terms, terms)[1]] = part.cov[:, 0]
+    failed = part.status[:, 0] != OK
+    for name in ("coef", "stderr"):
+        getattr(out, name)[ids[failed], t] = np.nan
+    cov[failed] = np.nan
+    out.cov[ids, t] = cov
+
+
 # ---- the same solve, compiled: one loop over windows, no temporaries of the whole grid ----
 
 

@@ -368,13 +368,13 @@ def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     """``neighbor_sums`` of chunk c's centers."""
     n_bins, n_targets, _ = stats.shape
     m = centers.shape[0]
-    trend_dims, layout = moments.trend_dims, moments.table
+    trend, layout = moments.trend, moments.table
     n_slots = layout.shape[0]
     buffers = entry_buffers(tables)
     _, _, bins, weights, offsets = buffers
     seen = np.full(n_bins, -1, dtype=np.int64)
-    factor = np.empty(trend_dims.shape[0] + 1)
-    factor[trend_dims.shape[0]] = 1.0  # index -1: no offset
+    factor = np.empty(trend.shape[0] + 1)
+    factor[trend.shape[0]] = 1.0  # index -1: no offset
     for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
         n = window_entries(centers[i], tables, buffers)
         out[i] = 0.0
@@ -389,8 +389,7 @@ def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
             if seen[b] != i:
                 seen[b] = i
                 distinct += 1
-            for d in range(trend_dims.shape[0]):
-                factor[d] = offsets[e, trend_dims[d]]
+            trend_values(offsets, e, trend, factor)
             for t in range(n_targets):
                 s = stats[b, t]
                 o = out[i, t]
@@ -405,21 +404,79 @@ def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
         out_bins[i] = distinct
 
 
+@njit(cache=True)
+def trend_values(offsets, e, trend, out):
+    """The trend columns of entry e at window offsets ``offsets[e]`` (one per dim) into
+    ``out[:k]``: each the product of the offsets of its dims (``trend`` row (a, b), b = -1
+    for one dim)."""
+    for j in range(trend.shape[0]):
+        value = float(offsets[e, trend[j, 0]])
+        if trend[j, 1] >= 0:
+            value *= offsets[e, trend[j, 1]]
+        out[j] = value
+
+
+def trend_columns(offsets: np.ndarray, trend: np.ndarray) -> np.ndarray:
+    """``trend_values`` of many rows: (n, k) trend columns of rows at window offsets (n, D)."""
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, offsets.shape[-1])
+    columns = offsets[:, trend[:, 0]]
+    second = trend[:, 1] >= 0
+    columns[:, second] *= offsets[:, trend[second, 1]]
+    return columns
+
+
+def trend_terms(
+    dims: Sequence[str], orders: Sequence[int], interactions: bool
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """The trend terms of a local polynomial of ``orders[d]`` (0, 1 or 2) per dim: their names
+    and their (k, 2) table of dims (see ``trend_values``).
+
+    ``d_{dim}`` (the offset) for every dim of order >= 1, then ``d2_{dim}`` (the offset
+    squared) for every dim of order 2, then with ``interactions`` ``d_{a}:d_{b}`` for every
+    pair of dims of order >= 1: intercept = the local value, ``d_`` = the first derivative
+    per bin, ``d2_`` = half the second derivative per bin².
+    """
+    linear = [d for d, order in enumerate(orders) if order >= 1]
+    rows = [(d, -1) for d in linear] + [(d, d) for d, order in enumerate(orders) if order == 2]
+    if interactions:
+        rows += [(a, b) for i, a in enumerate(linear) for b in linear[i + 1 :]]
+    names = tuple(
+        f"d_{dims[a]}" if b < 0 else f"d2_{dims[a]}" if a == b else f"d_{dims[a]}:d_{dims[b]}"
+        for a, b in rows
+    )
+    return names, np.asarray(rows, dtype=np.int64).reshape(len(rows), 2)
+
+
+def trend_term_dims(term: str, dims: Sequence[str]) -> tuple[int, int] | None:
+    """The dims (a, b) of a trend term's column, as in ``trend_terms`` (b = -1 for ``d_{dim}``),
+    from its name; None for another term."""
+    if term.startswith("d2_") and term[3:] in dims:
+        return dims.index(term[3:]), dims.index(term[3:])
+    first, colon, second = term.partition(":")
+    if colon and first.startswith("d_") and second.startswith("d_"):
+        if first[2:] in dims and second[2:] in dims:
+            return dims.index(first[2:]), dims.index(second[2:])
+        return None
+    if term.startswith("d_") and term[2:] in dims:
+        return dims.index(term[2:]), -1
+    return None
+
+
 class MomentLayout(NamedTuple):
     """How the windowed moments come from the bins' moments (see ``trend_layout``)."""
 
-    trend_dims: np.ndarray  # (k,) int64 dims whose offsets are design columns (trend=1)
+    trend: np.ndarray  # (k, 2) int64: the dims whose offsets multiply into each trend column
     table: np.ndarray  # (slots, 3) int64: source slot, offset index or -1, offset index or -1
 
 
-def moment_layout(n_columns: int, trend_dims: np.ndarray) -> MomentLayout:
-    """The layout of the design of ``n_columns`` columns, augmented by the offsets of
-    ``trend_dims``; without trend every moment maps to itself."""
-    trend_dims = np.asarray(trend_dims, dtype=np.int64)
-    if trend_dims.size:
-        return MomentLayout(trend_dims, trend_layout(n_columns, trend_dims.size))
+def moment_layout(n_columns: int, trend: np.ndarray) -> MomentLayout:
+    """The layout of the design of ``n_columns`` columns, augmented by the trend columns of
+    ``trend`` (see ``trend_terms``); without trend every moment maps to itself."""
+    trend = np.asarray(trend, dtype=np.int64).reshape(-1, 2)
+    if trend.shape[0]:
+        return MomentLayout(trend, trend_layout(n_columns, trend.shape[0]))
     moments = np.arange(FIRST_MOMENT, n_stats(n_columns), dtype=np.int64)
-    return MomentLayout(trend_dims, np.column_stack([moments, np.full((moments.size, 2), -1)]))
+    return MomentLayout(trend, np.column_stack([moments, np.full((moments.size, 2), -1)]))
 
 
 def neighbor_sums(
@@ -666,7 +723,7 @@ def windowed_sums(
         from .chunked import chunked_windowed_sums
 
         return chunked_windowed_sums(sums, rows, window, centers, layout, solve, chunks)
-    if layout.trend_dims.size == 0 and window.is_box:
+    if layout.trend.shape[0] == 0 and window.is_box:
         at_centers, n_rows, n_bins = _box_sums(sums, rows, window, centers)
     else:
         at_centers, n_rows, n_bins = neighbor_sums(window, centers, sums, rows, layout)
