@@ -50,6 +50,7 @@ class FitResult:
     err: np.ndarray  # standard errors of coef
     r_squared: float
     rmse: float
+    n_params: int | None = None  # the coefficients estimated, when some are fixed at 0
 
 
 def weighted_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int) -> FitResult:
@@ -109,11 +110,14 @@ def clipped_fit(
     min_entries: int,
     n_sigma_cut: float,
     max_iter: int,
+    n_plain: int | None = None,
 ) -> tuple[FitResult, int]:
     """Fit, drop rows with |residual| > n_sigma_cut x rmse, refit; repeat until the kept rows
-    stop changing or ``max_iter`` refits were made. Returns the last fit and the rows kept."""
+    stop changing or ``max_iter`` refits were made. Returns the last fit and the rows kept.
+    Columns from ``n_plain`` on are trend columns (see ``fit_without_flat_trend``)."""
+    n_plain = x.shape[1] if n_plain is None else n_plain
     keep = np.ones(len(y), dtype=bool)
-    fit = weighted_fit(x, y, w, min_entries)
+    fit = fit_without_flat_trend(x, y, w, min_entries, n_plain)
     for _ in range(max_iter):
         if fit.code != "ok" or not fit.rmse > 0:
             break
@@ -121,15 +125,57 @@ def clipped_fit(
         # level: rss <= 1e-13 tss, e.g. rows repeated by a mirror) has nothing to clip
         wk, yk = w[keep], y[keep]
         tss = float(np.sum(wk * (yk - np.sum(wk * yk) / np.sum(wk)) ** 2))
-        if np.count_nonzero(wk > 0) <= len(fit.coef) or fit.rmse**2 * np.sum(wk) <= 1e-13 * tss:
+        n_params = fit.n_params or len(fit.coef)
+        if np.count_nonzero(wk > 0) <= n_params or fit.rmse**2 * np.sum(wk) <= 1e-13 * tss:
             break
         resid = y - (fit.coef[0] + x @ fit.coef[1:])
         new_keep = np.abs(resid) <= n_sigma_cut * fit.rmse
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-        fit = weighted_fit(x[keep], y[keep], w[keep], min_entries)
+        fit = fit_without_flat_trend(x[keep], y[keep], w[keep], min_entries, n_plain)
     return fit, int(keep.sum())
+
+
+def fit_without_flat_trend(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, min_entries: int, n_plain: int
+) -> FitResult:
+    """``weighted_fit`` where the trend columns (``x[:, n_plain:]``) that are zero on every
+    row of positive weight are left out; they are reported as 0 (coefficient and error)."""
+    flat = [k for k in range(n_plain, x.shape[1]) if not np.any(x[w > 0, k] != 0.0)]
+    if not flat or not len(y):
+        return weighted_fit(x, y, w, min_entries)
+    kept = [k for k in range(x.shape[1]) if k not in flat]
+    fit = weighted_fit(x[:, kept], y, w, min_entries)
+    coef, err = np.zeros(x.shape[1] + 1), np.zeros(x.shape[1] + 1)
+    coef[[0, *(1 + np.array(kept, dtype=int))]] = fit.coef
+    err[[0, *(1 + np.array(kept, dtype=int))]] = fit.err
+    if fit.code != "ok":
+        coef[:], err[:] = np.nan, np.nan
+    return FitResult(fit.code, coef, err, fit.r_squared, fit.rmse, len(fit.coef))
+
+
+def trend_design(group_columns, half_width, trend, interactions: bool):
+    """The trend terms' names and, per term, the function of a bin's offsets giving its
+    column: ``d_{dim}`` (the offset) for every windowed dim of order >= 1, then ``d2_{dim}``
+    for order 2, then ``d_{a}:d_{b}`` for every pair of dims of order >= 1."""
+    if isinstance(trend, Mapping):
+        orders = [int(trend.get(d, 0)) for d in group_columns]
+    else:
+        orders = [int(trend) if w > 0 else 0 for w in half_width]
+    linear = [k for k, order in enumerate(orders) if order >= 1]
+    names = [f"d_{group_columns[k]}" for k in linear]
+    columns = [lambda o, k=k: o[k] for k in linear]
+    for k, order in enumerate(orders):
+        if order == 2:
+            names.append(f"d2_{group_columns[k]}")
+            columns.append(lambda o, k=k: o[k] * o[k])
+    if interactions:
+        for i, a in enumerate(linear):
+            for b in linear[i + 1 :]:
+                names.append(f"d_{group_columns[a]}:d_{group_columns[b]}")
+                columns.append(lambda o, a=a, b=b: o[a] * o[b])
+    return names, columns
 
 
 def weighted_std(y: np.ndarray, w: np.ndarray) -> float:
@@ -269,7 +315,8 @@ def reference_fit(
     boundary: str | Mapping[str, str] = "truncate",
     kernel="uniform",
     kernel_width: float | Mapping[str, float] | None = None,
-    trend: int = 0,
+    trend: int | Mapping[str, int] = 0,
+    trend_interactions: bool = False,
 ) -> pd.DataFrame:
     """Sliding-window aggregation and WLS fit per center, computed the slow, obvious way.
 
@@ -277,7 +324,10 @@ def reference_fit(
     ``{t}_n_rejected`` follows ``{t}_n_fitted``. ``boundary`` and ``kernel`` follow API.md §3:
     the window's bins are enumerated per dim (see ``window_bins``) and every row gathered from
     a bin carries its weight times the kernel weight of the bin's offset. ``trend=1`` adds the
-    bin offset along each windowed dim as a predictor ``d_{dim}``.
+    bin offset along each windowed dim as a predictor ``d_{dim}``, ``trend=2`` also its square
+    ``d2_{dim}`` (or ``{dim: order}``), ``trend_interactions`` the products ``d_{a}:d_{b}``. A
+    trend column that is zero on every row of a window is left out of that window's fit and
+    reported as 0 (coefficient and standard error).
     """
     clipped = n_sigma_cut is not None
     group_columns = list(group_columns)
@@ -346,8 +396,8 @@ def reference_fit(
     for t in fit_columns:
         for a in aggregations:
             columns[f"{t}_{a}"] = []
-    trend_dims = [k for k, w in enumerate(half_width) if trend and w > 0]
-    terms = predictor_columns + [f"d_{group_columns[k]}" for k in trend_dims]
+    trend_names, trend_columns = trend_design(group_columns, half_width, trend, trend_interactions)
+    terms = predictor_columns + trend_names
     for t in fit_columns:
         for name in fit_column_names(t, terms, clipped):
             columns[name] = []
@@ -365,12 +415,12 @@ def reference_fit(
                 continue
             gathered += members
             kernel_w += [k] * len(members)
-            row_offsets += [[offset[d] for d in trend_dims]] * len(members)
+            row_offsets += [[column(offset) for column in trend_columns]] * len(members)
             used_bins.add(neighbor)
         in_window = np.array(gathered, dtype=np.int64)
         kernel_w = np.array(kernel_w, dtype=np.float64)
         row_offsets = np.array(row_offsets, dtype=np.float64).reshape(
-            len(gathered), len(trend_dims)
+            len(gathered), len(trend_columns)
         )
         for dim, value in zip(group_columns, center, strict=True):
             columns[dim].append(value)
@@ -395,11 +445,12 @@ def reference_fit(
             }
             for a in aggregations:
                 columns[f"{t}_{a}"].append(stats[a])
+            n_plain = len(predictor_columns)
             if clipped:
-                fit, kept = clipped_fit(x, y, w, min_entries, n_sigma_cut, max_iter)
+                fit, kept = clipped_fit(x, y, w, min_entries, n_sigma_cut, max_iter, n_plain)
                 counts = [kept, len(y) - kept]
             else:
-                fit, counts = weighted_fit(x, y, w, min_entries), [len(y)]
+                fit, counts = fit_without_flat_trend(x, y, w, min_entries, n_plain), [len(y)]
             codes.append(fit.code)
             values = [*fit.coef, *fit.err, fit.r_squared, fit.rmse, *counts]
             names = fit_column_names(t, terms, clipped)

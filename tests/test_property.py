@@ -84,9 +84,12 @@ KERNELS = ["uniform", "gaussian", "epanechnikov", "linear", "callable", "array"]
     # make one row dominate a window, where the global reference costs digits (see README)
     width=st.none() | st.sampled_from([1.0, 2.5]),
     clip=st.booleans(),
-    trend=st.sampled_from([0, 0, 1]),
+    trend=st.sampled_from([0, 0, 1, 2, "mixed"]),
+    interactions=st.booleans(),
 )
-def test_boundaries_and_kernels_match_reference(params, modes, kernel, width, clip, trend):
+def test_boundaries_and_kernels_match_reference(
+    params, modes, kernel, width, clip, trend, interactions
+):
     """Every boundary mode (mixed per dim) and kernel, against the oracle's enumeration."""
     df, kwargs = build_case(params)
     dims = kwargs["group_columns"]
@@ -119,8 +122,11 @@ def test_boundaries_and_kernels_match_reference(params, modes, kernel, width, cl
             extra["kernel_width"] = width
     if clip:
         extra["n_sigma_cut"] = 2.0
+    if trend == "mixed":  # order 2 and 1 in turn over the windowed dims
+        trend = {d: 2 - k % 2 for k, d in enumerate(d for d in dims if window[d] > 0)}
     if trend:
-        extra["trend"] = 1
+        extra["trend"] = trend
+        extra["trend_interactions"] = interactions
     expected = reference_fit(df, **kwargs, **extra)
     actual = run_xslide(df, kwargs, **extra)
     assert_frames_close(actual, expected, rtol=1e-9, atol_scale=1e-9)

@@ -360,8 +360,10 @@ def check_trend(trend, interactions, half: Mapping[str, int]) -> tuple[dict[str,
         raise InvalidInputTypeError(
             f"trend_interactions must be True or False, got {interactions!r}"
         )
-    if interactions and not any(orders.values()):
-        raise ValueError("trend_interactions=True needs a trend (trend=1 or 2 on windowed dims)")
+    if interactions and (
+        trend == 0 if not isinstance(trend, Mapping) else not any(orders.values())
+    ):
+        raise ValueError("trend_interactions=True needs a trend: trend=1 or 2, or {dim: order}")
     return orders, bool(interactions)
 
 
