@@ -327,6 +327,26 @@ def test_cast_dtype_applies_to_the_float_columns(rows):
     assert out.dX_n_fitted_sw.dtype == np.int64 and out.rBin.dtype == np.int64
 
 
+def test_no_selected_row_gives_every_column_empty_and_one_warning(rows):
+    with pytest.warns(UserWarning, match="the result is empty") as caught:
+        out = make_sliding_window_fit(
+            df=rows, gb_columns=GB, fit_columns=["dX"], linear_columns=["qpt"],
+            window_spec=WINDOW, agg_columns=["cog"], selection=np.zeros(len(rows), dtype=bool),
+        )  # fmt: skip
+    assert len(caught) == 1 and len(out) == 0
+    assert list(out.columns) == [*GB, "cog_mean_sw", "cog_std_sw", *UPSTREAM_COLUMNS[3:9],
+                                 *UPSTREAM_COLUMNS[15:]]  # fmt: skip
+
+
+def test_verbose_shows_xslides_progress_bars_and_changes_no_value(rows, capfd):
+    kw = dict(df=rows, gb_columns=GB, fit_columns=["dX"], linear_columns=["qpt"],
+              window_spec=WINDOW, agg_columns=["cog"], agg_median=True)  # fmt: skip
+    quiet = make_sliding_window_fit(**kw)
+    assert "xslide" not in capfd.readouterr().err
+    pd.testing.assert_frame_equal(make_sliding_window_fit(**kw, verbose=True), quiet)
+    assert "xslide median" in capfd.readouterr().err
+
+
 def test_the_call_is_keyword_only_like_upstream(rows):
     with pytest.raises(TypeError):
         make_sliding_window_fit(rows, GB, ["dX"], ["qpt"], WINDOW)  # type: ignore[misc]

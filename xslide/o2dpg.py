@@ -168,7 +168,9 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the upstream signature, keyword 
     )
     columns = {d: fitted[d].to_numpy() for d in gb_columns}
     if agg_columns:
-        columns |= _agg_frame(rows, gb_columns, window, list(agg_columns), agg_median, common)
+        columns |= _agg_frame(
+            rows, gb_columns, window, list(agg_columns), agg_median, common, len(fitted)
+        )
     columns |= _fit_columns(fitted, fit_columns, predictors, fit_intercept)
     out = pd.DataFrame(columns, index=fitted.index)
     out = out.rename(columns={c: f"{c}{suffix}" for c in out.columns if c not in gb_columns})
@@ -386,7 +388,7 @@ def _formula(predictors: list[str], fit_intercept: bool) -> str | None:
     return "target ~ " + " + ".join(predictors) + " - 1"
 
 
-def _agg_frame(rows, gb_columns, window, agg_columns, agg_median: bool, common) -> dict:
+def _agg_frame(rows, gb_columns, window, agg_columns, agg_median: bool, common, n_centers) -> dict:
     """``{c}_mean``, ``{c}_std`` (``{c}_median``) of each agg column over the windows.
 
     Each agg column is its own target of an intercept-only xslide fit (a bin column, which
@@ -404,6 +406,8 @@ def _agg_frame(rows, gb_columns, window, agg_columns, agg_median: bool, common) 
             name = f"_{name}"
         taken.add(name)
         private[c] = name
+    if n_centers == 0:  # nothing to fit: xslide has said so once already
+        return {f"{c}_{a}": np.empty(0) for c in private for a in aggregates}
     keep = [*gb_columns, *([common["weights_column"]] if common["weights_column"] else [])]
     values = {n: _as_float(rows[c], "agg_columns") for c, n in private.items()}
     table = rows[list(dict.fromkeys(keep))].assign(**values)
