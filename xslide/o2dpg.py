@@ -137,6 +137,9 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the upstream signature, keyword 
     _refuse_unsupported(kwargs, aggregation_functions, algorithm, partition_strategy)
     if not isinstance(df, pd.DataFrame):
         raise InvalidInputTypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    for name, value in (("gb_columns", gb_columns), ("fit_columns", fit_columns)):
+        if isinstance(value, str):
+            raise InvalidInputTypeError(f"{name} must be a list of column names, got {value!r}")
     gb_columns, fit_columns = list(gb_columns), list(fit_columns)
     rows, predictors, column_map = _linear_columns(df, linear_columns)
     window = _full_window(window_spec, gb_columns)
@@ -301,7 +304,11 @@ def _full_window(window_spec: Mapping[str, int], gb_columns: list[str]) -> dict[
     unknown = sorted(set(window_spec) - set(gb_columns))
     if unknown:
         raise InvalidWindowSpec(f"window_spec names {unknown}, not in gb_columns {gb_columns}")
-    return {d: window_spec.get(d, 0) for d in gb_columns}
+    window = {d: window_spec.get(d, 0) for d in gb_columns}
+    for d, w in window.items():
+        if isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 0:
+            raise InvalidWindowSpec(f"window_spec for {d!r} must be an integer >= 0, got {w!r}")
+    return {d: int(w) for d, w in window.items()}
 
 
 def _boundary_modes(boundary, gb_columns: list[str]) -> dict[str, str]:
