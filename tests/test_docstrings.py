@@ -12,6 +12,8 @@ PUBLIC = [
     ("api", "bin_stats"),
     ("api", "combine_stats"),
     ("compat", "make_sliding_window_fit"),
+    ("o2dpg", "make_sliding_window_fit"),
+    ("o2dpg", "kernel_array"),
     ("predict", "predict"),
     ("predict", "position_column"),
     ("fit_tables", "layout"),
