@@ -413,3 +413,91 @@ def test_curve_fit_needs_predictors_and_rows():
     stats = xslide.bin_stats(df, ["a", "b"], ["y"], ["x"])
     with pytest.raises(ValueError, match="need the rows"):
         xslide.fit(stats, fitter="curve_fit", model=decay)
+
+
+def test_a_warm_start_that_does_not_converge_is_retried_from_p0(monkeypatch):
+    model = curve.make_curve_model({"model": decay, "p0": [1.0, 1.0, 0.0]}, ["x"])
+    df = decay_rows(shape=(1, 1), seed=20)
+    solve, tried = curve.CurveModel._solve, []
+
+    def stuck_far_away(self, columns, y, w, x0):
+        tried.append(x0.tolist())
+        if x0[0] == 99.0:
+            raise curve.NotConvergedError("stuck")
+        return solve(self, columns, y, w, x0)
+
+    monkeypatch.setattr(curve.CurveModel, "_solve", stuck_far_away)
+    x, y = df[["x"]].to_numpy(), df.y.to_numpy()
+    coef = model.fit(x, y, None, np.array([99.0, 1.0, 0.0]))[0]
+    assert tried == [[99.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    np.testing.assert_allclose(coef, curve_fit(decay, df.x, y, p0=[1, 1, 0], **TIGHT)[0], rtol=1e-6)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+MODEL_FILE = """
+import numpy as np
+
+
+def saturating(qpt, amp, scale, base):
+    return amp * np.tanh(qpt / scale) + base
+"""
+
+
+def saturating(qpt, amp, scale, base):
+    return amp * np.tanh(qpt / scale) + base
+
+
+def cli(capsys, *argv) -> tuple[int, str]:
+    from xslide.cli import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_the_command_line_fits_a_model_from_a_file_as_the_api(files, track_table, tmp_path, capsys):
+    xr = pytest.importorskip("xarray")
+    models = tmp_path / "models.py"
+    models.write_text(MODEL_FILE)
+    out = tmp_path / "fit.nc"
+    base = ["--dims", "rBin,zBin", "--window", "rBin=1", "--targets", "dX", "--predictors", "qpt"]
+    code, err = cli(capsys, "fit", files["parquet"], *base, "--fitter", "curve_fit",
+                    "--model", f"{models}:saturating", "--p0", "1,1,0",
+                    "--bounds", "scale=0.1:inf", "--out", out)  # fmt: skip
+    assert code == 0, err
+    want = xslide.fit(track_table, ["rBin", "zBin"], ["dX"], ["qpt"], {"rBin": 1},
+                      fitter="curve_fit", model=saturating, p0=[1, 1, 0],
+                      bounds={"scale": (0.1, np.inf)})  # fmt: skip
+    with xr.open_dataset(out) as got:
+        assert got.term.values.tolist() == ["amp", "scale", "base"]
+        assert got.attrs["fitter_used"] == "curve_fit:saturating"
+        assert got.attrs["read_mode"] == "memory"
+        np.testing.assert_allclose(got.coef.values, want.coef.values, rtol=1e-12)
+        np.testing.assert_allclose(got.stderr.values, want.stderr.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--fitter", "curve_fit"], "--fitter curve_fit needs --model"),
+        (["--model", "{models}:saturating"], "options of --fitter curve_fit"),
+        (["--fitter", "curve_fit", "--model", "{models}"], "FILE.py:FUNCTION"),
+        (["--fitter", "curve_fit", "--model", "{models}:nothing"], "no function 'nothing'"),
+        (["--fitter", "curve_fit", "--model", "missing.py:f"], "cannot import"),
+        (["--fitter", "curve_fit", "--model", "{broken}:f"], "SyntaxError"),
+        (["--fitter", "curve_fit", "--model", "{models}:saturating", "--p0", "1,x"], "--p0"),
+        (["--fitter", "curve_fit", "--model", "{models}:saturating", "--bounds", "amp=1"], "lo:hi"),
+        (["--fitter", "curve_fit", "--model", "{models}:saturating", "--p0", "1,1"], "p0"),
+    ],
+)
+def test_bad_curve_fit_flags_exit_2_with_one_line(files, tmp_path, capsys, argv, fragment):
+    models, broken = tmp_path / "models.py", tmp_path / "broken.py"
+    models.write_text(MODEL_FILE)
+    broken.write_text("def f(:\n")
+    argv = [a.format(models=models, broken=broken) for a in argv]
+    base = ["--dims", "rBin,zBin", "--targets", "dX", "--predictors", "qpt"]
+    code, err = cli(capsys, "fit", files["parquet"], *base, *argv, "--out", tmp_path / "f.nc")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xslide: error: ") and fragment in lines[0]
+    assert not (tmp_path / "f.nc").exists()

@@ -96,13 +96,23 @@ class CurveModel:
         """Coefficients, standard errors, covariance, r² and rmse of one window's rows.
 
         ``x`` (n, predictors), ``w`` the kernel x row weights (None: all 1), ``start`` a
-        neighbor's solution (None: p0). Raises SingularFitError or NotConvergedError.
+        neighbor's solution (None: p0; a search from it that does not converge is run again
+        from p0). Raises SingularFitError or NotConvergedError.
         """
         n, p = y.size, len(self.params)
         if n < p:
             raise SingularFitError(f"{n} rows cannot determine {p} parameters")
         columns = tuple(x[:, j] for j in range(self.n_predictors))
-        x0 = self.start(columns, y) if start is None else start
+        if start is not None:
+            try:
+                return self._solve(columns, y, w, start)
+            except NotConvergedError:
+                pass
+        return self._solve(columns, y, w, self.start(columns, y))
+
+    def _solve(self, columns, y: np.ndarray, w: np.ndarray | None, x0: np.ndarray):
+        """least_squares from ``x0`` and the statistics of its solution."""
+        n = y.size
         sqrt_w = None if w is None else np.sqrt(w)
 
         def residuals(params: np.ndarray) -> np.ndarray:
