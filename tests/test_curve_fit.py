@@ -153,6 +153,23 @@ def test_a_linear_model_equals_the_closed_form_fit(kernel, weights):
     pd.testing.assert_series_equal(curved.y_n_fitted, closed.y_n_fitted)
 
 
+def test_each_target_is_fitted_on_its_own_valid_rows():
+    df = decay_rows(shape=(2, 4), seed=21)
+    df["y2"] = 3.0 * df.y
+    df.loc[df.index % 4 == 0, "y2"] = np.nan
+    out = xslide.make_sliding_window_fit(
+        df, ["a", "b"], {"b": 1}, ["y", "y2"], ["x"], fitter="curve_fit", model=decay, p0=[1, 1, 0]
+    )
+    for k, (a, b) in enumerate(zip(out.a, out.b, strict=True)):
+        rows = df[(df.a == a) & ((df.b - b).abs() <= 1)]
+        for target in ("y", "y2"):
+            valid = rows[rows[target].notna()]
+            expected, _ = curve_fit(decay, valid.x, valid[target], p0=[1, 1, 0], **TIGHT)
+            got = coefficients(out.iloc[[k]], target=target)[0][0]
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+            assert out[f"{target}_n_fitted"].iloc[k] == len(valid)
+
+
 # --- warm starts, parallel runs ------------------------------------------------------------------
 
 
@@ -389,6 +406,7 @@ def star(x, *params):
         ({"jac": "exact"}, ValueError, "jac must be"),
         ({"fit_kwargs": {"loss": "soft_l1"}}, ValueError, "loss"),
         ({"fit_kwargs": ["max_nfev"]}, TypeError, "fit_kwargs"),
+        ({"fit_kwargs": {"method": "lm"}, "bounds": (0, 5)}, ValueError, "cannot handle bounds"),
         ({"trend": 1}, ValueError, "trend"),
         ({"n_sigma_cut": 3.0}, ValueError, "n_sigma_cut"),
         ({"fit_formula": "target ~ x"}, ValueError, "fit_formula"),

@@ -300,6 +300,9 @@ def make_curve_model(options: dict, predictors: Sequence[str]) -> CurveModel:
             f"{list(JAC_METHODS)}, got {jac!r}"
         )
     fit_options = check_least_squares_options(options.pop("fit_kwargs", None) or {})
+    bounded = np.isfinite(lower).any() or np.isfinite(upper).any()
+    if bounded and fit_options.get("method") == "lm":
+        raise ValueError("fit_kwargs method='lm' cannot handle bounds: use 'trf' or 'dogbox'")
     return CurveModel(model, params, len(predictors), p0, lower, upper, jac, fit_options)
 
 
