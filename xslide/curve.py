@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from .errors import InvalidInputTypeError
 
@@ -112,6 +111,8 @@ class CurveModel:
 
     def _solve(self, columns, y: np.ndarray, w: np.ndarray | None, x0: np.ndarray):
         """least_squares from ``x0`` and the statistics of its solution."""
+        from scipy.optimize import least_squares  # scipy loads on the paths that use it
+
         n = y.size
         sqrt_w = None if w is None else np.sqrt(w)
 
