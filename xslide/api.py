@@ -168,7 +168,10 @@ def fit(  # noqa: PLR0913  (the documented public signature)
         for each target; ``- 1`` drops the intercept; term names as in statsmodels), or a
         callable fitter ``f(X, y, w, terms) -> {term: coef, 'stderr': {term: se}}``.
     fitter : 'ols' / 'wls' (closed form on the window's statistics), 'glm' or 'rlm'
-        (statsmodels on the window's rows; ``family=``, ``M=`` and ``fit_kwargs=`` go to it).
+        (statsmodels on the window's rows; ``family=``, ``M=`` and ``fit_kwargs=`` go to it),
+        or 'curve_fit': a non-linear ``model=f(x1, ..., a, b, ...)`` of the predictors,
+        fitted on each window's rows by scipy's least_squares (``p0=``, ``bounds=``,
+        ``jac=``; ``fit_kwargs=`` go to least_squares); the terms are its parameters.
     weights : row weights column (the fit is then WLS, mean/std weighted).
     selection : boolean Series aligned on the index or boolean array of len(data).
     min_entries : fit a center only when its window holds at least this many valid rows.

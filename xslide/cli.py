@@ -75,8 +75,8 @@ FIT_EPILOG = """\
 inputs:
   rows.parquet (streamed by row group), rows.csv (read in chunks), file.root:tree (ROOT TTree,
   via uproot, read in chunks); several inputs are one stream, chained in order. The median
-  (--aggregations ...,median), --n-sigma-cut, --fitter glm/rlm and --in-memory read all inputs
-  into memory instead.
+  (--aggregations ...,median), --n-sigma-cut, --fitter glm/rlm/curve_fit and --in-memory read
+  all inputs into memory instead.
 
 outputs (by suffix of --out):
   .nc, .zarr  the fit Dataset (coef/stderr on (target, term, *dims), attrs included)
@@ -95,6 +95,8 @@ examples:
       --predictors qpt --weights w --min-entries 20 --out fit.root
   xslide fit rows.csv --dims rBin --targets dX --aggregations mean,median,entries \\
       --n-sigma-cut 3 --out fit.parquet
+  xslide fit rows.parquet --dims rBin,zBin --window rBin=1 --targets dX --predictors qpt \\
+      --fitter curve_fit --model models.py:decay --p0 1,1,0 --bounds rate=0:inf --out fit.nc
   xslide fit tracks.root:residuals --digitize r=85:245:32,z2x=0/0.1/0.3/0.6/1 \\
       --dims rBin,z2xBin,sector --window rBin=1,z2xBin=1 --targets dX --predictors qpt \\
       --out fit.nc
@@ -289,6 +291,55 @@ def _digitize(text: str) -> dict[str, tuple[float, float, int] | list[float]]:
     return {column: _bin_spec(column, value) for column, value in pairs}
 
 
+def _model(text: str) -> Callable:
+    """``--model FILE.py:FUNCTION`` or ``MODULE:FUNCTION``: the curve_fit model, imported (the
+    user's own code, as ``python FILE.py`` would run it)."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    where, sep, name = text.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"--model must be FILE.py:FUNCTION or MODULE:FUNCTION, got {text!r}"
+        )
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            spec = importlib.util.spec_from_file_location(f"xslide_model_{path.stem}", path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"no such file {where!r}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except Exception as err:  # the user's module failing to import is a bad --model
+        raise argparse.ArgumentTypeError(
+            f"--model {text}: cannot import {where!r} ({type(err).__name__}: {err})"
+        ) from None
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise argparse.ArgumentTypeError(f"--model {text}: {where!r} has no function {name!r}")
+    return func
+
+
+def _p0(text: str) -> list[float]:
+    return [_number(v.strip(), "every --p0 value") for v in text.split(",")]
+
+
+def _bounds(text: str) -> dict[str, tuple[float, float]]:
+    bounds = {}
+    for name, value in _pairs(text, "parameter=lo:hi (e.g. rate=0:5, amp=0:inf)"):
+        lo, sep, hi = value.partition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"bounds of {name!r} must be lo:hi, got {value!r}")
+        bounds[name] = (
+            _number(lo, f"lower bound of {name!r}"),
+            _number(hi, f"upper bound of {name!r}"),
+        )
+    return bounds
+
+
 def _positive_int(text: str, most: float = 2.0**62) -> int:
     """A whole number >= 1, written as 100000 or as 1e5."""
     try:
@@ -461,10 +512,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--fitter",
         choices=FITTERS,
         default="ols",
-        help="ols/wls: closed form; glm/rlm: statsmodels on the rows (default ols)",
+        help="ols/wls: closed form; glm/rlm: statsmodels on the rows; curve_fit: a non-linear "
+        "--model on the rows (default ols)",
     )
     p.add_argument("--family", choices=sorted(FAMILIES), help="GLM family (--fitter glm)")
     p.add_argument("--norm", choices=sorted(NORMS), help="RLM norm (--fitter rlm)")
+    p.add_argument(
+        "--model",
+        type=_model,
+        metavar="FILE.py:FUNCTION",
+        help="the model f(x1, ..., a, b, ...) of --fitter curve_fit: the --predictors, then "
+        "its parameters (FILE.py:FUNCTION or MODULE:FUNCTION)",
+    )
+    p.add_argument("--p0", type=_p0, help="start values of the parameters, e.g. 1,1,0")
+    p.add_argument("--bounds", type=_bounds, help="bounds of parameters, e.g. rate=0:5,base=-inf:1")
     p.add_argument("--weights", help="row weights column (WLS, weighted mean/std)")
     p.add_argument(
         "--selection", help="boolean expression over columns, e.g. 'qpt > 0.5 & abs(tgl) < 1'"
@@ -655,7 +716,14 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "max_iter": args.max_iter,
         "progress": args.progress,
         "units": args.units,
+        **_curve_options(args),
     }
+
+
+def _curve_options(args: argparse.Namespace) -> dict:
+    """The model, start values and bounds of --fitter curve_fit."""
+    options = {"model": args.model, "p0": args.p0, "bounds": args.bounds}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 # the keyword names of xslide's messages, as the command line spells them
@@ -686,7 +754,7 @@ def _memory_reasons(args: argparse.Namespace) -> list[str]:
     reasons = ["--in-memory"] if args.in_memory else []
     reasons += ["--aggregations median"] if "median" in aggregation else []
     reasons += ["--n-sigma-cut"] if args.n_sigma_cut is not None else []
-    reasons += [f"--fitter {args.fitter}"] if args.fitter in ("glm", "rlm") else []
+    reasons += [f"--fitter {args.fitter}"] if args.fitter in ("glm", "rlm", "curve_fit") else []
     return reasons
 
 
@@ -729,6 +797,11 @@ def _check_usage(args: argparse.Namespace, kind: str) -> tuple[list[str], list[s
         raise UsageError("--family is an option of --fitter glm")
     if args.norm and args.fitter != "rlm":
         raise UsageError("--norm is an option of --fitter rlm")
+    curve = [flag for flag in ("model", "p0", "bounds") if getattr(args, flag) is not None]
+    if curve and args.fitter != "curve_fit":
+        raise UsageError(f"--{', --'.join(curve)}: options of --fitter curve_fit")
+    if args.fitter == "curve_fit" and args.model is None:
+        raise UsageError("--fitter curve_fit needs --model FILE.py:FUNCTION")
     selection_columns = check(args.selection) if args.selection is not None else []
     formula_columns = check_formula(args.formula) if args.formula is not None else []
     try:

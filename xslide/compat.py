@@ -47,14 +47,16 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
         drops the intercept; term names as in statsmodels), or a callable fitter
         ``f(X, y, w, terms) -> {term: coef, 'stderr': {term: se}}`` run on each window's rows.
     fitter : 'ols' or 'wls' (closed form; weights make the fit WLS), 'glm' (statsmodels GLM,
-        ``family=``; weights are var_weights) or 'rlm' (statsmodels RLM, ``M=``).
+        ``family=``; weights are var_weights), 'rlm' (statsmodels RLM, ``M=``) or
+        'curve_fit' (``model=f(x1, ..., a, b, ...)``, non-linear in its parameters a, b, ...,
+        the predictor columns its first arguments; columns ``{t}_slope_a``, ...).
     aggregation_functions : ``{target: ['mean', 'std', 'median', 'entries']}``; default all four.
     weights_column : row weights (>= 0; NaN excludes the row).
     selection : boolean Series aligned on ``df.index`` or boolean array of len(df).
     binning_formulas : ``{bin_column: expression}`` recorded in ``attrs``.
     min_entries : fit a center only when its window has at least this many valid rows.
     backend : 'auto', 'numba' or 'numpy' (equal results).
-    partition_strategy : ``{'n_jobs': N}`` runs raw-row fits (glm, rlm, callables) in N
+    partition_strategy : ``{'n_jobs': N}`` runs raw-row fits (glm, rlm, curve_fit, callables) in N
         processes, ``{'client': client}`` (or a dask Client) on a dask cluster, with results
         identical to the serial run; ``{'split_by': [columns]}`` fits groups independently
         (no window across them; columns not in group_columns are added as leading groups).
@@ -68,7 +70,10 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
         ``{t}_n_rejected``), ``max_iter`` (most refits, default 3), ``progress`` (True,
         False or None: progress bars of the slow steps on a terminal), ``units``
         (``{column: unit}``, recorded in ``attrs['units_json']``), and the
-        statsmodels options ``family`` (glm), ``M`` (rlm) and ``fit_kwargs`` (for ``.fit()``).
+        statsmodels options ``family`` (glm), ``M`` (rlm) and ``fit_kwargs`` (for ``.fit()``),
+        and curve_fit's ``model``, ``p0`` (start values, or a callable ``p0(x1, ..., y)`` of
+        the window's rows), ``bounds`` ((lower, upper) or ``{param: (lo, hi)}``), ``jac``
+        and ``fit_kwargs`` (for ``scipy.optimize.least_squares``).
 
     Returns
     -------

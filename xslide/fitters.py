@@ -1,10 +1,12 @@
-"""Raw-row fitters: statsmodels GLM and RLM, and user callables, fitted window by window.
+"""Raw-row fitters: statsmodels GLM and RLM, non-linear models (``curve_fit``) and user
+callables, fitted window by window.
 
 These need the rows themselves. Each window's rows are found through the bin index (the
 bin-ordered arrays of ``rows.RowAccess``), its design rows are taken from the design matrix
 built once over all rows, and the fitter runs on those arrays: no DataFrame is copied or
 re-indexed and no formula is parsed per window. Windows are independent, so they run serially,
-in a process pool or on a dask cluster with identical results.
+in a process pool or on a dask cluster with identical results (a curve_fit window warm-starts
+from its neighbor's solution within a chain of centers that no block of work splits).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ._optional import require
+from .curve import CurveModel, SingularFitError, chain_of, make_curve_model
 from .errors import FitFailedWarning, InvalidInputTypeError, PerformanceWarning
 from .parallel import Parallel, progress_bar, split
 from .rows import WindowIndex
-from .solve import FIT_FAILED, OK
+from .solve import FIT_FAILED, OK, SINGULAR
 from .window import trend_columns
 
 # Windows beyond which a raw-row fit warns with its expected duration.
@@ -35,22 +38,39 @@ WARM_WINDOWS = 3
 
 @dataclass(frozen=True)
 class RawFitter:
-    """How one window is fitted from its rows: 'glm', 'rlm' or a user callable."""
+    """How one window is fitted from its rows: 'glm', 'rlm', 'curve_fit' or a user callable."""
 
     kind: str
     model_options: Mapping = field(default_factory=dict)
     fit_options: Mapping = field(default_factory=dict)
     func: Callable | None = None
+    curve: CurveModel | None = None  # the model of kind 'curve_fit'
 
     @property
     def name(self) -> str:
+        if self.curve is not None:
+            return f"curve_fit:{_callable_name(self.curve.func)}"
         return self.kind if self.func is None else f"callable:{_callable_name(self.func)}"
 
+    @property
+    def terms(self) -> tuple[str, ...] | None:
+        """The terms this fitter defines itself (curve_fit: the model's parameters); None:
+        those of the design."""
+        return None if self.curve is None else self.curve.params
+
     def fit(
-        self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, terms: Sequence[str]
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray | None,
+        terms: Sequence[str],
+        start: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
         """Coefficients, standard errors, their covariance, r² and rmse of one window (x
-        includes the constant). A callable gives no covariances: they count as zero."""
+        includes the constant, except for curve_fit: the predictors only, and ``start`` a
+        neighbor's solution). A callable gives no covariances: they count as zero."""
+        if self.curve is not None:
+            return self.curve.fit(x, y, w, start)
         if self.kind == "callable":
             coef, stderr = _call_user(self.func, x, y, w, terms)
             cov = np.diag(stderr**2)
@@ -115,11 +135,14 @@ def _call_user(
     return coef, stderr
 
 
-def make_fitter(fitter: str, fit_formula, options: dict, weights: str | None) -> RawFitter | None:
+def make_fitter(
+    fitter: str, fit_formula, options: dict, weights: str | None, predictors: Sequence[str] = ()
+) -> RawFitter | None:
     """The raw-row fitter asked for (None for the closed-form OLS/WLS path).
 
-    ``options`` holds the statsmodels keyword arguments given to the public function
-    (``family=`` for glm, ``M=`` for rlm, ``fit_kwargs=`` for ``.fit()``); used ones are removed.
+    ``options`` holds the fitter's keyword arguments given to the public function
+    (``family=`` for glm, ``M=`` for rlm, ``fit_kwargs=`` for ``.fit()``; ``model=``, ``p0=``,
+    ``bounds=``, ``jac=`` and ``fit_kwargs=`` for curve_fit); used ones are removed.
     """
     if callable(fit_formula):
         if fitter not in ("ols", "wls"):
@@ -128,6 +151,13 @@ def make_fitter(fitter: str, fit_formula, options: dict, weights: str | None) ->
                 "is the fitter (weights reach it as its third argument)"
             )
         return RawFitter("callable", func=fit_formula)
+    if fitter == "curve_fit":
+        if fit_formula is not None:
+            raise ValueError(
+                "fitter='curve_fit' takes no fit_formula: model= is the model, and "
+                "predictor_columns are its first arguments"
+            )
+        return RawFitter("curve_fit", curve=make_curve_model(options, predictors))
     if fitter not in ("glm", "rlm"):
         return None
     model_key = "family" if fitter == "glm" else "M"
@@ -205,9 +235,12 @@ class RawFitResult:
 
 def _window_design(work: FitWork, positions, offsets, valid) -> np.ndarray:
     """The design matrix of a window's valid rows: constant, columns, trend columns (the
-    products of the bin offsets of ``window.trend_terms``)."""
+    products of the bin offsets of ``window.trend_terms``); a curve_fit model takes the
+    predictor columns alone."""
     rows = positions[valid]
     x = work.xs[:, rows].T
+    if work.fitter.curve is not None:
+        return x
     if work.trend.shape[0]:
         x = np.column_stack([x, trend_columns(offsets[valid], work.trend)])
     if work.intercept:
@@ -215,14 +248,38 @@ def _window_design(work: FitWork, positions, offsets, valid) -> np.ndarray:
     return x
 
 
+class _WarmStarts:
+    """The last solution of each target, to start the next center's curve_fit search from:
+    only where that center is the neighbor at bin + 1 in the same chain (``curve.chain_of``)."""
+
+    def __init__(self, work: FitWork) -> None:
+        curve = work.fitter.curve
+        self.enabled = curve is not None and curve.warm_starts
+        self.n_last = work.index.window.shape[-1]
+        self.last: dict[int, tuple[int, np.ndarray]] = {}
+
+    def start(self, center: int, t: int) -> np.ndarray | None:
+        previous = self.last.get(t) if self.enabled else None
+        if previous is None or previous[0] != center - 1:
+            return None
+        same = chain_of(np.array([center - 1, center]), self.n_last)
+        return previous[1] if same[0] == same[1] else None
+
+    def keep(self, center: int, t: int, coef: np.ndarray) -> None:
+        if self.enabled:
+            self.last[t] = (center, coef)
+
+
 def _fit_block(work: FitWork, ids: np.ndarray) -> RawFitResult:
     """Fit the windows ``ids`` (positions into ``work.centers``); a failure flags its window."""
     out = RawFitResult.unfitted(work.status[ids], len(work.terms))
+    warm = _WarmStarts(work)
     for k, i in enumerate(ids):
         todo = np.flatnonzero(out.status[k] == OK)
         if todo.size == 0:
             continue
-        positions, kernel, offsets = work.index.positions(int(work.centers[i]))
+        center = int(work.centers[i])
+        positions, kernel, offsets = work.index.positions(center)
         for t in todo:
             valid = ~np.isnan(work.ys[t, positions])
             rows = positions[valid]
@@ -230,23 +287,38 @@ def _fit_block(work: FitWork, ids: np.ndarray) -> RawFitResult:
             if work.index.weighted:
                 w = kernel[valid] if w is None else w * kernel[valid]
             x = _window_design(work, positions, offsets, valid)
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    fitted = work.fitter.fit(x, work.ys[t, rows], w, work.terms)
-                for item in caught:
-                    out.warned[item.category.__name__] += 1
-            except Exception as err:  # a failed window is flagged, never fatal
-                out.status[k, t] = FIT_FAILED
-                out.failures[type(err).__name__] += 1
-                if not out.first_error:
-                    lines = str(err).strip().splitlines() or [""]
-                    out.first_error = f"{type(err).__name__}: {lines[0]}"
-                continue
-            out.coef[k, t], out.stderr[k, t], out.cov[k, t], out.r_squared[k, t], out.rmse[k, t] = (
-                fitted
-            )
+            fitted = _fit_one(work, out, (k, t), (x, work.ys[t, rows], w), warm.start(center, t))
+            if fitted is not None:
+                warm.keep(center, t, fitted[0])
+                (
+                    out.coef[k, t],
+                    out.stderr[k, t],
+                    out.cov[k, t],
+                    out.r_squared[k, t],
+                    out.rmse[k, t],
+                ) = fitted
     return out
+
+
+def _fit_one(work: FitWork, out: RawFitResult, at: tuple[int, int], data, start):
+    """One window and target: the fit, or None with its status and failure recorded."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted = work.fitter.fit(*data, work.terms, start)
+        for item in caught:
+            out.warned[item.category.__name__] += 1
+    except SingularFitError:  # the parameters are not determined: as a singular linear fit
+        out.status[at] = SINGULAR
+        return None
+    except Exception as err:  # a failed window is flagged, never fatal
+        out.status[at] = FIT_FAILED
+        out.failures[type(err).__name__] += 1
+        if not out.first_error:
+            lines = str(err).strip().splitlines() or [""]
+            out.first_error = f"{type(err).__name__}: {lines[0]}"
+        return None
+    return fitted
 
 
 def _halo_work(work: FitWork, ids: np.ndarray) -> FitWork:
@@ -320,7 +392,10 @@ def _warn_failures(work: FitWork, out: RawFitResult) -> None:
 
 
 def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> RawFitResult:
-    """Fit every window and target whose status is OK with ``work.fitter``."""
+    """Fit every window and target whose status is OK with ``work.fitter`` (curve_fit also
+    those singular for the linear design: its model decides what the rows determine)."""
+    if work.fitter.curve is not None:
+        work = replace(work, status=np.where(work.status == SINGULAR, OK, work.status))
     out = RawFitResult.unfitted(work.status, len(work.terms))
     todo = np.flatnonzero((work.status == OK).any(axis=1))
     if todo.size > WARN_WINDOWS:
@@ -336,8 +411,23 @@ def fit_windows(work: FitWork, parallel: Parallel, progress: bool | None) -> Raw
 def _fit_all(work: FitWork, todo, out: RawFitResult, parallel: Parallel, progress) -> None:
     """Fit the windows ``todo`` in blocks, serially or in parallel, with a progress bar."""
     serial = parallel.client is None and parallel.n_jobs == 1
-    blocks = split(todo, max(1, todo.size // 64) if serial else 8 * parallel.workers)
+    n_blocks = max(1, todo.size // 64) if serial else 8 * parallel.workers
+    if work.fitter.curve is not None:  # warm-start chains stay whole
+        blocks = split_at(todo, chain_of(work.centers[todo], work.index.window.shape[-1]), n_blocks)
+    else:
+        blocks = split(todo, n_blocks)
     with progress_bar(todo.size, progress, f"xslide {work.fitter.name}", " windows") as bar:
         results = parallel.map(_fit_block, work, blocks, ship=_halo_work, bar=bar)
         for block, part in zip(blocks, results, strict=True):
             out.put(block, part)
+
+
+def split_at(ids: np.ndarray, groups: np.ndarray, n_parts: int) -> list[np.ndarray]:
+    """``ids`` in at most ``n_parts`` consecutive blocks of about equal size that never split
+    a run of equal ``groups``."""
+    starts = np.flatnonzero(np.diff(groups)) + 1
+    if starts.size == 0 or n_parts <= 1:
+        return [ids] if ids.size else []
+    wanted = np.arange(1, n_parts) * (ids.size / n_parts)
+    cuts = np.unique(starts[np.minimum(np.searchsorted(starts, wanted), starts.size - 1)])
+    return [part for part in np.split(ids, cuts) if part.size]

@@ -29,7 +29,7 @@ from .window import Kernel
 Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
 KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
 Aggregate = Literal["mean", "std", "median", "entries"]
-FitterName = Literal["ols", "wls", "glm", "rlm"]
+FitterName = Literal["ols", "wls", "glm", "rlm", "curve_fit"]
 Backend = Literal["auto", "numba", "numpy"]
 Centers = Literal["observed", "grid"]
 SourceKind = Literal["memory", "stream", "dask", "stats"]
@@ -45,8 +45,9 @@ CANONICAL_BOUNDARY = {mode: mode for mode in BOUNDARIES} | {
     "full": "truncate",
     "symmetric": "shrink",
 }
-# statsmodels options of fitter='glm' / 'rlm', passed on as keyword arguments
-FITTER_KEYWORDS = ("family", "M", "fit_kwargs")
+# options of fitter='glm' / 'rlm' (statsmodels) and 'curve_fit' (the model and least_squares),
+# passed on as keyword arguments
+FITTER_KEYWORDS = ("family", "M", "fit_kwargs", "model", "p0", "bounds", "jac")
 # aggregates without the rows in memory (the median needs them)
 REDUCED_AGGREGATES = ("mean", "std", "entries")
 
@@ -151,9 +152,9 @@ class FitOptions:
     min_entries: int
     aggregation: Mapping[str, tuple[str, ...]]
     centers: str
-    fitter: str  # the fitter used: 'ols', 'wls', 'glm', 'rlm' or 'callable:<name>'
+    fitter: str  # the fitter used: 'ols', 'wls', 'glm', 'rlm', 'curve_fit:<f>', 'callable:<f>'
     raw_fitter: RawFitter | None  # None: the closed-form OLS/WLS path
-    formula: str  # what predict needs to rebuild the design: a formula, 'callable' or ''
+    formula: str  # what predict needs to rebuild the design: a formula, 'callable', 'curve_fit', ''
     n_sigma_cut: float | None
     max_iter: int
     parallel: Parallel
@@ -582,9 +583,10 @@ def _refuse_row_keywords(kw: dict[str, Any]) -> None:
             f"{given} act on rows, but data is a statistics Dataset whose rows are already "
             "reduced; pass only window= and fit options, or fit the rows"
         )
-    if kw["fitter"] in ("glm", "rlm") or kw["n_sigma_cut"] is not None:
+    if kw["fitter"] in ("glm", "rlm", "curve_fit") or kw["n_sigma_cut"] is not None:
         raise ValueError(
-            "fitter='glm'/'rlm' and n_sigma_cut need the rows: fit the rows, not statistics"
+            "fitter='glm'/'rlm'/'curve_fit' and n_sigma_cut need the rows: fit the rows, "
+            "not statistics"
         )
 
 
@@ -624,7 +626,7 @@ def _model(
             raise ValueError(f"fit_formula {formula!r} uses fit columns {in_rhs} as terms")
         predictors = ()
     options = dict(fitter_options)
-    raw = make_fitter(fitter, formula, options, weights)
+    raw = make_fitter(fitter, formula, options, weights, predictors)
     if options:
         raise InvalidInputTypeError(
             f"unexpected fitter options {sorted(options)} for fitter={fitter!r}"
@@ -633,7 +635,7 @@ def _model(
     if parsed is not None:
         formula_attr = parsed.formula
     else:
-        formula_attr = "callable" if raw is not None and raw.kind == "callable" else ""
+        formula_attr = raw.kind if raw is not None and raw.kind in ("callable", "curve_fit") else ""
     return _Model(predictors, parsed, raw, used, formula_attr)
 
 
@@ -745,6 +747,11 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
         raise ValueError(
             f"n_sigma_cut applies to the closed-form 'ols'/'wls' fits, not to "
             f"{model.raw_fitter.name!r} (fitter='rlm' is the robust statsmodels alternative)"
+        )
+    if model.raw_fitter is not None and model.raw_fitter.curve is not None and kw["trend"]:
+        raise ValueError(
+            "trend applies to the linear fitters, not to fitter='curve_fit': the model is all "
+            "that is fitted (give it the predictors it needs)"
         )
     windowing = _window_options(kw, dims)
     uniform = is_uniform(windowing["kernel"], windowing["window"])

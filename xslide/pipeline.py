@@ -73,13 +73,14 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
         clipped = _clip(stats, _need(rows), plan, options)
         n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
         solution = _refit(solution, clipped)
-    failures, warned = {}, {}
+    failures, warned, terms = {}, {}, plan.terms
     if options.raw_fitter is not None:
         raw = _raw_fits(stats, _need(rows), plan, options, solution.status)
         solution, failures, warned = _refit(solution, raw), raw.failures, raw.warned
+        terms = options.raw_fitter.terms or terms  # curve_fit: the model's parameters
     return Fit(
         grid=stats.grid,
-        terms=plan.terms,
+        terms=terms,
         targets=stats.targets,
         centers=plan.centers,
         solution=solution,
@@ -268,7 +269,7 @@ def _raw_fits(
         rows.ws,
         plan.trend,
         stats.intercept,
-        plan.terms,
+        options.raw_fitter.terms or plan.terms,
     )
     return fit_windows(work, options.parallel, options.progress)
 

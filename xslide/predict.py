@@ -148,6 +148,11 @@ def _formula_attr(fit: xr.Dataset) -> str:
             f"fit: attribute 'formula' must be a string, got {type(formula).__name__} "
             f"{_brief(formula)}"
         )
+    if formula == "curve_fit":
+        raise ValueError(
+            "fit: a curve_fit fit's local model is the Python function given as model=, which "
+            "the fit does not store: evaluate model(x1, ..., *coef) with the fit's coefficients"
+        )
     return str(formula)
 
 
