@@ -59,6 +59,8 @@ def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
             "bin a physical variable first (xslide.digitize, np.floor or pd.cut(...).cat.codes)"
         )
     missing = None
+    if isinstance(values, pd.Series | pd.Index) and isinstance(dtype, np.dtype):
+        values = values.to_numpy()  # a numpy integer dtype holds no <NA>: no isna pass
     if isinstance(values, pd.Series | pd.Index):
         if values.hasnans:
             missing = values.isna().to_numpy()

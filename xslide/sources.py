@@ -279,7 +279,7 @@ def _columns_to_read(path, spec: ReadSpec) -> list[str] | None:
 
 # decoded bytes of one batch read from a file: large batches spare per-batch work, and the
 # read-ahead keeps at most three alive
-_BATCH_BYTES = 64 << 20
+_BATCH_BYTES = 32 << 20
 
 
 def _file_batches(path, columns: list[str] | None, plan: _Plan) -> Iterator:
