@@ -9,7 +9,11 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
   ``extent`` fixes it) and summed into the same statistics, so each bin's rows are summed in row
   order as in one pass over all rows: bit-identical to the in-memory pass with the same
   reference (numba backend; the numpy backend is equal to rounding), which the first batch
-  fixes unless given. Memory is bounded by the grid. A progress bar counts the rows read.
+  fixes unless given. A parquet file's statistics give the grid before any row is read (the
+  union of its row groups' bin ranges, when nothing else decides it) and the bins of each
+  batch, summed into that part of the statistics only; a reader thread decodes the next batch
+  while the row pass sums the current one. Memory is bounded by the grid and three batches. A
+  progress bar counts the rows read.
 - **dask** (a dask DataFrame or a dask-backed Dataset of rows): one dask pass computes the
   extents and the references (unless given); every partition is then streamed on its worker on
   that fixed grid, and the partial statistics are added pairwise up a tree.
@@ -339,6 +343,8 @@ def _read_ahead(items: Iterator, depth: int = 1) -> Iterator:
             put(_DONE)
         except BaseException as err:  # raised again in the caller's thread
             put(_Failed(err))
+        finally:
+            getattr(items, "close", lambda: None)()  # the file, closed by its reader
 
     reader = threading.Thread(target=read, name="xslide-read-ahead", daemon=True)
     reader.start()
@@ -409,8 +415,8 @@ def _row_group_boxes(source, dims) -> tuple[tuple[int, ...], list] | None:
     pq = require("pyarrow.parquet", "reading parquet files")
     pa = require("pyarrow", "reading parquet files")
     try:
-        meta = pq.ParquetFile(source.path).metadata
-        schema = pq.ParquetFile(source.path).schema_arrow
+        file = pq.ParquetFile(source.path)
+        meta, schema = file.metadata, file.schema_arrow
     except Exception:  # the reading itself reports the file's problems
         return None
     if meta.num_row_groups == 0 or any(
