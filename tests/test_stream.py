@@ -250,7 +250,7 @@ def test_a_failing_batch_stops_the_reader_thread(sorted_file, tmp_path, monkeypa
     with pytest.raises(ValueError, match="negative weights"):
         xslide.bin_stats(str(path), *ARGS, weights="w")
     assert not [t for t in threading.enumerate() if t.name == "xslide-read-ahead"]
-    items = sources._read_ahead(iter([1, 2, 3]))
+    items = sources.read_ahead(iter([1, 2, 3]))
     assert next(items) == 1
     items.close()  # the caller stops early: the reader stops too
     assert not [t for t in threading.enumerate() if t.name == "xslide-read-ahead"]
@@ -260,4 +260,4 @@ def test_a_failing_batch_stops_the_reader_thread(sorted_file, tmp_path, monkeypa
         raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        list(sources._read_ahead(failing()))
+        list(sources.read_ahead(failing()))

@@ -256,7 +256,7 @@ def _batches(source, spec: ReadSpec, plan: _Plan) -> Iterator[tuple[object, tupl
     rows lie in (from a parquet file's row-group statistics; None: anywhere on the grid)."""
     if isinstance(source, str | Path):
         path = parse_source(source, default="parquet")  # no suffix: parquet, as ever
-        yield from _read_ahead(_file_batches(path, _columns_to_read(path, spec), plan))
+        yield from read_ahead(_file_batches(path, _columns_to_read(path, spec), plan))
         return
     for batch in source:
         if isinstance(batch, pd.DataFrame):
@@ -286,10 +286,15 @@ def _columns_to_read(path, spec: ReadSpec) -> list[str] | None:
 _BATCH_BYTES = 32 << 20
 
 
+def batch_rows(n_columns: int) -> int:
+    """Rows of the batches a stream reads from a file of ``n_columns`` columns to read."""
+    return max(1, min(_BATCH_BYTES // (8 * max(n_columns, 1)), 1 << 20))
+
+
 def _file_batches(path, columns: list[str] | None, plan: _Plan) -> Iterator:
     """A file's batches with their row group's box (``_batches``)."""
     width = len(columns) if columns is not None else len(available_columns(path))
-    rows = max(1, min(_BATCH_BYTES // (8 * max(width, 1)), 1 << 20))
+    rows = batch_rows(width)
     first = 0
     # pre_buffer is off there: reading ahead would keep column chunks alive
     for batch in iter_batches(path, columns, rows, arrow=True):
@@ -318,7 +323,7 @@ class _Failed(NamedTuple):
 _DONE = object()
 
 
-def _read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
     """The items of ``items``, made by a reader thread while the caller works on the one
     before: pyarrow decodes without the GIL, so reading overlaps the row pass. At most
     ``depth`` items wait; the reader's errors are raised here, and it stops when the caller
