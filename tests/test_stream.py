@@ -213,8 +213,8 @@ def test_a_parquet_file_in_bin_order_streams_bit_for_bit(sorted_file, monkeypatc
     assert streamed.attrs["n_rows_outside_extent"] == memory.attrs["n_rows_outside_extent"] > 0
 
 
-@pytest.mark.parametrize("wrong", ["boxes", "grid"])
-def test_wrong_row_group_statistics_never_drop_a_row(sorted_file, monkeypatch, wrong):
+@pytest.mark.parametrize("wrong", ["boxes", "grid", "loose"])
+def test_wrong_row_group_statistics_never_change_the_result(sorted_file, monkeypatch, wrong):
     from xslide import sources
 
     path, frame = sorted_file
@@ -224,6 +224,8 @@ def test_wrong_row_group_statistics_never_drop_a_row(sorted_file, monkeypatch, w
         starts, boxes = real(source, dims)
         if wrong == "grid":
             return starts, [((0, 0, 0), (1, 1, 1))] * len(boxes)
+        if wrong == "loose":  # a wider grid than the rows': cropped to theirs
+            return starts, [((-2, 0, -1), (b[1][0], b[1][1] + 3, b[1][2])) for b in boxes]
         return starts, [(b[0], b[0]) for b in boxes]
 
     monkeypatch.setattr(sources, "_row_group_boxes", shrunk)

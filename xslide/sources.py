@@ -468,6 +468,28 @@ def _grow(stats: BinStats, new: Grid) -> BinStats:
     )
 
 
+def _cropped(stats: BinStats) -> BinStats:
+    """The statistics on the smallest grid that holds every bin with rows: the grid the
+    batches would have grown to."""
+    old = stats.grid
+    rows = stats.rows_per_bin.reshape(old.shape)
+    where = []
+    for axis in range(len(old.shape)):
+        used = np.flatnonzero(rows.any(axis=tuple(a for a in range(rows.ndim) if a != axis)))
+        where.append(slice(int(used[0]), int(used[-1]) + 1))
+    shape = tuple(w.stop - w.start for w in where)
+    if shape == old.shape:
+        return stats
+    lo = tuple(low + w.start for low, w in zip(old.lo, where, strict=True))
+    sums = stats.sums.reshape((*old.shape, *stats.sums.shape[1:]))[tuple(where)]
+    return dataclasses.replace(
+        stats,
+        grid=Grid(old.dims, lo, shape),
+        sums=np.ascontiguousarray(sums).reshape(math.prod(shape), *stats.sums.shape[1:]),
+        rows_per_bin=np.ascontiguousarray(rows[tuple(where)]).reshape(-1),
+    )
+
+
 def _union(a: Grid, b: Grid) -> Grid:
     lo = tuple(min(x, y) for x, y in zip(a.lo, b.lo, strict=True))
     hi = tuple(max(x, y) for x, y in zip(a.hi, b.hi, strict=True))
@@ -627,6 +649,8 @@ class _Stream:
         if self.stats is None:  # no row on the grid: the all-empty grid, when extent gives one
             return _empty_stats(self.spec, {**self.counts, "n_rows_invalid": invalid})
         stats = self.stats
+        if self.plan.grid is not None and not self.plan.from_extent:
+            stats = _cropped(stats)  # a file's statistics may bound its bins loosely
         # a reference fixed after the first batch (none of its values was finite) is the one
         # every sum of that column was taken with
         x_ref = [
