@@ -263,3 +263,24 @@ def test_a_failing_batch_stops_the_reader_thread(sorted_file, tmp_path, monkeypa
 
     with pytest.raises(OSError, match="disk gone"):
         list(sources.read_ahead(failing()))
+
+
+def test_row_groups_without_bins_are_counted_once(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    df = make_rows(SCENARIOS["small"], seed=6)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    missing = np.arange(len(df)) < 5000  # the first row group: no row has every bin
+    table = table.set_column(0, "xBin", pa.array(df.xBin.to_numpy(), mask=missing))
+    path = tmp_path / "holes.parquet"
+    pq.write_table(table, path, row_group_size=5000)
+    frame = table.to_pandas()
+    frame["xBin"] = frame.xBin.astype("Int64")
+    memory = xslide.bin_stats(frame, *ARGS, reference=REFERENCE)
+    for batch_bytes in (1 << 20, 5000 * 8 * 7):  # one batch, or one per row group
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("xslide.sources._BATCH_BYTES", batch_bytes)
+            streamed = xslide.bin_stats(str(path), *ARGS, reference=REFERENCE)
+        assert_same_stats(memory, streamed, exact=True)
+        assert streamed.attrs["n_rows_without_bin"] == 5000
+        assert streamed.attrs["n_rows_input"] == len(df)

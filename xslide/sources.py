@@ -537,7 +537,7 @@ class _Stream:
         placed = None
         if self.plan.grid is not None:
             placed = self._on_fixed_grid(bins, selected, missing, box)
-        if placed is None:
+        if self.plan.grid is None:  # no plan, or the file's statistics were wrong
             placed = self._on_grown_grid(bins, selected, missing)
         if placed is None:  # nothing of this batch falls on the grid
             return
@@ -583,9 +583,9 @@ class _Stream:
 
     def _on_fixed_grid(self, bins, selected, missing, box):
         """On the planned grid: the batch's flat ids relative to the first bin of its box and
-        the part of the grid they index; None where the batch needs the grid to grow (a row
-        outside a grid that the file's statistics promised would hold it), else None with
-        the rows counted when none is on the grid."""
+        the part of the grid they index; None, rows counted, when none is on the grid. A row
+        outside a grid that the file's statistics promised would hold it drops the plan
+        (None, nothing counted): the grid grows from this batch on."""
         grid = self.plan.grid
         n_rows = len(next(iter(bins.values())))
         keep = (
