@@ -514,6 +514,8 @@ class _Stream:
     def __init__(self, spec: ReadSpec, plan: _Plan | None = None) -> None:
         self.spec = spec
         self.plan = plan or _Plan(None)
+        # a grid from a file's statistics may be loose: cropped to the bins with rows at the end
+        self.crop = self.plan.grid is not None and not self.plan.from_extent
         self.reference = dict(spec.reference or {})
         self.weights_scale = spec.weights_scale
         self.stats: BinStats | None = None
@@ -649,8 +651,8 @@ class _Stream:
         if self.stats is None:  # no row on the grid: the all-empty grid, when extent gives one
             return _empty_stats(self.spec, {**self.counts, "n_rows_invalid": invalid})
         stats = self.stats
-        if self.plan.grid is not None and not self.plan.from_extent:
-            stats = _cropped(stats)  # a file's statistics may bound its bins loosely
+        if self.crop:
+            stats = _cropped(stats)
         # a reference fixed after the first batch (none of its values was finite) is the one
         # every sum of that column was taken with
         x_ref = [
