@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,11 @@ import pytest
 import xslide
 import xslide._numba
 from xslide.bench import DIMS, SCENARIOS, make_rows
+from xslide.options import ReadSpec
 
 REFERENCE = {"x1": 0.1, "x2": -0.2, "y1": 0.3, "y2": 0.0}
 ARGS = (list(DIMS[:3]), ["y1", "y2"], ["x1", "x2"])
+SPEC = ReadSpec(tuple(DIMS[:3]), ("y1", "y2"), ("x1", "x2"))
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +158,129 @@ def test_streams_of_digitized_frames_keep_the_bin_centers():
     streamed = xslide.fit(parts, ["rBin"], ["y"], ["x"], {"rBin": 1})
     assert "r_center" in streamed.coords
     assert np.isfinite(streamed.slidewin.predict(df.iloc[:5]).y_pred).all()
+
+
+# ---- parquet files: the grid and each row group's bins from the file's statistics ----
+
+
+@pytest.fixture(scope="module")
+def sorted_file(tmp_path_factory):
+    """210k rows in bin order (a bin's rows in row order), some without a bin, in row groups
+    of 30k rows: the parallel passes run, and row groups cover few bins each."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    df = make_rows(SCENARIOS["medium"], seed=5, scale=0.07)
+    df = df.sort_values(list(DIMS[:3]), kind="stable", ignore_index=True)
+    df["y1"] = df.y1.where(df.index % 997 != 0)  # a few invalid rows
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    missing = np.zeros(len(df), dtype=bool)
+    missing[::1013] = True
+    table = table.set_column(1, "yBin", pa.array(df.yBin.to_numpy(), mask=missing))
+    path = tmp_path_factory.mktemp("sorted") / "sorted.parquet"
+    pq.write_table(table, path, row_group_size=30_000)
+    frame = table.to_pandas()
+    frame["yBin"] = frame.yBin.astype("Int64")
+    return path, frame
+
+
+@pytest.mark.parametrize("batch_bytes", [64 << 20, 8 << 20, 1 << 20])
+def test_a_parquet_file_in_bin_order_streams_bit_for_bit(sorted_file, monkeypatch, batch_bytes):
+    from xslide import sources
+
+    path, frame = sorted_file
+    monkeypatch.setattr(sources, "_BATCH_BYTES", batch_bytes)  # batches across row groups
+    plan = sources._plan(str(path), dataclasses.replace(SPEC, dims=tuple(DIMS[:3])))
+    assert plan.grid is not None and len(plan.boxes) == 7
+    parts = []
+
+    def spy(flat, design, n_bins, *args):
+        parts.append(n_bins)
+        return accumulate(flat, design, n_bins, *args)
+
+    accumulate = sources.accumulate
+    monkeypatch.setattr(sources, "accumulate", spy)
+    memory = xslide.bin_stats(frame, *ARGS, reference=REFERENCE)
+    streamed = xslide.bin_stats(str(path), *ARGS, reference=REFERENCE)
+    assert_same_stats(memory, streamed, exact=True)
+    if batch_bytes < 64 << 20:  # each batch is summed into the bins of its row groups only
+        assert len(parts) > 2 and max(parts[1:]) < plan.grid.size  # parts[0]: in memory
+    for key in ("n_rows_input", "n_rows_without_bin", "n_rows_invalid_y1"):
+        assert streamed.attrs[key] == memory.attrs[key] > 0
+    extent = {"xBin": (3, 20), "yBin": (-2, 12), "zBin": (0, 40)}
+    memory = xslide.bin_stats(frame, *ARGS, reference=REFERENCE, extent=extent)
+    streamed = xslide.bin_stats(str(path), *ARGS, reference=REFERENCE, extent=extent)
+    assert_same_stats(memory, streamed, exact=True)
+    assert streamed.attrs["n_rows_outside_extent"] == memory.attrs["n_rows_outside_extent"] > 0
+
+
+@pytest.mark.parametrize("wrong", ["boxes", "grid", "loose"])
+def test_wrong_row_group_statistics_never_change_the_result(sorted_file, monkeypatch, wrong):
+    from xslide import sources
+
+    path, frame = sorted_file
+    real = sources._row_group_boxes
+
+    def shrunk(source, dims):  # every row group claims the first bins only
+        starts, boxes = real(source, dims)
+        if wrong == "grid":
+            return starts, [((0, 0, 0), (1, 1, 1))] * len(boxes)
+        if wrong == "loose":  # a wider grid than the rows': cropped to theirs
+            return starts, [((-2, 0, -1), (b[1][0], b[1][1] + 3, b[1][2])) for b in boxes]
+        return starts, [(b[0], b[0]) for b in boxes]
+
+    monkeypatch.setattr(sources, "_row_group_boxes", shrunk)
+    monkeypatch.setattr(sources, "_BATCH_BYTES", 1 << 20)
+    memory = xslide.bin_stats(frame, *ARGS, reference=REFERENCE)
+    streamed = xslide.bin_stats(str(path), *ARGS, reference=REFERENCE)
+    assert_same_stats(memory, streamed, exact=True)
+    assert streamed.attrs["n_rows_outside_extent"] == 0
+
+
+def test_a_failing_batch_stops_the_reader_thread(sorted_file, tmp_path, monkeypatch):
+    import threading
+
+    from xslide import sources
+
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    _, frame = sorted_file
+    frame = frame.assign(w=1.0)
+    frame.loc[150_000, "w"] = -1.0
+    path = tmp_path / "negative.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=30_000)
+    monkeypatch.setattr(sources, "_BATCH_BYTES", 1 << 20)
+    with pytest.raises(ValueError, match="negative weights"):
+        xslide.bin_stats(str(path), *ARGS, weights="w")
+    assert not [t for t in threading.enumerate() if t.name == "xslide-read-ahead"]
+    items = sources.read_ahead(iter([1, 2, 3]))
+    assert next(items) == 1
+    items.close()  # the caller stops early: the reader stops too
+    assert not [t for t in threading.enumerate() if t.name == "xslide-read-ahead"]
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(sources.read_ahead(failing()))
+
+
+def test_row_groups_without_bins_are_counted_once(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    df = make_rows(SCENARIOS["small"], seed=6)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    missing = np.arange(len(df)) < 5000  # the first row group: no row has every bin
+    table = table.set_column(0, "xBin", pa.array(df.xBin.to_numpy(), mask=missing))
+    path = tmp_path / "holes.parquet"
+    pq.write_table(table, path, row_group_size=5000)
+    frame = table.to_pandas()
+    frame["xBin"] = frame.xBin.astype("Int64")
+    memory = xslide.bin_stats(frame, *ARGS, reference=REFERENCE)
+    for batch_bytes in (1 << 20, 5000 * 8 * 7):  # one batch, or one per row group
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("xslide.sources._BATCH_BYTES", batch_bytes)
+            streamed = xslide.bin_stats(str(path), *ARGS, reference=REFERENCE)
+        assert_same_stats(memory, streamed, exact=True)
+        assert streamed.attrs["n_rows_without_bin"] == 5000
+        assert streamed.attrs["n_rows_input"] == len(df)

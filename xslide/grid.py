@@ -59,6 +59,8 @@ def bin_values(name: str, values) -> tuple[np.ndarray, np.ndarray | None]:
             "bin a physical variable first (xslide.digitize, np.floor or pd.cut(...).cat.codes)"
         )
     missing = None
+    if isinstance(values, pd.Series | pd.Index) and isinstance(dtype, np.dtype):
+        values = values.to_numpy()  # a numpy integer dtype holds no <NA>: no isna pass
     if isinstance(values, pd.Series | pd.Index):
         if values.hasnans:
             missing = values.isna().to_numpy()
@@ -258,6 +260,38 @@ def _flat_ids_block(k, n_blocks, columns, use_mask, keep, lo, shape, strides, fl
 def _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, n_blocks):
     """``_flat_ids_block`` over every row block, in parallel."""
     run_chunks(_flat_ids_block, n_blocks, columns, use_mask, keep, lo, shape, strides, flat)
+
+
+def box_flat_ids(
+    bins: Mapping[str, np.ndarray],
+    keep: np.ndarray | None,
+    lo: tuple[int, ...],
+    shape: tuple[int, ...],
+    strides: np.ndarray,
+) -> np.ndarray:
+    """Flat ids ``Σ (bin - lo) · strides`` of the kept rows inside the box ``lo`` .. ``lo +
+    shape - 1``, -1 for the other rows.
+
+    With a box of a grid and the grid's strides, these are the grid's flat ids less the id of
+    the box's first bin: a stream sums a batch into that part of the grid's statistics.
+    """
+    columns = tuple(_read_only(values) for values in bins.values())
+    n_rows = columns[0].shape[0]
+    lo_, shape_ = np.asarray(lo, dtype=np.int64), np.asarray(shape, dtype=np.int64)
+    span = int(sum((n - 1) * int(s) for n, s in zip(shape, strides, strict=True))) + 1
+    flat = np.empty(n_rows, dtype=np.int32 if span < 2**31 - 1 else np.int64)
+    if n_rows < _PARALLEL_ROWS or not numba_available():
+        _flat_ids_numpy(columns, keep, lo_, shape_, strides, flat)
+    else:
+        use_mask = keep is not None
+        mask = keep if use_mask else _NO_MASK
+        _flat_ids(columns, use_mask, mask, lo_, shape_, strides, flat, _n_blocks(n_rows))
+    return flat
+
+
+def grid_strides(shape: tuple[int, ...]) -> np.ndarray:
+    """C-order strides of a grid's dims, in bins."""
+    return np.cumprod((1, *shape[:0:-1]))[::-1].astype(np.int64)
 
 
 def _observed_range_numpy(columns, keep, given, dims):

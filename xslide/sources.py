@@ -9,7 +9,11 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
   ``extent`` fixes it) and summed into the same statistics, so each bin's rows are summed in row
   order as in one pass over all rows: bit-identical to the in-memory pass with the same
   reference (numba backend; the numpy backend is equal to rounding), which the first batch
-  fixes unless given. Memory is bounded by the grid. A progress bar counts the rows read.
+  fixes unless given. A parquet file's statistics give the grid before any row is read (the
+  union of its row groups' bin ranges, when nothing else decides it) and the bins of each
+  batch, summed into that part of the statistics only; a reader thread decodes the next batch
+  while the row pass sums the current one. Memory is bounded by the grid and three batches. A
+  progress bar counts the rows read.
 - **dask** (a dask DataFrame or a dask-backed Dataset of rows): one dask pass computes the
   extents and the references (unless given); every partition is then streamed on its worker on
   that fixed grid, and the partial statistics are added pairwise up a tree.
@@ -18,8 +22,11 @@ Every reader takes the data and one ``ReadSpec`` and returns the additive per-bi
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -34,8 +41,8 @@ from .binning import binning_of, units_of
 from .design import HUGE, Design, RowTable, build_design, read_only, reference_of, weights_scale
 from .errors import EmptyGridError, InvalidInputTypeError, MissingColumnError, TooLargeError
 from .formula import INTERCEPT
-from .grid import DEFAULT_MAX_BINS, Grid, build_grid, read_bins
-from .io import CHUNK_ROWS, available_columns, count_rows, iter_batches, parse_source
+from .grid import DEFAULT_MAX_BINS, Grid, box_flat_ids, build_grid, grid_strides, read_bins
+from .io import available_columns, count_rows, iter_batches, parse_source
 from .options import Input, ReadSpec
 from .parallel import may_show, progress_bar
 from .result import dataset_to_stats, is_stats_dataset
@@ -225,8 +232,8 @@ def _columns_of(batch) -> dict:
             out[name] = pd.Series(pd.arrays.IntegerArray(values, missing))
         elif column.null_count:
             out[name] = column.to_pandas()
-        else:
-            out[name] = column.to_numpy(zero_copy_only=False)
+        else:  # a Series on the array itself (pandas would copy a bare array)
+            out[name] = pd.Series(column.to_numpy(zero_copy_only=False), copy=False)
     return out
 
 
@@ -244,31 +251,202 @@ def _arrow_integer_ids() -> frozenset:
 _ARROW_INTEGERS = _arrow_integer_ids()
 
 
-def _batches(source, spec: ReadSpec) -> Iterator:
-    """The batches of a stream as tables ``RowTable`` reads."""
+def _batches(source, spec: ReadSpec, plan: _Plan) -> Iterator[tuple[object, tuple | None]]:
+    """The batches of a stream as tables ``RowTable`` reads, each with the box of bins its
+    rows lie in (from a parquet file's row-group statistics; None: anywhere on the grid)."""
     if isinstance(source, str | Path):
         path = parse_source(source, default="parquet")  # no suffix: parquet, as ever
-        columns = None
-        if spec.formula is None:  # a formula may use any column
-            columns = [*spec.dims, *spec.targets, *spec.predictors]
-            columns += [c for c in (spec.weights, spec.selection) if isinstance(c, str)]
-            # a missing column is refused by the table, naming its role (e.g. weights_column)
-            known = set(available_columns(path))
-            columns = [c for c in dict.fromkeys(columns) if c in known]
-        # pre_buffer is off there: reading ahead would keep column chunks alive
-        for batch in iter_batches(path, columns, CHUNK_ROWS, arrow=True):
-            yield batch if isinstance(batch, pd.DataFrame) else _columns_of(batch)
+        yield from read_ahead(_file_batches(path, _columns_to_read(path, spec), plan))
         return
     for batch in source:
         if isinstance(batch, pd.DataFrame):
-            yield batch
+            yield batch, None
         elif hasattr(batch, "columns") and hasattr(batch, "schema"):  # pyarrow batch/table
-            yield _columns_of(batch)
+            yield _columns_of(batch), None
         else:
             raise InvalidInputTypeError(
                 "a stream must yield pandas DataFrames or pyarrow RecordBatches, "
                 f"got {type(batch).__name__}"
             )
+
+
+def _columns_to_read(path, spec: ReadSpec) -> list[str] | None:
+    """The columns of a file a stream reads (all of them for a formula: it may use any)."""
+    if spec.formula is not None:
+        return None
+    columns = [*spec.dims, *spec.targets, *spec.predictors]
+    columns += [c for c in (spec.weights, spec.selection) if isinstance(c, str)]
+    # a missing column is refused by the table, naming its role (e.g. weights_column)
+    known = set(available_columns(path))
+    return [c for c in dict.fromkeys(columns) if c in known]
+
+
+# decoded bytes of one batch read from a file: large batches spare per-batch work, and the
+# read-ahead keeps at most three alive
+_BATCH_BYTES = 32 << 20
+
+
+def batch_rows(n_columns: int) -> int:
+    """Rows of the batches a stream reads from a file of ``n_columns`` columns to read."""
+    return max(1, min(_BATCH_BYTES // (8 * max(n_columns, 1)), 1 << 20))
+
+
+def _file_batches(path, columns: list[str] | None, plan: _Plan) -> Iterator:
+    """A file's batches with their row group's box (``_batches``)."""
+    width = len(columns) if columns is not None else len(available_columns(path))
+    rows = batch_rows(width)
+    first = 0
+    # pre_buffer is off there: reading ahead would keep column chunks alive
+    for batch in iter_batches(path, columns, rows, arrow=True):
+        box = _box_of_rows(plan, first, first + len(batch)) if plan.boxes else None
+        first += len(batch)
+        yield (batch if isinstance(batch, pd.DataFrame) else _columns_of(batch)), box
+
+
+def _box_of_rows(plan: _Plan, start: int, stop: int) -> tuple | None:
+    """The union of the boxes of the row groups that rows start .. stop - 1 belong to (a
+    batch may span row groups); None: anywhere on the grid."""
+    first = bisect.bisect_right(plan.starts, start) - 1
+    last = bisect.bisect_right(plan.starts, max(start, stop - 1)) - 1
+    boxes = [b for b in plan.boxes[first : last + 1] if b is not None]
+    if not boxes:  # no row of these groups is on the grid: any box will do
+        return None
+    lo = tuple(map(min, *(b[0] for b in boxes))) if len(boxes) > 1 else boxes[0][0]
+    hi = tuple(map(max, *(b[1] for b in boxes))) if len(boxes) > 1 else boxes[0][1]
+    return lo, hi
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """The items of ``items``, made by a reader thread while the caller works on the one
+    before: pyarrow decodes without the GIL, so reading overlaps the row pass. At most
+    ``depth`` items wait; the reader's errors are raised here, and it stops when the caller
+    does."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as err:  # raised again in the caller's thread
+            put(_Failed(err))
+        finally:
+            getattr(items, "close", lambda: None)()  # the file, closed by its reader
+
+    reader = threading.Thread(target=read, name="xslide-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := waiting.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
+class _Plan(NamedTuple):
+    """What a stream knows of its grid before reading a row."""
+
+    grid: Grid | None  # the grid, when fixed (else it grows with the batches)
+    from_extent: bool = False  # fixed by extent (rows outside are dropped, not binned)
+    starts: tuple[int, ...] = ()  # a parquet file's first row of every row group
+    boxes: tuple = ()  # per row group, (lo, hi) of its bins on the grid (None: no row on it)
+
+
+def _plan(source, spec: ReadSpec) -> _Plan:
+    """The grid ``extent`` fixes in every dim, else the one a parquet file's statistics give
+    (the union of its row groups' bin ranges: the grid the batches would grow to), and the
+    box of every row group; ``_Plan(None)`` where neither is known."""
+    extent = spec.extent or {}
+    grid = None
+    if all(d in extent for d in spec.dims):
+        lo = tuple(extent[d][0] for d in spec.dims)
+        shape = tuple(extent[d][1] - extent[d][0] + 1 for d in spec.dims)
+        grid = Grid(tuple(spec.dims), lo, shape)
+        if grid.size > spec.max_bins or not spec.dims:  # refused as ever, batch by batch
+            return _Plan(None)
+    elif extent or spec.selection is not None:  # the rows kept decide the grid
+        return _Plan(None)
+    if not isinstance(source, str | Path):
+        return _Plan(grid, grid is not None)
+    path = parse_source(source, default="parquet")
+    boxes = _row_group_boxes(path, spec.dims) if path.kind == "parquet" else None
+    if boxes is None:
+        return _Plan(grid, grid is not None)
+    starts, boxes = boxes
+    if grid is None:
+        known = [b for b in boxes if b is not None]
+        if not known or not spec.dims:
+            return _Plan(None)
+        lo = tuple(min(b[0][k] for b in known) for k in range(len(spec.dims)))
+        hi = tuple(max(b[1][k] for b in known) for k in range(len(spec.dims)))
+        grid = Grid(tuple(spec.dims), lo, tuple(h - low + 1 for low, h in zip(lo, hi, strict=True)))
+        if grid.size > spec.max_bins:  # the stream refuses it as ever
+            return _Plan(None)
+        return _Plan(grid, False, starts, tuple(boxes))
+    return _Plan(grid, True, starts, tuple(b and _clip(b, grid) for b in boxes))
+
+
+def _clip(box, grid: Grid):
+    """A row group's box inside the grid (None: they do not meet)."""
+    lo = tuple(max(a, b) for a, b in zip(box[0], grid.lo, strict=True))
+    hi = tuple(min(a, b) for a, b in zip(box[1], grid.hi, strict=True))
+    return (lo, hi) if all(a <= b for a, b in zip(lo, hi, strict=True)) else None
+
+
+def _row_group_boxes(source, dims) -> tuple[tuple[int, ...], list] | None:
+    """The first row and the (lo, hi) bins of every row group of a parquet file, from its
+    statistics; None when a dim is not a signed integer column with min/max in every row group
+    (row groups without rows or with every bin missing have no box)."""
+    pq = require("pyarrow.parquet", "reading parquet files")
+    pa = require("pyarrow", "reading parquet files")
+    try:
+        file = pq.ParquetFile(source.path)
+        meta, schema = file.metadata, file.schema_arrow
+    except Exception:  # the reading itself reports the file's problems
+        return None
+    if meta.num_row_groups == 0 or any(
+        d not in schema.names or not pa.types.is_signed_integer(schema.field(d).type) for d in dims
+    ):
+        return None
+    group = meta.row_group(0)
+    position = {group.column(j).path_in_schema: j for j in range(group.num_columns)}
+    if any(d not in position for d in dims):
+        return None
+    starts, boxes, first = [], [], 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        starts.append(first)
+        first += group.num_rows
+        found = [group.column(position[d]).statistics for d in dims]
+        if any(s is None for s in found):
+            return None
+        if any(not s.has_min_max for s in found):
+            if not any(s.null_count == group.num_rows for s in found):
+                return None  # no statistics: the bins could be anywhere
+            boxes.append(None)  # no row with every bin
+            continue
+        boxes.append((tuple(int(s.min) for s in found), tuple(int(s.max) for s in found)))
+    return tuple(starts), boxes
 
 
 def _grow(stats: BinStats, new: Grid) -> BinStats:
@@ -287,6 +465,28 @@ def _grow(stats: BinStats, new: Grid) -> BinStats:
         grid=new,
         sums=sums.reshape(new.size, *stats.sums.shape[1:]),
         rows_per_bin=rows.reshape(-1),
+    )
+
+
+def _cropped(stats: BinStats) -> BinStats:
+    """The statistics on the smallest grid that holds every bin with rows: the grid the
+    batches would have grown to."""
+    old = stats.grid
+    rows = stats.rows_per_bin.reshape(old.shape)
+    where = []
+    for axis in range(len(old.shape)):
+        used = np.flatnonzero(rows.any(axis=tuple(a for a in range(rows.ndim) if a != axis)))
+        where.append(slice(int(used[0]), int(used[-1]) + 1))
+    shape = tuple(w.stop - w.start for w in where)
+    if shape == old.shape:
+        return stats
+    lo = tuple(low + w.start for low, w in zip(old.lo, where, strict=True))
+    sums = stats.sums.reshape((*old.shape, *stats.sums.shape[1:]))[tuple(where)]
+    return dataclasses.replace(
+        stats,
+        grid=Grid(old.dims, lo, shape),
+        sums=np.ascontiguousarray(sums).reshape(math.prod(shape), *stats.sums.shape[1:]),
+        rows_per_bin=np.ascontiguousarray(rows[tuple(where)]).reshape(-1),
     )
 
 
@@ -311,8 +511,11 @@ def _counts_without_grid(selected, missing, n_rows: int) -> dict[str, int]:
 class _Stream:
     """The running state of a stream: the grid so far, its statistics and the row counts."""
 
-    def __init__(self, spec: ReadSpec) -> None:
+    def __init__(self, spec: ReadSpec, plan: _Plan | None = None) -> None:
         self.spec = spec
+        self.plan = plan or _Plan(None)
+        # a grid from a file's statistics may be loose: cropped to the bins with rows at the end
+        self.crop = self.plan.grid is not None and not self.plan.from_extent
         self.reference = dict(spec.reference or {})
         self.weights_scale = spec.weights_scale
         self.stats: BinStats | None = None
@@ -322,25 +525,25 @@ class _Stream:
         )
         self.invalid = np.zeros(len(spec.targets), dtype=np.int64)
 
-    def add(self, batch) -> None:
-        """Bin one batch on the grid (grown to hold it) and add its rows' statistics."""
+    def add(self, batch, box: tuple | None = None) -> None:
+        """Bin one batch on the grid (grown to hold it) and add its rows' statistics.
+
+        ``box`` bounds the bins of the batch's rows (a parquet row group's statistics): on a
+        fixed grid they are summed into that part of the statistics only, so the row pass
+        scans the batch for far fewer bin ranges when the file is ordered by bin.
+        """
         spec, table = self.spec, RowTable(batch)
         bins, missing = read_bins(table, spec.dims)
         selected = selection_mask(spec.selection, table)
         self.counts["n_rows_input"] += table.n_rows
-        try:
-            batch_grid, _, counts = build_grid(
-                bins, selected, spec.extent, spec.max_bins, missing, spec.max_memory
-            )
-        except EmptyGridError:  # nothing of this batch falls on the grid
-            for key, value in _counts_without_grid(selected, missing, table.n_rows).items():
-                self.counts[key] += value
+        placed = None
+        if self.plan.grid is not None:
+            placed = self._on_fixed_grid(bins, selected, missing, box)
+        if self.plan.grid is None:  # no plan, or the file's statistics were wrong
+            placed = self._on_grown_grid(bins, selected, missing)
+        if placed is None:  # nothing of this batch falls on the grid
             return
-        for key, value in counts.items():
-            self.counts[key] += value
-        grid = self._grid_for(batch_grid)
-        fixed = dict(zip(grid.dims, zip(grid.lo, grid.hi, strict=True), strict=True))
-        _, flat, _ = build_grid(bins, selected, fixed, spec.max_bins, missing, spec.max_memory)
+        grid, flat, part = placed
         design = build_design(table, dataclasses.replace(spec, reference=self.reference), flat)
         design = self._common_weights_scale(design)
         names = [*design.columns[1:], *design.targets]
@@ -356,9 +559,65 @@ class _Stream:
             self.stats = _bin_stats(
                 grid, design, sums, rows, {}, spec, binning_of(batch, spec.dims)
             )
-        sums, rows = self.stats.sums, self.stats.rows_per_bin
-        _, invalid, _ = accumulate(flat, design, grid.size, spec.backend, sums, rows)
+        sums, rows = self.stats.sums[part], self.stats.rows_per_bin[part]
+        _, invalid, _ = accumulate(flat, design, len(rows), spec.backend, sums, rows)
         self.invalid += invalid
+
+    def _on_grown_grid(self, bins, selected, missing):
+        """The grid grown to hold the batch's bins, the batch's flat ids on it and the part
+        of the grid they index (all of it); None, rows counted, when none is on the grid."""
+        spec = self.spec
+        try:
+            batch_grid, _, counts = build_grid(
+                bins, selected, spec.extent, spec.max_bins, missing, spec.max_memory
+            )
+        except EmptyGridError:
+            n_rows = len(next(iter(bins.values())))
+            for key, value in _counts_without_grid(selected, missing, n_rows).items():
+                self.counts[key] += value
+            return None
+        for key, value in counts.items():
+            self.counts[key] += value
+        grid = self._grid_for(batch_grid)
+        fixed = dict(zip(grid.dims, zip(grid.lo, grid.hi, strict=True), strict=True))
+        _, flat, _ = build_grid(bins, selected, fixed, spec.max_bins, missing, spec.max_memory)
+        return grid, flat, slice(0, grid.size)
+
+    def _on_fixed_grid(self, bins, selected, missing, box):
+        """On the planned grid: the batch's flat ids relative to the first bin of its box and
+        the part of the grid they index; None, rows counted, when none is on the grid. A row
+        outside a grid that the file's statistics promised would hold it drops the plan
+        (None, nothing counted): the grid grows from this batch on."""
+        grid = self.plan.grid
+        n_rows = len(next(iter(bins.values())))
+        keep = (
+            selected if missing is None else ~missing if selected is None else selected & ~missing
+        )
+        n_not_selected = 0 if selected is None else n_rows - int(np.count_nonzero(selected))
+        n_without_bin = (
+            0 if missing is None else n_rows - n_not_selected - int(np.count_nonzero(keep))
+        )
+        strides = grid_strides(grid.shape)
+        # a row outside the box is looked for on the whole grid (statistics are trusted to
+        # save time, never to drop a row)
+        for lo, hi in (box, (grid.lo, grid.hi)) if box else ((grid.lo, grid.hi),):
+            shape = tuple(h - low + 1 for low, h in zip(lo, hi, strict=True))
+            flat = box_flat_ids(bins, keep, lo, shape, strides)
+            left_out = int(np.count_nonzero(flat < 0))
+            n_outside = left_out - n_not_selected - n_without_bin
+            if not n_outside:
+                break
+        if n_outside and not self.plan.from_extent:  # the file's statistics were wrong
+            self.plan = _Plan(None)
+            return None
+        self.counts["n_rows_not_selected"] += n_not_selected
+        self.counts["n_rows_without_bin"] += n_without_bin
+        self.counts["n_rows_outside_extent"] += n_outside
+        if left_out == n_rows and not self.plan.from_extent:
+            return None  # as a grown grid would: no statistics for a batch without bins
+        first = sum((low - g) * int(s) for low, g, s in zip(lo, grid.lo, strides, strict=True))
+        span = sum((n - 1) * int(s) for n, s in zip(shape, strides, strict=True)) + 1
+        return grid, flat, slice(first, first + span)
 
     def _common_weights_scale(self, design: Design) -> Design:
         """One weights scale for all batches: the smallest any batch needed (the statistics so
@@ -392,6 +651,8 @@ class _Stream:
         if self.stats is None:  # no row on the grid: the all-empty grid, when extent gives one
             return _empty_stats(self.spec, {**self.counts, "n_rows_invalid": invalid})
         stats = self.stats
+        if self.crop:
+            stats = _cropped(stats)
         # a reference fixed after the first batch (none of its values was finite) is the one
         # every sum of that column was taken with
         x_ref = [
@@ -436,14 +697,15 @@ def _read_stream(source, spec: ReadSpec) -> BinStats:
             "on a stream, selection must name a boolean column of the batches, "
             f"got {type(spec.selection).__name__}"
         )
-    stream = _Stream(spec)
+    plan = _plan(source, spec)
+    stream = _Stream(spec, plan)
     dtypes: dict[str, str] = {}
     total = _stream_rows(source) if may_show(spec.progress) else None
     with progress_bar(total, spec.progress, "xslide reading", " rows", scale=True) as bar:
-        for number, batch in enumerate(_batches(source, spec), start=1):
+        for number, (batch, box) in enumerate(_batches(source, spec, plan), start=1):
             before = stream.counts["n_rows_input"]
             try:
-                stream.add(batch)
+                stream.add(batch, box)
             except (InvalidInputTypeError, MissingColumnError) as err:
                 raise type(err)(f"batch {number}: {err}{_type_change(dtypes, batch)}") from None
             if not dtypes:
