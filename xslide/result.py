@@ -161,8 +161,9 @@ def compress(ds: xr.Dataset) -> None:
             variable.encoding.update(zlib=True, complevel=4, shuffle=True)
 
 
-def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
-    """The seed API's comma-joined quality flag per center from per-target status codes."""
+def quality_strings(status: np.ndarray, targets: tuple[str, ...]):
+    """The seed API's comma-joined quality flag per center from per-target status codes, as
+    the string array pandas gives text columns (also when there is no row)."""
     n_codes = len(FLAG_MEANINGS)
     if n_codes ** status.shape[1] < 2**62:  # one integer per center: a fast unique
         packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
@@ -181,7 +182,8 @@ def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
         parts += [f"singular_{t}" for t, s in zip(targets, combo, strict=True) if s == SINGULAR]
         parts += [f"fit_failed_{t}" for t, s in zip(targets, combo, strict=True) if s == FIT_FAILED]
         labels.append(",".join(parts))
-    return np.asarray(labels, dtype=object)[inverse.ravel()]
+    # the few labels become strings once, then every center takes its own (no object array)
+    return pd.array(labels, dtype=_TEXT).take(inverse.ravel())
 
 
 def to_frame(fit: Fit) -> pd.DataFrame:
@@ -207,8 +209,7 @@ def to_frame(fit: Fit) -> pd.DataFrame:
         columns[f"{target}_n_fitted"] = fit.n_fitted[:, t]
         if fit.n_rejected is not None:
             columns[f"{target}_n_rejected"] = fit.n_rejected[:, t]
-    # the string dtype pandas gives text columns, also when there is no row
-    columns["quality_flag"] = pd.array(quality_strings(sol.status, fit.targets), dtype=_TEXT)
+    columns["quality_flag"] = quality_strings(sol.status, fit.targets)
     columns["n_neighbors_used"] = fit.n_neighbors_used
     columns["n_rows_aggregated"] = fit.n_rows_aggregated
     columns["effective_window_fraction"] = fit.n_neighbors_used / fit.window_volume
