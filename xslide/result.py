@@ -326,6 +326,26 @@ def _stats_grid(ds: xr.Dataset) -> Grid:
     return grid
 
 
+def _interleave(parts: list[np.ndarray], n_bins: int, n_targets: int) -> np.ndarray:
+    """(n_bins, t, len(parts)) float64 from per-statistic arrays of n_bins x t values.
+
+    Block by block of bins, so that the block being filled stays in cache while every
+    statistic is written into it (``np.stack`` writes each one over the whole grid: on a
+    large grid that is one pass through memory per statistic).
+    """
+    out = np.empty((n_bins, n_targets, len(parts)))
+    flat = [part.reshape(n_bins, n_targets) for part in parts]
+    step = max(1, _INTERLEAVE_BYTES // (out.itemsize * n_targets * len(parts)))
+    for start in range(0, n_bins, step):
+        block = out[start : start + step]
+        for k, part in enumerate(flat):
+            block[..., k] = part[start : start + step]
+    return out
+
+
+_INTERLEAVE_BYTES = 1 << 20  # of statistics filled per block of bins (within the L2 cache)
+
+
 def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     """Pack a statistics Dataset back into the array layout the pipeline works on."""
     grid = _stats_grid(ds)
@@ -347,7 +367,7 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
             packed[idx[a, b]] = sum_wxx[..., a, b]
         packed[idx[a, p]] = sum_wxy[..., a]
     packed[idx[p, p]] = values("sum_wy2")
-    sums = np.stack(packed, axis=-1)
+    sums = _interleave(packed, grid.size, len(targets))
     counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
     return BinStats(
