@@ -165,7 +165,16 @@ def quality_strings(status: np.ndarray, targets: tuple[str, ...]):
     """The seed API's comma-joined quality flag per center from per-target status codes, as
     the string array pandas gives text columns (also when there is no row)."""
     n_codes = len(FLAG_MEANINGS)
-    if n_codes ** status.shape[1] < 2**62:  # one integer per center: a fast unique
+    n_combos = n_codes ** status.shape[1]
+    if n_combos <= _TABLE_COMBOS:  # one small integer per center: a table, no sort
+        packed = np.zeros(status.shape[0], dtype=np.int64)
+        for t in range(status.shape[1]):
+            packed += status[:, t] * np.int64(n_codes**t)
+        seen = np.bincount(packed, minlength=n_combos) > 0
+        codes = np.flatnonzero(seen)
+        inverse = (np.cumsum(seen) - 1)[packed]  # the rank of each center's code
+        combos = [(code // n_codes ** np.arange(status.shape[1])) % n_codes for code in codes]
+    elif n_combos < 2**62:  # one integer per center: a fast unique
         packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
         codes, inverse = np.unique(packed, return_inverse=True)
         combos = [(code // n_codes ** np.arange(status.shape[1])) % n_codes for code in codes]
@@ -184,6 +193,9 @@ def quality_strings(status: np.ndarray, targets: tuple[str, ...]):
         labels.append(",".join(parts))
     # the few labels become strings once, then every center takes its own (no object array)
     return pd.array(labels, dtype=_TEXT).take(inverse.ravel())
+
+
+_TABLE_COMBOS = 1 << 16  # flag combinations (6 ** targets) looked up in a table, at most
 
 
 def to_frame(fit: Fit) -> pd.DataFrame:
