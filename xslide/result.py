@@ -338,20 +338,21 @@ def _stats_grid(ds: xr.Dataset) -> Grid:
     return grid
 
 
-def _interleave(parts: list[np.ndarray], n_bins: int, n_targets: int) -> np.ndarray:
-    """(n_bins, t, len(parts)) float64 from per-statistic arrays of n_bins x t values.
+def _interleave(pieces: list[tuple[int, np.ndarray]], n_bins: int, shape: tuple[int, int]):
+    """(n_bins, t, n_stats) float64 from pieces (first slot, values (..., t, width)) that
+    cover the slots.
 
-    Block by block of bins, so that the block being filled stays in cache while every
-    statistic is written into it (``np.stack`` writes each one over the whole grid: on a
-    large grid that is one pass through memory per statistic).
+    Block by block of bins, so that the block being filled stays in cache while every piece
+    is written into it (``np.stack`` writes each statistic over the whole grid: on a large
+    grid that is one pass through memory per statistic).
     """
-    out = np.empty((n_bins, n_targets, len(parts)))
-    flat = [part.reshape(n_bins, n_targets) for part in parts]
-    step = max(1, _INTERLEAVE_BYTES // (out.itemsize * n_targets * len(parts)))
+    out = np.empty((n_bins, *shape))
+    flat = [(k, part.reshape(n_bins, shape[0], part.shape[-1])) for k, part in pieces]
+    step = max(1, _INTERLEAVE_BYTES // (out.itemsize * shape[0] * shape[1]))
     for start in range(0, n_bins, step):
         block = out[start : start + step]
-        for k, part in enumerate(flat):
-            block[..., k] = part[start : start + step]
+        for k, part in flat:
+            block[..., k : k + part.shape[-1]] = part[start : start + step]
     return out
 
 
@@ -370,16 +371,18 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     def values(name: str, *extra: str) -> np.ndarray:  # xarray's Variable: no index overhead
         return ds.variables[name].transpose(*order, *extra).values
 
-    packed = [np.empty(0)] * n_stats(p)  # one array per packed statistic, in layout order
-    packed[COUNT], packed[COUNT_POSITIVE] = values("count"), values("count_positive")
-    packed[SUM_W2] = values("sum_w2")
+    # the packed slots of z_a's moments, Σw z_a z_b for b >= a, are consecutive: each row of
+    # Σw x xᵀ from its diagonal on is one piece, its moment with the target the next
     sum_wxx, sum_wxy = values("sum_wxx", "term", "term_"), values("sum_wxy", "term")
-    for a in range(p):
-        for b in range(a, p):
-            packed[idx[a, b]] = sum_wxx[..., a, b]
-        packed[idx[a, p]] = sum_wxy[..., a]
-    packed[idx[p, p]] = values("sum_wy2")
-    sums = _interleave(packed, grid.size, len(targets))
+    pieces = [
+        (COUNT, values("count")[..., None]),
+        (COUNT_POSITIVE, values("count_positive")[..., None]),
+        (SUM_W2, values("sum_w2")[..., None]),
+        *[(idx[a, a], sum_wxx[..., a, a:]) for a in range(p)],
+        *[(idx[a, p], sum_wxy[..., a, None]) for a in range(p)],
+        (idx[p, p], values("sum_wy2")[..., None]),
+    ]
+    sums = _interleave(pieces, grid.size, (len(targets), n_stats(p)))
     counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
     return BinStats(
