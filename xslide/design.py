@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._numba import njit, num_threads, numba_available, run_chunks
 from .errors import InvalidInputTypeError, MissingColumnError
 from .formula import INTERCEPT, design_matrix
 
@@ -144,11 +145,14 @@ def read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-def _sample_rows(flat: np.ndarray) -> np.ndarray:
-    """About _REFERENCE_SAMPLE in-grid rows (``flat >= 0``) spread evenly over the table."""
+def _sample_rows(flat: np.ndarray) -> np.ndarray | slice:
+    """About _REFERENCE_SAMPLE in-grid rows (``flat >= 0``) spread evenly over the table: a
+    slice when every one of them is in the grid (a strided copy reads faster than a gather)."""
     step = max(1, flat.size // _REFERENCE_SAMPLE)
-    rows = np.arange(0, flat.size, step)
-    rows = rows[flat[rows] >= 0]
+    inside = flat[::step] >= 0
+    if inside.all() and inside.size:
+        return slice(None, None, step)
+    rows = np.arange(0, flat.size, step)[inside]
     return rows if rows.size else np.flatnonzero(flat >= 0)[:_REFERENCE_SAMPLE]
 
 
@@ -160,7 +164,9 @@ _REACH = 1e6
 _ROBUST_SAMPLE = 2048
 
 
-def reference_of(values: np.ndarray, rows: np.ndarray, inside) -> float:
+def reference_of(
+    values: np.ndarray, rows: np.ndarray | slice, inside, sample: np.ndarray | None = None
+) -> float:
     """A shift that keeps the sums' digits: the mean of the sampled values, robustly.
 
     Only values that could be usable count (finite, below ``HUGE``), and of those only the
@@ -168,9 +174,11 @@ def reference_of(values: np.ndarray, rows: np.ndarray, inside) -> float:
     (9.97e36, -999 in a column of ~1) never drag the reference, while the mean of ordinary
     data is the plain mean. NaN when no in-grid row has such a value (the reference is then
     undetermined: no row of this column is valid anyway). ``inside``: the in-grid rows' mask,
-    or a function that makes it (needed only when the sample missed every usable value).
+    or a function that makes it (needed only when the sample missed every usable value);
+    ``sample``: ``values[rows]`` when already taken.
     """
-    sample = values[rows]
+    if sample is None:
+        sample = np.array(values[rows])  # contiguous: the same sums whatever ``rows`` is
     if not _all_usable(sample):
         sample = _candidates(sample)
     if not sample.size:  # the sample missed the usable values: look at every in-grid row
@@ -207,16 +215,47 @@ def _references(xs, ys, names, targets, given, flat) -> tuple[np.ndarray, np.nda
         raise ValueError(f"reference names columns that are not fitted: {sorted(unknown)}")
     x_ref = np.array([reference.get(n, np.nan) for n in names] or np.empty(0), dtype=np.float64)
     y_ref = np.array([reference.get(n, np.nan) for n in targets], dtype=np.float64)
-    sample = _sample_rows(flat)
+    rows = _sample_rows(flat)
+    pairs = zip((*xs, *ys), (*x_ref, *y_ref), strict=True)
+    samples = iter(_samples([values for values, ref in pairs if np.isnan(ref)], rows))
     undetermined = []
     for arrays, ref, columns in ((xs, x_ref, names), (ys, y_ref, targets)):
         for j, values in enumerate(arrays):
             if np.isnan(ref[j]):
-                ref[j] = reference_of(values, sample, lambda: flat >= 0)
+                ref[j] = reference_of(values, rows, lambda: flat >= 0, next(samples))
             if np.isnan(ref[j]):  # no finite value: every row is invalid whatever the shift
                 ref[j] = 0.0
                 undetermined.append(columns[j])
     return x_ref, y_ref, undetermined
+
+
+def _samples(columns: list[np.ndarray], rows: np.ndarray | slice) -> list[np.ndarray]:
+    """``column[rows]`` of every column, contiguous. A strided sample of a long table is
+    taken by one compiled pass over all the columns, in parallel parts: each value waits on
+    its own cache line (numpy's strided copy is slower still)."""
+    if not (columns and isinstance(rows, slice) and numba_available()):
+        return [np.array(column[rows]) for column in columns]
+    n = len(range(*rows.indices(columns[0].size)))
+    if n < _COMPILED_SAMPLE:
+        return [np.array(column[rows]) for column in columns]
+    out = np.empty((len(columns), n))
+    run_chunks(_take_every, 2 * num_threads(), tuple(columns), rows.step, out)
+    return list(out)
+
+
+_COMPILED_SAMPLE = 10_000  # values per column from which the sample is taken compiled
+
+
+@njit(cache=True, nogil=True)
+def _take_every(k, n_chunks, columns, step, out):
+    """Part k of ``out[d] = columns[d][::step]`` for every column d."""
+    n = out.shape[1]
+    lo, hi = k * n // n_chunks, (k + 1) * n // n_chunks
+    for d in range(len(columns)):
+        values = columns[d]
+        dest = out[d]
+        for i in range(lo, hi):
+            dest[i] = values[i * step]
 
 
 def build_design(table: RowTable, spec: ReadSpec, flat: np.ndarray) -> Design:

@@ -123,9 +123,9 @@ def build_grid(
     lo_given = np.array([given[d][0] if d in given else 0 for d in dims], dtype=np.int64)
     hi_given = np.array([given[d][1] if d in given else 0 for d in dims], dtype=np.int64)
     in_numpy = n_rows < _PARALLEL_ROWS or not numba_available()
-    if not use_mask and not has_given.any() and n_rows:  # every row: vectorized min and max
-        lo = np.array([column.min() for column in columns], dtype=np.int64)
-        hi = np.array([column.max() for column in columns], dtype=np.int64)
+    every_row = not use_mask and not has_given.any()  # every row is inside the grid
+    if every_row and n_rows:
+        lo, hi = _column_range(columns, in_numpy)
         n_inside = n_rows
     elif in_numpy:
         lo, hi, n_inside = _observed_range_numpy(columns, keep if use_mask else None, given, dims)
@@ -157,6 +157,8 @@ def build_grid(
     shape = np.asarray(shape, dtype=np.int64)
     if in_numpy:
         _flat_ids_numpy(columns, keep if use_mask else None, lo, shape, strides, flat)
+    elif every_row:
+        run_chunks(_flat_ids_inside, _n_blocks(n_rows), columns, lo, strides, flat)
     else:
         _flat_ids(columns, use_mask, keep, lo, shape, strides, flat, _n_blocks(n_rows))
     counts = {
@@ -186,6 +188,67 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     view = np.ascontiguousarray(values, dtype=np.int64).view()
     view.flags.writeable = False
     return view
+
+
+def _column_range(columns: tuple[np.ndarray, ...], in_numpy: bool) -> tuple[np.ndarray, ...]:
+    """Per-dim min and max of every row's bin: one parallel pass over the columns with
+    numba (numpy reads each column twice)."""
+    if in_numpy:
+        lo = np.array([column.min() for column in columns], dtype=np.int64)
+        hi = np.array([column.max() for column in columns], dtype=np.int64)
+        return lo, hi
+    n_blocks = _n_blocks(columns[0].shape[0])
+    found = np.empty((n_blocks, 2, len(columns)), dtype=np.int64)
+    run_chunks(_column_range_block, n_blocks, columns, found)
+    return found[:, 0].min(axis=0), found[:, 1].max(axis=0)
+
+
+@njit(cache=True, nogil=True)
+def _min_max(values):
+    """The smallest and largest of ``values`` (a slice: the loop vectorizes)."""
+    lo = hi = values[0]
+    for i in range(values.shape[0]):
+        v = values[i]
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _column_range_block(k, n_blocks, columns, found):
+    """Per-dim min and max of row block k into ``found[k]`` (a block is never empty)."""
+    n_rows = columns[0].shape[0]
+    start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+    for d in range(len(columns)):
+        found[k, 0, d], found[k, 1, d] = _min_max(columns[d][start:stop])
+
+
+@njit(cache=True, nogil=True)
+def _add_scaled(acc, values, origin, stride):
+    """acc += (values - origin) * stride, element by element (slices: the loop vectorizes)."""
+    for i in range(acc.shape[0]):
+        acc[i] += (values[i] - origin) * stride
+
+
+@njit(cache=True, nogil=True)
+def _flat_ids_inside(k, n_blocks, columns, lo, strides, flat):
+    """Block k of ``flat`` when every row lies inside the grid (no selection, no extent):
+    no test per row, each column added in turn over short runs of rows."""
+    n_rows = columns[0].shape[0]
+    start, stop = k * n_rows // n_blocks, (k + 1) * n_rows // n_blocks
+    acc = np.empty(_RUN, dtype=np.int64)
+    for first in range(start, stop, _RUN):
+        last = min(first + _RUN, stop)
+        run = acc[: last - first]
+        run[:] = 0
+        for d in range(len(columns)):
+            _add_scaled(run, columns[d][first:last], lo[d], strides[d])
+        out = flat[first:last]
+        for i in range(run.shape[0]):
+            out[i] = run[i]
+
+
+_RUN = 2048  # rows of one run of ``_flat_ids_inside`` (its sums stay in the L1 cache)
 
 
 @njit(cache=True, nogil=True)

@@ -161,10 +161,20 @@ def compress(ds: xr.Dataset) -> None:
             variable.encoding.update(zlib=True, complevel=4, shuffle=True)
 
 
-def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
-    """The seed API's comma-joined quality flag per center from per-target status codes."""
+def quality_strings(status: np.ndarray, targets: tuple[str, ...]):
+    """The seed API's comma-joined quality flag per center from per-target status codes, as
+    the string array pandas gives text columns (also when there is no row)."""
     n_codes = len(FLAG_MEANINGS)
-    if n_codes ** status.shape[1] < 2**62:  # one integer per center: a fast unique
+    n_combos = n_codes ** status.shape[1]
+    if n_combos <= _TABLE_COMBOS:  # one small integer per center: a table, no sort
+        packed = np.zeros(status.shape[0], dtype=np.int64)
+        for t in range(status.shape[1]):
+            packed += status[:, t] * np.int64(n_codes**t)
+        seen = np.bincount(packed, minlength=n_combos) > 0
+        codes = np.flatnonzero(seen)
+        inverse = (np.cumsum(seen) - 1)[packed]  # the rank of each center's code
+        combos = [(code // n_codes ** np.arange(status.shape[1])) % n_codes for code in codes]
+    elif n_combos < 2**62:  # one integer per center: a fast unique
         packed = status.astype(np.int64) @ (n_codes ** np.arange(status.shape[1], dtype=np.int64))
         codes, inverse = np.unique(packed, return_inverse=True)
         combos = [(code // n_codes ** np.arange(status.shape[1])) % n_codes for code in codes]
@@ -181,7 +191,11 @@ def quality_strings(status: np.ndarray, targets: tuple[str, ...]) -> np.ndarray:
         parts += [f"singular_{t}" for t, s in zip(targets, combo, strict=True) if s == SINGULAR]
         parts += [f"fit_failed_{t}" for t, s in zip(targets, combo, strict=True) if s == FIT_FAILED]
         labels.append(",".join(parts))
-    return np.asarray(labels, dtype=object)[inverse.ravel()]
+    # the few labels become strings once, then every center takes its own (no object array)
+    return pd.array(labels, dtype=_TEXT).take(inverse.ravel())
+
+
+_TABLE_COMBOS = 1 << 16  # flag combinations (6 ** targets) looked up in a table, at most
 
 
 def to_frame(fit: Fit) -> pd.DataFrame:
@@ -207,8 +221,7 @@ def to_frame(fit: Fit) -> pd.DataFrame:
         columns[f"{target}_n_fitted"] = fit.n_fitted[:, t]
         if fit.n_rejected is not None:
             columns[f"{target}_n_rejected"] = fit.n_rejected[:, t]
-    # the string dtype pandas gives text columns, also when there is no row
-    columns["quality_flag"] = pd.array(quality_strings(sol.status, fit.targets), dtype=_TEXT)
+    columns["quality_flag"] = quality_strings(sol.status, fit.targets)
     columns["n_neighbors_used"] = fit.n_neighbors_used
     columns["n_rows_aggregated"] = fit.n_rows_aggregated
     columns["effective_window_fraction"] = fit.n_neighbors_used / fit.window_volume
@@ -328,6 +341,27 @@ def _stats_grid(ds: xr.Dataset) -> Grid:
     return grid
 
 
+def _interleave(pieces: list[tuple[int, np.ndarray]], n_bins: int, shape: tuple[int, int]):
+    """(n_bins, t, n_stats) float64 from pieces (first slot, values (..., t, width)) that
+    cover the slots.
+
+    Block by block of bins, so that the block being filled stays in cache while every piece
+    is written into it (``np.stack`` writes each statistic over the whole grid: on a large
+    grid that is one pass through memory per statistic).
+    """
+    out = np.empty((n_bins, *shape))
+    flat = [(k, part.reshape(n_bins, shape[0], part.shape[-1])) for k, part in pieces]
+    step = max(1, _INTERLEAVE_BYTES // (out.itemsize * shape[0] * shape[1]))
+    for start in range(0, n_bins, step):
+        block = out[start : start + step]
+        for k, part in flat:
+            block[..., k : k + part.shape[-1]] = part[start : start + step]
+    return out
+
+
+_INTERLEAVE_BYTES = 1 << 20  # of statistics filled per block of bins (within the L2 cache)
+
+
 def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     """Pack a statistics Dataset back into the array layout the pipeline works on."""
     grid = _stats_grid(ds)
@@ -340,16 +374,18 @@ def dataset_to_stats(ds: xr.Dataset) -> BinStats:
     def values(name: str, *extra: str) -> np.ndarray:  # xarray's Variable: no index overhead
         return ds.variables[name].transpose(*order, *extra).values
 
-    packed = [np.empty(0)] * n_stats(p)  # one array per packed statistic, in layout order
-    packed[COUNT], packed[COUNT_POSITIVE] = values("count"), values("count_positive")
-    packed[SUM_W2] = values("sum_w2")
+    # the packed slots of z_a's moments, Σw z_a z_b for b >= a, are consecutive: each row of
+    # Σw x xᵀ from its diagonal on is one piece, its moment with the target the next
     sum_wxx, sum_wxy = values("sum_wxx", "term", "term_"), values("sum_wxy", "term")
-    for a in range(p):
-        for b in range(a, p):
-            packed[idx[a, b]] = sum_wxx[..., a, b]
-        packed[idx[a, p]] = sum_wxy[..., a]
-    packed[idx[p, p]] = values("sum_wy2")
-    sums = np.stack(packed, axis=-1)
+    pieces = [
+        (COUNT, values("count")[..., None]),
+        (COUNT_POSITIVE, values("count_positive")[..., None]),
+        (SUM_W2, values("sum_w2")[..., None]),
+        *[(idx[a, a], sum_wxx[..., a, a:]) for a in range(p)],
+        *[(idx[a, p], sum_wxy[..., a, None]) for a in range(p)],
+        (idx[p, p], values("sum_wy2")[..., None]),
+    ]
+    sums = _interleave(pieces, grid.size, (len(targets), n_stats(p)))
     counts = {k: int(ds.attrs[k]) for k in ROW_COUNTS if k in ds.attrs}
     counts["n_rows_invalid"] = {t: int(ds.attrs.get(f"n_rows_invalid_{t}", 0)) for t in targets}
     return BinStats(

@@ -340,8 +340,10 @@ SOLVE_BLOCK = 1 << 16
 
 
 def solve_in_blocks(stats: np.ndarray, *args) -> Solution:
-    """``solve`` block by block of centers: the same results, with bounded memory."""
-    if stats.shape[0] <= SOLVE_BLOCK:
+    """``solve`` block by block of centers: the same results, with bounded memory. The
+    compiled solve makes no temporaries of the windows: it solves them all at once (blocks
+    would only cost a copy of every result)."""
+    if stats.shape[0] <= SOLVE_BLOCK or _numba.numba_available():
         return solve(stats, *args)
     parts = [solve(stats[k : k + SOLVE_BLOCK], *args) for k in range(0, len(stats), SOLVE_BLOCK)]
     return Solution.concat(parts)
