@@ -101,7 +101,10 @@ def chunked_windowed_sums(
             - (halo[d][0] if modes[d] == "periodic" or block_id[d] > 0 else 0)
             for d in range(n_dims)
         )
-        local = Window(local_shape, reach, modes, window.weights, origin, shape)
+        local = Window(
+            local_shape, reach, modes, window.weights, origin, shape,
+            full_extents=window.full_extents,
+        )  # fmt: skip
         cells = np.arange(rb.size)  # every cell of the padded block (the halo is trimmed)
         block_sums, n_rows, n_bins = neighbor_sums(
             local,

@@ -163,7 +163,10 @@ def _window(grid: Grid, options: FitOptions) -> Window:
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
     uniform = kernel_is_uniform(options.kernel, half) if reach != half else None
-    return Window(grid.shape, reach, modes, weights, full_volume=volume, kernel_uniform=uniform)
+    return Window(
+        grid.shape, reach, modes, weights, full_volume=volume, kernel_uniform=uniform,
+        full_extents=half,
+    )  # fmt: skip
 
 
 def _warn_period(grid: Grid, dim: str) -> None:

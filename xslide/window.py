@@ -203,7 +203,12 @@ def shrunk_span(
 
 
 def neighbor_table(
-    n: int, extent: Extent, mode: str, origin: int = 0, n_global: int | None = None
+    n: int,
+    extent: Extent,
+    mode: str,
+    origin: int = 0,
+    n_global: int | None = None,
+    full: Extent | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every bin c of a dim: the bins j its window reads and their offsets o.
 
@@ -214,9 +219,10 @@ def neighbor_table(
     inside it. Returns ``j`` and ``o`` of shape (n, before + after + 1), in offset order and
     padded with zeros, and the number of entries used per bin. truncate: offsets whose bin lies
     outside are dropped; periodic: j = (c + o) mod n; mirror: reflected at the edges (index -1
-    reads bin 0), a bin may appear twice; shrink: the largest window of the same shape that
-    fits (``shrunk_span``; min(w, c, n - 1 - c) per side for a symmetric window, so c stays
-    its midpoint).
+    reads bin 0), a bin may appear twice; shrink: the largest window of the same shape as
+    ``full`` (the unclipped window, when ``extent`` is clipped to the grid; default
+    ``extent``) that fits (``shrunk_span``; min(w, c, n - 1 - c) per side for a symmetric
+    window, so c stays its midpoint).
     """
     before, after = span(extent)
     n_global = n if n_global is None else n_global
@@ -234,7 +240,8 @@ def neighbor_table(
         local = np.where(inside, local, u % n_global - origin)
         inside = (local >= 0) & (local < n)
     if mode == "shrink":
-        left, right = shrunk_span(g, before, after, n_global)
+        left, right = shrunk_span(g, *span(extent if full is None else full), n_global)
+        left, right = np.minimum(left, before), np.minimum(right, after)
         inside &= (o >= -left) & (o <= right)
     # the kept entries of every row first, in offset order; zeros after them
     order = np.argsort(~inside, axis=1, kind="stable")
@@ -260,6 +267,8 @@ class Window:
     origin: tuple[int, ...] | None = None
     global_shape: tuple[int, ...] | None = None
     full_volume: int | None = None  # non-zero offsets of a window wider than its grid
+    # the unclipped window per dim, whose shape shrink keeps (default: ``extents``)
+    full_extents: tuple[Extent, ...] | None = None
     kernel_uniform: bool | None = None  # every offset of the unclipped window weighs 1
 
     @cached_property
@@ -303,7 +312,10 @@ class Window:
         origin = self.origin or (0,) * len(self.shape)
         n_global = self.global_shape or self.shape
         for d, n in enumerate(self.shape):
-            jd, od, ld = neighbor_table(n, self.spans[d], self.modes[d], origin[d], n_global[d])
+            full = None if self.full_extents is None else self.full_extents[d]
+            jd, od, ld = neighbor_table(
+                n, self.spans[d], self.modes[d], origin[d], n_global[d], full
+            )
             j[d, :n, : jd.shape[1]] = jd
             o[d, :n, : od.shape[1]] = od
             length[d, :n] = ld
