@@ -14,6 +14,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -155,14 +156,14 @@ def fit_without_flat_trend(
     return FitResult(fit.code, coef, err, fit.r_squared, fit.rmse, len(fit.coef))
 
 
-def trend_design(group_columns, half_width, trend, interactions: bool):
+def trend_design(group_columns, spans, trend, interactions: bool):
     """The trend terms' names and, per term, the function of a bin's offsets giving its
     column: ``d_{dim}`` (the offset) for every windowed dim of order >= 1, then ``d2_{dim}``
     for order 2, then ``d_{a}:d_{b}`` for every pair of dims of order >= 1."""
     if isinstance(trend, Mapping):
         orders = [int(trend.get(d, 0)) for d in group_columns]
     else:
-        orders = [int(trend) if w > 0 else 0 for w in half_width]
+        orders = [int(trend) if before + after > 0 else 0 for before, after in spans]
     linear = [k for k, order in enumerate(orders) if order >= 1]
     names = [f"d_{group_columns[k]}" for k in linear]
     columns = [lambda o, k=k: o[k] for k in linear]
@@ -233,14 +234,35 @@ MODES = {
 }
 
 
-def dim_neighbors(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
-    """(bin index, offset) pairs of one dim's window around index c of a dim of n bins."""
+def window_span(spec) -> tuple[int, int]:
+    """(before, after) of a dim's window spec: w -> (w, w), (before, after) as it is."""
+    if isinstance(spec, tuple | list):
+        return int(spec[0]), int(spec[1])
+    return int(spec), int(spec)
+
+
+def shrunk(c: int, before: int, after: int, n: int) -> tuple[int, int]:
+    """The largest window of the same shape around c that fits in 0..n-1: (before, after)
+    times the largest r <= 1 with c - r*before >= 0 and c + r*after <= n - 1, rounded down."""
+    r = Fraction(1)
+    if before:
+        r = min(r, Fraction(c, before))
+    if after:
+        r = min(r, Fraction(n - 1 - c, after))
+    return int(r * before), int(r * after)  # int() of a non-negative Fraction rounds down
+
+
+def dim_neighbors(c: int, span: tuple[int, int], n: int, mode: str) -> list[tuple[int, int]]:
+    """(bin index, offset) pairs of one dim's window (offsets -before..after) around index c
+    of a dim of n bins."""
     out = []
-    reach = min(w, c, n - 1 - c) if mode == "shrink" else w
-    for o in range(-reach, reach + 1):
+    before, after = span
+    if mode == "shrink":
+        before, after = shrunk(c, before, after, n)
+    for o in range(-before, after + 1):
         j = c + o
         if mode == "periodic":
-            assert 2 * w + 1 <= n, "the engine refuses periodic windows wider than the dim"
+            assert sum(span) + 1 <= n, "the engine refuses periodic windows wider than the dim"
             j %= n
         elif mode == "mirror":
             while not 0 <= j < n:  # reflect at the edges: -1 -> 0, n -> n - 1
@@ -251,30 +273,33 @@ def dim_neighbors(c: int, w: int, n: int, mode: str) -> list[tuple[int, int]]:
     return out
 
 
-def window_bins(center, half_width, lows, sizes, modes):
+def window_bins(center, spans, lows, sizes, modes):
     """Every (neighbor bin, offset tuple) of the window around ``center``."""
     per_dim = [
-        dim_neighbors(c - lo, int(w), n, mode)
-        for c, w, lo, n, mode in zip(center, half_width, lows, sizes, modes, strict=True)
+        dim_neighbors(c - lo, window_span(w), n, mode)
+        for c, w, lo, n, mode in zip(center, spans, lows, sizes, modes, strict=True)
     ]
     for combo in itertools.product(*per_dim):
         neighbor = tuple(lo + j for lo, (j, _) in zip(lows, combo, strict=True))
         yield neighbor, tuple(o for _, o in combo)
 
 
-def offset_weight(kernel, offset, half_width, dims, kernel_width) -> float:
-    """Kernel weight of one offset tuple, from the kernel's definition (API.md §3)."""
+def offset_weight(kernel, offset, spans, dims, kernel_width) -> float:
+    """Kernel weight of one offset tuple, from the kernel's definition (API.md §3); ``spans``
+    per dim a half-width or (before, after)."""
+    spans = [window_span(w) for w in spans]
     if isinstance(kernel, str):
         if kernel == "uniform":
             return 1.0
         weight = 1.0
-        for o, w, d in zip(offset, half_width, dims, strict=True):
+        for o, (before, after), d in zip(offset, spans, dims, strict=True):
+            default = max(before, after, 1)  # the window's farther reach
             if isinstance(kernel_width, Mapping):
-                h = float(kernel_width.get(d, max(int(w), 1)))
+                h = float(kernel_width.get(d, default))
             elif kernel_width is not None:
                 h = float(kernel_width)
             else:
-                h = float(max(int(w), 1))
+                h = float(default)
             if kernel == "gaussian":
                 weight *= float(np.exp(-0.5 * (o / h) ** 2))
             elif kernel == "epanechnikov":
@@ -287,7 +312,8 @@ def offset_weight(kernel, offset, half_width, dims, kernel_width) -> float:
     if callable(kernel):
         return float(kernel(*[np.array(o) for o in offset]))
     array = np.asarray(kernel, dtype=np.float64)
-    return float(array[tuple(o + int(w) for o, w in zip(offset, half_width, strict=True))])
+    # the center is at index ``before`` of each dim
+    return float(array[tuple(o + b for o, (b, _) in zip(offset, spans, strict=True))])
 
 
 def weighted_lower_median(y: np.ndarray, w: np.ndarray) -> float:
@@ -301,7 +327,7 @@ def weighted_lower_median(y: np.ndarray, w: np.ndarray) -> float:
 def reference_fit(
     df: pd.DataFrame,
     group_columns: Sequence[str],
-    window_spec: Mapping[str, int],
+    window_spec: Mapping[str, int | tuple[int, int]],
     fit_columns: Sequence[str],
     predictor_columns: Sequence[str],
     weights_column: str | None = None,
@@ -336,7 +362,8 @@ def reference_fit(
     aggregations = [
         a for a in AGGREGATIONS if aggregation_functions is None or a in set(aggregation_functions)
     ]
-    half_width = np.array([int(window_spec.get(d, 0)) for d in group_columns], dtype=np.int64)
+    # (before, after) per dim: a half-width w is (w, w)
+    spans = [window_span(window_spec.get(d, 0)) for d in group_columns]
 
     # Selected rows, with rows outside an explicitly given extent dropped.
     selected = selection_mask(df, selection)
@@ -383,9 +410,9 @@ def reference_fit(
         sizes.append(int(hi) - int(lo) + 1)
     modes = {d: boundary for d in group_columns} if isinstance(boundary, str) else boundary
     modes = [MODES[modes.get(d, "truncate")] for d in group_columns]
-    offsets_all = list(itertools.product(*[range(-w, w + 1) for w in half_width]))
+    offsets_all = list(itertools.product(*[range(-b, a + 1) for b, a in spans]))
     kernel_of = {
-        o: offset_weight(kernel, o, half_width, group_columns, kernel_width) for o in offsets_all
+        o: offset_weight(kernel, o, spans, group_columns, kernel_width) for o in offsets_all
     }
     uniform_kernel = all(v == 1.0 for v in kernel_of.values())
     window_size = float(sum(1 for v in kernel_of.values() if v > 0))
@@ -396,7 +423,7 @@ def reference_fit(
     for t in fit_columns:
         for a in aggregations:
             columns[f"{t}_{a}"] = []
-    trend_names, trend_columns = trend_design(group_columns, half_width, trend, trend_interactions)
+    trend_names, trend_columns = trend_design(group_columns, spans, trend, trend_interactions)
     terms = predictor_columns + trend_names
     for t in fit_columns:
         for name in fit_column_names(t, terms, clipped):
@@ -408,7 +435,7 @@ def reference_fit(
     for center in center_list:
         # Every (bin, kernel weight) of the window; a bin read twice (mirror) appears twice.
         gathered, kernel_w, row_offsets, used_bins = [], [], [], set()
-        for neighbor, offset in window_bins(center, half_width, lows, sizes, modes):
+        for neighbor, offset in window_bins(center, spans, lows, sizes, modes):
             k = kernel_of[offset]
             members = rows_of_bin.get(neighbor, [])
             if k == 0 or not members:

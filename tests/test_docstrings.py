@@ -15,6 +15,7 @@ PUBLIC = [
     ("o2dpg", "make_sliding_window_fit"),
     ("o2dpg", "kernel_array"),
     ("predict", "predict"),
+    ("rolling", "rolling_ols_view"),
     ("predict", "position_column"),
     ("fit_tables", "layout"),
     ("fit_tables", "fit_from_table"),

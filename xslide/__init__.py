@@ -16,7 +16,7 @@ order the data flows through them:
   (n_sigma_cut) -> ``fitters`` (glm/rlm/callables) -> ``rows`` (median), raw rows reached
   through the bin index only, in parallel via ``parallel``;
 - ``result``: the Dataset and the seed DataFrame; ``api``/``compat``/``accessor``/``cli``
-  are the faces.
+  are the faces; ``rolling`` shows a trailing-window fit as statsmodels' RollingOLS results.
 """
 
 from importlib import metadata as _metadata
@@ -35,6 +35,7 @@ from .errors import (
     TooLargeError,
 )
 from .predict import predict
+from .rolling import rolling_ols_view
 
 try:
     __version__ = _metadata.version("xslide")
@@ -56,4 +57,5 @@ __all__ = [
     "fit",
     "make_sliding_window_fit",
     "predict",
+    "rolling_ols_view",
 ]

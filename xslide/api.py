@@ -125,7 +125,7 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     dims: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,
     predictors: Sequence[str] = (),
-    window: Mapping[str, int] | None = None,
+    window: Mapping[str, int | tuple[int, int]] | None = None,
     *,
     formula=None,
     fitter: FitterName = "ols",
@@ -163,7 +163,8 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     dims : integer bin columns; the window slides over them.
     targets : fit columns, each fitted separately with its own valid rows.
     predictors : predictor columns; an ``Intercept`` term is always first.
-    window : ``{dim: half_width}``, ±half_width bins; dims left out get 0.
+    window : ``{dim: half_width}``, ±half_width bins, or ``{dim: (before, after)}``, offsets
+        -before..+after (``(100, 0)``: the trailing 101 bins); dims left out get 0.
     formula : None, a formula string ``'target ~ x1 + np.log(x2) + x1:x2'`` ('target' stands
         for each target; ``- 1`` drops the intercept; term names as in statsmodels), or a
         callable fitter ``f(X, y, w, terms) -> {term: coef, 'stderr': {term: se}}``.
@@ -180,9 +181,11 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     boundary : 'truncate' (alias 'full'), 'periodic', 'mirror' or 'shrink' (alias
         'symmetric'), for all dims or ``{dim: mode}``.
     kernel, kernel_width : 'uniform', 'gaussian', 'epanechnikov', 'linear' (width per dim,
-        default max(half-width, 1)), a callable of one integer offset array per dim, or an
-        explicit weights array of shape (2w + 1, ...). A row's weight is its own weight times
-        the kernel weight of its bin's offset.
+        default max(half-width, 1), or max(before, after, 1)), functions of the offset from the
+        center (a trailing window's kernel is one-sided); a callable of one integer offset
+        array per dim; or an explicit weights array of shape (2w + 1, ...), (before + after +
+        1, ...) for (before, after). A row's weight is its own weight times the kernel weight
+        of its bin's offset.
     trend : the order of a local polynomial in the bin offsets from the center, for every
         windowed dim or ``{dim: order}`` (each needs a window along its dim): 1 adds a term
         ``d_{dim}`` (the row's bin offset), 2 also ``d2_{dim}`` (the offset squared). The

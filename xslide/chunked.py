@@ -1,11 +1,13 @@
 """Windowed sums of a grid chunked along its bin dims (dask), for grids that outgrow memory.
 
 The per-bin statistics become a dask array chunked along the bin dims; ``map_overlap`` gives
-every chunk a halo of depth = half-width per dim (wrapped around for periodic dims, none at the
-other outer edges) and each padded chunk runs the same numba neighbor loop as the in-memory
-path, with neighbor tables that know the chunk's place in the whole grid (mirror reflects and
-shrink narrows at the grid's edges, not the chunk's). The halo is then trimmed, so every bin
-gets exactly the windowed sums of the in-memory path.
+every chunk a halo per dim and side, as deep as the window reaches on that side (before on the
+left, after on the right; the deeper of the two on both sides of a periodic dim, whose wrap dask
+pads symmetrically), wrapped around for periodic dims, none at the other outer edges, and each
+padded chunk runs the same numba neighbor loop as the in-memory path, with neighbor tables that
+know the chunk's place in the whole grid (mirror reflects and shrink narrows at the grid's
+edges, not the chunk's). The halo is then trimmed, so every bin gets exactly the windowed sums
+of the in-memory path.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def chunked_windowed_sums(
     window : the window on the whole grid.
     centers : (m,) flat ids of the window centers.
     layout, solve : the moments to sum, and their solve (see ``window.windowed_sums``).
-    chunks : chunk size per bin dim (raised to the half-width where smaller: a halo cannot
-        be deeper than a chunk).
+    chunks : chunk size per bin dim (raised to the window's reach where smaller: a halo
+        cannot be deeper than a chunk).
 
     Returns
     -------
@@ -63,17 +65,27 @@ def chunked_windowed_sums(
     """
     da = require("dask.array", "chunked grids (chunks=)")
     _ = window.tables  # checks the whole window: a periodic window wider than its dim fails
-    shape, half, modes = window.shape, window.half, window.modes
+    shape, reach, modes = window.shape, window.spans, window.modes
     n_dims, n_targets = len(shape), sums.shape[1]
-    sizes = tuple(_chunk_sizes(n, c, w) for n, c, w in zip(shape, chunks, half, strict=True))
+    sizes = tuple(_chunk_sizes(n, c, max(r)) for n, c, r in zip(shape, chunks, reach, strict=True))
     x = da.from_array(sums.reshape(*shape, *sums.shape[1:]), chunks=(*sizes, -1, -1))
     # rows carry two trailing unit axes so that map_blocks pairs the blocks dim by dim
     r = da.from_array(rows.reshape(*shape, 1, 1).astype(np.int64), chunks=(*sizes, 1, 1))
-    # a dim in one chunk needs no halo: its neighbor tables see the whole dim (wrapped too)
-    halo = [half[d] if len(sizes[d]) > 1 else 0 for d in range(n_dims)]
-    depth = {**dict(enumerate(halo)), n_dims: 0, n_dims + 1: 0}
+    # (left, right) halo per dim; a dim in one chunk needs none: its neighbor tables see the
+    # whole dim (wrapped too); dask wraps a periodic dim by the same depth on both sides
+    halo = [
+        (0, 0) if len(sizes[d]) == 1 else
+        (max(reach[d]),) * 2 if modes[d] == "periodic" else reach[d]
+        for d in range(n_dims)
+    ]  # fmt: skip
+    # dask takes a periodic (or symmetric) depth as one number, a (left, right) pair otherwise
+    depth = {
+        **{d: left if left == right else (left, right) for d, (left, right) in enumerate(halo)},
+        n_dims: 0,
+        n_dims + 1: 0,
+    }
     boundary = {
-        d: "periodic" if modes[d] == "periodic" and halo[d] else "none" for d in range(n_dims)
+        d: "periodic" if modes[d] == "periodic" and any(halo[d]) else "none" for d in range(n_dims)
     }
     boundary.update({n_dims: "none", n_dims + 1: "none"})
     xo = da.overlap.overlap(x, depth=depth, boundary=boundary)
@@ -86,10 +98,13 @@ def chunked_windowed_sums(
         local_shape = rb.shape[:n_dims]
         origin = tuple(
             int(starts[d][block_id[d]])
-            - (halo[d] if modes[d] == "periodic" or block_id[d] > 0 else 0)
+            - (halo[d][0] if modes[d] == "periodic" or block_id[d] > 0 else 0)
             for d in range(n_dims)
         )
-        local = Window(local_shape, half, modes, window.weights, origin, shape)
+        local = Window(
+            local_shape, reach, modes, window.weights, origin, shape,
+            full_extents=window.full_extents,
+        )  # fmt: skip
         cells = np.arange(rb.size)  # every cell of the padded block (the halo is trimmed)
         block_sums, n_rows, n_bins = neighbor_sums(
             local,

@@ -196,15 +196,20 @@ def _pairs(text: str, what: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _window(text: str) -> dict[str, int]:
-    window = {}
-    for dim, value in _pairs(text, "dim=half_width (e.g. rBin=1,zBin=2)"):
+def _window(text: str) -> dict[str, int | tuple[int, int]]:
+    """``dim=w`` (±w bins) or ``dim=before:after`` (e.g. t=100:0, the trailing 101 bins)."""
+    window: dict[str, int | tuple[int, int]] = {}
+    for dim, value in _pairs(text, "dim=half_width or dim=before:after (e.g. rBin=1,t=100:0)"):
+        parts = value.split(":")
         try:
-            window[dim] = int(value)
+            numbers = [int(part) for part in parts]
         except ValueError:
+            numbers = []
+        if len(numbers) not in (1, 2):
             raise argparse.ArgumentTypeError(
-                f"half-width of {dim!r} must be an integer >= 0, got {value!r}"
-            ) from None
+                f"half-width of {dim!r} must be an integer >= 0 or before:after, got {value!r}"
+            )
+        window[dim] = numbers[0] if len(numbers) == 1 else (numbers[0], numbers[1])
     return window
 
 
@@ -506,7 +511,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--window",
         type=_window,
         default={},
-        help="half-widths, e.g. rBin=1,zBin=2 (dims left out: 0)",
+        help="half-widths, e.g. rBin=1,zBin=2, or before:after, e.g. t=100:0 for the trailing "
+        "101 bins (dims left out: 0)",
     )
     p.add_argument(
         "--fitter",
@@ -550,7 +556,8 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel-width",
         type=_kernel_width,
-        help="kernel width in bins, global or per dim (default max(half-width, 1))",
+        help="kernel width in bins, global or per dim (default max(half-width, 1), or "
+        "max(before, after, 1))",
     )
     p.add_argument(
         "--trend",

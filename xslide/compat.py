@@ -13,6 +13,7 @@ from . import api, sources
 from .errors import EmptyGridError, InvalidInputTypeError
 from .options import Backend, FitOptions, FitterName, build_options
 from .result import to_frame
+from .window import span
 
 
 def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signature)
@@ -39,7 +40,9 @@ def make_sliding_window_fit(  # noqa: PLR0913  (the seed API's documented signat
     df : the rows: a pandas DataFrame, or a dask DataFrame (statistics computed per partition
         on the workers; the median and raw-row fitters then need a pandas selection).
     group_columns : integer bin columns; the window slides over them.
-    window_spec : ``{bin_column: half_width}`` (±half_width bins); columns left out get 0.
+    window_spec : ``{bin_column: half_width}`` (±half_width bins) or ``{bin_column: (before,
+        after)}`` (offsets -before..+after, e.g. ``(100, 0)`` the trailing 101 bins); columns
+        left out get 0.
     fit_columns : targets, each fitted separately on its own valid rows.
     predictor_columns : predictors of ``target ~ predictors`` (an intercept is always added).
     fit_formula : None (``target ~ predictor_columns``), a formula string such as
@@ -130,9 +133,9 @@ def _empty_fit(df, options: FitOptions, err: EmptyGridError):
     """No row is left to bin: the seed contract's empty result (every column) and a warning.
 
     The fit runs on a placeholder grid where no row falls (the given extents, else bins 0 to
-    2w of each dim, room for any window): its observed centers are none.
+    before + after of each dim, room for any window): its observed centers are none.
     """
-    extent = {d: (0, 2 * options.window[d]) for d in options.read.dims}
+    extent = {d: (0, sum(span(options.window[d]))) for d in options.read.dims}
     read = dataclasses.replace(options.read, extent=extent | dict(options.read.extent or {}))
     fit = api.run(df, dataclasses.replace(options, read=read, centers="observed"))
     fit.attrs["centers"] = options.centers  # as asked: the placeholder grid is not the user's

@@ -24,7 +24,7 @@ from .fitters import RawFitter, make_fitter
 from .formula import INTERCEPT, ParsedFormula, checked_formula, parse_formula, uses_column
 from .grid import DEFAULT_MAX_BINS
 from .parallel import Parallel
-from .window import Kernel
+from .window import Extent, Kernel, span
 
 Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
 KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
@@ -144,7 +144,7 @@ class FitOptions:
     """Every option of a fit, validated: how rows are read, windowed, fitted and summarised."""
 
     read: ReadSpec
-    window: Mapping[str, int]  # half-width per dim (all dims, in grid order)
+    window: Mapping[str, Extent]  # half-width or (before, after) per dim (all dims, grid order)
     boundary: Mapping[str, str]  # canonical mode per dim
     kernel: Kernel  # built on the grid's window by window.kernel_weights
     trend: Mapping[str, int]  # local polynomial order per dim (all dims, in grid order)
@@ -207,9 +207,22 @@ def per_dim(
     return out
 
 
-def _half_width(value, label: str) -> int:
+def _half_width(value, label: str) -> Extent:
+    """A dim's window: a half-width w (offsets -w..w) or (before, after) (offsets
+    -before..after; equal parts become the half-width)."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2 or not all(_is_int(v) and v >= 0 for v in value):
+            raise InvalidWindowSpec(
+                f"{label} must be a half-width or a pair (before, after) of non-negative "
+                f"integers, got {value!r}"
+            )
+        before, after = int(value[0]), int(value[1])
+        return before if before == after else (before, after)
     if not _is_int(value):
-        raise InvalidWindowSpec(f"{label} must be a non-negative integer half-width, got {value!r}")
+        raise InvalidWindowSpec(
+            f"{label} must be a non-negative integer half-width or a pair (before, after), "
+            f"got {value!r}"
+        )
     if value < 0:
         raise InvalidWindowSpec(f"{label} must be >= 0, got {value}")
     return int(value)
@@ -338,12 +351,13 @@ def _trend_order(value, label: str) -> int:
     return int(value)
 
 
-def check_trend(trend, interactions, half: Mapping[str, int]) -> tuple[dict[str, int], bool]:
+def check_trend(trend, interactions, half: Mapping[str, Extent]) -> tuple[dict[str, int], bool]:
     """The local polynomial order per dim and whether it has the cross terms.
 
     ``trend`` is 0 (local constant plus predictors), 1 (plus local gradients ``d_{dim}``) or 2
     (plus ``d2_{dim}``) for every windowed dim, or ``{dim: order}`` (dims left out: 0), where
-    each dim of order >= 1 needs a window (half-width >= 1) to estimate its terms.
+    each dim of order >= 1 needs a window (a half-width or before + after >= 1) to estimate its
+    terms.
     """
     dims = list(half)
     if isinstance(trend, Mapping):
@@ -356,7 +370,7 @@ def check_trend(trend, interactions, half: Mapping[str, int]) -> tuple[dict[str,
             )
     else:
         order = _trend_order(trend, "trend")
-        orders = {d: order if half[d] > 0 else 0 for d in dims}
+        orders = {d: order if half[d] != 0 else 0 for d in dims}
     if not isinstance(interactions, bool | np.bool_):
         raise InvalidInputTypeError(
             f"trend_interactions must be True or False, got {interactions!r}"
@@ -514,7 +528,7 @@ def parse_partition(partition_strategy) -> tuple[Parallel, list[str]]:
 # ---- the kernel ----
 
 
-def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> Kernel:
+def check_kernel(kernel, kernel_width, half: Mapping[str, Extent]) -> Kernel:
     """The kernel: a named one with its width per dim, a callable, or an array (its shape is
     checked where the window is built)."""
     dims = list(half)
@@ -529,7 +543,7 @@ def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> Kernel:
             dims,
             "kernel_width",
             _positive_number,
-            default=lambda d: float(max(half[d], 1)),
+            default=lambda d: float(max(*span(half[d]), 1)),
         )
         return Kernel(kernel, kernel, tuple(widths.values()))
     if kernel_width is not None:
@@ -544,7 +558,7 @@ def check_kernel(kernel, kernel_width, half: Mapping[str, int]) -> Kernel:
     return Kernel("array", np.asarray(kernel))
 
 
-def is_uniform(kernel: Kernel, half: Mapping[str, int]) -> bool | None:
+def is_uniform(kernel: Kernel, half: Mapping[str, Extent]) -> bool | None:
     """Whether every offset of the window weighs the same (None: a callable, unknown yet)."""
     if kernel.name == "callable":
         return None

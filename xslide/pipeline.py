@@ -40,6 +40,7 @@ from .window import (
     kernel_weights,
     moment_layout,
     neighbor_sums,
+    spans,
     trend_terms,
     windowed_sums,
 )
@@ -116,13 +117,15 @@ def _plan(stats: BinStats, options: FitOptions) -> Plan:
     """The window on the grid, the centers, and the terms: a trend adds the terms of a local
     polynomial in the bin offsets from the center (``window.trend_terms``)."""
     grid = stats.grid
-    half = tuple(options.window[d] for d in grid.dims)
     window = _window(grid, options)
     if options.centers == "observed":
         centers = np.flatnonzero(stats.rows_per_bin > 0)
     else:
         centers = np.arange(grid.size)
-    orders = [options.trend.get(d, 0) if h > 0 else 0 for d, h in zip(grid.dims, half, strict=True)]
+    orders = [
+        options.trend.get(d, 0) if b or a else 0
+        for d, (b, a) in zip(grid.dims, spans(options.window[d] for d in grid.dims), strict=True)
+    ]
     names, trend = trend_terms(grid.dims, orders, options.trend_interactions)
     terms = (*stats.terms, *names)
     if len(set(terms)) < len(terms):
@@ -138,17 +141,18 @@ def _plan(stats: BinStats, options: FitOptions) -> Plan:
 def _window(grid: Grid, options: FitOptions) -> Window:
     """The window on the grid: a window wider than the grid is built no wider than the grid
     (the bins it reads are the same; mirror reflects, so its reach stays), each array sized
-    against ``max_memory`` first."""
-    half = tuple(options.window[d] for d in grid.dims)
+    against ``max_memory`` first. A dim's window is a half-width or (before, after)."""
+    extents = tuple(options.window[d] for d in grid.dims)
     modes = tuple(options.boundary[d] for d in grid.dims)
-    for dim, n, w, mode in zip(grid.dims, grid.shape, half, modes, strict=True):
+    for dim, n, extent, mode in zip(grid.dims, grid.shape, extents, modes, strict=True):
         if mode == "periodic":
-            check_periodic(n, w, dim)
-            if dim not in (options.read.extent or {}) and w > 0:
+            check_periodic(n, extent, dim)
+            if dim not in (options.read.extent or {}) and extent != 0:
                 _warn_period(grid, dim)
+    half = spans(extents)
     reach = tuple(
-        w if mode == "mirror" else min(w, n - 1)
-        for w, mode, n in zip(half, modes, grid.shape, strict=True)
+        (b, a) if mode == "mirror" else (min(b, n - 1), min(a, n - 1))
+        for (b, a), mode, n in zip(half, modes, grid.shape, strict=True)
     )
     _check_window_memory(grid, half, reach, options)
     weights, volume = kernel_weights(options.kernel, half, reach)
@@ -159,7 +163,10 @@ def _window(grid: Grid, options: FitOptions) -> Window:
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
     uniform = kernel_is_uniform(options.kernel, half) if reach != half else None
-    return Window(grid.shape, reach, modes, weights, full_volume=volume, kernel_uniform=uniform)
+    return Window(
+        grid.shape, reach, modes, weights, full_volume=volume, kernel_uniform=uniform,
+        full_extents=half,
+    )  # fmt: skip
 
 
 def _warn_period(grid: Grid, dim: str) -> None:
@@ -178,12 +185,17 @@ def _check_window_memory(grid: Grid, half, reach, options: FitOptions) -> None:
     """The kernel (a callable is evaluated on the whole window) and the neighbor tables."""
     limit, remedy = options.read.max_memory, "use a smaller window"
     if options.kernel.name == "callable":
-        n_bytes = budget.size((2 * w + 1 for w in half), len(half) + 2, budget.FLOAT)
-        budget.check(n_bytes, f"the kernel callable's window {list(half)}", limit, remedy)
-    n_bytes = budget.size((2 * r + 1 for r in reach), budget.FLOAT)
-    n_bytes += budget.size(2 * len(reach) + 1, max(grid.shape), max(2 * r + 1 for r in reach),
+        n_bytes = budget.size((b + a + 1 for b, a in half), len(half) + 2, budget.FLOAT)
+        budget.check(n_bytes, f"the kernel callable's window {_listed(half)}", limit, remedy)
+    n_bytes = budget.size((b + a + 1 for b, a in reach), budget.FLOAT)
+    n_bytes += budget.size(2 * len(reach) + 1, max(grid.shape), max(b + a + 1 for b, a in reach),
                            budget.FLOAT)  # fmt: skip
-    budget.check(n_bytes, f"the window {list(reach)} on grid {grid.shape}", limit, remedy)
+    budget.check(n_bytes, f"the window {_listed(reach)} on grid {grid.shape}", limit, remedy)
+
+
+def _listed(reach) -> list:
+    """Per dim the half-width, or [before, after] where the window is asymmetric (messages)."""
+    return [b if b == a else [b, a] for b, a in reach]
 
 
 def _window_and_solve(

@@ -455,7 +455,7 @@ def _pulls_note(fit: xr.Dataset) -> str:
     try:
         trend = _trend_attr(fit)
         window = json.loads(fit.attrs.get("window_spec_json", "{}"))
-        wide = any(float(v) > 0 for v in window.values())
+        wide = any(v != 0 for v in window.values())  # a half-width or [before, after]
     except (TypeError, ValueError, AttributeError):
         return ""
     if trend or not wide:

@@ -16,26 +16,47 @@ from .stats import COUNT, COUNT_POSITIVE, FIRST_MOMENT, SUM_W2, moment_index, n_
 
 T = TypeVar("T")
 
+# A dim's window: a half-width w (offsets -w..+w) or a pair (before, after) (offsets
+# -before..+after, e.g. (100, 0) trailing); ``span`` turns either into the pair.
+Extent = int | tuple[int, int]
 
-def window_volume(half_widths: Sequence[int]) -> int:
+
+def span(extent: Extent) -> tuple[int, int]:
+    """The (before, after) reach of a dim's window: w -> (w, w), a pair as it is."""
+    if isinstance(extent, tuple | list | np.ndarray):
+        before, after = extent
+        return int(before), int(after)
+    return int(extent), int(extent)
+
+
+def spans(extents: Sequence[Extent]) -> tuple[tuple[int, int], ...]:
+    """``span`` of every dim."""
+    return tuple(span(e) for e in extents)
+
+
+def window_volume(extents: Sequence[Extent]) -> int:
     """Number of bins in a full (not clipped) window."""
-    return int(np.prod([2 * w + 1 for w in half_widths], dtype=np.int64))
+    return int(np.prod([b + a + 1 for b, a in spans(extents)], dtype=np.int64))
 
 
-def window_sum(grid_values: np.ndarray, half_widths: Sequence[int]) -> np.ndarray:
-    """Box sums over the leading ``len(half_widths)`` axes; bins outside the grid count zero.
+def window_sum(grid_values: np.ndarray, extents: Sequence[Extent]) -> np.ndarray:
+    """Box sums over the leading ``len(extents)`` axes; bins outside the grid count zero.
 
-    Each axis is summed directly over its 2w+1 neighbors (``ndimage.correlate1d``), not by a
+    Each axis is summed directly over its before + after + 1 neighbors
+    (``ndimage.correlate1d``, shifted by its ``origin`` for an asymmetric window), not by a
     running sum, so no rounding error builds up along an axis and windows larger than the grid
-    are exact. A half-width of 0 leaves the axis as it is.
+    are exact. A window of 0 leaves the axis as it is.
     """
     from scipy import ndimage  # here, not at import: ``import xslide`` stays light
 
     out = grid_values
-    for axis, w in enumerate(half_widths):
-        if w > 0:
-            ones = np.ones(2 * w + 1)
-            out = ndimage.correlate1d(out, ones, axis=axis, mode="constant", cval=0.0)
+    for axis, (before, after) in enumerate(spans(extents)):
+        if before or after:
+            size = before + after + 1
+            out = ndimage.correlate1d(
+                out, np.ones(size), axis=axis, mode="constant", cval=0.0,
+                origin=before - size // 2,
+            )  # fmt: skip
     return out
 
 
@@ -49,22 +70,27 @@ class Kernel(NamedTuple):
 
 
 def kernel_weights(
-    kernel: Kernel, half: Sequence[int], reach: Sequence[int] | None = None
+    kernel: Kernel, extents: Sequence[Extent], reach: Sequence[Extent] | None = None
 ) -> tuple[np.ndarray, int]:
-    """The kernel weight of every offset ``|o_d| <= reach_d`` and the window's volume.
+    """The kernel weight of every offset ``-before_d <= o_d <= after_d`` of ``reach`` and the
+    window's volume.
 
-    ``reach`` (default ``half``) is the part of the window that can meet the grid: a window
-    wider than the grid is built no wider than the grid. The volume, the number of offsets of
-    the whole window with a non-zero weight, is counted without building the whole window
-    where the kernel is named. Named kernels ('uniform', 'gaussian': exp(-(o/h)²/2),
-    'epanechnikov': 1 - (o/(h+1))², 'linear': 1 - |o|/(h+1)) are products over dims.
+    ``extents`` is the window per dim (a half-width or (before, after)); ``reach`` (default
+    ``extents``) the part of it that can meet the grid: a window wider than the grid is built
+    no wider than the grid. The weights have shape (before + after + 1) per dim, the center at
+    index ``before``. The volume, the number of offsets of the whole window with a non-zero
+    weight, is counted without building the whole window where the kernel is named. Named
+    kernels ('uniform', 'gaussian': exp(-(o/h)²/2), 'epanechnikov': 1 - (o/(h+1))², 'linear':
+    1 - |o|/(h+1)) are products over dims of profiles of the offset o from the center, so a
+    trailing window's kernel is one-sided.
     """
-    reach = tuple(half if reach is None else reach)
+    full_spans = spans(extents)
+    reach = full_spans if reach is None else spans(reach)
     if kernel.name in _PROFILES or kernel.name == "uniform":
-        return _named_weights(kernel, half, reach)
-    shape = tuple(2 * w + 1 for w in half)
+        return _named_weights(kernel, full_spans, reach)
+    shape = tuple(b + a + 1 for b, a in full_spans)
     if callable(kernel.value):
-        offsets = np.meshgrid(*[np.arange(-w, w + 1) for w in half], indexing="ij")
+        offsets = np.meshgrid(*[np.arange(-b, a + 1) for b, a in full_spans], indexing="ij")
         try:
             full = np.broadcast_to(np.asarray(kernel.value(*offsets), dtype=np.float64), shape)
         except ValueError as err:
@@ -75,45 +101,48 @@ def kernel_weights(
         full = np.asarray(kernel.value, dtype=np.float64)
         if full.shape != shape:
             raise ValueError(
-                f"kernel array must have shape {shape} (2 x half-width + 1 per dim), "
-                f"got {full.shape}"
+                f"kernel array must have shape {shape} (before + after + 1 per dim, "
+                f"2 x half-width + 1 for a symmetric window), got {full.shape}"
             )
     if not np.all(np.isfinite(full)) or np.any(full < 0) or not np.any(full > 0):
         raise ValueError("kernel weights must be finite, >= 0 and not all zero")
-    center = tuple(slice(w - r, w + r + 1) for w, r in zip(half, reach, strict=True))
+    center = tuple(
+        slice(b - rb, b + ra + 1) for (b, _), (rb, ra) in zip(full_spans, reach, strict=True)
+    )
     return np.array(full[center], dtype=np.float64), int(np.count_nonzero(full))
 
 
-def kernel_is_uniform(kernel: Kernel, half: Sequence[int]) -> bool:
+def kernel_is_uniform(kernel: Kernel, extents: Sequence[Extent]) -> bool:
     """Whether every offset of the whole (unclipped) window weighs exactly 1."""
     if kernel.name == "uniform":
         return True
     if kernel.name in _PROFILES:
         # a product of profiles <= 1 that fall with |o|: all 1 only where each profile is 1
-        # at its farthest offset (taken as a float: half-widths may pass int64)
+        # at its farthest offsets (taken as floats: widths may pass int64)
         profile = _PROFILES[kernel.name]
         return all(
-            w == 0 or float(profile(np.float64(w), h)) == 1.0
-            for w, h in zip(half, kernel.widths, strict=True)
+            float(profile(np.float64(max(b, a)), h)) == 1.0
+            for (b, a), h in zip(spans(extents), kernel.widths, strict=True)
         )
-    weights, _ = kernel_weights(kernel, half)
+    weights, _ = kernel_weights(kernel, extents)
     return bool(np.all(weights == 1.0))
 
 
-def _named_weights(kernel: Kernel, half, reach) -> tuple[np.ndarray, int]:
-    """A named kernel over ``|o_d| <= reach_d``, and its volume over the whole window."""
-    weights = np.ones(tuple(2 * r + 1 for r in reach))
+def _named_weights(kernel: Kernel, full_spans, reach) -> tuple[np.ndarray, int]:
+    """A named kernel over ``-before_d <= o_d <= after_d`` of ``reach``, and its volume over
+    the whole window."""
+    weights = np.ones(tuple(b + a + 1 for b, a in reach))
     volume = 1
-    for axis, (w, r) in enumerate(zip(half, reach, strict=True)):
+    for axis, ((b, a), (rb, ra)) in enumerate(zip(full_spans, reach, strict=True)):
         if kernel.name == "uniform":
-            volume *= 2 * w + 1
+            volume *= b + a + 1
             continue
         profile = _PROFILES[kernel.name]
         h = kernel.widths[axis]
         view = [1] * weights.ndim
-        view[axis] = 2 * r + 1
-        weights = weights * profile(np.arange(-r, r + 1), h).reshape(view)
-        volume *= 2 * _last_nonzero(profile, h, w) + 1
+        view[axis] = rb + ra + 1
+        weights = weights * profile(np.arange(-rb, ra + 1), h).reshape(view)
+        volume *= _last_nonzero(profile, h, b) + _last_nonzero(profile, h, a) + 1
     return weights, volume
 
 
@@ -137,34 +166,70 @@ _PROFILES = {
 }
 
 
-def check_periodic(n: int, w: int, dim: str | None = None) -> None:
+def check_periodic(n: int, extent: Extent, dim: str | None = None) -> None:
     """A periodic window may not be wider than its dim: it would read a bin twice."""
-    if 2 * w + 1 > n:
+    before, after = span(extent)
+    size = before + after + 1
+    if size > n:
         name = f" of {dim!r}" if dim else ""
+        what = f"half-width {before}" if before == after else f"(before, after) {(before, after)}"
         raise InvalidWindowSpec(
-            f"a periodic window of half-width {w} spans {2 * w + 1} bins, more than the "
+            f"a periodic window of {what} spans {size} bins, more than the "
             f"{n} bins of the dim{name}; give extent= the full period or a smaller window"
         )
 
 
+def shrunk_span(
+    g: np.ndarray, before: int, after: int, n_global: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink's window at global bins ``g`` of a dim of ``n_global`` bins: the largest window of
+    the same shape that fits, (before, after) scaled by the largest r <= 1 with
+    g - r·before >= 0 and g + r·after <= n_global - 1, each rounded down.
+
+    A symmetric window keeps its midpoint at g (min(w, g, n_global - 1 - g) on each side);
+    a trailing one (after = 0) becomes (min(before, g), 0). Exact integer arithmetic: r is the
+    smaller of the ratios room / reach of the two sides (and 1).
+    """
+    g = np.asarray(g, dtype=np.int64)
+    # r = num / den: start at 1 and lower it to each side's room / reach where smaller
+    num = np.ones_like(g)
+    den = np.ones_like(g)
+    for room, reach in ((g, before), (n_global - 1 - g, after)):
+        if reach > 0:
+            lower = room * den < num * reach
+            num = np.where(lower, room, num)
+            den = np.where(lower, reach, den)
+    return before * num // den, after * num // den
+
+
 def neighbor_table(
-    n: int, w: int, mode: str, origin: int = 0, n_global: int | None = None
+    n: int,
+    extent: Extent,
+    mode: str,
+    origin: int = 0,
+    n_global: int | None = None,
+    full: Extent | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every bin c of a dim: the bins j its window reads and their offsets o.
 
-    The dim may be a chunk: its ``n`` bins start at bin ``origin`` of a dim of ``n_global``
-    bins (the whole dim by default), so that the edges are the grid's, not the chunk's; a chunk
-    of a periodic dim carries its wrapped halo, so its neighbors are found inside it. Returns
-    ``j`` and ``o`` of shape (n, 2w + 1), in offset order and padded with zeros, and the number
-    of entries used per bin. truncate: offsets whose bin lies outside are dropped; periodic:
-    j = (c + o) mod n; mirror: reflected at the edges (index -1 reads bin 0), a bin may appear
-    twice; shrink: the half-width at c is min(w, c, n - 1 - c), so c stays the window's midpoint.
+    ``extent`` is the half-width w (offsets -w..w) or (before, after) (offsets
+    -before..after). The dim may be a chunk: its ``n`` bins start at bin ``origin`` of a dim of
+    ``n_global`` bins (the whole dim by default), so that the edges are the grid's, not the
+    chunk's; a chunk of a periodic dim carries its wrapped halo, so its neighbors are found
+    inside it. Returns ``j`` and ``o`` of shape (n, before + after + 1), in offset order and
+    padded with zeros, and the number of entries used per bin. truncate: offsets whose bin lies
+    outside are dropped; periodic: j = (c + o) mod n; mirror: reflected at the edges (index -1
+    reads bin 0), a bin may appear twice; shrink: the largest window of the same shape as
+    ``full`` (the unclipped window, when ``extent`` is clipped to the grid; default
+    ``extent``) that fits (``shrunk_span``; min(w, c, n - 1 - c) per side for a symmetric
+    window, so c stays its midpoint).
     """
+    before, after = span(extent)
     n_global = n if n_global is None else n_global
     if mode == "periodic":
-        check_periodic(n_global, w)
+        check_periodic(n_global, (before, after))
     g = origin + np.arange(n)[:, None]  # global bin of every cell
-    o = np.broadcast_to(np.arange(-w, w + 1), (n, 2 * w + 1))
+    o = np.broadcast_to(np.arange(-before, after + 1), (n, before + after + 1))
     u = g + o
     if mode == "mirror":
         folded = u % (2 * n_global)
@@ -175,7 +240,9 @@ def neighbor_table(
         local = np.where(inside, local, u % n_global - origin)
         inside = (local >= 0) & (local < n)
     if mode == "shrink":
-        inside &= np.abs(o) <= np.minimum(w, np.minimum(g, n_global - 1 - g))
+        left, right = shrunk_span(g, *span(extent if full is None else full), n_global)
+        left, right = np.minimum(left, before), np.minimum(right, after)
+        inside &= (o >= -left) & (o <= right)
     # the kept entries of every row first, in offset order; zeros after them
     order = np.argsort(~inside, axis=1, kind="stable")
     kept = np.take_along_axis(inside, order, axis=1)
@@ -186,20 +253,33 @@ def neighbor_table(
 
 @dataclass(frozen=True, eq=False)
 class Window:
-    """A window on a grid: half-width and boundary per dim and the kernel weight per offset.
+    """A window on a grid: its reach and boundary per dim and the kernel weight per offset.
 
-    The grid may be a chunk of a larger grid (``origin``: its first bin's global place per dim,
+    The reach per dim is a half-width w or (before, after): offsets -before..+after. The grid
+    may be a chunk of a larger grid (``origin``: its first bin's global place per dim,
     ``global_shape``: the whole grid's shape), whose edges decide mirror and shrink.
     """
 
     shape: tuple[int, ...]
-    half: tuple[int, ...]
+    extents: tuple[Extent, ...]  # per dim: w or (before, after)
     modes: tuple[str, ...]
-    weights: np.ndarray  # (2w_d + 1, ...) kernel weight per offset
+    weights: np.ndarray  # (before_d + after_d + 1, ...) kernel weight per offset
     origin: tuple[int, ...] | None = None
     global_shape: tuple[int, ...] | None = None
     full_volume: int | None = None  # non-zero offsets of a window wider than its grid
+    # the unclipped window per dim, whose shape shrink keeps (default: ``extents``)
+    full_extents: tuple[Extent, ...] | None = None
     kernel_uniform: bool | None = None  # every offset of the unclipped window weighs 1
+
+    @cached_property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) per dim."""
+        return spans(self.extents)
+
+    @property
+    def symmetric(self) -> bool:
+        """Every dim reaches as far before its center as after it."""
+        return all(b == a for b, a in self.spans)
 
     @property
     def weighted(self) -> bool:
@@ -225,14 +305,17 @@ class Window:
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per dim neighbor bins and offsets, padded: (D, max n, L), (D, max n, L), (D, max n)."""
         n_max = max(self.shape)
-        width = max(2 * w + 1 for w in self.half)
+        width = max(b + a + 1 for b, a in self.spans)
         j = np.zeros((len(self.shape), n_max, width), dtype=np.int64)
         o = np.zeros_like(j)
         length = np.zeros((len(self.shape), n_max), dtype=np.int64)
         origin = self.origin or (0,) * len(self.shape)
         n_global = self.global_shape or self.shape
         for d, n in enumerate(self.shape):
-            jd, od, ld = neighbor_table(n, self.half[d], self.modes[d], origin[d], n_global[d])
+            full = None if self.full_extents is None else self.full_extents[d]
+            jd, od, ld = neighbor_table(
+                n, self.spans[d], self.modes[d], origin[d], n_global[d], full
+            )
             j[d, :n, : jd.shape[1]] = jd
             o[d, :n, : od.shape[1]] = od
             length[d, :n] = ld
@@ -248,7 +331,7 @@ class Window:
             nb_j,
             nb_o,
             nb_len,
-            np.asarray(self.half, dtype=np.int64),
+            np.asarray([b for b, _ in self.spans], dtype=np.int64),
             np.ascontiguousarray(self.weights.ravel()),
             _c_strides(self.weights.shape),
         )
@@ -262,7 +345,7 @@ class WindowTables(NamedTuple):
     nb_j: np.ndarray  # (D, max n, L) neighbor bins per dim and bin, padded
     nb_o: np.ndarray  # (D, max n, L) their offsets
     nb_len: np.ndarray  # (D, max n) entries used
-    half: np.ndarray  # (D,) half-widths
+    before: np.ndarray  # (D,) reach before the center: the kernel index of offset o is o + before
     kweights: np.ndarray  # kernel weight per offset, flat
     kstrides: np.ndarray  # (D,) C-order strides of the kernel weights
 
@@ -297,7 +380,7 @@ def window_entries(center, tables, buffers):
     listed twice.
     """
     strides, nb_j, nb_o, nb_len = tables.strides, tables.nb_j, tables.nb_o, tables.nb_len
-    half, kweights, kstrides = tables.half, tables.kweights, tables.kstrides
+    before, kweights, kstrides = tables.before, tables.kweights, tables.kstrides
     pos, cur, bins, weights, offsets = buffers
     n_dims = tables.shape.shape[0]
     rest = center
@@ -313,7 +396,7 @@ def window_entries(center, tables, buffers):
         k = 0
         for d in range(n_dims):
             b += nb_j[d, pos[d], cur[d]] * strides[d]
-            k += (nb_o[d, pos[d], cur[d]] + half[d]) * kstrides[d]
+            k += (nb_o[d, pos[d], cur[d]] + before[d]) * kstrides[d]
         wt = kweights[k]
         if wt != 0.0:
             bins[n] = b
@@ -537,19 +620,22 @@ def _box_sums_scipy(sums, rows, window: Window, centers: np.ndarray) -> np.ndarr
         ],
         axis=-1,
     )
-    return window_sum(per_bin, window.half).reshape(rows.size, -1)[centers]
+    return window_sum(per_bin, window.spans).reshape(rows.size, -1)[centers]
 
 
 def _box_sums_at_centers(
     sums: np.ndarray, rows: np.ndarray, window: Window, centers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_box_sums`` in one parallel numba pass, bit-identical to the ``correlate1d`` path.
+    """``_box_sums`` in one parallel numba pass, bit-identical to the ``correlate1d`` path for
+    symmetric windows.
 
     Each thread takes a range of slabs (bins of the first dim): the first dim's sums of its
     slab, the middle dims' sums within it, and the last dim's sums at the slab's centers only.
-    Every value is added in ``ndimage.correlate1d``'s order (the center, then the pairs
-    ``x[i - k] + x[i + k]`` from the widest in), so the results equal it bit for bit for any
-    thread count, and no array of the whole grid's windowed sums is made.
+    Every value is added in ``ndimage.correlate1d``'s order for a symmetric window (the
+    center, then the pairs ``x[i - k] + x[i + k]`` from the widest in), so the results equal it
+    bit for bit for any thread count, and no array of the whole grid's windowed sums is made.
+    An asymmetric window adds its one-sided offsets in the same loop (the side it does not
+    reach counts as outside), equal to ``correlate1d`` up to rounding.
     """
     n_bins, m = rows.size, centers.size
     flat = np.ascontiguousarray(sums.reshape(n_bins, -1), dtype=np.float64)
@@ -567,26 +653,27 @@ def _box_sums_at_centers(
             dest = np.argsort(centers, kind="stable").astype(np.int64)
             centers = centers[dest]
         shape = np.asarray(window.shape, dtype=np.int64)
-        half = np.asarray(window.half, dtype=np.int64)
+        reach = np.asarray(window.spans, dtype=np.int64).reshape(len(window.shape), 2)
         n_chunks = max(1, min(num_threads() * 2, int(shape[0])))
         run_chunks(
-            _box_sums_numba, n_chunks, flat, extra, shape, half, centers, dest, out, n_rows,
+            _box_sums_numba, n_chunks, flat, extra, shape, reach, centers, dest, out, n_rows,
             n_with_rows,
         )  # fmt: skip
     return out.reshape(m, *sums.shape[1:]), n_rows, n_with_rows
 
 
 @njit(cache=True)
-def _axis_sums(src, dst, w):
-    """Box sums of half-width ``w`` along the middle axis of ``src`` (outer, n, inner) into
-    ``dst``, zeros outside, in ``correlate1d``'s order of additions."""
+def _axis_sums(src, dst, before, after):
+    """Box sums of offsets -before..after along the middle axis of ``src`` (outer, n, inner)
+    into ``dst``, zeros outside, in ``correlate1d``'s order of additions."""
     outer, n, inner = src.shape
     for o in range(outer):
         for i in range(n):
             for f in range(inner):
                 dst[o, i, f] = src[o, i, f]
-            for k in range(w, 0, -1):
-                lo, hi = i - k, i + k
+            for k in range(max(before, after), 0, -1):
+                lo = i - k if k <= before else -1
+                hi = i + k if k <= after else n
                 if lo >= 0 and hi < n:
                     for f in range(inner):
                         dst[o, i, f] += src[o, lo, f] + src[o, hi, f]
@@ -599,8 +686,9 @@ def _axis_sums(src, dst, w):
 
 
 @njit(cache=True)
-def _first_axis(flat, extra, i0, n0, w, dst):
-    """The first dim's box sums of slab ``i0`` (bins of a slab, channels) into ``dst``."""
+def _first_axis(flat, extra, i0, n0, reach, dst):
+    """The first dim's box sums (offsets -reach[0]..reach[1]) of slab ``i0`` (bins of a slab,
+    channels) into ``dst``."""
     n_slab, n_sums = dst.shape[0], flat.shape[1]
     for j in range(n_slab):
         b = i0 * n_slab + j
@@ -608,8 +696,9 @@ def _first_axis(flat, extra, i0, n0, w, dst):
             dst[j, f] = flat[b, f]
         dst[j, n_sums] = extra[b, 0]
         dst[j, n_sums + 1] = extra[b, 1]
-    for k in range(w, 0, -1):
-        lo, hi = i0 - k, i0 + k
+    for k in range(max(reach[0], reach[1]), 0, -1):
+        lo = i0 - k if k <= reach[0] else -1
+        hi = i0 + k if k <= reach[1] else n0
         if lo >= 0 and hi < n0:
             for j in range(n_slab):
                 left, right = lo * n_slab + j, hi * n_slab + j
@@ -628,13 +717,15 @@ def _first_axis(flat, extra, i0, n0, w, dst):
 
 
 @njit(cache=True)
-def _last_axis(src, i, n, w, dst):
-    """Box sums of half-width ``w`` along the first axis of ``src`` (n, channels) at ``i``."""
+def _last_axis(src, i, n, reach, dst):
+    """Box sums of offsets -reach[0]..reach[1] along the first axis of ``src`` (n, channels)
+    at ``i``."""
     channels = src.shape[1]
     for f in range(channels):
         dst[f] = src[i, f]
-    for k in range(w, 0, -1):
-        lo, hi = i - k, i + k
+    for k in range(max(reach[0], reach[1]), 0, -1):
+        lo = i - k if k <= reach[0] else -1
+        hi = i + k if k <= reach[1] else n
         if lo >= 0 and hi < n:
             for f in range(channels):
                 dst[f] += src[lo, f] + src[hi, f]
@@ -646,7 +737,7 @@ def _last_axis(src, i, n, w, dst):
 
 @njit(cache=True, nogil=True)
 def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    c, n_chunks, flat, extra, shape, half, centers, dest, out, n_rows, n_with_rows
+    c, n_chunks, flat, extra, shape, reach, centers, dest, out, n_rows, n_with_rows
 ):
     """The box sums at the centers in chunk c's slabs (see ``_box_sums_at_centers``)."""
     n_dims = shape.shape[0]
@@ -665,17 +756,17 @@ def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
         end = np.searchsorted(centers, (i0 + 1) * n_slab)
         if end == first:
             continue
-        _first_axis(flat, extra, i0, n0, half[0], buffers[0])
+        _first_axis(flat, extra, i0, n0, reach[0], buffers[0])
         current = 0
         outer = 1
         for d in range(1, last):
             inner = channels
             for e in range(d + 1, n_dims):
                 inner *= shape[e]
-            if half[d] > 0:
+            if reach[d, 0] > 0 or reach[d, 1] > 0:
                 src = buffers[current].reshape((outer, shape[d], inner))
                 dst = buffers[1 - current].reshape((outer, shape[d], inner))
-                _axis_sums(src, dst, half[d])
+                _axis_sums(src, dst, reach[d, 0], reach[d, 1])
                 current = 1 - current
             outer *= shape[d]
         src = buffers[current]
@@ -686,7 +777,7 @@ def _box_sums_numba(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
             else:
                 i = local % n_last
                 line = src[local - i : local - i + n_last]
-                _last_axis(line, i, n_last, half[last], at_center)
+                _last_axis(line, i, n_last, reach[last], at_center)
             o = dest[k]
             out[o] = at_center[:n_sums]
             n_rows[o] = np.rint(at_center[n_sums])
