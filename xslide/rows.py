@@ -352,8 +352,11 @@ def _gather_runs(values, starts, lengths, n_runs, buf):
     """Copy the runs one after the other to ``buf``; their count."""
     n = 0
     for j in range(n_runs):
-        buf[n : n + lengths[j]] = values[starts[j] : starts[j] + lengths[j]]
-        n += lengths[j]
+        run = values[starts[j] : starts[j] + lengths[j]]
+        to = buf[n : n + run.shape[0]]
+        for r in range(run.shape[0]):
+            to[r] = run[r]
+        n += run.shape[0]
     return n
 
 
