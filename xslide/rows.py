@@ -72,7 +72,7 @@ class RowAccess:
             values, counts = _gather_targets(
                 self.flat, self.offsets, self.design, np.asarray(targets, np.int64), runs=True
             )
-            return TargetRuns(values, counts)
+            return TargetRuns.of(values, counts)
         return target_runs(self.ys[targets], self.offsets, self.backend)
 
     @cached_property
@@ -134,6 +134,14 @@ class TargetRuns(NamedTuple):
 
     values: np.ndarray  # (t, n)
     counts: np.ndarray  # (t, n_bins) valid values per bin
+    before: np.ndarray  # (t, n_bins + 1) valid values in the bins before bin b
+
+    @classmethod
+    def of(cls, values: np.ndarray, counts: np.ndarray) -> TargetRuns:
+        """The runs of ``values`` with ``counts`` valid values per bin."""
+        before = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
+        np.cumsum(counts, axis=1, out=before[:, 1:])
+        return cls(values, counts, before)
 
 
 def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns:
@@ -143,14 +151,14 @@ def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns
         counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
         n_chunks = max(1, min(num_threads() * 4, offsets.size - 1))
         run_chunks(_compact_runs, n_chunks, values, offsets, counts)
-        return TargetRuns(values, counts)
+        return TargetRuns.of(values, counts)
     bins = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
     values = np.empty_like(ys, dtype=np.float64)
     counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
     for t, row in enumerate(ys):
         values[t] = row[np.lexsort((np.isnan(row), bins))]  # NaN last in each bin
         counts[t] = np.bincount(bins[~np.isnan(row)], minlength=offsets.size - 1)
-    return TargetRuns(values, counts)
+    return TargetRuns.of(values, counts)
 
 
 @njit(cache=True, nogil=True)
@@ -550,57 +558,102 @@ def _run_buffers(n_dims, n_targets, max_entries):
 
 
 @njit(cache=True)
-def _add_bin(b, offsets, counts, work):
-    """Add bin b to the runs of every target (``_window_runs``)."""
-    _, _, starts, lengths, n_runs, ends = work
-    start = offsets[b]
-    for t in range(counts.shape[0]):
-        length = counts[t, b]
-        if length == 0:
-            continue
-        if start == ends[t]:
-            lengths[t, n_runs[t] - 1] += length
-        else:
-            starts[t, n_runs[t]] = start
-            lengths[t, n_runs[t]] = length
-            n_runs[t] += 1
-        ends[t] = start + length
+def _add_run(t, start, length, starts, lengths, n_runs, ends):
+    """Add a run of target t (``_window_runs``), extending the last one if it ends there."""
+    if length == 0:
+        return
+    if start == ends[t]:
+        lengths[t, n_runs[t] - 1] += length
+    else:
+        starts[t, n_runs[t]] = start
+        lengths[t, n_runs[t]] = length
+        n_runs[t] += 1
+    ends[t] = start + length
 
 
 @njit(cache=True)
-def _window_runs(center, tables, offsets, counts, work):
+def _add_bins(t, first, end, offsets, counts, starts, lengths, n_runs, ends):  # noqa: PLR0913
+    """Add the bins first..end of target t to its runs one by one."""
+    for b in range(first, end + 1):
+        _add_run(t, offsets[b], counts[t, b], starts, lengths, n_runs, ends)
+
+
+@njit(cache=True)
+def _window_runs(center, tables, box, offsets, runs, work, entries):
     """The runs of every target's valid values in the window around ``center`` (the bins of
     a non-zero kernel weight) into ``work`` (``_run_buffers``): ``starts[t, :n_runs[t]]`` and
     ``lengths[t, :n_runs[t]]``; returns False for an empty window.
 
-    The window's bins are listed as in ``window_entries``, but row by row along the last dim
-    (its stride is 1), and a run that starts where the last one ended extends it: bins next to
-    each other in flat order whose values lie one after the other (no invalid rows between)
-    are one run.
+    ``_box_runs`` where it applies (``box``: the kernel weighs every offset), else the bins of
+    ``window_entries`` (into ``entries``), each added as a run (a run that starts where the
+    last one ended extends it).
     """
-    strides, nb_j, nb_o, nb_len = tables.strides, tables.nb_j, tables.nb_o, tables.nb_len
-    half, kweights, kstrides = tables.half, tables.kweights, tables.kstrides
-    pos, cur, _, _, n_runs, ends = work
-    last = strides.shape[0] - 1
+    _, counts, _ = runs
+    _, _, starts, lengths, n_runs, ends = work
+    n_runs[:] = 0
+    ends[:] = -1
+    listed = _box_runs(center, tables, offsets, runs, work) if box else -1
+    if listed >= 0:
+        return listed == 1
+    n_entries = window_entries(center, tables, entries)
+    bins = entries[2]
+    for e in range(n_entries):
+        for t in range(counts.shape[0]):
+            _add_run(t, offsets[bins[e]], counts[t, bins[e]], starts, lengths, n_runs, ends)
+    return n_entries > 0
+
+
+@njit(cache=True)
+def _place(center, tables, pos, cur):
+    """The center's place per dim into ``pos`` (``cur`` zeroed); False where the window of
+    some dim is empty there."""
+    strides, nb_len = tables.strides, tables.nb_len
     rest = center
-    for d in range(last + 1):
+    for d in range(strides.shape[0]):
         pos[d] = rest // strides[d]
         rest -= pos[d] * strides[d]
         cur[d] = 0
         if nb_len[d, pos[d]] == 0:
             return False
-    n_runs[:] = 0
-    ends[:] = -1
-    p = pos[last]
+    return True
+
+
+@njit(cache=True)
+def _box_runs(center, tables, offsets, runs, work):
+    """``_window_runs`` of a window whose kernel weighs every offset, where its bins along the
+    last dim (stride 1) are consecutive: each row of them is one run of a target where no bin
+    of the row but the last holds invalid rows (its valid values lie one after the other).
+    Returns 1, 0 for an empty window, or -1 where the bins are not consecutive. The row loop
+    calls nothing in the common case (a call passing arrays costs more than the row)."""
+    strides, nb_j, nb_len = tables.strides, tables.nb_j, tables.nb_len
+    pos, cur, starts, lengths, n_runs, ends = work
+    _, counts, before = runs
+    last = strides.shape[0] - 1
+    if not _place(center, tables, pos, cur):
+        return 0
+    j = nb_j[last, pos[last]]
+    n_row = nb_len[last, pos[last]]
+    if j[n_row - 1] - j[0] != n_row - 1:  # (nb_j increases along a row)
+        return -1
     while True:
-        row = 0  # flat bin and kernel place of the row's offset 0 along the last dim
-        k_row = half[last]
+        first = j[0]
         for d in range(last):
-            row += nb_j[d, pos[d], cur[d]] * strides[d]
-            k_row += (nb_o[d, pos[d], cur[d]] + half[d]) * kstrides[d]
-        for e in range(nb_len[last, p]):
-            if kweights[k_row + nb_o[last, p, e]] != 0.0:
-                _add_bin(row + nb_j[last, p, e], offsets, counts, work)
+            first += nb_j[d, pos[d], cur[d]] * strides[d]
+        end = first + n_row - 1  # the row's last bin
+        for t in range(counts.shape[0]):
+            if before[t, end] - before[t, first] != offsets[end] - offsets[first]:
+                _add_bins(t, first, end, offsets, counts, starts, lengths, n_runs, ends)
+                continue
+            length = before[t, end + 1] - before[t, first]
+            if length == 0:
+                continue
+            if offsets[first] == ends[t]:
+                lengths[t, n_runs[t] - 1] += length
+            else:
+                starts[t, n_runs[t]] = offsets[first]
+                lengths[t, n_runs[t]] = length
+                n_runs[t] += 1
+            ends[t] = offsets[first] + length
         d = last - 1
         while d >= 0:
             cur[d] += 1
@@ -609,7 +662,7 @@ def _window_runs(center, tables, offsets, counts, work):
             cur[d] = 0
             d -= 1
         if d < 0:
-            return True
+            return 1
 
 
 @njit(cache=True, nogil=True)
@@ -622,15 +675,17 @@ def _window_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are argum
     so the centers of a chunk are taken in order."""
     m = centers.shape[0]
     lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
-    values, counts = runs
+    values = runs[0]
     n_targets = values.shape[0]
     buf = np.empty(max_count)
     middle = np.empty(max_count)
     guides = np.zeros((n_targets, 3))  # per target: see _runs_median
     work = _run_buffers(tables.strides.shape[0], n_targets, tables.kweights.shape[0])
     _, _, starts, lengths, n_runs, _ = work
+    entries = entry_buffers(tables)
+    box = tables.kweights.min() != 0.0
     for i in range(lo, hi):
-        if not _window_runs(centers[i], tables, offsets, counts, work):
+        if not _window_runs(centers[i], tables, box, offsets, runs, work, entries):
             out[i] = np.nan
             continue
         for t in range(n_targets):
@@ -668,7 +723,7 @@ def _weighted_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arg
     its own, so that an unweighted fit never compiles this one)."""
     m = centers.shape[0]
     lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
-    values, counts = runs
+    values, counts, _ = runs
     buf = np.empty(max_count)
     wbuf = np.empty(max_count)
     buffers = entry_buffers(tables)
@@ -779,7 +834,7 @@ def _median_halo(work: tuple, block: np.ndarray) -> tuple:
     local, positions = index.halo(block)
     shipped = np.diff(local.offsets) > 0  # bins outside the halo are empty there
     counts = np.where(shipped, runs.counts, 0)
-    return local, TargetRuns(runs.values[:, positions], counts), max_count, backend
+    return local, TargetRuns.of(runs.values[:, positions], counts), max_count, backend
 
 
 def window_medians(
