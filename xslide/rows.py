@@ -353,6 +353,7 @@ def _median_bracketed(a, n, sample, middle):
 _GUIDE_A = 2.0
 _GUIDE_MIN = 32
 _GUIDE_TRIES = 3
+_LONG_RUNS = 64  # mean run length from which the runs are read in place, not copied first
 
 
 @njit(cache=True)
@@ -392,6 +393,27 @@ def _copy_inside(a, n, lo, hi, out):
 
 
 @njit(cache=True)
+def _count_runs(values, starts, lengths, n_runs, lo, hi):
+    """``_count`` over the runs."""
+    below = 0
+    upto = 0
+    for j in range(n_runs):
+        b, u = _count(values[starts[j] :], lengths[j], lo, hi)
+        below += b
+        upto += u
+    return below, upto
+
+
+@njit(cache=True)
+def _copy_runs(values, starts, lengths, n_runs, lo, hi, out):
+    """``_copy_inside`` over the runs."""
+    m = 0
+    for j in range(n_runs):
+        m += _copy_inside(values[starts[j] :], lengths[j], lo, hi, out[m:])
+    return m
+
+
+@njit(cache=True)
 def _middle(buf, m, kk, odd):
     """The median from ``buf[:m]`` whose rank kk is the median's first middle rank."""
     _select(buf, m, kk)
@@ -404,17 +426,21 @@ def _middle(buf, m, kk, odd):
 def _runs_median(values, starts, lengths, n_runs, n, guide, buf, middle):
     """Median of the n values of the runs ``values[starts[j]:starts[j] + lengths[j]]``.
 
-    The runs are copied to ``buf``. Neighbouring windows share most of their values, so
-    their medians are close: ``guide`` holds the last median found and a half-width (its
-    third entry 1 once set). Counting passes (vectorized) try the bracket around it, moving
-    it towards the median when the median lies outside; only the values inside a bracket that
-    holds the median are copied (to ``middle``) and selected among. Without a guide, or when
-    the tries miss, all the values are selected among and the guide is set from them. Exact
-    either way: the order statistics of ``_median_of``. Updates ``guide``.
+    Short runs are first copied to ``buf`` (one run). Neighbouring windows share most of
+    their values, so their medians are close: ``guide`` holds the last median found and a
+    half-width (its third entry 1 once set). Counting passes (vectorized) try the bracket
+    around it, moving it towards the median when the median lies outside; only the values
+    inside a bracket that holds the median are copied (to ``middle``) and selected among.
+    Without a guide, or when the tries miss, all the values are selected among and the guide
+    is set from them. Exact either way: the order statistics of ``_median_of``. Updates
+    ``guide``.
     """
     if n == 0:
         return np.nan
-    _gather_runs(values, starts, lengths, n_runs, buf)
+    gathered = n < _LONG_RUNS * n_runs
+    if gathered:  # one run in buf (the run list is the caller's work array)
+        _gather_runs(values, starts, lengths, n_runs, buf)
+        values, starts[0], lengths[0], n_runs = buf, 0, n, 1
     k = (n - 1) // 2
     k_hi = k + 1 - n % 2  # second middle rank for even n
     want = _GUIDE_A * np.sqrt(n)  # values wanted inside the bracket
@@ -422,7 +448,7 @@ def _runs_median(values, starts, lengths, n_runs, n, guide, buf, middle):
         step = guide[1]
         lo, hi = guide[0] - step, guide[0] + step
         for _ in range(_GUIDE_TRIES):
-            below, upto = _count(buf, n, lo, hi)
+            below, upto = _count_runs(values, starts, lengths, n_runs, lo, hi)
             if below > k:  # the median lies below the bracket
                 step = 2.0 * step
                 lo, hi = lo - step, lo
@@ -430,11 +456,13 @@ def _runs_median(values, starts, lengths, n_runs, n, guide, buf, middle):
                 step = 2.0 * step
                 lo, hi = hi, hi + step
             else:
-                m = _copy_inside(buf, n, lo, hi, middle)
+                m = _copy_runs(values, starts, lengths, n_runs, lo, hi, middle)
                 median = _middle(middle, m, k - below, k == k_hi)
                 guide[0] = median
                 guide[1] = 0.5 * (hi - lo) * want / m  # the width of ``want`` values here
                 return median
+    if not gathered:
+        _gather_runs(values, starts, lengths, n_runs, buf)
     median = _middle(buf, n, k, k == k_hi)
     if n >= _GUIDE_MIN:  # the half-width of the ranks k..k + want / 2
         upper = buf[k + 1 :]
