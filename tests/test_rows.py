@@ -238,3 +238,43 @@ def test_a_window_clipped_to_a_one_bin_grid_keeps_the_weighted_median_of_its_ker
     }
     assert fit["gaussian"] == 0.083814  # the lower of two equal weights
     assert fit["uniform"] == pytest.approx((1.258769 + 0.083814) / 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "half", "modes"),
+    [
+        ((40,), (6,), ("truncate",)),
+        ((6, 30), (1, 4), ("truncate", "mirror")),
+        ((5, 24), (2, 3), ("periodic", "periodic")),
+        ((4, 5, 20), (1, 1, 2), ("shrink", "truncate", "mirror")),
+        ((3, 4, 18), (1, 2, 3), ("mirror", "truncate", "shrink")),
+    ],
+    ids=str,
+)
+def test_guided_window_median_equals_numpy_on_every_boundary(
+    shape: tuple[int, ...], half: tuple[int, ...], modes: tuple[str, ...]
+) -> None:
+    # windows of dozens to hundreds of values, centers in order: the selection guided by the
+    # last median runs, over runs of whole rows of bins and of single bins (invalid rows)
+    n_bins = int(np.prod(shape))
+    flat, _, offsets, y, ys = window_median_inputs(7, shape, 20 * n_bins)
+    rng = np.random.default_rng(8)
+    trend = np.linspace(0.0, 5.0, n_bins)[np.maximum(flat, 0)]
+    extra = np.vstack(
+        [
+            trend + rng.normal(size=flat.size),  # a drifting median
+            np.round(trend),  # few distinct values, long ties
+            rng.normal(size=flat.size) * 10.0 ** rng.integers(-200, 200, flat.size),
+        ]
+    )
+    order, _ = bin_index(flat, n_bins, "numpy")
+    ys = np.vstack([ys, extra[:, order]])
+    window = Window(shape, half, modes, np.ones([2 * w + 1 for w in half]))
+    index = WindowIndex(window, offsets)
+    centers = np.arange(n_bins)
+    fast = window_median(centers, index, ys, flat.size, "numba")
+    slow = window_median(centers, index, ys, flat.size, "numpy")
+    np.testing.assert_array_equal(fast, slow)
+    assert np.isfinite(fast).all(axis=0).sum() >= 4
+    backwards = window_median(centers[::-1].copy(), index, ys, flat.size, "numba")
+    np.testing.assert_array_equal(backwards, fast[::-1])

@@ -647,6 +647,15 @@ def _place(center, tables, pos, cur):
 
 
 @njit(cache=True)
+def _consecutive(j, n):
+    """j[:n] is j[0], j[0] + 1, ..."""
+    for e in range(1, n):
+        if j[e] != j[0] + e:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _box_runs(center, tables, offsets, runs, work):
     """``_window_runs`` of a window whose kernel weighs every offset, where its bins along the
     last dim (stride 1) are consecutive: each row of them is one run of a target where no bin
@@ -661,7 +670,7 @@ def _box_runs(center, tables, offsets, runs, work):
         return 0
     j = nb_j[last, pos[last]]
     n_row = nb_len[last, pos[last]]
-    if j[n_row - 1] - j[0] != n_row - 1:  # (nb_j increases along a row)
+    if not _consecutive(j, n_row):
         return -1
     while True:
         first = j[0]
