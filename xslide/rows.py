@@ -297,55 +297,6 @@ def _smallest(a, start, stop):
     return value
 
 
-_SAMPLE = 256  # sample size of the bracketing step
-_BRACKET = 24  # half-width of the bracket in sample ranks (3 standard deviations)
-
-
-@njit(cache=True)
-def _sample_bracket(sample, size, ks, half):
-    """The sample's values of rank ``ks - half`` and ``ks + half`` (clipped to the sample):
-    a bracket that holds the median's rank ``ks`` of the sample, and almost surely the
-    median itself."""
-    r_lo = max(ks - half, 0)
-    r_hi = min(ks + half, size - 1)
-    _select(sample, size, r_lo)
-    upper = sample[r_lo + 1 :]
-    _select(upper, size - r_lo - 1, r_hi - r_lo - 1)
-    return sample[r_lo], upper[r_hi - r_lo - 1]
-
-
-@njit(cache=True)
-def _median_bracketed(a, n, sample, middle):
-    """Median of a[:n], selecting only among the values inside a bracket around it.
-
-    A stratified sample of the values gives two order statistics that bracket the median with
-    high probability; one branchless pass counts the values below the bracket and copies those
-    inside it, and the selection runs on that small copy. When the bracket misses the median
-    (rarely), the full selection runs instead. Exact either way.
-    """
-    if n < 4 * _SAMPLE:
-        return _median_of(a, n)
-    k = (n - 1) // 2
-    k_hi = k + 1 - n % 2  # second middle rank for even n
-    for i in range(_SAMPLE):
-        sample[i] = a[(i * n) // _SAMPLE]
-    lo, hi = _sample_bracket(sample, _SAMPLE, (k * _SAMPLE) // n, _BRACKET)
-    below = 0
-    m = 0
-    for i in range(n):
-        v = a[i]
-        below += v < lo
-        middle[m] = v
-        m += (v >= lo) & (v <= hi)
-    if below > k or k_hi >= below + m:
-        return _median_of(a, n)
-    kk = k - below
-    _select(middle, m, kk)
-    if k_hi == k:
-        return middle[kk]
-    return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
-
-
 # The guided selection of ``_runs_median``: a bracket around the previous window's median
 # should hold about _GUIDE_A * sqrt(n) values (the ranks of a neighbouring window's median
 # move by about the root of the values that change); below _GUIDE_MIN values, or after
