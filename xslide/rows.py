@@ -558,28 +558,38 @@ def _add_bins(t, first, end, offsets, counts, starts, lengths, n_runs, ends):  #
 
 
 @njit(cache=True)
-def _window_runs(center, tables, box, offsets, runs, work, entries):
+def _window_runs(center, tables, box, general, offsets, runs, work):
     """The runs of every target's valid values in the window around ``center`` (the bins of
     a non-zero kernel weight) into ``work`` (``_run_buffers``): ``starts[t, :n_runs[t]]`` and
-    ``lengths[t, :n_runs[t]]``; returns False for an empty window.
+    ``lengths[t, :n_runs[t]]``; returns 1, or 0 for an empty window.
 
-    ``_box_runs`` where it applies (``box``: the kernel weighs every offset), else the bins of
-    ``window_entries`` (into ``entries``), each added as a run (a run that starts where the
-    last one ended extends it).
+    ``_box_runs`` where it applies (``box``: the kernel weighs every offset), else
+    (``general`` not None) ``_entry_runs``. Where the window's boundaries keep every row of
+    bins consecutive and ``box`` holds, ``general`` is None (numba then compiles no other
+    path), and -1 is returned where ``_box_runs`` does not apply (never).
     """
-    _, counts, _ = runs
-    _, _, starts, lengths, n_runs, ends = work
+    _, _, _, _, n_runs, ends = work
     n_runs[:] = 0
     ends[:] = -1
     listed = _box_runs(center, tables, offsets, runs, work) if box else -1
-    if listed >= 0:
-        return listed == 1
+    if listed >= 0 or general is None:
+        return listed
+    return _entry_runs(center, tables, offsets, runs, work)
+
+
+@njit(cache=True)
+def _entry_runs(center, tables, offsets, runs, work):
+    """``_window_runs`` by the bins of ``window_entries``, each added as a run (a run that
+    starts where the last one ended extends it)."""
+    _, counts, _ = runs
+    _, _, starts, lengths, n_runs, ends = work
+    entries = entry_buffers(tables)
     n_entries = window_entries(center, tables, entries)
     bins = entries[2]
     for e in range(n_entries):
         for t in range(counts.shape[0]):
             _add_run(t, offsets[bins[e]], counts[t, bins[e]], starts, lengths, n_runs, ends)
-    return n_entries > 0
+    return int(n_entries > 0)
 
 
 @njit(cache=True)
@@ -655,12 +665,13 @@ def _box_runs(center, tables, offsets, runs, work):
 
 @njit(cache=True, nogil=True)
 def _window_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    c, n_chunks, centers, tables, offsets, runs, max_count, out, overflow
+    c, n_chunks, centers, tables, general, offsets, runs, max_count, out, overflow
 ):
     """The medians of the windows of chunk c of the centers into ``out``; ``overflow[c]``
     True where a window held more rows than the buffers (that window is left NaN, see
-    check_no_overflow). Each target's selection is guided by its last median (``_runs_median``),
-    so the centers of a chunk are taken in order."""
+    check_no_overflow), or could not be listed (``_window_runs``). Each target's selection is
+    guided by its last median (``_runs_median``), so the centers of a chunk are taken in
+    order. ``general``: see ``_window_runs``."""
     m = centers.shape[0]
     lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
     values = runs[0]
@@ -670,10 +681,11 @@ def _window_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are argum
     guides = np.zeros((n_targets, 3))  # per target: see _runs_median
     work = _run_buffers(tables.strides.shape[0], n_targets, tables.kweights.shape[0])
     _, _, starts, lengths, n_runs, _ = work
-    entries = entry_buffers(tables)
     box = tables.kweights.min() != 0.0
     for i in range(lo, hi):
-        if not _window_runs(centers[i], tables, box, offsets, runs, work, entries):
+        listed = _window_runs(centers[i], tables, box, general, offsets, runs, work)
+        if listed <= 0:  # empty, or (never) not listed: an internal error
+            overflow[c] |= listed < 0
             out[i] = np.nan
             continue
         for t in range(n_targets):
@@ -774,11 +786,21 @@ def window_median(
         runs = ys if isinstance(ys, TargetRuns) else target_runs(ys, index.offsets, backend)
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
-        kernel = _weighted_median_chunk if index.weighted else _window_median_chunk
-        run_chunks(
-            kernel, n_chunks, centers.astype(np.int64), index.tables, index.offsets, runs,
-            max(int(max_count), 1), out, overflow,
-        )  # fmt: skip
+        args = (index.tables, index.offsets, runs, max(int(max_count), 1), out, overflow)
+        if index.weighted:
+            run_chunks(_weighted_median_chunk, n_chunks, centers.astype(np.int64), *args)
+        else:
+            window = index.window
+            rows_kept = all(mode in ("truncate", "shrink") for mode in window.modes)
+            general = None if rows_kept and window.weights.min() != 0.0 else True
+            run_chunks(
+                _window_median_chunk,
+                n_chunks,
+                centers.astype(np.int64),
+                args[0],
+                general,
+                *args[1:],
+            )
         check_no_overflow(overflow)
         return out
     if isinstance(ys, TargetRuns):
