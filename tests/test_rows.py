@@ -15,7 +15,7 @@ import pytest
 import xslide
 from xslide.bench import DIMS, SCENARIOS, make_rows
 from xslide.grid import bin_index
-from xslide.rows import _SAMPLE, WindowIndex, _median_bracketed, _median_of, window_median
+from xslide.rows import WindowIndex, _median_of, _runs_median, window_median
 from xslide.window import Window, window_sum
 
 ARGS = (list(DIMS[:3]), ["y1", "y2"], ["x1", "x2"])
@@ -139,23 +139,25 @@ def _cases(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 10, 4 * _SAMPLE - 1, 4 * _SAMPLE, 2701, 2702, 10_001])
-def test_bracketed_median_equals_numpy(n):
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 31, 32, 33, 600, 2701, 2702, 10_001])
+def test_runs_median_equals_numpy_whatever_its_guide(n):
+    """The median across runs is exact with no guide, a guide on the median, a narrow, wide,
+    far or broken one (misses fall back to the full selection), over short or long runs."""
     rng = np.random.default_rng(n)
-    sample, middle = np.empty(_SAMPLE), np.empty(n)
-    for name, values in _cases(rng, n).items():
-        work = values.copy()
-        assert _median_bracketed(work, n, sample, middle) == np.median(values), name
-        assert sorted(work) == sorted(values), f"{name}: values were lost while selecting"
-
-
-def test_bracket_miss_falls_back_to_full_selection():
-    """The stratified sample sees only the low half: the bracket misses, the answer is exact."""
-    n = 4 * _SAMPLE
-    values = np.r_[np.zeros(n - 10), np.arange(10.0) + 1.0]
-    values[(np.arange(_SAMPLE) * n) // _SAMPLE] = -1.0  # every sampled position is the minimum
-    sample, middle = np.empty(_SAMPLE), np.empty(n)
-    assert _median_bracketed(values.copy(), n, sample, middle) == np.median(values)
+    buf, middle = np.empty(n), np.empty(n)
+    for n_runs in {1, min(n, 7), min(n, 60)}:
+        cuts = np.sort(rng.choice(np.arange(1, n), n_runs - 1, replace=False)) if n > 1 else []
+        starts = np.r_[0, cuts].astype(np.int64)
+        lengths = np.diff(np.r_[starts, n]).astype(np.int64)
+        for name, values in _cases(rng, n).items():
+            expected = np.median(values)
+            guides = [(0.0, 0.0, 0.0), (expected, 0.0, 1.0), (expected, 1e-3, 1.0)]
+            guides += [(-1e9, 1.0, 1.0), (1e9, 1e-12, 1.0), (0.0, np.inf, 1.0), (0.0, np.nan, 1.0)]
+            for guide in guides:
+                got = _runs_median(
+                    values, starts.copy(), lengths.copy(), n_runs, n, np.array(guide), buf, middle
+                )
+                assert got == expected, (name, n_runs, guide)
 
 
 # ---- window medians ----
@@ -238,3 +240,43 @@ def test_a_window_clipped_to_a_one_bin_grid_keeps_the_weighted_median_of_its_ker
     }
     assert fit["gaussian"] == 0.083814  # the lower of two equal weights
     assert fit["uniform"] == pytest.approx((1.258769 + 0.083814) / 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "half", "modes"),
+    [
+        ((40,), (6,), ("truncate",)),
+        ((6, 30), (1, 4), ("truncate", "mirror")),
+        ((5, 24), (2, 3), ("periodic", "periodic")),
+        ((4, 5, 20), (1, 1, 2), ("shrink", "truncate", "mirror")),
+        ((3, 4, 18), (1, 2, 3), ("mirror", "truncate", "shrink")),
+    ],
+    ids=str,
+)
+def test_guided_window_median_equals_numpy_on_every_boundary(
+    shape: tuple[int, ...], half: tuple[int, ...], modes: tuple[str, ...]
+) -> None:
+    # windows of dozens to hundreds of values, centers in order: the selection guided by the
+    # last median runs, over runs of whole rows of bins and of single bins (invalid rows)
+    n_bins = int(np.prod(shape))
+    flat, _, offsets, _, ys = window_median_inputs(7, shape, 20 * n_bins)
+    rng = np.random.default_rng(8)
+    trend = np.linspace(0.0, 5.0, n_bins)[np.maximum(flat, 0)]
+    extra = np.vstack(
+        [
+            trend + rng.normal(size=flat.size),  # a drifting median
+            np.round(trend),  # few distinct values, long ties
+            rng.normal(size=flat.size) * 10.0 ** rng.integers(-200, 200, flat.size),
+        ]
+    )
+    order, _ = bin_index(flat, n_bins, "numpy")
+    ys = np.vstack([ys, extra[:, order]])
+    window = Window(shape, half, modes, np.ones([2 * w + 1 for w in half]))
+    index = WindowIndex(window, offsets)
+    centers = np.arange(n_bins)
+    fast = window_median(centers, index, ys, flat.size, "numba")
+    slow = window_median(centers, index, ys, flat.size, "numpy")
+    np.testing.assert_array_equal(fast, slow)
+    assert np.isfinite(fast).all(axis=0).sum() >= 4
+    backwards = window_median(centers[::-1].copy(), index, ys, flat.size, "numba")
+    np.testing.assert_array_equal(backwards, fast[::-1])

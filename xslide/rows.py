@@ -63,16 +63,16 @@ class RowAccess:
         """(t, n) targets, NaN where the row is invalid for that target."""
         if self.backend == "numba":
             targets = np.arange(self.design.y.shape[0])
-            return _gather_targets(self.flat, self.offsets, self.design, targets, sort=False)[0]
+            return _gather_targets(self.flat, self.offsets, self.design, targets, runs=False)[0]
         return values_in_bin_order(self.order, self.design)
 
     def target_runs(self, targets: list[int]) -> TargetRuns:
-        """The valid values of ``targets`` per bin, sorted (the median's layout)."""
+        """The valid values of ``targets`` per bin (the median's layout)."""
         if self.backend == "numba":
             values, counts = _gather_targets(
-                self.flat, self.offsets, self.design, np.asarray(targets, np.int64), sort=True
+                self.flat, self.offsets, self.design, np.asarray(targets, np.int64), runs=True
             )
-            return TargetRuns(values, counts)
+            return TargetRuns.of(values, counts)
         return target_runs(self.ys[targets], self.offsets, self.backend)
 
     @cached_property
@@ -125,15 +125,23 @@ def values_in_bin_order(order: np.ndarray, design: Design) -> np.ndarray:
 
 
 class TargetRuns(NamedTuple):
-    """Target values in bin order, each bin's run sorted with its valid values first.
+    """Target values in bin order, each bin's run with its valid values first, then NaN.
 
-    Bin b holds ``values[t, offsets[b]:offsets[b + 1]]``: its ``counts[t, b]`` valid values in
-    ascending order, then NaN. A window's values are then a few sorted runs, and its median a
-    selection across them that reads little more than the runs near the median.
+    Bin b holds ``values[t, offsets[b]:offsets[b + 1]]``: its ``counts[t, b]`` valid values
+    (in no particular order), then NaN. A window's values are then a few runs, those of
+    neighbouring bins one after the other where the bins hold no invalid rows.
     """
 
     values: np.ndarray  # (t, n)
     counts: np.ndarray  # (t, n_bins) valid values per bin
+    before: np.ndarray  # (t, n_bins + 1) valid values in the bins before bin b
+
+    @classmethod
+    def of(cls, values: np.ndarray, counts: np.ndarray) -> TargetRuns:
+        """The runs of ``values`` with ``counts`` valid values per bin."""
+        before = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
+        np.cumsum(counts, axis=1, out=before[:, 1:])
+        return cls(values, counts, before)
 
 
 def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns:
@@ -142,45 +150,47 @@ def target_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> TargetRuns
         values = ys.astype(np.float64, copy=True)
         counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
         n_chunks = max(1, min(num_threads() * 4, offsets.size - 1))
-        run_chunks(_sort_runs, n_chunks, values, offsets, counts)
-        return TargetRuns(values, counts)
+        run_chunks(_compact_runs, n_chunks, values, offsets, counts)
+        return TargetRuns.of(values, counts)
     bins = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
     values = np.empty_like(ys, dtype=np.float64)
     counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
     for t, row in enumerate(ys):
-        values[t] = row[np.lexsort((row, bins))]  # NaN sort last
+        values[t] = row[np.lexsort((np.isnan(row), bins))]  # NaN last in each bin
         counts[t] = np.bincount(bins[~np.isnan(row)], minlength=offsets.size - 1)
-    return TargetRuns(values, counts)
+    return TargetRuns.of(values, counts)
 
 
 @njit(cache=True, nogil=True)
-def _sort_runs(c, n_chunks, values, offsets, counts):
-    """Sort each run of chunk c's bins in every row of ``values`` in place (NaN last) and
-    count the rest."""
+def _compact_runs(c, n_chunks, values, offsets, counts):
+    """Move the valid values of each run of chunk c's bins to its front (in order, NaN
+    after them) in every row of ``values``, and count them."""
     n_bins = offsets.shape[0] - 1
     for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
         start, stop = offsets[b], offsets[b + 1]
         for t in range(values.shape[0]):
-            run = values[t, start:stop]
-            run.sort()
-            n = stop - start
-            while n > 0 and run[n - 1] != run[n - 1]:
-                n -= 1
-            counts[t, b] = n
+            n = start
+            for r in range(start, stop):
+                v = values[t, r]
+                if v == v:
+                    values[t, n] = v
+                    n += 1
+            values[t, n:stop] = np.nan
+            counts[t, b] = n - start
 
 
 def _gather_targets(
-    flat: np.ndarray, offsets: np.ndarray, design: Design, targets: np.ndarray, sort: bool
+    flat: np.ndarray, offsets: np.ndarray, design: Design, targets: np.ndarray, runs: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``values_in_bin_order`` of ``targets`` (numba) and the valid values per bin; with ``sort``
-    the ``TargetRuns`` layout (each bin's valid values first, sorted, then NaN)."""
+    """``values_in_bin_order`` of ``targets`` (numba) and the valid values per bin; with ``runs``
+    the ``TargetRuns`` layout (each bin's valid values first, then NaN)."""
     values = np.empty((targets.size, offsets[-1]))
     counts = np.zeros((targets.size, offsets.size - 1), dtype=np.int64)
     w = np.ones(1) if design.w is None else design.w
     n_parts = max(1, min(num_threads(), offsets.size - 1))
     run_chunks(
         _scatter_targets, n_parts, flat, offsets, design.x, design.y, targets, design.x_ref,
-        design.y_ref, w, design.w is not None, sort, values, counts,
+        design.y_ref, w, design.w is not None, runs, values, counts,
     )  # fmt: skip
     return values, counts
 
@@ -191,8 +201,8 @@ def _scatter_targets(  # noqa: PLR0913  (numba kernel: its outputs are arguments
 ):
     """Passes over the rows in row order (reads in sequence, writes scattered), one per part
     of the bins: each row's target values go to its bin's next place, NaN for an invalid one;
-    with ``runs``, to the next place of the bin's valid values of that target, and each bin's
-    valid values are sorted afterwards (NaN fill the rest). Rows keep their order within a bin,
+    with ``runs``, to the next place of the bin's valid values of that target (NaN fill the
+    rest: the ``TargetRuns`` layout). Rows keep their order within a bin,
     as in the bin index; every bin is written by one thread (the same result for any count)."""
     n_targets = targets.shape[0]
     n_bins = offsets.shape[0] - 1
@@ -220,13 +230,13 @@ def _scatter_targets(  # noqa: PLR0913  (numba kernel: its outputs are arguments
 
 @njit(cache=True)
 def _finish_bins(values, offsets, counts, lo, hi, runs):
-    """Bins lo..hi of ``_scatter_targets``: sort the runs, or count the valid values."""
+    """Bins lo..hi of ``_scatter_targets``: fill the runs with NaN, or count the valid
+    values."""
     for b in range(lo, hi):
         start, stop = offsets[b], offsets[b + 1]
         for t in range(values.shape[0]):
             if runs:
                 values[t, start + counts[t, b] : stop] = np.nan
-                values[t, start : start + counts[t, b]].sort()
             else:
                 counts[t, b] = 0
                 for r in range(start, stop):
@@ -287,136 +297,132 @@ def _smallest(a, start, stop):
     return value
 
 
-_SAMPLE = 256  # sample size of the bracketing step
-_BRACKET = 24  # half-width of the bracket in sample ranks (3 standard deviations)
-
-
-@njit(cache=True)
-def _sample_bracket(sample, size, ks, half):
-    """The sample's values of rank ``ks - half`` and ``ks + half`` (clipped to the sample):
-    a bracket that holds the median's rank ``ks`` of the sample, and almost surely the
-    median itself."""
-    r_lo = max(ks - half, 0)
-    r_hi = min(ks + half, size - 1)
-    _select(sample, size, r_lo)
-    upper = sample[r_lo + 1 :]
-    _select(upper, size - r_lo - 1, r_hi - r_lo - 1)
-    return sample[r_lo], upper[r_hi - r_lo - 1]
-
-
-@njit(cache=True)
-def _median_bracketed(a, n, sample, middle):
-    """Median of a[:n], selecting only among the values inside a bracket around it.
-
-    A stratified sample of the values gives two order statistics that bracket the median with
-    high probability; one branchless pass counts the values below the bracket and copies those
-    inside it, and the selection runs on that small copy. When the bracket misses the median
-    (rarely), the full selection runs instead. Exact either way.
-    """
-    if n < 4 * _SAMPLE:
-        return _median_of(a, n)
-    k = (n - 1) // 2
-    k_hi = k + 1 - n % 2  # second middle rank for even n
-    for i in range(_SAMPLE):
-        sample[i] = a[(i * n) // _SAMPLE]
-    lo, hi = _sample_bracket(sample, _SAMPLE, (k * _SAMPLE) // n, _BRACKET)
-    below = 0
-    m = 0
-    for i in range(n):
-        v = a[i]
-        below += v < lo
-        middle[m] = v
-        m += (v >= lo) & (v <= hi)
-    if below > k or k_hi >= below + m:
-        return _median_of(a, n)
-    kk = k - below
-    _select(middle, m, kk)
-    if k_hi == k:
-        return middle[kk]
-    return 0.5 * (middle[kk] + _smallest(middle, kk + 1, m))
-
-
-_RUNS_SAMPLE = 128  # sample size of the bracket across sorted runs
-BRACKET_A, BRACKET_B = 1, 0.6  # of _bracket
-_RUNS_MIN = 4 * _RUNS_SAMPLE  # fewest values for that bracket
-
-
-@njit(cache=True)
-def _bracket(n_runs):
-    """Half-width of the bracket in sample ranks: each run may shift the ranks of a sample
-    stratified over sorted runs by up to one, so the spread grows as the root of their count."""
-    return BRACKET_A + int(BRACKET_B * np.sqrt(n_runs))
-
-
-@njit(cache=True)
-def _first_at_least(values, start, stop, x, strict):
-    """First position in the sorted values[start:stop] of a value >= x (> x when ``strict``)."""
-    lo, hi = start, stop
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        v = values[mid]
-        if v < x or (strict and v == x):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+# The guided selection of ``_runs_median``: a bracket around the previous window's median
+# should hold about _GUIDE_A * sqrt(n) values (the ranks of a neighbouring window's median
+# move by about the root of the values that change); below _GUIDE_MIN values, or after
+# _GUIDE_TRIES missed brackets, the whole window is selected among.
+_GUIDE_A = 2.0
+_GUIDE_MIN = 32
+_GUIDE_TRIES = 3
+_LONG_RUNS = 64  # mean run length from which the runs are read in place, not copied first
 
 
 @njit(cache=True)
 def _gather_runs(values, starts, lengths, n_runs, buf):
+    """Copy the runs one after the other to ``buf``; their count."""
     n = 0
     for j in range(n_runs):
-        s = starts[j]
-        for r in range(lengths[j]):
-            buf[n + r] = values[s + r]
-        n += lengths[j]
+        run = values[starts[j] : starts[j] + lengths[j]]
+        to = buf[n : n + run.shape[0]]
+        for r in range(run.shape[0]):
+            to[r] = run[r]
+        n += run.shape[0]
     return n
 
 
 @njit(cache=True)
-def _runs_median(values, starts, lengths, n_runs, n, sample, buf):
-    """Median of the n values of sorted runs ``values[starts[j]:starts[j] + lengths[j]]``.
+def _count(a, n, lo, hi):
+    """How many of a[:n] lie below ``lo``, and how many at or below ``hi``."""
+    below = 0
+    upto = 0
+    for i in range(n):  # vectorized
+        v = a[i]
+        below += v < lo
+        upto += v <= hi
+    return below, upto
 
-    The bracket of ``_median_bracketed`` without a pass over the values: a sample stratified
-    over the concatenated runs gives two values bracketing the median, binary searches in each
-    run count the values below and inside the bracket, and only those inside (one contiguous
-    segment per run) are copied and selected among. A missed bracket selects among all the
-    values. Exact either way: the same order statistics as ``_median_of``.
+
+@njit(cache=True)
+def _copy_inside(a, n, lo, hi, out):
+    """Copy the values of a[:n] within [lo, hi] to ``out``; their count."""
+    m = 0
+    for i in range(n):
+        v = a[i]
+        out[m] = v  # branchless: out has room for all n
+        m += (v >= lo) & (v <= hi)
+    return m
+
+
+@njit(cache=True)
+def _count_runs(values, starts, lengths, n_runs, lo, hi):
+    """``_count`` over the runs."""
+    below = 0
+    upto = 0
+    for j in range(n_runs):
+        b, u = _count(values[starts[j] :], lengths[j], lo, hi)
+        below += b
+        upto += u
+    return below, upto
+
+
+@njit(cache=True)
+def _copy_runs(values, starts, lengths, n_runs, lo, hi, out):
+    """``_copy_inside`` over the runs."""
+    m = 0
+    for j in range(n_runs):
+        m += _copy_inside(values[starts[j] :], lengths[j], lo, hi, out[m:])
+    return m
+
+
+@njit(cache=True)
+def _middle(buf, m, kk, odd):
+    """The median from ``buf[:m]`` whose rank kk is the median's first middle rank."""
+    _select(buf, m, kk)
+    if odd:
+        return buf[kk]
+    return 0.5 * (buf[kk] + _smallest(buf, kk + 1, m))
+
+
+@njit(cache=True)
+def _runs_median(values, starts, lengths, n_runs, n, guide, buf, middle):
+    """Median of the n values of the runs ``values[starts[j]:starts[j] + lengths[j]]``.
+
+    Short runs are first copied to ``buf`` (one run). Neighbouring windows share most of
+    their values, so their medians are close: ``guide`` holds the last median found and a
+    half-width (its third entry 1 once set). Counting passes (vectorized) try the bracket
+    around it, moving it towards the median when the median lies outside; only the values
+    inside a bracket that holds the median are copied (to ``middle``) and selected among.
+    Without a guide, or when the tries miss, all the values are selected among and the guide
+    is set from them. Exact either way: the order statistics of ``_median_of``. Updates
+    ``guide``.
     """
     if n == 0:
         return np.nan
-    if n < _RUNS_MIN:
-        return _median_of(buf, _gather_runs(values, starts, lengths, n_runs, buf))
+    gathered = n < _LONG_RUNS * n_runs
+    if gathered:  # one run in buf (the run list is the caller's work array)
+        _gather_runs(values, starts, lengths, n_runs, buf)
+        values, starts[0], lengths[0], n_runs = buf, 0, n, 1
     k = (n - 1) // 2
     k_hi = k + 1 - n % 2  # second middle rank for even n
-    j, base, end = 0, 0, lengths[0]
-    for i in range(_RUNS_SAMPLE):
-        pos = (i * n) // _RUNS_SAMPLE
-        while pos >= end:
-            j += 1
-            base = end
-            end += lengths[j]
-        sample[i] = values[starts[j] + pos - base]
-    lo, hi = _sample_bracket(sample, _RUNS_SAMPLE, (k * _RUNS_SAMPLE) // n, _bracket(n_runs))
-    below = 0
-    m = 0
-    for j in range(n_runs):
-        start, stop = starts[j], starts[j] + lengths[j]
-        first = _first_at_least(values, start, stop, lo, False)
-        below += first - start
-        if k < below:
-            break
-        last = _first_at_least(values, first, stop, hi, True)
-        for r in range(first, last):
-            buf[m + r - first] = values[r]
-        m += last - first
-    if below > k or k_hi >= below + m:
-        return _median_of(buf, _gather_runs(values, starts, lengths, n_runs, buf))
-    kk = k - below
-    _select(buf, m, kk)
-    if k_hi == k:
-        return buf[kk]
-    return 0.5 * (buf[kk] + _smallest(buf, kk + 1, m))
+    want = _GUIDE_A * np.sqrt(n)  # values wanted inside the bracket
+    if n >= _GUIDE_MIN and guide[2] == 1.0:
+        step = guide[1]
+        lo, hi = guide[0] - step, guide[0] + step
+        for _ in range(_GUIDE_TRIES):
+            below, upto = _count_runs(values, starts, lengths, n_runs, lo, hi)
+            if below > k:  # the median lies below the bracket
+                step = 2.0 * step
+                lo, hi = lo - step, lo
+            elif k_hi >= upto:  # above it
+                step = 2.0 * step
+                lo, hi = hi, hi + step
+            else:
+                m = _copy_runs(values, starts, lengths, n_runs, lo, hi, middle)
+                median = _middle(middle, m, k - below, k == k_hi)
+                guide[0] = median
+                guide[1] = 0.5 * (hi - lo) * want / m  # the width of ``want`` values here
+                return median
+    if not gathered:
+        _gather_runs(values, starts, lengths, n_runs, buf)
+    median = _middle(buf, n, k, k == k_hi)
+    if n >= _GUIDE_MIN:  # the half-width of the ranks k..k + want / 2
+        upper = buf[k + 1 :]
+        r = min(int(0.5 * want), n - k - 2)
+        _select(upper, n - k - 1, r)
+        guide[0] = median
+        guide[1] = upper[r] - median
+        guide[2] = 1.0
+    return median
 
 
 @njit(cache=True)
@@ -517,49 +523,227 @@ class WindowIndex:
         return positions, np.repeat(weights, counts), np.repeat(offsets, counts, axis=0)
 
 
+@njit(cache=True)
+def _run_buffers(n_dims, n_targets, max_entries):
+    """Work arrays of ``_window_runs``: pos, cur, starts, lengths, n_runs and ends."""
+    return (
+        np.empty(n_dims, dtype=np.int64),
+        np.empty(n_dims, dtype=np.int64),
+        np.empty((n_targets, max_entries), dtype=np.int64),
+        np.empty((n_targets, max_entries), dtype=np.int64),
+        np.empty(n_targets, dtype=np.int64),
+        np.empty(n_targets, dtype=np.int64),
+    )
+
+
+@njit(cache=True)
+def _add_run(t, start, length, starts, lengths, n_runs, ends):
+    """Add a run of target t (``_window_runs``), extending the last one if it ends there."""
+    if length == 0:
+        return
+    if start == ends[t]:
+        lengths[t, n_runs[t] - 1] += length
+    else:
+        starts[t, n_runs[t]] = start
+        lengths[t, n_runs[t]] = length
+        n_runs[t] += 1
+    ends[t] = start + length
+
+
+@njit(cache=True)
+def _add_bins(t, first, end, offsets, counts, starts, lengths, n_runs, ends):  # noqa: PLR0913
+    """Add the bins first..end of target t to its runs one by one."""
+    for b in range(first, end + 1):
+        _add_run(t, offsets[b], counts[t, b], starts, lengths, n_runs, ends)
+
+
+@njit(cache=True)
+def _window_runs(center, tables, box, general, offsets, runs, work):
+    """The runs of every target's valid values in the window around ``center`` (the bins of
+    a non-zero kernel weight) into ``work`` (``_run_buffers``): ``starts[t, :n_runs[t]]`` and
+    ``lengths[t, :n_runs[t]]``; returns 1, or 0 for an empty window.
+
+    ``_box_runs`` where it applies (``box``: the kernel weighs every offset), else
+    (``general`` not None) ``_entry_runs``. Where the window's boundaries keep every row of
+    bins consecutive and ``box`` holds, ``general`` is None (numba then compiles no other
+    path), and -1 is returned where ``_box_runs`` does not apply (never).
+    """
+    _, _, _, _, n_runs, ends = work
+    n_runs[:] = 0
+    ends[:] = -1
+    listed = _box_runs(center, tables, offsets, runs, work) if box else -1
+    if listed >= 0 or general is None:
+        return listed
+    return _entry_runs(center, tables, offsets, runs, work)
+
+
+@njit(cache=True)
+def _entry_runs(center, tables, offsets, runs, work):
+    """``_window_runs`` by the bins of ``window_entries``, each added as a run (a run that
+    starts where the last one ended extends it)."""
+    _, counts, _ = runs
+    _, _, starts, lengths, n_runs, ends = work
+    entries = entry_buffers(tables)
+    n_entries = window_entries(center, tables, entries)
+    bins = entries[2]
+    for e in range(n_entries):
+        for t in range(counts.shape[0]):
+            _add_run(t, offsets[bins[e]], counts[t, bins[e]], starts, lengths, n_runs, ends)
+    return int(n_entries > 0)
+
+
+@njit(cache=True)
+def _place(center, tables, pos, cur):
+    """The center's place per dim into ``pos`` (``cur`` zeroed); False where the window of
+    some dim is empty there."""
+    strides, nb_len = tables.strides, tables.nb_len
+    rest = center
+    for d in range(strides.shape[0]):
+        pos[d] = rest // strides[d]
+        rest -= pos[d] * strides[d]
+        cur[d] = 0
+        if nb_len[d, pos[d]] == 0:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _consecutive(j, n):
+    """j[:n] is j[0], j[0] + 1, ..."""
+    for e in range(1, n):
+        if j[e] != j[0] + e:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _box_runs(center, tables, offsets, runs, work):
+    """``_window_runs`` of a window whose kernel weighs every offset, where its bins along the
+    last dim (stride 1) are consecutive: each row of them is one run of a target where no bin
+    of the row but the last holds invalid rows (its valid values lie one after the other).
+    Returns 1, 0 for an empty window, or -1 where the bins are not consecutive. The row loop
+    calls nothing in the common case (a call passing arrays costs more than the row)."""
+    strides, nb_j, nb_len = tables.strides, tables.nb_j, tables.nb_len
+    pos, cur, starts, lengths, n_runs, ends = work
+    _, counts, before = runs
+    last = strides.shape[0] - 1
+    if not _place(center, tables, pos, cur):
+        return 0
+    j = nb_j[last, pos[last]]
+    n_row = nb_len[last, pos[last]]
+    if not _consecutive(j, n_row):
+        return -1
+    while True:
+        first = j[0]
+        for d in range(last):
+            first += nb_j[d, pos[d], cur[d]] * strides[d]
+        end = first + n_row - 1  # the row's last bin
+        for t in range(counts.shape[0]):
+            if before[t, end] - before[t, first] != offsets[end] - offsets[first]:
+                _add_bins(t, first, end, offsets, counts, starts, lengths, n_runs, ends)
+                continue
+            length = before[t, end + 1] - before[t, first]
+            if length == 0:
+                continue
+            if offsets[first] == ends[t]:
+                lengths[t, n_runs[t] - 1] += length
+            else:
+                starts[t, n_runs[t]] = offsets[first]
+                lengths[t, n_runs[t]] = length
+                n_runs[t] += 1
+            ends[t] = offsets[first] + length
+        d = last - 1
+        while d >= 0:
+            cur[d] += 1
+            if cur[d] < nb_len[d, pos[d]]:
+                break
+            cur[d] = 0
+            d -= 1
+        if d < 0:
+            return 1
+
+
 @njit(cache=True, nogil=True)
 def _window_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    c, n_chunks, centers, tables, offsets, runs, weighted, max_count, out, overflow
+    c, n_chunks, centers, tables, general, offsets, runs, max_count, out, overflow
 ):
     """The medians of the windows of chunk c of the centers into ``out``; ``overflow[c]``
     True where a window held more rows than the buffers (that window is left NaN, see
-    check_no_overflow)."""
+    check_no_overflow), or could not be listed (``_window_runs``). Each target's selection is
+    guided by its last median (``_runs_median``), so the centers of a chunk are taken in
+    order. ``general``: see ``_window_runs``."""
     m = centers.shape[0]
     lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
-    values, counts = runs
+    values = runs[0]
     n_targets = values.shape[0]
-    overflow_c = False
+    buf = np.empty(max_count)
+    middle = np.empty(max_count)
+    guides = np.zeros((n_targets, 3))  # per target: see _runs_median
+    work = _run_buffers(tables.strides.shape[0], n_targets, tables.kweights.shape[0])
+    _, _, starts, lengths, n_runs, _ = work
+    box = tables.kweights.min() != 0.0
+    for i in range(lo, hi):
+        listed = _window_runs(centers[i], tables, box, general, offsets, runs, work)
+        if listed <= 0:  # empty, or (never) not listed: an internal error
+            overflow[c] |= listed < 0
+            out[i] = np.nan
+            continue
+        for t in range(n_targets):
+            n = lengths[t, : n_runs[t]].sum()
+            if n > max_count:  # never past the buffers
+                overflow[c] = True
+                out[i, t] = np.nan
+            else:
+                out[i, t] = _runs_median(
+                    values[t], starts[t], lengths[t], n_runs[t], n, guides[t], buf, middle
+                )
+
+
+@njit(cache=True)
+def _list_runs(t, n_entries, buffers, offsets, counts, starts, lengths, run_weights):
+    """The runs of target t's valid values in the window's bins (``window_entries`` into
+    ``buffers``) with their kernel weights; returns their number."""
+    bins, weights = buffers[2], buffers[3]
+    n_runs = 0
+    for e in range(n_entries):
+        length = counts[t, bins[e]]
+        if length > 0:
+            starts[n_runs] = offsets[bins[e]]
+            lengths[n_runs] = length
+            run_weights[n_runs] = weights[e]
+            n_runs += 1
+    return n_runs
+
+
+@njit(cache=True, nogil=True)
+def _weighted_median_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
+    c, n_chunks, centers, tables, offsets, runs, max_count, out, overflow
+):
+    """``_window_median_chunk`` for a non-uniform kernel: lower weighted medians (a kernel of
+    its own, so that an unweighted fit never compiles this one)."""
+    m = centers.shape[0]
+    lo, hi = c * m // n_chunks, (c + 1) * m // n_chunks
+    values, counts, _ = runs
     buf = np.empty(max_count)
     wbuf = np.empty(max_count)
-    sample = np.empty(_SAMPLE)
     buffers = entry_buffers(tables)
-    bins, weights = buffers[2], buffers[3]
+    bins = buffers[2]
     starts = np.empty(bins.shape[0], dtype=np.int64)
     lengths = np.empty(bins.shape[0], dtype=np.int64)
     run_weights = np.empty(bins.shape[0])
     for i in range(lo, hi):
         n_entries = window_entries(centers[i], tables, buffers)
-        for t in range(n_targets):
-            n_runs = 0
-            n = 0
-            for e in range(n_entries):
-                length = counts[t, bins[e]]
-                if length > 0:
-                    starts[n_runs] = offsets[bins[e]]
-                    lengths[n_runs] = length
-                    run_weights[n_runs] = weights[e]
-                    n_runs += 1
-                    n += length
-            if n > max_count:  # never past the buffers
-                overflow_c = True
+        for t in range(values.shape[0]):
+            n_runs = _list_runs(
+                t, n_entries, buffers, offsets, counts, starts, lengths, run_weights
+            )
+            if lengths[:n_runs].sum() > max_count:  # never past the buffers
+                overflow[c] = True
                 out[i, t] = np.nan
-            elif weighted:
+            else:
                 out[i, t] = _weighted_runs_median(
                     values[t], starts, lengths, n_runs, run_weights, buf, wbuf
                 )
-            else:
-                out[i, t] = _runs_median(values[t], starts, lengths, n_runs, n, sample, buf)
-    overflow[c] = overflow_c
 
 
 @njit(cache=True)
@@ -602,10 +786,21 @@ def window_median(
         runs = ys if isinstance(ys, TargetRuns) else target_runs(ys, index.offsets, backend)
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
-        run_chunks(
-            _window_median_chunk, n_chunks, centers.astype(np.int64), index.tables,
-            index.offsets, runs, index.weighted, max(int(max_count), 1), out, overflow,
-        )  # fmt: skip
+        args = (index.tables, index.offsets, runs, max(int(max_count), 1), out, overflow)
+        if index.weighted:
+            run_chunks(_weighted_median_chunk, n_chunks, centers.astype(np.int64), *args)
+        else:
+            window = index.window
+            rows_kept = all(mode in ("truncate", "shrink") for mode in window.modes)
+            general = None if rows_kept and window.weights.min() != 0.0 else True
+            run_chunks(
+                _window_median_chunk,
+                n_chunks,
+                centers.astype(np.int64),
+                args[0],
+                general,
+                *args[1:],
+            )
         check_no_overflow(overflow)
         return out
     if isinstance(ys, TargetRuns):
@@ -649,7 +844,7 @@ def _median_halo(work: tuple, block: np.ndarray) -> tuple:
     local, positions = index.halo(block)
     shipped = np.diff(local.offsets) > 0  # bins outside the halo are empty there
     counts = np.where(shipped, runs.counts, 0)
-    return local, TargetRuns(runs.values[:, positions], counts), max_count, backend
+    return local, TargetRuns.of(runs.values[:, positions], counts), max_count, backend
 
 
 def window_medians(
