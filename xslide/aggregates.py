@@ -58,6 +58,9 @@ class Fractions(NamedTuple):
     trim: float = 0.1  # fraction of the weight cut from each end by the trimmed mean
 
 
+DEFAULT_FRACTIONS = Fractions()
+
+
 # ---- the statistics of one window's sorted values (numba) ----
 
 
@@ -409,7 +412,7 @@ def window_robust(
     ys: np.ndarray | SortedRuns,
     max_count: int,
     backend: str,
-    fractions: Fractions = Fractions(),
+    fractions: Fractions = DEFAULT_FRACTIONS,
 ) -> np.ndarray:
     """The robust aggregates and the median of each window's valid target values, (m, t, 5).
 
@@ -479,7 +482,7 @@ def _halo(work: tuple, block: np.ndarray) -> tuple:
     return local, SortedRuns(runs.values[:, positions], counts), max_count, backend, fractions
 
 
-def window_robust_blocks(  # noqa: PLR0913
+def window_robust_blocks(
     centers: np.ndarray,
     index: WindowIndex,
     ys: np.ndarray | SortedRuns,
