@@ -422,18 +422,18 @@ def check_clip_options(
     return center, scale
 
 
-def check_fraction(value, name: str, lo: float, hi: float, hi_open: bool = False) -> float:
-    """A fraction in (lo, hi] (or (lo, hi) with ``hi_open``; lo itself allowed when 0)."""
+def check_fraction(value, name: str, lo: float, hi: float, closed: str) -> float:
+    """A number between lo and hi; ``closed`` says which ends are allowed: 'right' (lo, hi]
+    or 'left' [lo, hi)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
         raise InvalidInputTypeError(f"{name} must be a number, got {value!r}")
     value = float(value)
-    above = value >= lo if lo == 0 else value > lo
-    below = value < hi if hi_open else value <= hi
-    if not (np.isfinite(value) and above and below):
-        bracket = "[" if lo == 0 else "("
-        raise ValueError(
-            f"{name} must be in {bracket}{lo:g}, {hi:g}{')' if hi_open else ']'}, got {value!r}"
-        )
+    if closed == "right":
+        inside, interval = lo < value <= hi, f"({lo:g}, {hi:g}]"
+    else:
+        inside, interval = lo <= value < hi, f"[{lo:g}, {hi:g})"
+    if not inside:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
     return value
 
 
@@ -441,8 +441,8 @@ def check_robust_options(kw: Mapping, aggregation: Mapping[str, tuple[str, ...]]
     """``ltm_fraction`` in (0, 1] and ``trim_fraction`` in [0, 0.5), each only with the
     aggregates it shapes (a changed option that nothing reads is refused, not ignored)."""
     asked = {a for names in aggregation.values() for a in names}
-    ltm = check_fraction(kw["ltm_fraction"], "ltm_fraction", 0.0, 1.0)
-    trim = check_fraction(kw["trim_fraction"], "trim_fraction", 0.0, 0.5, hi_open=True)
+    ltm = check_fraction(kw["ltm_fraction"], "ltm_fraction", 0.0, 1.0, "right")
+    trim = check_fraction(kw["trim_fraction"], "trim_fraction", 0.0, 0.5, "left")
     if ltm != DEFAULTS["ltm_fraction"] and not asked & {"ltm", "ltm_std"}:
         raise ValueError("ltm_fraction shapes the 'ltm' and 'ltm_std' aggregates: ask for one")
     if trim != DEFAULTS["trim_fraction"] and "trimmed_mean" not in asked:
