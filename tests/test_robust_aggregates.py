@@ -323,3 +323,47 @@ def test_the_command_line_takes_the_robust_options(tmp_path):
     expected = expected.rename(columns={"y_intercept": "y_coef_Intercept"})
     for name in ("y_ltm", "y_mad", "y_trimmed_mean", "y_coef_Intercept", "y_n_rejected"):
         np.testing.assert_allclose(frame[name], expected[name], rtol=1e-12)
+
+
+def test_blocks_of_centers_with_their_halo_rows_equal_the_whole_grid():
+    from xslide import aggregates
+
+    rng = np.random.default_rng(2)
+    shape = (7, 5)
+    window = Window(shape, (1, 2), ("mirror", "periodic"), rng.uniform(0.5, 2.0, (3, 5)))
+    counts = rng.integers(0, 5, 35)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    ys = rng.normal(size=(2, offsets[-1]))
+    ys[0, ::7] = np.nan
+    index = WindowIndex(window, offsets)
+    centers = np.arange(35)
+    for backend in ("numba", "numpy"):
+        runs = aggregates.sorted_runs(ys, offsets, backend)
+        whole = window_robust(centers, index, runs, 200, backend)
+        work = (index, runs, 200, backend, aggregates.DEFAULT_FRACTIONS)
+        for block in np.array_split(centers, 4):
+            shipped = aggregates._halo(work, block)
+            assert shipped[1].values.shape[1] < offsets[-1]  # only the halo's rows travel
+            np.testing.assert_array_equal(aggregates._block(shipped, block), whole[block])
+
+
+@pytest.mark.slow
+@pytest.mark.needs_numba
+def test_robust_aggregates_on_a_dask_cluster_equal_the_serial_run():
+    distributed = pytest.importorskip("distributed")
+    df = outlier_frame(0.1, n=6000)
+    df["c"] = df.index % 5
+    kwargs = {"aggregation": ["ltm", "ltm_std", "mad", "trimmed_mean"], "kernel": "gaussian"}
+    serial = xslide.fit(df, dims=["b", "c"], targets=["y"], window={"b": 1, "c": 1}, **kwargs)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        on_cluster = xslide.fit(
+            df, dims=["b", "c"], targets=["y"], window={"b": 1, "c": 1},
+            partition_strategy=client, **kwargs,
+        )  # fmt: skip
+    for name in ROBUST:
+        np.testing.assert_array_equal(on_cluster[name].values, serial[name].values)
