@@ -206,6 +206,149 @@ def robust_stats(v, w, n, weighted, fractions, prefix, out):
     out[4] = median
 
 
+@njit(cache=True)
+def _select(a, lo, hi, k):
+    """Reorder a[lo:hi] so that a[k] is its (k - lo)-th smallest value, with no larger value
+    before it and no smaller one after it (quickselect, median-of-three pivots: the values
+    arrive as sorted runs, on which a fixed pivot would be quadratic)."""
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(cache=True)
+def _middle_pair(a, lo, hi, k0, k1):
+    """a[k0] and a[k1] (k1 = k0 or k0 + 1) as order statistics of a[lo:hi]: one selection,
+    and the smallest of what lies above k0 for the second."""
+    _select(a, lo, hi, k0)
+    if k1 == k0:
+        return a[k0], a[k0]
+    second = a[k1]
+    for j in range(k1 + 1, hi):
+        second = min(second, a[j])
+    return a[k0], second
+
+
+@njit(cache=True)
+def _sum_shifted(a, shift):
+    """Sum of a - shift and of its square."""
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(a.shape[0]):
+        x = a[i] - shift
+        s1 += x
+        s2 += x * x
+    return s1, s2
+
+
+@njit(cache=True)
+def _tails_ltm(low, high, mid1, mid2, k, shift, tol):
+    """The start (0..m) of the LTM block of k values from the sorted lowest and highest m
+    values and the sums of the rest (the block of start i: low[i:], the rest, high[:i])."""
+    m = low.shape[0]
+    s1, s2 = mid1, mid2
+    for v in low:
+        s1 += v - shift
+        s2 += (v - shift) ** 2
+    best = np.inf
+    spreads = np.empty(m + 1)
+    for i in range(m + 1):
+        spreads[i] = s2 - s1 * s1 / k
+        best = min(best, spreads[i])
+        if i < m:  # slide: low[i] leaves, high[i] enters
+            a, b = low[i] - shift, high[i] - shift
+            s1 += b - a
+            s2 += b * b - a * a
+    for i in range(m + 1):
+        if spreads[i] <= best + tol * k:
+            return i
+    return 0
+
+
+@njit(cache=True)
+def robust_stats_equal_weights(values, n, fractions, work, out):
+    """``robust_stats`` of n equally weighted values in any order (reordered in place):
+    partial order, not a sort. The LTM block of k = floor(f n) values lies between the lowest
+    and the highest m = n - k values, so only those two tails are sorted; the trimmed mean
+    needs the sums of its tails, the MAD two selections. Returns False (nothing written)
+    where the tails would be too long for this to pay (f < 2/3, or t > 1 - f)."""
+    k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
+    m = n - k
+    cut = int(fractions[1] * n * (1.0 + _MARGIN))
+    if n < 8 or 3 * m > n or cut > m:
+        return False
+    lo_mid, hi_mid = (n - 1) // 2, n // 2
+    v = values[:n]
+    if m > 0:  # the tails, then the middle ranks within what lies between them
+        _select(v, 0, n, m - 1)
+        _select(v, m, n, n - m)
+    a, b = _middle_pair(v, m, n - m, lo_mid, hi_mid)
+    median = 0.5 * (a + b)
+    shift = b
+    low, high = v[:m], v[n - m :]
+    low.sort()
+    high.sort()
+    tol = _TIE * max((low[0] - shift) ** 2 if m else 0.0, (high[-1] - shift) ** 2 if m else 0.0)
+    mid1, mid2 = _sum_shifted(v[m : n - m], shift)
+    i = _tails_ltm(low, high, mid1, mid2, k, shift, tol)
+    # the block's own mean and std, from its values (two passes)
+    total = 0.0
+    for x in low[i:]:
+        total += x
+    for x in v[m : n - m]:
+        total += x
+    for x in high[:i]:
+        total += x
+    mean = total / k
+    ss = 0.0
+    for x in low[i:]:
+        ss += (x - mean) ** 2
+    for x in v[m : n - m]:
+        ss += (x - mean) ** 2
+    for x in high[:i]:
+        ss += (x - mean) ** 2
+    out[0] = mean
+    out[1] = np.sqrt(ss / (k - 1)) if k > 1 else np.nan
+    d = work[:n]
+    for j in range(n):
+        d[j] = abs(v[j] - median)
+    a, b = _middle_pair(d, 0, n, lo_mid, hi_mid)
+    out[2] = MAD_SCALE * 0.5 * (a + b)
+    kept = 0.0
+    for x in low[cut:]:
+        kept += x
+    for x in v[m : n - m]:
+        kept += x
+    for x in high[: m - cut]:
+        kept += x
+    out[3] = kept / (n - 2 * cut)
+    out[4] = median
+    return True
+
+
 # ---- the sorted values of one window: a merge of per-bin sorted runs ----
 
 
@@ -236,6 +379,16 @@ def _order_ties(v, w, n):
         if j - i > 1:
             w[i:j].sort()
         i = j
+
+
+@njit(cache=True)
+def _gather(values, starts, lengths, n_runs, buf):
+    """The runs' values one after the other into buf."""
+    n = 0
+    for j in range(n_runs):
+        length = lengths[j]
+        buf[n : n + length] = values[starts[j] : starts[j] + length]
+        n += length
 
 
 @njit(cache=True)
@@ -304,6 +457,10 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 overflow_c = True
                 out[i, t, :] = np.nan
                 continue
+            if not weighted:
+                _gather(values[t], starts, lengths, n_runs, buffers[0])
+                if robust_stats_equal_weights(buffers[0], n, fractions, buffers[1], out[i, t]):
+                    continue
             v, w, n = _sorted_window(values[t], starts, lengths, run_w, n_runs, buffers, bounds)
             if weighted:
                 _order_ties(v, w, n)
