@@ -315,21 +315,11 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
     mid1, mid2 = _sum_shifted(v[m : n - m], shift)
     i = _tails_ltm(low, high, mid1, mid2, k, shift, tol)
     # the block's own mean and std, from its values (two passes)
-    total = 0.0
-    for x in low[i:]:
-        total += x
-    for x in v[m : n - m]:
-        total += x
-    for x in high[:i]:
-        total += x
-    mean = total / k
-    ss = 0.0
-    for x in low[i:]:
-        ss += (x - mean) ** 2
-    for x in v[m : n - m]:
-        ss += (x - mean) ** 2
-    for x in high[:i]:
-        ss += (x - mean) ** 2
+    middle = v[m : n - m]
+    mean = _sum_shifted(low[i:], 0.0)[0] + _sum_shifted(middle, 0.0)[0]
+    mean = (mean + _sum_shifted(high[:i], 0.0)[0]) / k
+    ss = _sum_shifted(low[i:], mean)[1] + _sum_shifted(middle, mean)[1]
+    ss += _sum_shifted(high[:i], mean)[1]
     out[0] = mean
     out[1] = np.sqrt(ss / (k - 1)) if k > 1 else np.nan
     d = work[:n]
@@ -337,14 +327,8 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
         d[j] = abs(v[j] - median)
     a, b = _middle_pair(d, 0, n, lo_mid, hi_mid)
     out[2] = MAD_SCALE * 0.5 * (a + b)
-    kept = 0.0
-    for x in low[cut:]:
-        kept += x
-    for x in v[m : n - m]:
-        kept += x
-    for x in high[: m - cut]:
-        kept += x
-    out[3] = kept / (n - 2 * cut)
+    kept = _sum_shifted(low[cut:], 0.0)[0] + _sum_shifted(middle, 0.0)[0]
+    out[3] = (kept + _sum_shifted(high[: m - cut], 0.0)[0]) / (n - 2 * cut)
     out[4] = median
     return True
 
