@@ -19,8 +19,10 @@ weight and C_i the cumulative weight of the sorted values up to and including va
   floor(t x n) values from each end, as ``scipy.stats.trim_mean``.
 
 Weight comparisons allow a relative 1e-12 of rounding (f x n = 7.000000000000001 keeps 7). The
-numba kernel merges per-bin sorted runs into each window's sorted values (no sort per window);
-the numpy fallback sorts each window with ``np.lexsort``; both give the same values.
+numba kernel, under a uniform kernel, puts each window's values in partial order (the LTM needs
+only its two tails sorted, the median and MAD selections); under a non-uniform one it merges
+per-bin sorted runs into each window's sorted values. The numpy fallback sorts each window with
+``np.lexsort``. All give the same values.
 """
 
 from __future__ import annotations
@@ -441,14 +443,17 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 overflow_c = True
                 out[i, t, :] = np.nan
                 continue
-            if not weighted:
-                _gather(values[t], starts, lengths, n_runs, buffers[0])
-                if robust_stats_equal_weights(buffers[0], n, fractions, buffers[1], out[i, t]):
-                    continue
-            v, w, n = _sorted_window(values[t], starts, lengths, run_w, n_runs, buffers, bounds)
-            if weighted:
+            if weighted:  # sorted runs: merged
+                v, w, n = _sorted_window(values[t], starts, lengths, run_w, n_runs, buffers, bounds)
                 _order_ties(v, w, n)
-            robust_stats(v, w, n, weighted, fractions, prefix, out[i, t])
+                robust_stats(v, w, n, True, fractions, prefix, out[i, t])
+                continue
+            v = buffers[0]  # runs in any order: selected, else sorted
+            _gather(values[t], starts, lengths, n_runs, v)
+            if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
+                v[:n].sort()
+                buffers[1][:n] = 1.0
+                robust_stats(v, buffers[1], n, False, fractions, prefix, out[i, t])
     overflow[c] = overflow_c
 
 
@@ -456,34 +461,41 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
 
 
 class SortedRuns(NamedTuple):
-    """Target values in bin order, each bin's valid values first and sorted, then NaN."""
+    """Target values in bin order, each bin's valid values first (sorted where the kernel
+    merges them: a non-uniform kernel), then NaN."""
 
     values: np.ndarray  # (t, n)
     counts: np.ndarray  # (t, n_bins) valid values per bin
 
 
 @njit(cache=True, nogil=True)
-def _sort_bins(c, n_chunks, values, offsets, counts):
-    """Sort the values of chunk c's bins in place (NaN last) and count the valid ones."""
+def _sort_bins(c, n_chunks, values, offsets, counts, sort):
+    """Move the valid values of chunk c's bins first (sorted with ``sort``), NaN last, and
+    count them."""
     n_bins = offsets.shape[0] - 1
     for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
         start, stop = offsets[b], offsets[b + 1]
         for t in range(values.shape[0]):
             run = values[t, start:stop]
-            run.sort()
-            n = stop - start
-            while n > 0 and run[n - 1] != run[n - 1]:
-                n -= 1
+            n = 0
+            for r in range(stop - start):
+                if run[r] == run[r]:
+                    run[n] = run[r]
+                    n += 1
+            run[n:] = np.nan
+            if sort:
+                run[:n].sort()
             counts[t, b] = n
 
 
-def sorted_runs(ys: np.ndarray, offsets: np.ndarray, backend: str) -> SortedRuns:
-    """``SortedRuns`` of targets in bin order with NaN for invalid rows."""
+def sorted_runs(ys: np.ndarray, offsets: np.ndarray, backend: str, sort: bool = True) -> SortedRuns:
+    """``SortedRuns`` of targets in bin order with NaN for invalid rows (each bin sorted with
+    ``sort``, which the numpy backend always does)."""
     counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
     if backend == "numba":
         values = np.array(ys, dtype=np.float64, copy=True, order="C")
         n_chunks = max(1, min(num_threads() * 4, offsets.size - 1))
-        run_chunks(_sort_bins, n_chunks, values, offsets, counts)
+        run_chunks(_sort_bins, n_chunks, values, offsets, counts, sort)
         return SortedRuns(values, counts)
     bins = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
     values = np.empty_like(ys, dtype=np.float64)
@@ -589,7 +601,9 @@ def window_robust(
         return out
     params = np.array([fractions.ltm, fractions.trim])
     if backend == "numba":
-        runs = ys if isinstance(ys, SortedRuns) else sorted_runs(ys, index.offsets, backend)
+        if not isinstance(ys, SortedRuns):
+            ys = sorted_runs(ys, index.offsets, backend, sort=index.weighted)
+        runs = ys
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
         run_chunks(
@@ -636,7 +650,7 @@ def window_robust_blocks(
     """``window_robust`` here (in blocks of centers when a progress bar may show), or in
     blocks with their halo rows on a cluster (like the median)."""
     if backend == "numba" or parallel.client is not None:  # a cluster ships halos of runs
-        ys = sorted_runs(ys, index.offsets, backend)
+        ys = sorted_runs(ys, index.offsets, backend, sort=index.weighted)
     work = (index, ys, max_count, backend, fractions)
     with progress_bar(centers.size, progress, "xslide robust", " windows", scale=True) as bar:
         if parallel.client is None:
