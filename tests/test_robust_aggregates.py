@@ -77,6 +77,7 @@ def cases(draw):
         "trim_fraction": draw(st.sampled_from([0.1, 0.0, 0.25, 0.45])),
         "backend": draw(st.sampled_from(["auto", "numpy"])),
     }
+    options["extent"] = {d: (0, n - 1) for d, n in zip(dims, shape, strict=True)}
     return df, dims, half, boundary, kernel, options
 
 
@@ -86,11 +87,10 @@ def test_each_aggregate_equals_the_definition_on_gathered_window_rows(case):
     if df.empty or df.y.isna().all():
         return
     window = dict(zip(dims, half, strict=True))
-    extent = {d: (0, int(df[d].max())) for d in dims}
+    extent = options["extent"]
     out = xslide.make_sliding_window_fit(
         df, dims, window, ["y"], [], aggregation_functions={"y": ["entries", *ROBUST]},
-        weights_column="w", boundary=boundary, kernel=kernel, extent=extent, min_entries=1,
-        **options,
+        weights_column="w", boundary=boundary, kernel=kernel, min_entries=1, **options,
     )  # fmt: skip
     offsets = [np.array(o) for o in np.ndindex(*(2 * w + 1 for w in half))]
     weighted = any(
@@ -367,3 +367,27 @@ def test_robust_aggregates_on_a_dask_cluster_equal_the_serial_run():
         )  # fmt: skip
     for name in ROBUST:
         np.testing.assert_array_equal(on_cluster[name].values, serial[name].values)
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize("values", ["normal", "ties", "few_values", "outliers"])
+def test_large_windows_take_the_bracketed_path_with_the_same_values(values):
+    """Windows of thousands of values (the numba kernel brackets the tails, the median and
+    the MAD from a sample; a missed bracket falls back) equal the numpy sort."""
+    rng = np.random.default_rng(7)
+    window = Window((5, 4), (1, 1), ("mirror", "truncate"), np.ones((3, 3)))
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(50, 400, 20))])
+    ys = rng.normal(size=(1, offsets[-1]))
+    if values == "ties":
+        ys = ys.round(1)
+    elif values == "few_values":
+        ys = ys.round(0)
+    elif values == "outliers":
+        ys[rng.random(ys.shape) < 0.1] += 20.0
+    ys[rng.random(ys.shape) < 0.05] = np.nan
+    index = WindowIndex(window, offsets)
+    centers = np.arange(20)
+    for fractions in (Fractions(0.8, 0.1), Fractions(0.7, 0.3), Fractions(0.9, 0.05)):
+        fast = window_robust(centers, index, ys, offsets[-1], "numba", fractions)
+        plain = window_robust(centers, index, ys, offsets[-1], "numpy", fractions)
+        np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)

@@ -335,6 +335,114 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
     return True
 
 
+_SAMPLE = 256  # sample of a window's values that brackets the ranks it needs
+_MARGIN_RANKS = 24  # the bracket's half-width in sample ranks
+_BRACKET_MIN = 1024  # fewest values for the bracketed path
+
+
+@njit(cache=True)
+def _sample_sorted(values, n, sample):
+    """A stratified sample of values[:n], sorted."""
+    for j in range(_SAMPLE):
+        sample[j] = values[(j * n) // _SAMPLE]
+    sample.sort()
+
+
+@njit(cache=True)
+def _sample_at(sample, rank):
+    return sample[min(max(rank, 0), _SAMPLE - 1)]
+
+
+@njit(cache=True)
+def _bracketed_pair(values, n, lo, hi, k0, k1, buf):
+    """Order statistics k0 and k1 = k0 or k0 + 1 of values[:n] from those in [lo, hi] only;
+    (nan, nan) where the bracket misses them."""
+    below = 0
+    inside = 0
+    for j in range(n):
+        v = values[j]
+        below += v < lo
+        buf[inside] = v
+        inside += (v >= lo) & (v <= hi)
+    if below > k0 or k1 >= below + inside:
+        return np.nan, np.nan
+    return _middle_pair(buf, 0, inside, k0 - below, k1 - below)
+
+
+@njit(cache=True)
+def robust_stats_bracketed(values, n, fractions, buffers, out):
+    """``robust_stats_equal_weights`` reading each value twice: a sample of the window gives
+    thresholds that hold the two tails (copied and sorted, nothing else is) and brackets
+    around the median and the MAD (selected among the few values inside). False where a
+    bracket misses (rarely; then nothing is written and values[:n] may be overwritten)."""
+    k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
+    m = n - k
+    cut = int(fractions[1] * n * (1.0 + _MARGIN))
+    if n < _BRACKET_MIN or 3 * m > n or cut > m or m == 0:
+        return False
+    low_buf, high_buf, work = buffers[1], buffers[2], buffers[3]
+    sample = np.empty(_SAMPLE)
+    _sample_sorted(values, n, sample)
+    lo_mid, hi_mid = (n - 1) // 2, n // 2
+    t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
+    t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
+    if not t_low < t_high:
+        return False
+    shift = _sample_at(sample, _SAMPLE // 2)
+    n_low = 0
+    n_high = 0
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(n):
+        v = values[j]
+        x = v - shift
+        s1 += x
+        s2 += x * x
+        low_buf[n_low] = v
+        n_low += v <= t_low
+        high_buf[n_high] = v
+        n_high += v >= t_high
+    if n_low < m or n_high < m:
+        return False
+    low = low_buf[:n_low]
+    low.sort()
+    high = high_buf[:n_high]
+    high.sort()
+    low, high = low[:m], high[n_high - m :]
+    med_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
+    med_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
+    a, b = _bracketed_pair(values, n, med_lo, med_hi, lo_mid, hi_mid, work)
+    if a != a:
+        return False
+    median = 0.5 * (a + b)
+    # the MAD: a bracket of the deviations from the sample's deviations
+    for j in range(_SAMPLE):
+        sample[j] = abs(sample[j] - median)
+    sample.sort()
+    d_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
+    d_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
+    deviations = buffers[0]  # the values are read for the last time below
+    for j in range(n):
+        deviations[j] = abs(values[j] - median)
+    da, db = _bracketed_pair(deviations, n, d_lo, d_hi, lo_mid, hi_mid, work)
+    if da != da:
+        return False
+    tail1, tail2 = _sum_shifted(low, shift)
+    top1, top2 = _sum_shifted(high, shift)
+    mid1, mid2 = s1 - tail1 - top1, s2 - tail2 - top2
+    tol = _TIE * max((low[0] - b) ** 2, (high[-1] - b) ** 2)
+    i = _tails_ltm(low, high, mid1, mid2, k, shift, tol)
+    b1 = mid1 + _sum_shifted(low[i:], shift)[0] + _sum_shifted(high[:i], shift)[0]
+    b2 = mid2 + _sum_shifted(low[i:], shift)[1] + _sum_shifted(high[:i], shift)[1]
+    out[0] = shift + b1 / k
+    out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
+    out[2] = MAD_SCALE * 0.5 * (da + db)
+    kept = s1 - _sum_shifted(low[:cut], shift)[0] - _sum_shifted(high[m - cut :], shift)[0]
+    out[3] = shift + kept / (n - 2 * cut)
+    out[4] = median
+    return True
+
+
 # ---- the sorted values of one window: a merge of per-bin sorted runs ----
 
 
@@ -448,7 +556,10 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 _order_ties(v, w, n)
                 robust_stats(v, w, n, True, fractions, prefix, out[i, t])
                 continue
-            v = buffers[0]  # runs in any order: selected, else sorted
+            v = buffers[0]  # runs in any order: bracketed, selected, else sorted
+            _gather(values[t], starts, lengths, n_runs, v)
+            if robust_stats_bracketed(v, n, fractions, buffers, out[i, t]):
+                continue
             _gather(values[t], starts, lengths, n_runs, v)
             if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
                 v[:n].sort()
