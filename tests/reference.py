@@ -580,3 +580,51 @@ def assert_frames_close(
                     f"{col!r} differs at {where(r)}: actual {a[r]!r}, expected {e[r]!r} "
                     f"(rtol={rtol}, atol={atol:.3g}; {len(bad)} rows differ)"
                 )
+
+
+# ---- robust aggregates: the definitions of docs/contract.md, written out plainly ----
+
+MAD_SCALE = 1.4826
+
+
+def robust_aggregates(
+    y: np.ndarray, w: np.ndarray, weighted: bool, ltm_fraction: float, trim_fraction: float
+) -> dict[str, float]:
+    """ltm, ltm_std, mad, trimmed_mean of one window's valid values y with kernel weights w
+    (a uniform kernel: ``weighted`` False), block by block and value by value."""
+    nan = {"ltm": np.nan, "ltm_std": np.nan, "mad": np.nan, "trimmed_mean": np.nan}
+    if y.size == 0:
+        return nan
+    order = np.lexsort((w, y))
+    v, w = y[order].astype(float), w[order].astype(float)
+    n, total = v.size, float(np.sum(w))
+    cap = ltm_fraction * total * (1 + 1e-12)
+    blocks, previous_end = [], -1
+    for i in range(n):  # the maximal blocks of weight <= cap (one value always qualifies)
+        j = i
+        while j + 1 < n and np.sum(w[i : j + 2]) <= cap:
+            j += 1
+        if j > previous_end:
+            blocks.append((i, j))
+        previous_end = j
+    spreads = []
+    for i, j in blocks:
+        mean = np.average(v[i : j + 1], weights=w[i : j + 1])
+        spreads.append(np.average((v[i : j + 1] - mean) ** 2, weights=w[i : j + 1]))
+    middle = v[n // 2]
+    tie = 1e-9 * max((v[0] - middle) ** 2, (v[-1] - middle) ** 2)
+    i, j = blocks[next(k for k, s in enumerate(spreads) if s <= min(spreads) + tie)]
+    bv, bw = v[i : j + 1], w[i : j + 1]
+    ltm = float(np.average(bv, weights=bw))
+    ltm_std = weighted_std(bv, bw) if bv.size >= 2 else np.nan
+    if weighted:
+        median = weighted_lower_median(v, w)
+        mad = weighted_lower_median(np.abs(v - median), w)
+    else:
+        mad = float(np.median(np.abs(v - np.median(v))))
+    cut = trim_fraction * total * (1 + 1e-12)
+    below = np.cumsum(w)  # weight up to and including each value
+    above = total - below + w  # weight from each value up
+    kept = (below > cut) & (above > cut)
+    trimmed = float(np.average(v[kept], weights=w[kept]))
+    return {"ltm": ltm, "ltm_std": ltm_std, "mad": MAD_SCALE * mad, "trimmed_mean": trimmed}

@@ -87,7 +87,7 @@ def test_streams_and_statistics_default_to_the_aggregates_that_need_no_rows():
     for kind in ("stream", "dask"):
         assert build_options(keywords, Input(kind)).aggregation == {"y": options.REDUCED_AGGREGATES}
     memory = build_options(keywords, Input("memory", ("a", "y")))
-    assert memory.aggregation == {"y": options.AGGREGATES}
+    assert memory.aggregation == {"y": options.DEFAULT_AGGREGATES}
     stats = build_options({}, Input("stats", None, ("a",), ("y",), "w"))
     assert stats.fitter == "wls" and stats.aggregation == {"y": options.REDUCED_AGGREGATES}
 

@@ -20,6 +20,8 @@ from .options import (
     Backend,
     Boundary,
     Centers,
+    ClipCenter,
+    ClipScale,
     FitOptions,
     FitterName,
     build_options,
@@ -133,6 +135,8 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     selection=None,
     min_entries: int = 10,
     aggregation=None,
+    ltm_fraction: float = 0.8,
+    trim_fraction: float = 0.1,
     boundary: Boundary | Mapping[str, Boundary] = "truncate",
     kernel="uniform",
     kernel_width=None,
@@ -147,6 +151,8 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     reference: Mapping[str, float] | None = None,
     n_sigma_cut: float | None = None,
     max_iter: int | None = None,
+    clip_center: ClipCenter = "fit",
+    clip_scale: ClipScale = "rmse",
     partition_strategy=None,
     progress: bool | None = None,
     chunks: Mapping[str, int] | None = None,
@@ -177,7 +183,12 @@ def fit(  # noqa: PLR0913  (the documented public signature)
     selection : boolean Series aligned on the index or boolean array of len(data).
     min_entries : fit a center only when its window holds at least this many valid rows.
     aggregation : aggregates to compute: None (mean, std, median, entries), a list for every
-        target or ``{target: [...]}``.
+        target or ``{target: [...]}``; the robust ``ltm``, ``ltm_std`` (least trimmed mean and
+        its sigma), ``mad`` (1.4826 x median absolute deviation) and ``trimmed_mean`` are
+        asked for by name (docs/contract.md, "Robust aggregates").
+    ltm_fraction : the LTM keeps the contiguous block of the sorted values holding at most
+        this fraction of the window (0.8: floor(0.8 n) values) with the smallest spread.
+    trim_fraction : the trimmed mean cuts this fraction from each end (0.1), in [0, 0.5).
     boundary : 'truncate' (alias 'full'), 'periodic', 'mirror' or 'shrink' (alias
         'symmetric'), for all dims or ``{dim: mode}``.
     kernel, kernel_width : 'uniform', 'gaussian', 'epanechnikov', 'linear' (width per dim,
@@ -202,6 +213,10 @@ def fit(  # noqa: PLR0913  (the documented public signature)
         recorded in attrs.
     n_sigma_cut, max_iter : robust refit: drop rows whose |residual| exceeds n_sigma_cut x
         rmse and refit, up to max_iter times (default 3); adds ``n_rejected``.
+    clip_center, clip_scale : what n_sigma_cut measures a row against: 'fit' (the previous
+        fit's prediction) or 'median' (the window median), in units of 'rmse' (the previous
+        fit's) or 'mad' (the window's MAD sigma); 'median' with 'mad' is ALICE's habit: one
+        cut of all the window's rows, then one fit.
     partition_strategy : ``{'n_jobs': N}`` (raw-row fits in N processes), ``{'client':
         client}`` or a dask Client, ``{'split_by': [columns]}`` (no window across them).
     progress : progress bars of the slow steps (reading a stream, n_sigma_cut passes, the

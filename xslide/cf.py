@@ -3,7 +3,8 @@
 The user's units (``units={'dX': 'cm', 'qpt': '1/GeV'}``) are recorded in
 ``attrs['units_json']``, the authority for every unit. From them:
 
-- per-target variables in the target's unit (``mean``, ``std``, ``median``, ``rmse``) get a
+- per-target variables in the target's unit (``mean``, ``std``, ``median``, the robust
+  ``ltm``, ``ltm_std``, ``mad``, ``trimmed_mean``, and ``rmse``) get a
   CF ``units`` attr when all targets share one unit; the coordinate ``target_units`` (target)
   gives each target's unit in any case;
 - ``coef`` and ``stderr`` have one unit per (target, term), given by the coordinate
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+from .aggregates import ROBUST_AGGREGATES
 from .formula import INTERCEPT
 from .solve import FLAG_MEANINGS
 from .window import trend_term_dims
@@ -41,6 +43,7 @@ FIT_VARIABLES: Mapping[str, tuple[str, str | None]] = {
     "mean": ("mean of the target in the window", "target"),
     "std": ("standard deviation of the target in the window", "target"),
     "median": ("median of the target in the window", "target"),
+    **{name: (long_name, "target") for name, long_name in ROBUST_AGGREGATES.items()},
     "entries": ("valid rows of the target in the window", DIMENSIONLESS),
     "r_squared": ("coefficient of determination of the local fit", DIMENSIONLESS),
     "rmse": ("root mean square residual of the local fit", "target"),

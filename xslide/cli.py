@@ -46,7 +46,18 @@ from .io import (
     check_output,
     parse_source,
 )
-from .options import BACKENDS, BOUNDARIES, CENTERS, FITTERS, KERNELS, Input, build_options
+from .options import (
+    BACKENDS,
+    BOUNDARIES,
+    CENTERS,
+    CLIP_CENTERS,
+    CLIP_SCALES,
+    FITTERS,
+    KERNELS,
+    ROBUST_AGGREGATES,
+    Input,
+    build_options,
+)
 from .parallel import may_show, progress_bar
 from .solve import NOT_A_CENTER
 
@@ -585,13 +596,30 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--aggregations",
         type=_names,
-        help="per-target aggregates among mean,std,median,entries "
-        "(default: all four in memory, mean,std,entries when streaming)",
+        help="per-target aggregates among mean,std,median,entries and the robust "
+        "ltm,ltm_std,mad,trimmed_mean (default: mean,std,median,entries in memory, "
+        "mean,std,entries when streaming)",
     )
+    p.add_argument(
+        "--ltm-fraction", type=_float, default=0.8,
+        help="fraction of each window the ltm block holds at most (0.8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--trim-fraction", type=_float, default=0.1,
+        help="fraction trimmed_mean cuts from each end (0.1)",
+    )  # fmt: skip
     p.add_argument(
         "--n-sigma-cut", type=_float, help="refit without rows whose |residual| > N x rmse"
     )
     p.add_argument("--max-iter", type=_positive_int, help="most refits of --n-sigma-cut (3)")
+    p.add_argument(
+        "--clip-center", choices=CLIP_CENTERS, default="fit",
+        help="--n-sigma-cut around the previous fit (fit) or the window median (median)",
+    )  # fmt: skip
+    p.add_argument(
+        "--clip-scale", choices=CLIP_SCALES, default="rmse",
+        help="--n-sigma-cut in units of the fit's rmse (rmse) or the window's MAD sigma (mad)",
+    )  # fmt: skip
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument(
         "--in-memory", action="store_true", help="read all inputs into memory instead of streaming"
@@ -711,6 +739,8 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "weights": args.weights,
         "min_entries": args.min_entries,
         "aggregation": args.aggregations,
+        "ltm_fraction": args.ltm_fraction,
+        "trim_fraction": args.trim_fraction,
         "boundary": args.boundary,
         "kernel": args.kernel,
         "kernel_width": args.kernel_width,
@@ -721,6 +751,8 @@ def _fit_keywords(args: argparse.Namespace) -> dict:
         "backend": args.backend,
         "n_sigma_cut": args.n_sigma_cut,
         "max_iter": args.max_iter,
+        "clip_center": args.clip_center,
+        "clip_scale": args.clip_scale,
         "progress": args.progress,
         "units": args.units,
         **_curve_options(args),
@@ -746,6 +778,10 @@ _FLAGS = {
     "min_entries": "--min-entries",
     "n_sigma_cut": "--n-sigma-cut",
     "max_iter": "--max-iter",
+    "ltm_fraction": "--ltm-fraction",
+    "trim_fraction": "--trim-fraction",
+    "clip_center": "--clip-center",
+    "clip_scale": "--clip-scale",
 }
 _KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
 
@@ -759,7 +795,8 @@ def _memory_reasons(args: argparse.Namespace) -> list[str]:
     """The options that need every row in memory at once."""
     aggregation = args.aggregations or []
     reasons = ["--in-memory"] if args.in_memory else []
-    reasons += ["--aggregations median"] if "median" in aggregation else []
+    rows_needed = [a for a in aggregation if a in ("median", *ROBUST_AGGREGATES)]
+    reasons += [f"--aggregations {','.join(rows_needed)}"] if rows_needed else []
     reasons += ["--n-sigma-cut"] if args.n_sigma_cut is not None else []
     reasons += [f"--fitter {args.fitter}"] if args.fitter in ("glm", "rlm", "curve_fit") else []
     return reasons

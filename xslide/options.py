@@ -28,7 +28,9 @@ from .window import Extent, Kernel, span
 
 Boundary = Literal["truncate", "full", "periodic", "mirror", "shrink", "symmetric"]
 KernelName = Literal["uniform", "gaussian", "epanechnikov", "linear"]
-Aggregate = Literal["mean", "std", "median", "entries"]
+Aggregate = Literal["mean", "std", "median", "entries", "ltm", "ltm_std", "mad", "trimmed_mean"]
+ClipCenter = Literal["fit", "median"]
+ClipScale = Literal["rmse", "mad"]
 FitterName = Literal["ols", "wls", "glm", "rlm", "curve_fit"]
 Backend = Literal["auto", "numba", "numpy"]
 Centers = Literal["observed", "grid"]
@@ -36,7 +38,9 @@ SourceKind = Literal["memory", "stream", "dask", "stats"]
 
 BOUNDARIES: tuple[str, ...] = get_args(Boundary)
 KERNELS: tuple[str, ...] = get_args(KernelName)
-AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)  # in the order of the output columns
+CLIP_CENTERS: tuple[str, ...] = get_args(ClipCenter)
+CLIP_SCALES: tuple[str, ...] = get_args(ClipScale)
 FITTERS: tuple[str, ...] = get_args(FitterName)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 CENTERS: tuple[str, ...] = get_args(Centers)
@@ -48,8 +52,12 @@ CANONICAL_BOUNDARY = {mode: mode for mode in BOUNDARIES} | {
 # options of fitter='glm' / 'rlm' (statsmodels) and 'curve_fit' (the model and least_squares),
 # passed on as keyword arguments
 FITTER_KEYWORDS = ("family", "M", "fit_kwargs", "model", "p0", "bounds", "jac")
-# aggregates without the rows in memory (the median needs them)
+# the aggregates of aggregation=None (the robust ones are asked for by name)
+DEFAULT_AGGREGATES = ("mean", "std", "median", "entries")
+# aggregates without the rows in memory (the median and the robust aggregates need them)
 REDUCED_AGGREGATES = ("mean", "std", "entries")
+# aggregates of the window's sorted values (xslide.aggregates), and their options
+ROBUST_AGGREGATES = ("ltm", "ltm_std", "mad", "trimmed_mean")
 
 #: every keyword of ``xslide.fit`` and its default (the public signatures repeat them)
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -76,8 +84,12 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "max_memory": None,
         "binning_formulas": None,
         "reference": None,
+        "ltm_fraction": 0.8,
+        "trim_fraction": 0.1,
         "n_sigma_cut": None,
         "max_iter": None,
+        "clip_center": "fit",
+        "clip_scale": "rmse",
         "partition_strategy": None,
         "progress": None,
         "chunks": None,
@@ -162,6 +174,10 @@ class FitOptions:
     chunks: Mapping[str, int] | None
     binning_formulas: Mapping[str, str]
     units: Mapping[str, str] = field(default_factory=dict)  # column -> unit, in attrs
+    ltm_fraction: float = 0.8  # fraction of the window's weight the LTM block holds at most
+    trim_fraction: float = 0.1  # fraction of the weight the trimmed mean cuts from each end
+    clip_center: str = "fit"  # n_sigma_cut around the fit's prediction or the window median
+    clip_scale: str = "rmse"  # in units of the fit's rmse or of the window's MAD sigma
 
 
 # ---- one validator per option ----
@@ -313,9 +329,10 @@ def check_min_entries(value) -> int:
 
 
 def check_aggregation(aggregation, targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """None -> all four aggregates per target; a list -> the same for every target; or a dict."""
+    """None -> mean, std, median, entries per target; a list -> the same for every target; or
+    a dict."""
     if aggregation is None:
-        return dict.fromkeys(targets, AGGREGATES)
+        return dict.fromkeys(targets, DEFAULT_AGGREGATES)
     if isinstance(aggregation, str):
         aggregation = [aggregation]
     if not isinstance(aggregation, Mapping):
@@ -398,6 +415,53 @@ def check_clipping(n_sigma_cut, max_iter) -> tuple[float | None, int]:
     if not _is_int(max_iter) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     return float(n_sigma_cut), int(max_iter)
+
+
+def check_clip_options(
+    center, scale, n_sigma_cut: float | None, max_iter_given: bool
+) -> tuple[str, str]:
+    """``clip_center`` and ``clip_scale``: other than 'fit'/'rmse' only with ``n_sigma_cut``;
+    with 'median' and 'mad' the cut is fixed by the window's rows, so ``max_iter`` is refused."""
+    center = check_choice(center, "clip_center", CLIP_CENTERS)
+    scale = check_choice(scale, "clip_scale", CLIP_SCALES)
+    if n_sigma_cut is None and (center, scale) != ("fit", "rmse"):
+        raise ValueError(
+            "clip_center and clip_scale shape the n_sigma_cut clipping: give n_sigma_cut too"
+        )
+    if (center, scale) == ("median", "mad") and max_iter_given:
+        raise ValueError(
+            "max_iter does not apply to clip_center='median' with clip_scale='mad': that cut "
+            "does not depend on any fit (one cut, one fit); leave max_iter out"
+        )
+    return center, scale
+
+
+def check_fraction(value, name: str, lo: float, hi: float, closed: str) -> float:
+    """A number between lo and hi; ``closed`` says which ends are allowed: 'right' (lo, hi]
+    or 'left' [lo, hi)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InvalidInputTypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if closed == "right":
+        inside, interval = lo < value <= hi, f"({lo:g}, {hi:g}]"
+    else:
+        inside, interval = lo <= value < hi, f"[{lo:g}, {hi:g})"
+    if not inside:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_robust_options(kw: Mapping, aggregation: Mapping[str, tuple[str, ...]]) -> dict:
+    """``ltm_fraction`` in (0, 1] and ``trim_fraction`` in [0, 0.5), each only with the
+    aggregates it shapes (a changed option that nothing reads is refused, not ignored)."""
+    asked = {a for names in aggregation.values() for a in names}
+    ltm = check_fraction(kw["ltm_fraction"], "ltm_fraction", 0.0, 1.0, "right")
+    trim = check_fraction(kw["trim_fraction"], "trim_fraction", 0.0, 0.5, "left")
+    if ltm != DEFAULTS["ltm_fraction"] and not asked & {"ltm", "ltm_std"}:
+        raise ValueError("ltm_fraction shapes the 'ltm' and 'ltm_std' aggregates: ask for one")
+    if trim != DEFAULTS["trim_fraction"] and "trimmed_mean" not in asked:
+        raise ValueError("trim_fraction shapes the 'trimmed_mean' aggregate: ask for it")
+    return {"ltm_fraction": ltm, "trim_fraction": trim}
 
 
 def check_flag(value, name: str) -> bool:
@@ -757,6 +821,11 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
     parallel, split_by = parse_partition(kw["partition_strategy"])
     dims = _split_dims(split_by, dims, kw, source)
     n_sigma_cut, max_iter = check_clipping(kw["n_sigma_cut"], kw["max_iter"])
+    clip_center, clip_scale = check_clip_options(
+        kw["clip_center"], kw["clip_scale"], n_sigma_cut, kw["max_iter"] is not None
+    )
+    if (clip_center, clip_scale) == ("median", "mad"):
+        max_iter = 1  # the cut depends on the window's rows alone: one cut, one fit
     if n_sigma_cut is not None and model.raw_fitter is not None:
         raise ValueError(
             f"n_sigma_cut applies to the closed-form 'ols'/'wls' fits, not to "
@@ -774,6 +843,7 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
             "fitter='rlm' takes no weights, so it cannot apply a non-uniform kernel; "
             "use kernel='uniform' or fitter='glm'/'wls'"
         )
+    aggregation = check_aggregation(kw["aggregation"], targets)
     read = build_read_spec(
         {**kw, "dims": dims, "targets": targets, "predictors": model.predictors},
         model.formula,
@@ -784,13 +854,16 @@ def build_options(keywords: Mapping[str, Any], source: Input) -> FitOptions:
         **windowing,
         **_trend_options(kw, windowing["window"]),
         min_entries=check_min_entries(kw["min_entries"]),
-        aggregation=check_aggregation(kw["aggregation"], targets),
+        aggregation=aggregation,
+        **check_robust_options(kw, aggregation),
         centers=check_choice(kw["centers"], "centers", CENTERS),
         fitter=model.fitter,
         raw_fitter=model.raw_fitter,
         formula=model.formula_attr,
         n_sigma_cut=n_sigma_cut,
         max_iter=max_iter,
+        clip_center=clip_center,
+        clip_scale=clip_scale,
         parallel=parallel,
         progress=read.progress,
         binning_formulas=check_binning_formulas(kw["binning_formulas"]),

@@ -7,7 +7,9 @@ made and returns new values:
 2. ``_window_and_solve``: windowed statistics at every center and their closed-form solve;
 3. ``_clip``: the robust refit without outliers (``n_sigma_cut``), from the rows;
 4. ``_raw_fits``: statsmodels glm/rlm or a callable on every window's rows;
-5. ``_median``: the exact window median, from the rows;
+5. ``_median`` and ``_robust``: the exact window median and the robust aggregates (LTM, MAD,
+   trimmed mean; the median and MAD also center and scale ``n_sigma_cut`` when asked), from
+   the rows;
 6. ``result.fit_attrs``: the provenance attrs.
 
 Steps 3-5 reach the rows through the bin index only (``rows.RowAccess``).
@@ -24,6 +26,7 @@ import numpy as np
 
 from . import budget
 from ._numba import num_threads
+from .aggregates import FIELDS, ROBUST_AGGREGATES, Fractions, window_robust_blocks
 from .fitters import FitWork, fit_windows
 from .grid import Grid
 from .options import FitOptions
@@ -70,8 +73,9 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
     plan = _plan(stats, options)
     solution, n_rows, n_bins = _window_and_solve(stats, plan, options)
     n_fitted, n_rejected = solution.entries, None
+    robust = _robust(stats, rows, plan, options, solution)
     if options.n_sigma_cut is not None:
-        clipped = _clip(stats, _need(rows), plan, options)
+        clipped = _clip(stats, _need(rows), plan, options, robust)
         n_fitted, n_rejected = clipped.entries, solution.entries - clipped.entries
         solution = _refit(solution, clipped)
     failures, warned, terms = {}, {}, plan.terms
@@ -88,6 +92,7 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
         n_fitted=n_fitted,
         n_rejected=n_rejected,
         median=_median(stats, rows, plan, options, solution),
+        robust=None if robust is None else robust[..., : len(FIELDS) - 1],
         aggregation=options.aggregation,
         n_neighbors_used=n_bins,
         n_rows_aggregated=n_rows,
@@ -100,7 +105,8 @@ def run(stats: BinStats, rows: RowAccess | None, options: FitOptions) -> Fit:
 def _need(rows: RowAccess | None) -> RowAccess:
     if rows is None:
         raise ValueError(
-            "the median, n_sigma_cut and the raw-row fitters (glm, rlm, callables) need "
+            "the median, the robust aggregates (ltm, ltm_std, mad, trimmed_mean), n_sigma_cut "
+            "and the raw-row fitters (glm, rlm, curve_fit, callables) need "
             "the rows in memory, and this input is reduced to statistics without them "
             "(a statistics Dataset, a stream or a dask collection): leave those out, or "
             "fit an in-memory table (e.g. one sector at a time)"
@@ -242,8 +248,11 @@ def _solve(sums, *, n_columns, n_trend, x_ref, y_ref, min_entries, intercept) ->
     return solve_local(sums, n_columns, n_trend, x_ref, y_ref, min_entries, intercept)
 
 
-def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> Solution:
-    """The fit of every window after iterative outlier rejection."""
+def _clip(
+    stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions, robust: np.ndarray | None
+) -> Solution:
+    """The fit of every window after outlier rejection (around the fit or the window median,
+    in units of the rmse or the window's MAD sigma: ``robust`` holds those two)."""
     index = WindowIndex(plan.window, rows.offsets)
     ws = rows.ws
     columns = RowColumns(
@@ -255,7 +264,12 @@ def _clip(stats: BinStats, rows: RowAccess, plan: Plan, options: FitOptions) -> 
         ws is not None or index.weighted,
     )
     model = LocalModel(plan.trend, plan.x_ref, stats.y_ref, stats.intercept)
-    clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries)
+    median = mad = None
+    if options.clip_center == "median":
+        median = robust[..., FIELDS.index("median")]
+    if options.clip_scale == "mad":
+        mad = robust[..., FIELDS.index("mad")]
+    clipping = Clipping(options.n_sigma_cut, options.max_iter, options.min_entries, median, mad)
     # no window's rows are gathered (they are read bin by bin): no row buffers to size
     clipped, _ = clipped_fit(
         plan.centers, index, columns, model, clipping,
@@ -319,3 +333,36 @@ def _median(
         options.progress,
     )
     return median
+
+
+def _robust(
+    stats: BinStats, rows: RowAccess | None, plan: Plan, options: FitOptions, solution: Solution
+) -> np.ndarray | None:
+    """The robust aggregates and the median of every window (``aggregates.FIELDS``), (m, t, 5),
+    for the targets that ask for one (every target where n_sigma_cut clips around the median
+    or in units of the MAD); NaN for the others. None when none is asked."""
+    robust_clip = options.n_sigma_cut is not None and (
+        options.clip_center == "median" or options.clip_scale == "mad"
+    )
+    wanted = [
+        t
+        for t, name in enumerate(stats.targets)
+        if robust_clip or set(options.aggregation[name]) & set(ROBUST_AGGREGATES)
+    ]
+    if not wanted:
+        return None
+    rows = _need(rows)
+    max_count = int(solution.entries[:, wanted].max(initial=0))
+    _check_row_buffers(max_count, 10, options)
+    out = np.full((plan.centers.size, len(stats.targets), len(FIELDS)), np.nan)
+    out[:, wanted] = window_robust_blocks(
+        plan.centers,
+        WindowIndex(plan.window, rows.offsets),
+        rows.ys[wanted],
+        max_count,
+        stats.backend,
+        Fractions(options.ltm_fraction, options.trim_fraction),
+        options.parallel,
+        options.progress,
+    )
+    return out

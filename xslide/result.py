@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from . import cf
+from .aggregates import ROBUST_AGGREGATES
 from .formula import INTERCEPT
 from .grid import Grid
 from .solve import (
@@ -49,6 +50,7 @@ class Fit:
     n_fitted: np.ndarray  # (m, t) rows in the final fit
     n_rejected: np.ndarray | None  # (m, t) rows dropped by n_sigma_cut, None without it
     median: np.ndarray | None  # (m, t), NaN for targets whose median was not asked
+    robust: np.ndarray | None  # (m, t, 4) ltm, ltm_std, mad, trimmed_mean (NaN: not asked)
     aggregation: Mapping[str, tuple[str, ...]]
     n_neighbors_used: np.ndarray  # (m,) distinct bins with rows in each window
     n_rows_aggregated: np.ndarray  # (m,) rows in each window (every appearance counted)
@@ -99,10 +101,8 @@ def _fit_variables(fit: Fit) -> dict[str, tuple]:
 
     wanted = {a for names in fit.aggregation.values() for a in names}
     aggregates = {
-        "mean": (sol.mean, np.nan),
-        "std": (sol.std, np.nan),
-        "median": (fit.median, np.nan),
-        "entries": (sol.entries, 0),
+        name: (values, 0 if name == "entries" else np.nan)
+        for name, values in aggregate_values(fit).items()
     }
     return {
         "coef": per_term(sol.coef),
@@ -117,6 +117,22 @@ def _fit_variables(fit: Fit) -> dict[str, tuple]:
         "n_neighbors_used": per_bin(fit.n_neighbors_used, 0),
         "n_rows_aggregated": per_bin(fit.n_rows_aggregated, 0),
         "effective_window_fraction": per_bin(fit.n_neighbors_used / fit.window_volume, np.nan),
+    }
+
+
+def aggregate_values(fit: Fit) -> dict[str, np.ndarray | None]:
+    """Every aggregate's (m, t) values by name (None: computed for no target)."""
+    sol = fit.solution
+    robust = {
+        name: None if fit.robust is None else fit.robust[..., k]
+        for k, name in enumerate(ROBUST_AGGREGATES)
+    }
+    return {
+        "mean": sol.mean,
+        "std": sol.std,
+        "median": fit.median,
+        "entries": sol.entries,
+        **robust,
     }
 
 
@@ -139,7 +155,7 @@ def to_dataset(fit: Fit) -> xr.Dataset:
     """The fit as an ``xr.Dataset`` on the dense grid (API.md §2)."""
     ds = xr.Dataset(_fit_variables(fit), coords=_fit_coords(fit), attrs=dict(fit.attrs))
     # Aggregates a target did not ask for stay NaN rather than silently computed.
-    for name in ("mean", "std", "median"):
+    for name in ("mean", "std", "median", *ROBUST_AGGREGATES):
         if name in ds:
             skip = [t for t in fit.targets if name not in fit.aggregation[t]]
             if skip:
@@ -204,7 +220,7 @@ def to_frame(fit: Fit) -> pd.DataFrame:
     columns: dict[str, np.ndarray] = dict(
         zip(fit.grid.dims, fit.grid.unravel(fit.centers), strict=True)
     )
-    aggregates = {"mean": sol.mean, "std": sol.std, "median": fit.median, "entries": sol.entries}
+    aggregates = aggregate_values(fit)
     for t, target in enumerate(fit.targets):
         for name in fit.aggregation[target]:
             columns[f"{target}_{name}"] = aggregates[name][:, t]
@@ -239,6 +255,17 @@ def _periods(grid: Grid, boundary: Mapping[str, str]) -> dict[str, list[int]]:
     }
 
 
+def _robust_attrs(options: FitOptions) -> dict:
+    """The options of the robust aggregates, where one is asked for."""
+    asked = {a for names in options.aggregation.values() for a in names}
+    attrs = {}
+    if asked & {"ltm", "ltm_std"}:
+        attrs["ltm_fraction"] = options.ltm_fraction
+    if "trimmed_mean" in asked:
+        attrs["trim_fraction"] = options.trim_fraction
+    return attrs
+
+
 def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: Mapping) -> dict:
     """Provenance of a fit: versions, options, row counts, failures; netCDF-serialisable."""
     binning = {d: record["formula"] for d, record in stats.binning.items()}
@@ -262,6 +289,9 @@ def fit_attrs(stats: BinStats, options: FitOptions, failures: Mapping, warned: M
         "fitter_used": options.fitter,
         "n_sigma_cut": options.n_sigma_cut if clipping else "none",
         "max_iter": options.max_iter if clipping else "none",
+        "clip_center": options.clip_center if clipping else "none",
+        "clip_scale": options.clip_scale if clipping else "none",
+        **_robust_attrs(options),
         "weights_column": stats.weights or "",
         **{k: v for k, v in stats.counts.items() if not isinstance(v, Mapping)},
         "n_rows_invalid_json": json.dumps(stats.counts["n_rows_invalid"]),

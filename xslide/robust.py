@@ -2,7 +2,11 @@
 
 Each window is fitted, rows whose |residual| exceeds ``n_sigma_cut`` x rmse are dropped, and the
 window is refitted from the rows kept, up to ``max_iter`` times or until the kept rows no longer
-change. A numba kernel gathers each window's rows through the bin index, applies the previous
+change. The cut's center may be the window median instead of the fit (``clip_center``) and its
+scale the window's MAD sigma instead of the rmse (``clip_scale``): both from all the window's
+rows, so with both the cut is fixed and one refit is all there is.
+
+A numba kernel gathers each window's rows through the bin index, applies the previous
 fit's cut and sums the statistics of the rows kept; the closed-form solve of ``solve.py`` does
 the rest. The kept set of a pass is a function of the previous fit alone, so nothing per row is
 stored between passes, and a window whose sums did not change has converged.
@@ -48,11 +52,14 @@ class LocalModel(NamedTuple):
 
 
 class Cut(NamedTuple):
-    """The previous fit of every window and target, and the cut in units of its rmse."""
+    """The previous fit of every window and target (or the window medians), and the cut in
+    units of the scale (the previous fit's rmse or the window's MAD sigma)."""
 
     coef: np.ndarray  # (m, t, p); NaN keeps every row
-    rmse: np.ndarray  # (m, t)
+    rmse: np.ndarray  # (m, t) the scale of the cut
     n_sigma: float
+    median: np.ndarray  # (m, t) the center of every row's cut, when ``by_median``
+    by_median: bool
 
 
 @njit(cache=True)
@@ -104,13 +111,17 @@ def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin
                 if n == 0:
                     continue
                 trend_values(nb_offsets, e, model.trend, factor)
-                _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw[e], factor)
+                if cut.by_median:
+                    pred[:n] = cut.median[i, t]
+                else:
+                    _predict(pred[:n], columns.xs, start, ct, model, factor)
+                _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw[e], factor)
 
 
 @njit(cache=True)
-def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, factor):  # noqa: PLR0913
+def _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw, factor):  # noqa: PLR0913
     """Add to s the rows start..start + n of one bin of the window (kernel weight kw, trend
-    columns ``factor``) that lie beyond the cut."""
+    columns ``factor``) that lie beyond the cut around their centers ``pred``."""
     xs, ys, ws, has_w, weighted = (
         columns.xs,
         columns.ys,
@@ -118,15 +129,9 @@ def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, factor):
         columns.has_w,
         columns.weighted,
     )
-    trend, x_ref, y_ref, intercept = model
+    trend, x_ref, y_ref, _ = model
     q, n_trend, size = xs.shape[0], trend.shape[0], z.shape[0]
-    lead = 1 if intercept else 0
     p = pred[:n]  # contiguous 1-D views: the sweeps below vectorise
-    _predict(p, xs, start, ct, lead, intercept)
-    for d in range(n_trend):
-        o = ct[lead + q + d] * factor[d]
-        for r in range(n):
-            p[r] += o
     y = ys[t, start : start + n]
     beyond = 0
     for r in range(n):
@@ -147,25 +152,36 @@ def _add_beyond(s, z, pred, columns, model, ct, limit, t, start, n, kw, factor):
 
 
 @njit(cache=True)
-def _predict(pred, xs, start, ct, lead, intercept):
-    """pred = the fit's prediction of the rows start.. of ``xs`` without the trend terms,
-    each summed intercept first, then term by term (elementwise, so the loops vectorise)."""
+def _predict(pred, xs, start, ct, model, factor):
+    """pred = the fit's prediction of the rows start.. of ``xs``, each summed intercept first,
+    then term by term, then the trend terms (elementwise, so the loops vectorise)."""
+    intercept = model.intercept
+    lead = 1 if intercept else 0
     first = ct[0] if intercept else 0.0
     for r in range(pred.shape[0]):
         pred[r] = first
-    for k in range(xs.shape[0]):
+    q = xs.shape[0]
+    for k in range(q):
         ck = ct[lead + k]
         xk = xs[k, start : start + pred.shape[0]]
         for r in range(pred.shape[0]):
             pred[r] += ck * xk[r]
+    for d in range(model.trend.shape[0]):
+        o = ct[lead + q + d] * factor[d]
+        for r in range(pred.shape[0]):
+            pred[r] += o
 
 
 class Clipping(NamedTuple):
-    """How to clip: the cut in units of the window's rmse, the most refits, the fewest rows."""
+    """How to clip: the cut in units of the scale, the most refits, the fewest rows; and the
+    window medians and MAD sigmas where they center (``clip_center='median'``) or scale
+    (``clip_scale='mad'``) the cut instead of the previous fit and its rmse."""
 
     n_sigma_cut: float
     max_iter: int
     min_entries: int
+    median: np.ndarray | None = None  # (m, t)
+    mad: np.ndarray | None = None  # (m, t)
 
 
 def clipped_fit(
@@ -221,7 +237,10 @@ def clipped_fit(
         out = np.empty((ids.size, n_targets, n_stats(q + 1)))
         for block in bar_blocks(np.arange(ids.size), bar, CLIP_BLOCK):
             part = slice(block[0], block[-1] + 1) if block.size else slice(0, 0)
-            cut = Cut(coef[part], rmse[part], float(clipping.n_sigma_cut))
+            cut = Cut(
+                coef[part], rmse[part], float(clipping.n_sigma_cut),
+                medians[ids[part]], clipping.median is not None,
+            )  # fmt: skip
             run_chunks(
                 cut_kernel, _chunks(block.size), centers[ids[part]], index.tables, columns,
                 model, cut, max_bin, out[part],
@@ -237,6 +256,8 @@ def clipped_fit(
     # parameters that led there, so it stays put.
     cut_coef = np.full((m, n_targets, n_terms), np.nan)
     cut_rmse = np.full((m, n_targets), np.nan)
+    medians = np.zeros((m, n_targets)) if clipping.median is None else clipping.median
+    by_mad = clipping.mad is not None
     with progress_bar(m, progress, "xslide n_sigma_cut pass 1", " windows", scale=True) as bar:
         everything = all_rows(bar)
         current = everything.copy()
@@ -244,12 +265,16 @@ def clipped_fit(
         passes = np.ones(m, dtype=np.int64)
         active = np.arange(m)
         for n_pass in range(2, max_iter + 2):
-            ok = (result.status[active] == OK) & (result.rmse[active] > 0)
+            # a window clips once its fit succeeded; by the rmse, once it leaves a residual
+            ok = result.status[active] == OK
+            if not by_mad:
+                ok &= result.rmse[active] > 0
             active, ok = active[ok.any(axis=1)], ok[ok.any(axis=1)]
             if active.size == 0:
                 break
             cut_coef[active] = np.where(ok[..., None], result.coef[active], cut_coef[active])
-            cut_rmse[active] = np.where(ok, result.rmse[active], cut_rmse[active])
+            scale = clipping.mad[active] if by_mad else result.rmse[active]
+            cut_rmse[active] = np.where(ok, scale, cut_rmse[active])
             _next_pass(bar, n_pass, active.size)
             again = moments(active, cut_coef[active], cut_rmse[active], bar)
             changed = np.any(again != current[active], axis=(1, 2))
