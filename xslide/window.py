@@ -624,7 +624,11 @@ def _box_sums_scipy(sums, rows, window: Window, centers: np.ndarray) -> np.ndarr
 
 
 def _box_sums_at_centers(
-    sums: np.ndarray, rows: np.ndarray, window: Window, centers: np.ndarray
+    sums: np.ndarray,
+    rows: np.ndarray,
+    window: Window,
+    centers: np.ndarray,
+    running_from: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_box_sums`` in one parallel numba pass, bit-identical to the ``correlate1d`` path for
     symmetric windows.
@@ -637,9 +641,9 @@ def _box_sums_at_centers(
     An asymmetric window adds its one-sided offsets in the same loop (the side it does not
     reach counts as outside), equal to ``correlate1d`` up to rounding.
 
-    An axis whose window spans ``RUNNING_FROM`` bins or more is summed by running sums instead
-    (``_running_axis``): each step adds the bin entering the window and subtracts the one
-    leaving it, so the cost per bin does not grow with the window.
+    An axis whose window spans ``running_from`` bins or more (default ``RUNNING_FROM``) is
+    summed by running sums instead (``_running_axis``): each step adds the bin entering the
+    window and subtracts the one leaving it, so the cost per bin does not grow with the window.
     """
     n_bins, m = rows.size, centers.size
     flat = np.ascontiguousarray(sums.reshape(n_bins, -1), dtype=np.float64)
@@ -658,7 +662,8 @@ def _box_sums_at_centers(
             centers = centers[dest]
         shape = np.asarray(window.shape, dtype=np.int64)
         reach = np.asarray(window.spans, dtype=np.int64).reshape(len(window.shape), 2)
-        running = reach.sum(axis=1) + 1 >= RUNNING_FROM  # per dim: running or direct sums
+        running_from = RUNNING_FROM if running_from is None else running_from
+        running = reach.sum(axis=1) + 1 >= running_from  # per dim: running or direct sums
         reach = np.column_stack([reach, running]).astype(np.int64)
         n_chunks = max(1, min(num_threads() * 2, int(shape[0])))
         if shape.size == 1:  # a series
