@@ -49,7 +49,7 @@ def assert_sums_close(got, rows_got, sums, rows, shape, spans, centers, rtol=1e-
     flat = sums.reshape(rows.size, -1)
     exact = explicit_sums(flat, shape, spans, centers)
     magnitude = explicit_sums(np.abs(flat), shape, spans, centers)
-    error = np.abs(got.reshape(centers.size, -1) - exact)
+    error = np.abs(got.reshape(exact.shape) - exact)
     assert np.all(error <= rtol * magnitude + 1e-300), float(np.max(error / magnitude))
     counts = explicit_sums(rows[:, None].astype(float), shape, spans, centers)[:, 0]
     np.testing.assert_array_equal(rows_got, counts)
