@@ -18,6 +18,7 @@ from xslide.window import (
     Window,
     _box_sums_at_centers,
     _box_sums_scipy,
+    window_sum,
 )
 
 needs_numba = pytest.mark.skipif(not _numba.numba_available(), reason="the numba box sums")
@@ -162,3 +163,25 @@ def test_a_long_box_window_on_a_long_series_needs_no_neighbor_tables():
     assert const == pytest.approx(intercept, rel=1e-9)
     with pytest.raises(TooLargeError, match="the window"):
         xslide.fit(df, ["t"], ["y"], ["x"], window, aggregation=["median"], max_memory=2**30)
+
+
+@pytest.mark.parametrize(
+    ("shape", "spans"),
+    [
+        ((3 * RUNNING_RESTART + 5,), ((40, 25),)),  # restarts of the prefix sums
+        ((50, 30), ((20, 9), (2, 2))),  # one axis by prefix sums, one direct
+        ((7, 40, 3), ((1, 1), (0, 60), (30, 30))),  # windows beyond the grid
+    ],
+    ids=str,
+)
+def test_window_sum_of_long_windows_by_prefix_sums_equals_the_exact_sums(shape, spans):
+    """The scipy path (no numba) takes prefix sums where the window is long, to 1e-9."""
+    rng = np.random.default_rng(8)
+    n_bins = int(np.prod(shape))
+    values = 1e4 + rng.normal(size=(n_bins, 3))
+    values[:, 1] -= 1e4  # a channel that cancels
+    got = window_sum(values.reshape(*shape, 3), spans).reshape(n_bins, 3)
+    centers = np.arange(n_bins) if n_bins < 5_000 else rng.choice(n_bins, 500, replace=False)
+    exact = explicit_sums(values, shape, spans, centers)
+    magnitude = explicit_sums(np.abs(values), shape, spans, centers)
+    assert np.all(np.abs(got[centers] - exact) <= 1e-9 * magnitude)
