@@ -185,3 +185,27 @@ def test_window_sum_of_long_windows_by_prefix_sums_equals_the_exact_sums(shape, 
     exact = explicit_sums(values, shape, spans, centers)
     magnitude = explicit_sums(np.abs(values), shape, spans, centers)
     assert np.all(np.abs(got[centers] - exact) <= 1e-9 * magnitude)
+
+
+@pytest.mark.parametrize("shape", [(300,), (40, 3, 30)], ids=str)
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_bin_spoils_only_the_windows_that_hold_it(shape, bad):
+    """inf - inf is NaN: running and prefix sums cannot subtract a bin that overflowed, so
+    the windows after it are summed anew: inf, NaN and finite where the direct sums are."""
+    rng = np.random.default_rng(4)
+    n_bins = int(np.prod(shape))
+    sums = 1e4 + rng.normal(size=(n_bins, 1, 3))
+    sums[n_bins // 3, 0, 1] = bad
+    rows = rng.integers(0, 3, n_bins)
+    spans = tuple((20, 17) for _ in shape)
+    centers = np.arange(n_bins)
+    exact = explicit_sums(sums.reshape(n_bins, 3), shape, spans, centers)
+    got = {"scipy": window_sum(sums.reshape(*shape, 3), spans).reshape(n_bins, 3)}
+    if _numba.numba_available():
+        window = box_window(shape, spans)
+        got["numba"] = _box_sums_at_centers(sums, rows, window, centers, RUNNING)[0][:, 0]
+    for path, values in got.items():
+        np.testing.assert_array_equal(values[~np.isfinite(exact)], exact[~np.isfinite(exact)])
+        finite = np.isfinite(exact)
+        np.testing.assert_allclose(values[finite], exact[finite], rtol=1e-12, err_msg=path)
+    assert np.isfinite(exact).sum() > n_bins  # most windows do not hold the bad bin

@@ -42,10 +42,11 @@ def window_volume(extents: Sequence[Extent]) -> int:
 #: An axis whose window spans this many bins or more is summed by running sums (add the bin
 #: entering, subtract the one leaving: two compensated additions per bin and channel, whatever
 #: the window) instead of directly (before + after plain additions per bin). Measured on 1M
-#: bins, 9 sums per bin: on a 100x100x100 grid the two cost the same near 9 bins per axis and
-#: running sums are 1.8x faster at 17 (3.5x at 33); on a 1-D series they are faster from 3 bins
-#: on (2.8x at 17). 16 keeps the small windows (the benchmark references' ±1 and ±2) on the
-#: direct path, bit for bit as before, and takes every window where running sums clearly win.
+#: bins, 9 sums per bin: on a 100x100x100 grid the two cost the same near 9-11 bins per axis
+#: and running sums are 1.6x faster at 17 (2.1x at 33, under load); on a 1-D series they are
+#: faster from 3 bins on (2.8x at 17). 16 keeps the small windows (the benchmark references'
+#: ±1 and ±2) on the direct path, bit for bit as before, and takes every window where running
+#: sums clearly win.
 RUNNING_FROM = 16
 #: Running sums restart from a direct sum every this many steps, so that the rounding of the
 #: subtractions cannot build up along a long axis (a restart costs one window's additions).
@@ -84,6 +85,14 @@ def _prefix_window_sums(values: np.ndarray, axis: int, before: int, after: int) 
     moved = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
     n = moved.shape[0]
     out = np.empty_like(moved)
+    if not np.all(np.isfinite(moved)):  # inf - inf: sum such an axis directly
+        from scipy import ndimage
+
+        size = before + after + 1
+        return ndimage.correlate1d(
+            values, np.ones(size), axis=axis, mode="constant", cval=0.0,
+            origin=before - size // 2,
+        )  # fmt: skip
     block = max(RUNNING_RESTART, before + after + 1)
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -715,6 +724,23 @@ def _box_sums_at_centers(
 
 
 @njit(cache=True, inline="always")
+def _all_finite(acc):
+    """Whether every running sum is finite: an inf or NaN that left the window cannot be
+    subtracted (inf - inf is NaN), so the window is then summed anew."""
+    for f in range(acc.size):
+        if not np.isfinite(acc.flat[f]):
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _compensated(acc, comp, f):
+    """Channel f of a compensated sum: an inf (or NaN) sum as it is, as a direct sum has it
+    (its compensation is NaN then)."""
+    return acc[f] + comp[f] if np.isfinite(acc[f]) else acc[f]
+
+
+@njit(cache=True, inline="always")
 def _neumaier(acc, comp, f, value):
     """Add ``value`` to channel f of the compensated sum (``acc``, ``comp``): Neumaier's
     variant of Kahan summation, exact to about one rounding of the final sum."""
@@ -736,21 +762,21 @@ def _running_axis(src, dst, before, after):
     comp = np.empty(inner)
     for o in range(outer):
         for i in range(n):
-            if i % RUNNING_RESTART == 0:
-                acc[:] = 0.0
-                comp[:] = 0.0
-                for j in range(max(i - before, 0), min(i + after + 1, n)):
-                    for f in range(inner):
-                        _neumaier(acc, comp, f, src[o, j, f])
-            else:
+            if i % RUNNING_RESTART != 0:
                 if i + after < n:
                     for f in range(inner):
                         _neumaier(acc, comp, f, src[o, i + after, f])
                 if i - before - 1 >= 0:
                     for f in range(inner):
                         _neumaier(acc, comp, f, -src[o, i - before - 1, f])
+            if i % RUNNING_RESTART == 0 or not _all_finite(acc):
+                acc[:] = 0.0
+                comp[:] = 0.0
+                for j in range(max(i - before, 0), min(i + after + 1, n)):
+                    for f in range(inner):
+                        _neumaier(acc, comp, f, src[o, j, f])
             for f in range(inner):
-                dst[o, i, f] = acc[f] + comp[f]
+                dst[o, i, f] = _compensated(acc, comp, f)
 
 
 @njit(cache=True)
@@ -774,22 +800,23 @@ def _first_axis_running(flat, extra, i0, n0, reach, state, dst):
     acc, comp, at = state
     before, after = reach[0], reach[1]
     n_slab = dst.shape[0]
-    if at[0] < 0 or i0 < at[0] or i0 - at[0] > before + after or at[1] >= RUNNING_RESTART:
-        acc[:] = 0.0
-        comp[:] = 0.0
-        for s in range(max(i0 - before, 0), min(i0 + after + 1, n0)):
-            _add_slab(flat, extra, s, n_slab, 1.0, acc, comp)
-        at[0], at[1] = i0, 0
-    while at[0] < i0:
+    fresh = at[0] < 0 or i0 < at[0] or i0 - at[0] > before + after or at[1] >= RUNNING_RESTART
+    while not fresh and at[0] < i0:
         at[0] += 1
         at[1] += 1
         if at[0] + after < n0:
             _add_slab(flat, extra, at[0] + after, n_slab, 1.0, acc, comp)
         if at[0] - before - 1 >= 0:
             _add_slab(flat, extra, at[0] - before - 1, n_slab, -1.0, acc, comp)
+    if fresh or not _all_finite(acc):
+        acc[:] = 0.0
+        comp[:] = 0.0
+        for s in range(max(i0 - before, 0), min(i0 + after + 1, n0)):
+            _add_slab(flat, extra, s, n_slab, 1.0, acc, comp)
+        at[0], at[1] = i0, 0
     for j in range(n_slab):
         for f in range(dst.shape[1]):
-            dst[j, f] = acc[j, f] + comp[j, f]
+            dst[j, f] = _compensated(acc[j], comp[j], f)
 
 
 @njit(cache=True)
@@ -927,21 +954,22 @@ def _series_running(flat, extra, reach, centers, dest, out, counts):
     at, steps = -1, 0
     for k in range(centers.shape[0]):
         i, o = centers[k], dest[k]
-        if at < 0 or i - at > before + after or steps >= RUNNING_RESTART:
-            acc[:] = 0.0
-            comp[:] = 0.0
-            for j in range(max(i - before, 0), min(i + after + 1, n)):
-                _add_series_bin(flat, extra, j, 1.0, acc, comp)
-            at, steps = i, 0
-        while at < i:
+        fresh = at < 0 or i - at > before + after or steps >= RUNNING_RESTART
+        while not fresh and at < i:
             at += 1
             steps += 1
             if at + after < n:
                 _add_series_bin(flat, extra, at + after, 1.0, acc, comp)
             if at - before - 1 >= 0:
                 _add_series_bin(flat, extra, at - before - 1, -1.0, acc, comp)
+        if fresh or not _all_finite(acc):
+            acc[:] = 0.0
+            comp[:] = 0.0
+            for j in range(max(i - before, 0), min(i + after + 1, n)):
+                _add_series_bin(flat, extra, j, 1.0, acc, comp)
+            at, steps = i, 0
         for f in range(n_sums):
-            out[o, f] = acc[f] + comp[f]
+            out[o, f] = _compensated(acc, comp, f)
         for f in range(2):
             counts[f][o] = np.rint(acc[n_sums + f] + comp[n_sums + f])
 
