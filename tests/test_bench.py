@@ -97,3 +97,27 @@ def test_cold_reports_the_demo_fit_on_empty_numba_caches(capsys, tmp_path):
     assert figures["rows"] == 10_000
     assert figures["demo_cold_fit_s"] > figures["demo_warm_fit_s"] > 0
     assert figures["numba_specialisations"] >= figures["numba_kernels"] > 0
+
+
+def test_rolling_scenario_times_three_windows_next_to_statsmodels_rolling_ols(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["rolling", "--scale", "0.005", "--repeat", "1", "--markdown", "--json", str(out)]
+    assert bench.main(args) == 0
+    printed = capsys.readouterr().out
+    (figures,) = json.loads(out.read_text())
+    assert figures["scenario"] == "rolling" and figures["rows"] == figures["bins"] == 5_000
+    assert figures["fitted_pct"] == 100.0
+    for key in ("ols_s", "trailing_s", "wide_window_s", "rolling_ols_s", "floor_s"):
+        assert figures[key] > 0, key
+    assert figures["wide_vs_ols"] == figures["wide_window_s"] / figures["ols_s"]
+    assert figures["trailing_vs_floor"] == figures["trailing_s"] / figures["floor_s"]
+    assert "RollingOLS(window=101).fit(params_only=True)" in printed
+    assert "| rolling | window ±1000 |" in printed
+    assert "| scenario | rows | OLS + mean/std/entries |" not in printed  # no grid summary
+
+
+def test_all_runs_the_rolling_scenario_too(monkeypatch):
+    ran = []
+    monkeypatch.setattr(bench, "_run_scenario", lambda name, args: ran.append(name) or [])
+    assert bench.main(["all"]) == 0
+    assert ran == [*bench.SCENARIOS, "rolling"]

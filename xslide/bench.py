@@ -7,7 +7,11 @@ Scenarios (2 predictors, 2 targets, known truth, fixed seed, rows in random orde
 - ``sparse``: grid 100x50x50, 10 rows/bin in a random 50% of bins, window ±2;
 - ``large``: 100M rows over 50x20x30x18 (18 sectors; window ±1 in the first three dims, none
   across sectors), written once to parquet in ``--data-dir`` and streamed by row groups;
-- ``all``: small, medium and sparse (``large`` only when asked: it writes ~6 GB).
+- ``rolling``: a 1-D series ``t`` of 1M rows (one row per bin, in order), 2 predictors, 1
+  target: windows ±50, trailing ``(100, 0)`` and ±1000 (seed API, mean/std/entries,
+  ``min_entries=3``), printed next to statsmodels ``RollingOLS(window=101)`` with
+  ``params_only=True``, timed once in the same run;
+- ``all``: small, medium, sparse and rolling (``large`` only when asked: it writes ~6 GB).
 
 Every in-memory scenario times ``make_sliding_window_fit`` end to end (DataFrame in, DataFrame
 out, warm: after the numba compile of the first call): OLS with mean/std/entries, with the exact
@@ -62,6 +66,9 @@ SCENARIOS = {
     "medium": Scenario((50, 20, 30), 100, (1, 1, 1)),
     "sparse": Scenario((100, 50, 50), 10, (2, 2, 2), occupancy=0.5),
 }
+ROLLING_ROWS = 1_000_000
+#: the rolling scenario's windows: JSON key -> window of ``t``
+ROLLING_WINDOWS = {"ols_s": 50, "trailing_s": (100, 0), "wide_window_s": 1000}
 LARGE = Scenario((50, 20, 30, 18), 100_000_000 // (50 * 20 * 30 * 18), (1, 1, 1, 0))
 DIMS = ("xBin", "yBin", "zBin", "sector")
 TARGETS, PREDICTORS = ["y1", "y2"], ["x1", "x2"]
@@ -315,6 +322,9 @@ ROWS = [
     ("predict_linear_s", "predict linear"),
     ("stream_s", "stream from parquet"),
     ("fit_from_stats_s", "fit from statistics"),
+    ("trailing_s", "trailing window (100, 0)"),
+    ("wide_window_s", "window ±1000"),
+    ("rolling_ols_s", "statsmodels RollingOLS(window=101), params_only"),
 ]
 #: further figures ``--compare`` shows (lower is better), without a floor
 OTHER_FIGURES = [
@@ -404,6 +414,65 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     )
+
+
+def make_series(scale: float = 1.0, seed: int = 42) -> pd.DataFrame:
+    """The rolling scenario's rows: one per bin of ``t``, in order; a linear truth whose
+    slopes drift slowly along ``t``, plus noise."""
+    rng = np.random.default_rng(seed)
+    n = max(4_000, round(ROLLING_ROWS * scale))
+    t = np.arange(n)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    drift = np.sin(t / 5_000.0)
+    y = 1.0 + (2.0 + drift) * x1 - x2 + rng.normal(0, 0.1, n)
+    return pd.DataFrame({"t": t, "x1": x1, "x2": x2, "y1": y})
+
+
+def _rolling_ols_seconds(df: pd.DataFrame) -> float:
+    """statsmodels ``RollingOLS`` over the trailing 101 rows, ``params_only=True`` (once)."""
+    from statsmodels.regression.rolling import RollingOLS
+
+    exog = np.column_stack([np.ones(len(df)), df[PREDICTORS].to_numpy()])
+    t0 = time.perf_counter()
+    RollingOLS(df["y1"].to_numpy(), exog, window=101).fit(params_only=True)
+    return time.perf_counter() - t0
+
+
+def run_rolling(repeat: int = 5, scale: float = 1.0, **window_options) -> dict:
+    """The rolling scenario: a 1-D series with windows ±50, trailing (100, 0) and ±1000, and
+    statsmodels ``RollingOLS`` on the same rows (``window_options``: boundary, kernel)."""
+    import xslide
+
+    df = make_series(scale)
+
+    def fit(window):
+        return xslide.make_sliding_window_fit(
+            df, ["t"], {"t": window}, ["y1"], PREDICTORS,
+            aggregation_functions={"y1": ["mean", "std", "entries"]}, min_entries=3,
+            **window_options,
+        )  # fmt: skip
+
+    t0 = time.perf_counter()
+    fit(50)  # compiles (or loads from the numba disk cache) every kernel
+    figures: dict = {"scenario": "rolling", **{k: str(v) for k, v in window_options.items()}}
+    figures.update(rows=len(df), bins=len(df), first_call_s=time.perf_counter() - t0)
+    for key, window in ROLLING_WINDOWS.items():
+        fit(window)
+        times = []
+        for _ in range(max(1, repeat)):  # the fastest run, as the machine is shared
+            t0 = time.perf_counter()
+            out = fit(window)
+            times.append(time.perf_counter() - t0)
+        figures[key] = min(times)
+        if key == "ols_s":
+            figures["fitted_pct"] = 100.0 * float(out["y1_intercept"].notna().mean())
+    figures["wide_vs_ols"] = figures["wide_window_s"] / figures["ols_s"]
+    figures["rolling_ols_s"] = _rolling_ols_seconds(df)
+    figures["rolling_ols_vs_ols"] = figures["rolling_ols_s"] / figures["ols_s"]
+    figures["rows_per_s"] = len(df) / figures["ols_s"]
+    figures["floor_s"] = _floor_seconds(df, ["t", *PREDICTORS, "y1"], max(5, repeat))
+    figures["vs_floor"] = figures["ols_s"] / figures["floor_s"]
+    return _with_ratios(figures)
 
 
 def run_large_dask(data_dir: Path, workers: int, scale: float = 1.0) -> dict:
@@ -586,6 +655,25 @@ def _describe(r: dict) -> str:
             f"compiled), on the warm cache {r['demo_warm_fit_s']:.2f} s (command "
             f"{r['demo_warm_process_s']:.1f} s)"
         )
+    if r["scenario"] == "rolling":
+        options = ", ".join(str(r[k]) for k in ("boundary", "kernel") if k in r)
+        return "\n".join(
+            [
+                f"rolling{f' ({options})' if options else ''}: {r['rows']:,} rows of a 1-D "
+                f"series (one per bin), 2 predictors, {r['fitted_pct']:.1f}% fitted (±50)",
+                f"  floor                    {r['floor_s']:.3g} s  (one parallel pass reading "
+                "each input column once)",
+                f"  window ±50               {r['ols_s']:.3f} s  ({r['rows_per_s'] / 1e6:.1f} M "
+                f"rows/s){_floor_note(r, 'ols_s')}",
+                f"  trailing (100, 0)        {r['trailing_s']:.3f} s"
+                + _floor_note(r, "trailing_s"),
+                f"  window ±1000             {r['wide_window_s']:.3f} s  "
+                f"({r['wide_vs_ols']:.2f}x the ±50 time){_floor_note(r, 'wide_window_s')}",
+                f"  statsmodels RollingOLS(window=101).fit(params_only=True)  "
+                f"{r['rolling_ols_s']:.2f} s  ({_times(r['rolling_ols_vs_ols'])} the ±50 time)",
+                f"  first call (numba)       {r['first_call_s']:.2f} s",
+            ]
+        )
     if r["scenario"] == "large":
         return (
             f"large: {r['rows']:,} rows streamed from parquet, {r['bins']:,} bins, "
@@ -641,7 +729,7 @@ def _markdown(results: list[dict]) -> str:
     )
     lines = [head]
     for r in results:
-        if "ols_s" not in r:
+        if "with_median_s" not in r:  # the grid scenarios' summary (not large nor rolling)
             continue
         lines.append(
             f"| {r['scenario']} | {r['rows']:,} | {r['ols_s']:.3f} s | "
@@ -713,6 +801,16 @@ def _run_large_dask(args: argparse.Namespace) -> list[dict]:
     return runs
 
 
+def _window_options(args: argparse.Namespace) -> dict[str, str]:
+    """The boundary and kernel the arguments ask for, where not the default."""
+    options = {}
+    if args.boundary != "truncate":
+        options["boundary"] = args.boundary
+    if args.kernel != "uniform":
+        options["kernel"] = args.kernel
+    return options
+
+
 def _run_scenario(name: str, args: argparse.Namespace) -> list[dict]:
     """Run one scenario as the arguments say, print it and return its figures."""
     if args.fitter != "ols":
@@ -723,17 +821,16 @@ def _run_scenario(name: str, args: argparse.Namespace) -> list[dict]:
             f"{r['parallel_s_per_1k']:.2f} s per 1k windows ({r['speedup']:.2f}x)"
         )
         return [r]
+    if name == "rolling":
+        r = run_rolling(args.repeat, args.scale, **_window_options(args))
+        print(_describe(r))
+        return [r]
     if name == "large" and args.dask_workers:
         return _run_large_dask(args)
     if name == "large":
         r = run_large(Path(args.data_dir), args.scale)
     else:
-        options = {}
-        if args.boundary != "truncate":
-            options["boundary"] = args.boundary
-        if args.kernel != "uniform":
-            options["kernel"] = args.kernel
-        r = run(name, args.repeat, args.scale, **options)
+        r = run(name, args.repeat, args.scale, **_window_options(args))
         if args.fresh_process:
             r.update(_fresh_process_seconds(name, args.scale))
     print(_describe(r))
@@ -746,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "large", "all"])
+    parser.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "rolling", "large", "all"])
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions (median)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the rows")
     parser.add_argument("--json", help="write the figures to this JSON file")
@@ -781,7 +878,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.scenario is None and not args.cold:
         parser.error("name a scenario (or --cold, or --compare OLD NEW)")
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    if args.scenario == "rolling" and args.fitter != "ols":
+        parser.error("--fitter glm/rlm times the grid scenarios (small, medium, sparse)")
+    names = [args.scenario]
+    if args.scenario == "all":  # rolling has no statsmodels fitter per window to time
+        names = [*SCENARIOS, *(["rolling"] if args.fitter == "ols" else [])]
     results = []
     for name in names if args.scenario else []:
         results += _run_scenario(name, args)

@@ -194,9 +194,29 @@ def _check_window_memory(grid: Grid, half, reach, options: FitOptions) -> None:
         n_bytes = budget.size((b + a + 1 for b, a in half), len(half) + 2, budget.FLOAT)
         budget.check(n_bytes, f"the kernel callable's window {_listed(half)}", limit, remedy)
     n_bytes = budget.size((b + a + 1 for b, a in reach), budget.FLOAT)
-    n_bytes += budget.size(2 * len(reach) + 1, max(grid.shape), max(b + a + 1 for b, a in reach),
-                           budget.FLOAT)  # fmt: skip
+    if not _box_sums_only(options):
+        n_bytes += budget.size(2 * len(reach) + 1, max(grid.shape),
+                               max(b + a + 1 for b, a in reach), budget.FLOAT)  # fmt: skip
     budget.check(n_bytes, f"the window {_listed(reach)} on grid {grid.shape}", limit, remedy)
+
+
+#: the aggregates the windowed sums give (the others read the window's rows)
+_SUMMED_AGGREGATES = frozenset({"mean", "std", "entries"})
+
+
+def _box_sums_only(options: FitOptions) -> bool:
+    """Whether the fit reads its windows by box sums alone (``Window.is_box``, no trend, no
+    step that reads rows): then no neighbor tables are built, so a long window on a long
+    series needs no memory for them."""
+    return (
+        options.kernel.name == "uniform"
+        and all(mode == "truncate" for mode in options.boundary.values())
+        and not any(options.trend.values())
+        and options.n_sigma_cut is None
+        and options.raw_fitter is None
+        and options.chunks is None
+        and all(set(names) <= _SUMMED_AGGREGATES for names in options.aggregation.values())
+    )
 
 
 def _listed(reach) -> list:
