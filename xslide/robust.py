@@ -95,9 +95,11 @@ def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin
     pred = np.empty(max_bin)
     z = np.empty(size)
     z[0] = 1.0
-    factor = np.empty(model.trend.shape[0] + 1)
+    factors = np.empty((bins.shape[0], model.trend.shape[0] + 1))
     for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
         n_entries = window_entries(centers[i], tables, buffers)
+        for e in range(n_entries):  # the trend columns of each bin, once for every target
+            trend_values(nb_offsets, e, model.trend, factors[e])
         for t in range(ys.shape[0]):
             s = out[i, t]
             s[:] = 0.0
@@ -110,18 +112,17 @@ def _rejected_moments(c, n_chunks, centers, tables, columns, model, cut, max_bin
                 n = offsets[bins[e] + 1] - start
                 if n == 0:
                     continue
-                trend_values(nb_offsets, e, model.trend, factor)
                 if cut.by_median:
                     pred[:n] = cut.median[i, t]
                 else:
-                    _predict(pred[:n], columns.xs, start, ct, model, factor)
-                _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw[e], factor)
+                    _predict(pred, n, columns.xs, start, ct, model, factors, e)
+                _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw[e], factors, e)
 
 
 @njit(cache=True)
-def _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw, factor):  # noqa: PLR0913
-    """Add to s the rows start..start + n of one bin of the window (kernel weight kw, trend
-    columns ``factor``) that lie beyond the cut around their centers ``pred``."""
+def _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw, factors, e):  # noqa: PLR0913
+    """Add to s the rows start..start + n of one bin of the window, its entry e (kernel weight
+    kw, trend columns ``factors[e]``), that lie beyond the cut around their centers ``pred``."""
     xs, ys, ws, has_w, weighted = (
         columns.xs,
         columns.ys,
@@ -145,30 +146,32 @@ def _add_beyond(s, z, pred, columns, model, limit, t, start, n, kw, factor):  # 
         for k in range(q):
             z[1 + k] = xs[k, start + r] - x_ref[k]
         for d in range(n_trend):
-            z[1 + q + d] = factor[d]
+            z[1 + q + d] = factors[e, d]
         z[size - 1] = yv - y_ref[t]
         w = (ws[start + r] if has_w else 1.0) * kw if weighted else 1.0
         _add_row(s, z, size, w)
 
 
 @njit(cache=True)
-def _predict(pred, xs, start, ct, model, factor):
-    """pred = the fit's prediction of the rows start.. of ``xs``, each summed intercept first,
-    then term by term, then the trend terms (elementwise, so the loops vectorise)."""
+def _predict(pred, n, xs, start, ct, model, factors, e):
+    """pred[:n] = the fit's prediction of the rows start.. of ``xs`` (entry e of the window,
+    trend columns ``factors[e]``), each summed intercept first, then term by term, then the
+    trend terms (elementwise, so the loops vectorise)."""
     intercept = model.intercept
     lead = 1 if intercept else 0
     first = ct[0] if intercept else 0.0
-    for r in range(pred.shape[0]):
+    for r in range(n):
         pred[r] = first
     q = xs.shape[0]
+    p = pred[:n]  # contiguous 1-D views: the sweeps vectorise
     for k in range(q):
         ck = ct[lead + k]
-        xk = xs[k, start : start + pred.shape[0]]
-        for r in range(pred.shape[0]):
-            pred[r] += ck * xk[r]
+        xk = xs[k, start : start + n]
+        for r in range(n):
+            p[r] += ck * xk[r]
     for d in range(model.trend.shape[0]):
-        o = ct[lead + q + d] * factor[d]
-        for r in range(pred.shape[0]):
+        o = ct[lead + q + d] * factors[e, d]
+        for r in range(n):
             pred[r] += o
 
 

@@ -368,11 +368,15 @@ def solve_local(stats: np.ndarray, n_columns: int, n_trend: int, *args) -> Solut
     first = n_columns - n_trend  # z position of the first trend column
     diagonal = stats[..., [idx[first + j, first + j] for j in range(n_trend)]]
     flat = (diagonal == 0.0) & (stats[..., COUNT] > 0.0)[..., None]  # (m, t, n_trend)
+    if not flat.any():
+        return out
+    # each window's pattern of flat columns as one integer (bit j: trend column j)
+    codes = (flat * (1 << np.arange(n_trend, dtype=np.int64))).sum(axis=-1)
     for t in range(stats.shape[1]):
-        patterns, windows = np.unique(flat[:, t], axis=0, return_inverse=True)
-        for k, dropped in enumerate(patterns):
-            if dropped.any():
-                ids = np.flatnonzero(windows.ravel() == k)
+        for code in np.unique(codes[:, t]):
+            if code:
+                ids = np.flatnonzero(codes[:, t] == code)
+                dropped = (code >> np.arange(n_trend)) & 1 == 1
                 _refit_without(out, stats, ids, t, first, dropped, args)
     return out
 

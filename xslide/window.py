@@ -533,7 +533,7 @@ def _neighbor_sums(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
         out_bins[i] = distinct
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trend_values(offsets, e, trend, out):
     """The trend columns of entry e at window offsets ``offsets[e]`` (one per dim) into
     ``out[:k]``: each the product of the offsets of its dims (``trend`` row (a, b), b = -1
