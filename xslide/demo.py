@@ -94,7 +94,7 @@ def demo(args: argparse.Namespace) -> int:
             write_rows(rows_table(binned), path)
     dims = ["rBin", "y2xBin", "z2xBin", "sector"]
     started = time.perf_counter()
-    with _step("fitting (the first run also compiles, about a minute)", progress):
+    with _step("fitting (the first run also compiles its kernels, about 20 s)", progress):
         fit = xslide.fit(
             binned,
             dims,
