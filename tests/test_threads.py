@@ -144,3 +144,24 @@ def test_run_chunks_runs_every_chunk_once_and_serves_concurrent_callers():
 
     with pytest.raises(ValueError, match="chunk 5 failed"):  # a helper's error reaches the caller
         run_chunks(failing, 8)
+
+
+def test_run_chunks_stops_taking_chunks_after_a_failure():
+    """An error (or Ctrl-C) in one chunk: the threads take no further chunk, so the caller
+    does not wait for the rest of the work before it sees the error."""
+    import time
+
+    from xslide._numba import run_chunks
+
+    pytest.importorskip("numba")
+    done = []
+
+    def slow(c, n_chunks):
+        if c == 2:
+            raise KeyboardInterrupt
+        time.sleep(0.01)
+        done.append(c)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_chunks(slow, 200)
+    assert len(done) < 20

@@ -89,7 +89,8 @@ def run_chunks(chunk: Callable, n_chunks: int, *args) -> None:
     ``num_threads()`` threads (the caller's among them).
 
     Chunks are taken in turn by whichever thread is free; each chunk must write only its own
-    part of the outputs, so the result does not depend on the threads or their order.
+    part of the outputs, so the result does not depend on the threads or their order. When
+    a chunk fails (an error, Ctrl-C in the caller's), no thread takes a further chunk.
     """
     threads = min(num_threads(), n_chunks)
     if threads <= 1:
@@ -97,12 +98,17 @@ def run_chunks(chunk: Callable, n_chunks: int, *args) -> None:
             chunk(c, n_chunks, *args)
         return
     turns = itertools.count()  # ``next`` on a count is atomic under the GIL
+    stop = threading.Event()
 
     def work() -> None:
         for c in turns:
-            if c >= n_chunks:
+            if c >= n_chunks or stop.is_set():
                 return
-            chunk(c, n_chunks, *args)
+            try:
+                chunk(c, n_chunks, *args)
+            except BaseException:
+                stop.set()
+                raise
 
     helpers = [_pool().submit(work) for _ in range(threads - 1)]
     try:
