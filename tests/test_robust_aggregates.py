@@ -18,7 +18,7 @@ from reference import (
 )
 
 import xslide
-from xslide.aggregates import Fractions, window_robust
+from xslide.aggregates import FIELDS, Fractions, window_robust
 from xslide.rows import WindowIndex
 from xslide.window import Window
 
@@ -391,3 +391,27 @@ def test_large_windows_take_the_bracketed_path_with_the_same_values(values):
         fast = window_robust(centers, index, ys, offsets[-1], "numba", fractions)
         plain = window_robust(centers, index, ys, offsets[-1], "numpy", fractions)
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize(
+    "need", [("mad", "median"), ("trimmed_mean", "median"), ("ltm", "median"), ("median",)]
+)
+def test_asking_for_some_aggregates_computes_those_with_the_same_values(need):
+    """Fractions.need names the fields wanted: on the bracketed path the others are left NaN
+    (the MAD alone or the trimmed mean alone skips the LTM's sorted tails), the asked ones
+    equal those of the whole set."""
+    rng = np.random.default_rng(11)
+    window = Window((5, 4), (1, 1), ("mirror", "truncate"), np.ones((3, 3)))
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(200, 400, 20))])
+    ys = rng.normal(size=(1, offsets[-1]))
+    ys[rng.random(ys.shape) < 0.1] += 20.0
+    index = WindowIndex(window, offsets)
+    centers = np.arange(20)
+    whole = window_robust(centers, index, ys, offsets[-1], "numba", Fractions(0.8, 0.1))
+    some = window_robust(centers, index, ys, offsets[-1], "numba", Fractions(0.8, 0.1, need))
+    for f, name in enumerate(FIELDS):
+        if name in need or (name == "ltm_std" and "ltm" in need):
+            np.testing.assert_allclose(some[..., f], whole[..., f], rtol=1e-12, err_msg=name)
+        else:
+            assert np.isnan(some[..., f]).all(), name

@@ -58,6 +58,7 @@ class Fractions(NamedTuple):
 
     ltm: float = 0.8  # fraction of the weight the LTM block holds at most
     trim: float = 0.1  # fraction of the weight cut from each end by the trimmed mean
+    need: tuple[str, ...] = FIELDS  # the fields wanted (the others may be left NaN)
 
 
 DEFAULT_FRACTIONS = Fractions()
@@ -370,52 +371,82 @@ def _bracketed_pair(values, n, lo, hi, k0, k1, buf):
 
 
 @njit(cache=True)
-def robust_stats_bracketed(values, n, fractions, buffers, out):
+def robust_stats_bracketed(values, n, fractions, need, buffers, out):
     """``robust_stats_equal_weights`` reading each value twice: a sample of the window gives
-    thresholds that hold the two tails (copied and sorted, nothing else is) and brackets
-    around the median and the MAD (selected among the few values inside). False where a
-    bracket misses (rarely; then nothing is written and values[:n] may be overwritten)."""
+    thresholds that hold the two tails (copied; sorted for the LTM, selected for the trimmed
+    mean, nothing else is) and brackets around the median and the MAD (selected among the
+    few values inside). ``need``: which ``FIELDS`` to compute (the others are left NaN; the
+    median always is). False where a bracket misses (rarely; then nothing is written and
+    values[:n] may be overwritten)."""
     k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
     m = n - k
     cut = int(fractions[1] * n * (1.0 + _MARGIN))
     if n < _BRACKET_MIN or 3 * m > n or cut > m or m == 0:
         return False
+    want_ltm, want_mad, want_trim = need[0] or need[1], need[2], need[3]
     low_buf, high_buf, work = buffers[1], buffers[2], buffers[3]
     sample = np.empty(_SAMPLE)
     _sample_sorted(values, n, sample)
     lo_mid, hi_mid = (n - 1) // 2, n // 2
-    t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
-    t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
-    if not t_low < t_high:
-        return False
     shift = _sample_at(sample, _SAMPLE // 2)
-    n_low = 0
-    n_high = 0
-    s1 = 0.0
-    s2 = 0.0
-    for j in range(n):
-        v = values[j]
-        x = v - shift
-        s1 += x
-        s2 += x * x
-        low_buf[n_low] = v
-        n_low += v <= t_low
-        high_buf[n_high] = v
-        n_high += v >= t_high
-    if n_low < m or n_high < m:
-        return False
-    low = low_buf[:n_low]
-    low.sort()
-    high = high_buf[:n_high]
-    high.sort()
-    low, high = low[:m], high[n_high - m :]
+    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
+    if want_ltm or want_trim:  # the two tails and the sums
+        n_low, n_high, s1, s2 = _copy_tails(values, n, m, sample, shift, low_buf, high_buf)
+        if n_low < m or n_high < m:
+            return False
     med_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
     med_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
     a, b = _bracketed_pair(values, n, med_lo, med_hi, lo_mid, hi_mid, work)
     if a != a:
         return False
     median = 0.5 * (a + b)
-    # the MAD: a bracket of the deviations from the sample's deviations
+    mad = _bracketed_mad(values, n, median, sample, buffers) if want_mad else 0.0
+    if mad != mad:
+        return False
+    out[:] = np.nan
+    low, high = low_buf[:n_low], high_buf[:n_high]
+    if want_ltm:  # sorts both
+        _bracketed_ltm(low, high, m, k, (s1, s2, shift, b), out)
+    if want_mad:
+        out[2] = MAD_SCALE * mad
+    if want_trim:
+        if not want_ltm and cut > 0:  # the cut lowest first, the cut highest last
+            _select(low, 0, n_low, cut - 1)
+            _select(high, 0, n_high, n_high - cut)
+        kept = s1 - _sum_shifted(low[:cut], shift)[0]
+        kept -= _sum_shifted(high[n_high - cut :], shift)[0]
+        out[3] = shift + kept / (n - 2 * cut)
+    out[4] = median
+    return True
+
+
+@njit(cache=True)
+def _copy_tails(values, n, m, sample, shift, low, high):
+    """The values up to a threshold holding the m lowest into ``low``, those from one holding
+    the m highest into ``high`` (thresholds from the sorted sample) and the sums of all the
+    values less ``shift``: (n_low, n_high, s1, s2); n_low = 0 where the thresholds cross."""
+    t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
+    t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
+    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
+    if not t_low < t_high:
+        return n_low, n_high, s1, s2
+    for j in range(n):
+        v = values[j]
+        x = v - shift
+        s1 += x
+        s2 += x * x
+        low[n_low] = v
+        n_low += v <= t_low
+        high[n_high] = v
+        n_high += v >= t_high
+    return n_low, n_high, s1, s2
+
+
+@njit(cache=True)
+def _bracketed_mad(values, n, median, sample, buffers):
+    """The raw MAD of values[:n] from a bracket of the deviations set by the sorted sample's
+    deviations (the sample is overwritten); NaN where the bracket misses."""
+    lo_mid, hi_mid = (n - 1) // 2, n // 2
     for j in range(_SAMPLE):
         sample[j] = abs(sample[j] - median)
     sample.sort()
@@ -424,9 +455,20 @@ def robust_stats_bracketed(values, n, fractions, buffers, out):
     deviations = buffers[0]  # the values are read for the last time below
     for j in range(n):
         deviations[j] = abs(values[j] - median)
-    da, db = _bracketed_pair(deviations, n, d_lo, d_hi, lo_mid, hi_mid, work)
-    if da != da:
-        return False
+    da, db = _bracketed_pair(deviations, n, d_lo, d_hi, lo_mid, hi_mid, buffers[3])
+    return 0.5 * (da + db)
+
+
+@njit(cache=True)
+def _bracketed_ltm(low, high, m, k, sums, out):
+    """The LTM and its std into out[0:2] from the tail candidates low (at least the m
+    lowest values) and high (at least the m highest), both sorted here in place; ``sums``:
+    those of all n values less ``shift``, shift, and b, the upper middle value (the ties'
+    reference)."""
+    s1, s2, shift, b = sums
+    low.sort()
+    high.sort()
+    low, high = low[:m], high[high.shape[0] - m :]
     tail1, tail2 = _sum_shifted(low, shift)
     top1, top2 = _sum_shifted(high, shift)
     mid1, mid2 = s1 - tail1 - top1, s2 - tail2 - top2
@@ -436,11 +478,6 @@ def robust_stats_bracketed(values, n, fractions, buffers, out):
     b2 = mid2 + _sum_shifted(low[i:], shift)[1] + _sum_shifted(high[:i], shift)[1]
     out[0] = shift + b1 / k
     out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
-    out[2] = MAD_SCALE * 0.5 * (da + db)
-    kept = s1 - _sum_shifted(low[:cut], shift)[0] - _sum_shifted(high[m - cut :], shift)[0]
-    out[3] = shift + kept / (n - 2 * cut)
-    out[4] = median
-    return True
 
 
 # ---- the sorted values of one window: a merge of per-bin sorted runs ----
@@ -519,10 +556,11 @@ def _sorted_window(values, starts, lengths, run_w, n_runs, buffers, bounds):
 
 @njit(cache=True, nogil=True)
 def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    c, n_chunks, centers, tables, offsets, runs, weighted, fractions, max_count, out, overflow
+    c, n_chunks, centers, tables, offsets, runs, weighted, fractions, need, max_count, out, overflow
 ):
     """The robust aggregates of the windows of chunk c of the centers into ``out`` (m, t, 5);
-    ``overflow[c]`` True where a window held more values than the buffers (left NaN)."""
+    ``overflow[c]`` True where a window held more values than the buffers (left NaN).
+    ``need``: the ``FIELDS`` asked for (the bracketed path computes only those)."""
     values, counts = runs
     m = centers.shape[0]
     buffers = (np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count))
@@ -558,7 +596,7 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 continue
             v = buffers[0]  # runs in any order: bracketed, selected, else sorted
             _gather(values[t], starts, lengths, n_runs, v)
-            if robust_stats_bracketed(v, n, fractions, buffers, out[i, t]):
+            if robust_stats_bracketed(v, n, fractions, need, buffers, out[i, t]):
                 continue
             _gather(values[t], starts, lengths, n_runs, v)
             if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
@@ -687,7 +725,9 @@ def window_robust(
     ys : (t, n) targets in bin order, NaN for invalid rows, or their ``SortedRuns``.
     max_count : an upper bound of the valid values in any window (sizes the buffers).
     backend : 'numba' or 'numpy' (equal results).
-    fractions : ``ltm_fraction`` and ``trim_fraction``.
+    fractions : ``ltm_fraction``, ``trim_fraction`` and the ``FIELDS`` wanted (the others
+        may be left NaN, the median never is: the MAD or the trimmed mean alone does not pay
+        for the LTM's sorted tails).
 
     Returns
     -------
@@ -717,9 +757,10 @@ def window_robust(
         runs = ys
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
+        wanted = np.array([name in fractions.need for name in FIELDS])
         run_chunks(
             _robust_chunk, n_chunks, centers.astype(np.int64), index.tables, index.offsets,
-            runs, index.weighted, params, max(int(max_count), 1), out, overflow,
+            runs, index.weighted, params, wanted, max(int(max_count), 1), out, overflow,
         )  # fmt: skip
         check_no_overflow(overflow)
         return out
