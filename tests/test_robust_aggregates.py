@@ -415,3 +415,22 @@ def test_asking_for_some_aggregates_computes_those_with_the_same_values(need):
             np.testing.assert_allclose(some[..., f], whole[..., f], rtol=1e-12, err_msg=name)
         else:
             assert np.isnan(some[..., f]).all(), name
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize("size", [10, 64, 300, 2000])
+def test_the_radix_sort_of_window_values_equals_numpy_sort(size):
+    """The comparison-free sort of the LTM's tails and the samples orders negatives,
+    signed zeros, ties, subnormals and wide ranges as np.sort."""
+    from xslide.aggregates import _radix_sort
+
+    rng = np.random.default_rng(size)
+    a = rng.normal(size=size) * 10.0 ** rng.integers(-300, 300, size)
+    a[::7] = a[::7].round(0)  # ties and signed zeros
+    a[1::11] = -0.0
+    a[2::13] = 5e-324
+    a[3::17] = -np.inf
+    expected = np.sort(a)
+    _radix_sort(a)
+    np.testing.assert_array_equal(a, expected)
+    assert np.all(a[1:] >= a[:-1])

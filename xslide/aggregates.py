@@ -336,6 +336,53 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
     return True
 
 
+_SIGN = np.uint64(1 << 63)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_RADIX_MIN = 64  # fewer values are sorted by comparisons
+
+
+@njit(cache=True)
+def _radix_sort(a):
+    """Sort the float64 values a (no NaN) in place by an LSD radix sort, 8 bits a pass, of
+    keys that order as the values (the sign bit flipped for positives, every bit for
+    negatives; -0.0 before 0.0). No comparisons: a comparison sort of a window's values
+    mispredicts half its branches, which costs more than these passes; a pass whose digit
+    is the same for every key is skipped."""
+    n = a.shape[0]
+    if n < _RADIX_MIN:
+        a.sort()
+        return
+    bits = a.view(np.uint64)
+    keys = np.empty(n, dtype=np.uint64)
+    spare = np.empty(n, dtype=np.uint64)
+    counts = np.zeros((8, 256), dtype=np.int64)
+    for j in range(n):
+        u = bits[j]
+        u = u ^ (_ALL if u & _SIGN else _SIGN)
+        keys[j] = u
+        for d in range(8):
+            counts[d, (u >> np.uint64(8 * d)) & np.uint64(255)] += 1
+    src, dst = keys, spare
+    pos = np.empty(256, dtype=np.int64)
+    for d in range(8):
+        shift = np.uint64(8 * d)
+        if counts[d, (src[0] >> shift) & np.uint64(255)] == n:
+            continue
+        total = 0
+        for b in range(256):
+            pos[b] = total
+            total += counts[d, b]
+        for j in range(n):
+            u = src[j]
+            b = (u >> shift) & np.uint64(255)
+            dst[pos[b]] = u
+            pos[b] += 1
+        src, dst = dst, src
+    for j in range(n):
+        u = src[j]
+        bits[j] = u ^ (_SIGN if u & _SIGN else _ALL)
+
+
 _SAMPLE = 256  # sample of a window's values that brackets the ranks it needs
 _MARGIN_RANKS = 24  # the bracket's half-width in sample ranks
 _BRACKET_MIN = 1024  # fewest values for the bracketed path
@@ -346,7 +393,7 @@ def _sample_sorted(values, n, sample):
     """A stratified sample of values[:n], sorted."""
     for j in range(_SAMPLE):
         sample[j] = values[(j * n) // _SAMPLE]
-    sample.sort()
+    _radix_sort(sample)
 
 
 @njit(cache=True)
@@ -449,7 +496,7 @@ def _bracketed_mad(values, n, median, sample, buffers):
     lo_mid, hi_mid = (n - 1) // 2, n // 2
     for j in range(_SAMPLE):
         sample[j] = abs(sample[j] - median)
-    sample.sort()
+    _radix_sort(sample)
     d_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
     d_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
     deviations = buffers[0]  # the values are read for the last time below
@@ -466,8 +513,8 @@ def _bracketed_ltm(low, high, m, k, sums, out):
     those of all n values less ``shift``, shift, and b, the upper middle value (the ties'
     reference)."""
     s1, s2, shift, b = sums
-    low.sort()
-    high.sort()
+    _radix_sort(low)
+    _radix_sort(high)
     low, high = low[:m], high[high.shape[0] - m :]
     tail1, tail2 = _sum_shifted(low, shift)
     top1, top2 = _sum_shifted(high, shift)
