@@ -34,7 +34,7 @@ import numpy as np
 
 from ._numba import njit, num_threads, run_chunks
 from .parallel import Parallel, bar_blocks, progress_bar, split
-from .rows import WindowIndex, check_no_overflow
+from .rows import WindowIndex, _runs_median, check_no_overflow
 from .window import entry_buffers, window_entries
 
 #: the robust aggregates and their long names, in the order of the seed API's columns
@@ -402,29 +402,14 @@ def _sample_at(sample, rank):
 
 
 @njit(cache=True)
-def _bracketed_pair(values, n, lo, hi, k0, k1, buf):
-    """Order statistics k0 and k1 = k0 or k0 + 1 of values[:n] from those in [lo, hi] only;
-    (nan, nan) where the bracket misses them."""
-    below = 0
-    inside = 0
-    for j in range(n):
-        v = values[j]
-        below += v < lo
-        buf[inside] = v
-        inside += (v >= lo) & (v <= hi)
-    if below > k0 or k1 >= below + inside:
-        return np.nan, np.nan
-    return _middle_pair(buf, 0, inside, k0 - below, k1 - below)
-
-
-@njit(cache=True)
-def robust_stats_bracketed(values, n, fractions, need, buffers, out):
-    """``robust_stats_equal_weights`` reading each value twice: a sample of the window gives
-    thresholds that hold the two tails (copied; sorted for the LTM, selected for the trimmed
-    mean, nothing else is) and brackets around the median and the MAD (selected among the
-    few values inside). ``need``: which ``FIELDS`` to compute (the others are left NaN; the
-    median always is). False where a bracket misses (rarely; then nothing is written and
-    values[:n] may be overwritten)."""
+def robust_stats_bracketed(values, n, fractions, need, buffers, guides, out):
+    """``robust_stats_equal_weights`` reading each value a few times: a sample of the window
+    gives thresholds that hold the two tails (copied; sorted for the LTM, selected for the
+    trimmed mean, nothing else is); the median and the MAD are the guided selections of the
+    window median (``rows._runs_median``: a bracket around the last window's value,
+    ``guides[0]`` and ``guides[1]``). ``need``: which ``FIELDS`` to compute (the others are
+    left NaN; the median always is). False where the tails' thresholds miss (rarely; then
+    nothing is written and values[:n] may be overwritten)."""
     k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
     m = n - k
     cut = int(fractions[1] * n * (1.0 + _MARGIN))
@@ -432,30 +417,22 @@ def robust_stats_bracketed(values, n, fractions, need, buffers, out):
         return False
     want_ltm, want_mad, want_trim = need[0] or need[1], need[2], need[3]
     low_buf, high_buf, work = buffers[1], buffers[2], buffers[3]
-    sample = np.empty(_SAMPLE)
-    _sample_sorted(values, n, sample)
-    lo_mid, hi_mid = (n - 1) // 2, n // 2
-    shift = _sample_at(sample, _SAMPLE // 2)
-    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
+    n_low, n_high, s1, s2, shift = 0, 0, 0.0, 0.0, 0.0
     if want_ltm or want_trim:  # the two tails and the sums
+        sample = np.empty(_SAMPLE)
+        _sample_sorted(values, n, sample)
+        shift = _sample_at(sample, _SAMPLE // 2)
         n_low, n_high, s1, s2 = _copy_tails(values, n, m, sample, shift, low_buf, high_buf)
         if n_low < m or n_high < m:
             return False
-    med_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
-    med_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
-    a, b = _bracketed_pair(values, n, med_lo, med_hi, lo_mid, hi_mid, work)
-    if a != a:
-        return False
-    median = 0.5 * (a + b)
-    mad = _bracketed_mad(values, n, median, sample, buffers) if want_mad else 0.0
-    if mad != mad:
-        return False
+    one = np.zeros(2, dtype=np.int64)  # one run: values[0:n]
+    one[1] = n
+    median = _runs_median(values, one[:1], one[1:], 1, n, guides[0], work, work)
     out[:] = np.nan
     low, high = low_buf[:n_low], high_buf[:n_high]
     if want_ltm:  # sorts both
+        b = _upper_middle(values, n, median)
         _bracketed_ltm(low, high, m, k, (s1, s2, shift, b), out)
-    if want_mad:
-        out[2] = MAD_SCALE * mad
     if want_trim:
         if not want_ltm and cut > 0:  # the cut lowest first, the cut highest last
             _select(low, 0, n_low, cut - 1)
@@ -463,8 +440,27 @@ def robust_stats_bracketed(values, n, fractions, need, buffers, out):
         kept = s1 - _sum_shifted(low[:cut], shift)[0]
         kept -= _sum_shifted(high[n_high - cut :], shift)[0]
         out[3] = shift + kept / (n - 2 * cut)
+    if want_mad:  # the values are read for the last time
+        for j in range(n):
+            values[j] = abs(values[j] - median)
+        out[2] = MAD_SCALE * _runs_median(values, one[:1], one[1:], 1, n, guides[1], work, work)
     out[4] = median
     return True
+
+
+@njit(cache=True)
+def _upper_middle(values, n, median):
+    """The value of rank n // 2 of values[:n] (0-based) from their median: the median where
+    more than n // 2 values lie at or below it (it is then a value), else the smallest value
+    above it."""
+    at_or_below = 0
+    above = np.inf
+    for j in range(n):
+        v = values[j]
+        at_or_below += v <= median
+        if v > median and v < above:
+            above = v
+    return median if at_or_below > n // 2 else above
 
 
 @njit(cache=True)
@@ -487,23 +483,6 @@ def _copy_tails(values, n, m, sample, shift, low, high):
         high[n_high] = v
         n_high += v >= t_high
     return n_low, n_high, s1, s2
-
-
-@njit(cache=True)
-def _bracketed_mad(values, n, median, sample, buffers):
-    """The raw MAD of values[:n] from a bracket of the deviations set by the sorted sample's
-    deviations (the sample is overwritten); NaN where the bracket misses."""
-    lo_mid, hi_mid = (n - 1) // 2, n // 2
-    for j in range(_SAMPLE):
-        sample[j] = abs(sample[j] - median)
-    _radix_sort(sample)
-    d_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
-    d_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
-    deviations = buffers[0]  # the values are read for the last time below
-    for j in range(n):
-        deviations[j] = abs(values[j] - median)
-    da, db = _bracketed_pair(deviations, n, d_lo, d_hi, lo_mid, hi_mid, buffers[3])
-    return 0.5 * (da + db)
 
 
 @njit(cache=True)
@@ -611,6 +590,7 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     values, counts = runs
     m = centers.shape[0]
     buffers = (np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count))
+    guides = np.zeros((values.shape[0], 2, 3))  # per target: the median's and the MAD's
     prefix = (np.empty(max_count + 1), np.empty(max_count + 1), np.empty(max_count + 1))
     entries = entry_buffers(tables)
     bins, weights = entries[2], entries[3]
@@ -643,7 +623,7 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 continue
             v = buffers[0]  # runs in any order: bracketed, selected, else sorted
             _gather(values[t], starts, lengths, n_runs, v)
-            if robust_stats_bracketed(v, n, fractions, need, buffers, out[i, t]):
+            if robust_stats_bracketed(v, n, fractions, need, buffers, guides[t], out[i, t]):
                 continue
             _gather(values[t], starts, lengths, n_runs, v)
             if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
