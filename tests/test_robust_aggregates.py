@@ -434,3 +434,16 @@ def test_the_radix_sort_of_window_values_equals_numpy_sort(size):
     _radix_sort(a)
     np.testing.assert_array_equal(a, expected)
     assert np.all(a[1:] >= a[:-1])
+
+
+@pytest.mark.needs_numba
+def test_the_upper_middle_value_is_exact_where_the_median_rounds_onto_a_neighbor():
+    """The LTM's ties reference (the value of rank n // 2) found from the median, also where
+    the mean of two adjacent floats rounds to the lower one, and with ties."""
+    from xslide.aggregates import _upper_middle
+
+    above = np.nextafter(1.0, 2.0)
+    for values in ([0.0, 1.0, above, 3.0], [1.0, 1.0, 1.0, 2.0], [5.0, 1.0, 3.0], [2.0, 0.5]):
+        v = np.array(values)
+        median = np.median(v)
+        assert _upper_middle(v, v.size, median) == np.sort(v)[v.size // 2], values

@@ -422,8 +422,9 @@ def robust_stats_bracketed(values, n, fractions, need, buffers, guides, out):
         sample = np.empty(_SAMPLE)
         _sample_sorted(values, n, sample)
         shift = _sample_at(sample, _SAMPLE // 2)
-        n_low, n_high, s1, s2 = _copy_tails(values, n, m, sample, shift, low_buf, high_buf)
-        if n_low < m or n_high < m:
+        r = m if want_ltm else cut  # the tails' length: the LTM's, or the trimmed mean's
+        n_low, n_high, s1, s2 = _copy_tails(values, n, r, sample, shift, low_buf, high_buf)
+        if n_low < r or n_high < r:
             return False
     one = np.zeros(2, dtype=np.int64)  # one run: values[0:n]
     one[1] = n
@@ -466,8 +467,9 @@ def _upper_middle(values, n, median):
 @njit(cache=True)
 def _copy_tails(values, n, m, sample, shift, low, high):
     """The values up to a threshold holding the m lowest into ``low``, those from one holding
-    the m highest into ``high`` (thresholds from the sorted sample) and the sums of all the
-    values less ``shift``: (n_low, n_high, s1, s2); n_low = 0 where the thresholds cross."""
+    the m highest into ``high`` (thresholds from the sorted sample, m < n / 2) and the sums
+    of all the values less ``shift``: (n_low, n_high, s1, s2); n_low = 0 where the
+    thresholds cross."""
     t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
     t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
     n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
