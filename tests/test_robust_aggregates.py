@@ -18,7 +18,7 @@ from reference import (
 )
 
 import xslide
-from xslide.aggregates import Fractions, window_robust
+from xslide.aggregates import FIELDS, Fractions, window_robust
 from xslide.rows import WindowIndex
 from xslide.window import Window
 
@@ -391,3 +391,59 @@ def test_large_windows_take_the_bracketed_path_with_the_same_values(values):
         fast = window_robust(centers, index, ys, offsets[-1], "numba", fractions)
         plain = window_robust(centers, index, ys, offsets[-1], "numpy", fractions)
         np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize(
+    "need", [("mad", "median"), ("trimmed_mean", "median"), ("ltm", "median"), ("median",)]
+)
+def test_asking_for_some_aggregates_computes_those_with_the_same_values(need):
+    """Fractions.need names the fields wanted: on the bracketed path the others are left NaN
+    (the MAD alone or the trimmed mean alone skips the LTM's sorted tails), the asked ones
+    equal those of the whole set."""
+    rng = np.random.default_rng(11)
+    window = Window((5, 4), (1, 1), ("mirror", "truncate"), np.ones((3, 3)))
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(200, 400, 20))])
+    ys = rng.normal(size=(1, offsets[-1]))
+    ys[rng.random(ys.shape) < 0.1] += 20.0
+    index = WindowIndex(window, offsets)
+    centers = np.arange(20)
+    whole = window_robust(centers, index, ys, offsets[-1], "numba", Fractions(0.8, 0.1))
+    some = window_robust(centers, index, ys, offsets[-1], "numba", Fractions(0.8, 0.1, need))
+    for f, name in enumerate(FIELDS):
+        if name in need or (name == "ltm_std" and "ltm" in need):
+            np.testing.assert_allclose(some[..., f], whole[..., f], rtol=1e-12, err_msg=name)
+        else:
+            assert np.isnan(some[..., f]).all(), name
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize("size", [10, 64, 300, 2000])
+def test_the_radix_sort_of_window_values_equals_numpy_sort(size):
+    """The comparison-free sort of the LTM's tails and the samples orders negatives,
+    signed zeros, ties, subnormals and wide ranges as np.sort."""
+    from xslide.aggregates import _radix_sort
+
+    rng = np.random.default_rng(size)
+    a = rng.normal(size=size) * 10.0 ** rng.integers(-300, 300, size)
+    a[::7] = a[::7].round(0)  # ties and signed zeros
+    a[1::11] = -0.0
+    a[2::13] = 5e-324
+    a[3::17] = -np.inf
+    expected = np.sort(a)
+    _radix_sort(a)
+    np.testing.assert_array_equal(a, expected)
+    assert np.all(a[1:] >= a[:-1])
+
+
+@pytest.mark.needs_numba
+def test_the_upper_middle_value_is_exact_where_the_median_rounds_onto_a_neighbor():
+    """The LTM's ties reference (the value of rank n // 2) found from the median, also where
+    the mean of two adjacent floats rounds to the lower one, and with ties."""
+    from xslide.aggregates import _upper_middle
+
+    above = np.nextafter(1.0, 2.0)
+    for values in ([0.0, 1.0, above, 3.0], [1.0, 1.0, 1.0, 2.0], [5.0, 1.0, 3.0], [2.0, 0.5]):
+        v = np.array(values)
+        median = np.median(v)
+        assert _upper_middle(v, v.size, median) == np.sort(v)[v.size // 2], values

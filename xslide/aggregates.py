@@ -34,7 +34,7 @@ import numpy as np
 
 from ._numba import njit, num_threads, run_chunks
 from .parallel import Parallel, bar_blocks, progress_bar, split
-from .rows import WindowIndex, check_no_overflow
+from .rows import WindowIndex, _runs_median, check_no_overflow
 from .window import entry_buffers, window_entries
 
 #: the robust aggregates and their long names, in the order of the seed API's columns
@@ -58,6 +58,7 @@ class Fractions(NamedTuple):
 
     ltm: float = 0.8  # fraction of the weight the LTM block holds at most
     trim: float = 0.1  # fraction of the weight cut from each end by the trimmed mean
+    need: tuple[str, ...] = FIELDS  # the fields wanted (the others may be left NaN)
 
 
 DEFAULT_FRACTIONS = Fractions()
@@ -335,6 +336,53 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
     return True
 
 
+_SIGN = np.uint64(1 << 63)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+_RADIX_MIN = 64  # fewer values are sorted by comparisons
+
+
+@njit(cache=True)
+def _radix_sort(a):
+    """Sort the float64 values a (no NaN) in place by an LSD radix sort, 8 bits a pass, of
+    keys that order as the values (the sign bit flipped for positives, every bit for
+    negatives; -0.0 before 0.0). No comparisons: a comparison sort of a window's values
+    mispredicts half its branches, which costs more than these passes; a pass whose digit
+    is the same for every key is skipped."""
+    n = a.shape[0]
+    if n < _RADIX_MIN:
+        a.sort()
+        return
+    bits = a.view(np.uint64)
+    keys = np.empty(n, dtype=np.uint64)
+    spare = np.empty(n, dtype=np.uint64)
+    counts = np.zeros((8, 256), dtype=np.int64)
+    for j in range(n):
+        u = bits[j]
+        u = u ^ (_ALL if u & _SIGN else _SIGN)
+        keys[j] = u
+        for d in range(8):
+            counts[d, (u >> np.uint64(8 * d)) & np.uint64(255)] += 1
+    src, dst = keys, spare
+    pos = np.empty(256, dtype=np.int64)
+    for d in range(8):
+        shift = np.uint64(8 * d)
+        if counts[d, (src[0] >> shift) & np.uint64(255)] == n:
+            continue
+        total = 0
+        for b in range(256):
+            pos[b] = total
+            total += counts[d, b]
+        for j in range(n):
+            u = src[j]
+            b = (u >> shift) & np.uint64(255)
+            dst[pos[b]] = u
+            pos[b] += 1
+        src, dst = dst, src
+    for j in range(n):
+        u = src[j]
+        bits[j] = u ^ (_SIGN if u & _SIGN else _ALL)
+
+
 _SAMPLE = 256  # sample of a window's values that brackets the ranks it needs
 _MARGIN_RANKS = 24  # the bracket's half-width in sample ranks
 _BRACKET_MIN = 1024  # fewest values for the bracketed path
@@ -345,7 +393,7 @@ def _sample_sorted(values, n, sample):
     """A stratified sample of values[:n], sorted."""
     for j in range(_SAMPLE):
         sample[j] = values[(j * n) // _SAMPLE]
-    sample.sort()
+    _radix_sort(sample)
 
 
 @njit(cache=True)
@@ -354,79 +402,101 @@ def _sample_at(sample, rank):
 
 
 @njit(cache=True)
-def _bracketed_pair(values, n, lo, hi, k0, k1, buf):
-    """Order statistics k0 and k1 = k0 or k0 + 1 of values[:n] from those in [lo, hi] only;
-    (nan, nan) where the bracket misses them."""
-    below = 0
-    inside = 0
-    for j in range(n):
-        v = values[j]
-        below += v < lo
-        buf[inside] = v
-        inside += (v >= lo) & (v <= hi)
-    if below > k0 or k1 >= below + inside:
-        return np.nan, np.nan
-    return _middle_pair(buf, 0, inside, k0 - below, k1 - below)
-
-
-@njit(cache=True)
-def robust_stats_bracketed(values, n, fractions, buffers, out):
-    """``robust_stats_equal_weights`` reading each value twice: a sample of the window gives
-    thresholds that hold the two tails (copied and sorted, nothing else is) and brackets
-    around the median and the MAD (selected among the few values inside). False where a
-    bracket misses (rarely; then nothing is written and values[:n] may be overwritten)."""
+def robust_stats_bracketed(values, n, fractions, need, buffers, guides, out):
+    """``robust_stats_equal_weights`` reading each value a few times: a sample of the window
+    gives thresholds that hold the two tails (copied; sorted for the LTM, selected for the
+    trimmed mean, nothing else is); the median and the MAD are the guided selections of the
+    window median (``rows._runs_median``: a bracket around the last window's value,
+    ``guides[0]`` and ``guides[1]``). ``need``: which ``FIELDS`` to compute (the others are
+    left NaN; the median always is). False where the tails' thresholds miss (rarely; then
+    nothing is written and values[:n] may be overwritten)."""
     k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
     m = n - k
     cut = int(fractions[1] * n * (1.0 + _MARGIN))
     if n < _BRACKET_MIN or 3 * m > n or cut > m or m == 0:
         return False
+    want_ltm, want_mad, want_trim = need[0] or need[1], need[2], need[3]
     low_buf, high_buf, work = buffers[1], buffers[2], buffers[3]
-    sample = np.empty(_SAMPLE)
-    _sample_sorted(values, n, sample)
-    lo_mid, hi_mid = (n - 1) // 2, n // 2
+    n_low, n_high, s1, s2, shift = 0, 0, 0.0, 0.0, 0.0
+    if want_ltm or want_trim:  # the two tails and the sums
+        sample = np.empty(_SAMPLE)
+        _sample_sorted(values, n, sample)
+        shift = _sample_at(sample, _SAMPLE // 2)
+        r = m if want_ltm else cut  # the tails' length: the LTM's, or the trimmed mean's
+        n_low, n_high, s1, s2 = _copy_tails(values, n, r, sample, shift, low_buf, high_buf)
+        if n_low < r or n_high < r:
+            return False
+    one = np.zeros(2, dtype=np.int64)  # one run: values[0:n]
+    one[1] = n
+    median = _runs_median(values, one[:1], one[1:], 1, n, guides[0], work, work)
+    out[:] = np.nan
+    low, high = low_buf[:n_low], high_buf[:n_high]
+    if want_ltm:  # sorts both
+        b = _upper_middle(values, n, median)
+        _bracketed_ltm(low, high, m, k, (s1, s2, shift, b), out)
+    if want_trim:
+        if not want_ltm and cut > 0:  # the cut lowest first, the cut highest last
+            _select(low, 0, n_low, cut - 1)
+            _select(high, 0, n_high, n_high - cut)
+        kept = s1 - _sum_shifted(low[:cut], shift)[0]
+        kept -= _sum_shifted(high[n_high - cut :], shift)[0]
+        out[3] = shift + kept / (n - 2 * cut)
+    if want_mad:  # the values are read for the last time
+        for j in range(n):
+            values[j] = abs(values[j] - median)
+        out[2] = MAD_SCALE * _runs_median(values, one[:1], one[1:], 1, n, guides[1], work, work)
+    out[4] = median
+    return True
+
+
+@njit(cache=True)
+def _upper_middle(values, n, median):
+    """The value of rank n // 2 of values[:n] (0-based) from their median: the median where
+    more than n // 2 values lie at or below it (it is then a value), else the smallest value
+    above it."""
+    at_or_below = 0
+    above = np.inf
+    for j in range(n):
+        v = values[j]
+        at_or_below += v <= median
+        if v > median and v < above:
+            above = v
+    return median if at_or_below > n // 2 else above
+
+
+@njit(cache=True)
+def _copy_tails(values, n, m, sample, shift, low, high):
+    """The values up to a threshold holding the m lowest into ``low``, those from one holding
+    the m highest into ``high`` (thresholds from the sorted sample, m < n / 2) and the sums
+    of all the values less ``shift``: (n_low, n_high, s1, s2); n_low = 0 where the
+    thresholds cross."""
     t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
     t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
+    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
     if not t_low < t_high:
-        return False
-    shift = _sample_at(sample, _SAMPLE // 2)
-    n_low = 0
-    n_high = 0
-    s1 = 0.0
-    s2 = 0.0
+        return n_low, n_high, s1, s2
     for j in range(n):
         v = values[j]
         x = v - shift
         s1 += x
         s2 += x * x
-        low_buf[n_low] = v
+        low[n_low] = v
         n_low += v <= t_low
-        high_buf[n_high] = v
+        high[n_high] = v
         n_high += v >= t_high
-    if n_low < m or n_high < m:
-        return False
-    low = low_buf[:n_low]
-    low.sort()
-    high = high_buf[:n_high]
-    high.sort()
-    low, high = low[:m], high[n_high - m :]
-    med_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
-    med_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
-    a, b = _bracketed_pair(values, n, med_lo, med_hi, lo_mid, hi_mid, work)
-    if a != a:
-        return False
-    median = 0.5 * (a + b)
-    # the MAD: a bracket of the deviations from the sample's deviations
-    for j in range(_SAMPLE):
-        sample[j] = abs(sample[j] - median)
-    sample.sort()
-    d_lo = _sample_at(sample, (lo_mid * _SAMPLE) // n - _MARGIN_RANKS)
-    d_hi = _sample_at(sample, (hi_mid * _SAMPLE) // n + _MARGIN_RANKS)
-    deviations = buffers[0]  # the values are read for the last time below
-    for j in range(n):
-        deviations[j] = abs(values[j] - median)
-    da, db = _bracketed_pair(deviations, n, d_lo, d_hi, lo_mid, hi_mid, work)
-    if da != da:
-        return False
+    return n_low, n_high, s1, s2
+
+
+@njit(cache=True)
+def _bracketed_ltm(low, high, m, k, sums, out):
+    """The LTM and its std into out[0:2] from the tail candidates low (at least the m
+    lowest values) and high (at least the m highest), both sorted here in place; ``sums``:
+    those of all n values less ``shift``, shift, and b, the upper middle value (the ties'
+    reference)."""
+    s1, s2, shift, b = sums
+    _radix_sort(low)
+    _radix_sort(high)
+    low, high = low[:m], high[high.shape[0] - m :]
     tail1, tail2 = _sum_shifted(low, shift)
     top1, top2 = _sum_shifted(high, shift)
     mid1, mid2 = s1 - tail1 - top1, s2 - tail2 - top2
@@ -436,11 +506,6 @@ def robust_stats_bracketed(values, n, fractions, buffers, out):
     b2 = mid2 + _sum_shifted(low[i:], shift)[1] + _sum_shifted(high[:i], shift)[1]
     out[0] = shift + b1 / k
     out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
-    out[2] = MAD_SCALE * 0.5 * (da + db)
-    kept = s1 - _sum_shifted(low[:cut], shift)[0] - _sum_shifted(high[m - cut :], shift)[0]
-    out[3] = shift + kept / (n - 2 * cut)
-    out[4] = median
-    return True
 
 
 # ---- the sorted values of one window: a merge of per-bin sorted runs ----
@@ -519,13 +584,15 @@ def _sorted_window(values, starts, lengths, run_w, n_runs, buffers, bounds):
 
 @njit(cache=True, nogil=True)
 def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
-    c, n_chunks, centers, tables, offsets, runs, weighted, fractions, max_count, out, overflow
+    c, n_chunks, centers, tables, offsets, runs, weighted, fractions, need, max_count, out, overflow
 ):
     """The robust aggregates of the windows of chunk c of the centers into ``out`` (m, t, 5);
-    ``overflow[c]`` True where a window held more values than the buffers (left NaN)."""
+    ``overflow[c]`` True where a window held more values than the buffers (left NaN).
+    ``need``: the ``FIELDS`` asked for (the bracketed path computes only those)."""
     values, counts = runs
     m = centers.shape[0]
     buffers = (np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count))
+    guides = np.zeros((values.shape[0], 2, 3))  # per target: the median's and the MAD's
     prefix = (np.empty(max_count + 1), np.empty(max_count + 1), np.empty(max_count + 1))
     entries = entry_buffers(tables)
     bins, weights = entries[2], entries[3]
@@ -558,7 +625,7 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 continue
             v = buffers[0]  # runs in any order: bracketed, selected, else sorted
             _gather(values[t], starts, lengths, n_runs, v)
-            if robust_stats_bracketed(v, n, fractions, buffers, out[i, t]):
+            if robust_stats_bracketed(v, n, fractions, need, buffers, guides[t], out[i, t]):
                 continue
             _gather(values[t], starts, lengths, n_runs, v)
             if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
@@ -687,7 +754,9 @@ def window_robust(
     ys : (t, n) targets in bin order, NaN for invalid rows, or their ``SortedRuns``.
     max_count : an upper bound of the valid values in any window (sizes the buffers).
     backend : 'numba' or 'numpy' (equal results).
-    fractions : ``ltm_fraction`` and ``trim_fraction``.
+    fractions : ``ltm_fraction``, ``trim_fraction`` and the ``FIELDS`` wanted (the others
+        may be left NaN, the median never is: the MAD or the trimmed mean alone does not pay
+        for the LTM's sorted tails).
 
     Returns
     -------
@@ -717,9 +786,10 @@ def window_robust(
         runs = ys
         n_chunks = max(1, min(num_threads() * 4, centers.size))
         overflow = np.zeros(n_chunks, dtype=np.bool_)
+        wanted = np.array([name in fractions.need for name in FIELDS])
         run_chunks(
             _robust_chunk, n_chunks, centers.astype(np.int64), index.tables, index.offsets,
-            runs, index.weighted, params, max(int(max_count), 1), out, overflow,
+            runs, index.weighted, params, wanted, max(int(max_count), 1), out, overflow,
         )  # fmt: skip
         check_no_overflow(overflow)
         return out

@@ -375,13 +375,17 @@ def _robust(
     max_count = int(solution.entries[:, wanted].max(initial=0))
     _check_row_buffers(max_count, 10, options)
     out = np.full((plan.centers.size, len(stats.targets), len(FIELDS)), np.nan)
+    asked = {a for name in stats.targets for a in options.aggregation[name]}
+    need = tuple(f for f in FIELDS if f in asked or f == "median")
+    if robust_clip and options.clip_scale == "mad":
+        need = (*need, "mad")
     out[:, wanted] = window_robust_blocks(
         plan.centers,
         WindowIndex(plan.window, rows.offsets),
         rows.ys[wanted],
         max_count,
         stats.backend,
-        Fractions(options.ltm_fraction, options.trim_fraction),
+        Fractions(options.ltm_fraction, options.trim_fraction, need),
         options.parallel,
         options.progress,
     )
