@@ -19,12 +19,18 @@ def test_bench_reports_predict_rows_per_second(capsys, tmp_path):
     assert figures["predict_linear_rows_per_s"] > 0
 
 
-def test_every_timed_row_has_its_vs_floor_in_text_markdown_and_json(capsys, tmp_path):
+def _run_markdown_json(capsys, tmp_path, scenario: str, scale: str) -> tuple[str, dict]:
+    """One scenario with ``--markdown --json``: the printed text and the saved figures."""
     out = tmp_path / "bench.json"
-    args = ["small", "--scale", "0.01", "--repeat", "1", "--markdown", "--json", str(out)]
+    args = [scenario, "--scale", scale, "--repeat", "1", "--markdown", "--json", str(out)]
     assert bench.main(args) == 0
     printed = capsys.readouterr().out
     (figures,) = json.loads(out.read_text())
+    return printed, figures
+
+
+def test_every_timed_row_has_its_vs_floor_in_text_markdown_and_json(capsys, tmp_path):
+    printed, figures = _run_markdown_json(capsys, tmp_path, "small", "0.01")
     assert figures["floor_s"] > 0 and figures["refit_s"] > 0
     rows = ["ols", "with_median", "weighted", "n_sigma_cut", "refit"]
     rows += ["predict_nearest", "predict_linear"]
@@ -100,11 +106,7 @@ def test_cold_reports_the_demo_fit_on_empty_numba_caches(capsys, tmp_path):
 
 
 def test_rolling_scenario_times_three_windows_next_to_statsmodels_rolling_ols(capsys, tmp_path):
-    out = tmp_path / "bench.json"
-    args = ["rolling", "--scale", "0.005", "--repeat", "1", "--markdown", "--json", str(out)]
-    assert bench.main(args) == 0
-    printed = capsys.readouterr().out
-    (figures,) = json.loads(out.read_text())
+    printed, figures = _run_markdown_json(capsys, tmp_path, "rolling", "0.005")
     assert figures["scenario"] == "rolling" and figures["rows"] == figures["bins"] == 5_000
     assert figures["fitted_pct"] == 100.0
     for key in ("ols_s", "trailing_s", "wide_window_s", "rolling_ols_s", "floor_s"):

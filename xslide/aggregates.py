@@ -34,7 +34,7 @@ import numpy as np
 
 from ._numba import njit, num_threads, run_chunks
 from .parallel import Parallel, bar_blocks, progress_bar, split
-from .rows import WindowIndex, _runs_median, check_no_overflow
+from .rows import WindowIndex, _list_runs, _runs_median, check_no_overflow
 from .window import entry_buffers, window_entries
 
 #: the robust aggregates and their long names, in the order of the seed API's columns
@@ -595,7 +595,7 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     guides = np.zeros((values.shape[0], 2, 3))  # per target: the median's and the MAD's
     prefix = (np.empty(max_count + 1), np.empty(max_count + 1), np.empty(max_count + 1))
     entries = entry_buffers(tables)
-    bins, weights = entries[2], entries[3]
+    bins = entries[2]
     starts = np.empty(bins.shape[0], dtype=np.int64)
     lengths = np.empty(bins.shape[0], dtype=np.int64)
     run_w = np.empty(bins.shape[0])
@@ -604,16 +604,10 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
         n_entries = window_entries(centers[i], tables, entries)
         for t in range(values.shape[0]):
-            n_runs = 0
+            n_runs = _list_runs(t, n_entries, entries, offsets, counts, starts, lengths, run_w)
             n = 0
-            for e in range(n_entries):
-                length = counts[t, bins[e]]
-                if length > 0:
-                    starts[n_runs] = offsets[bins[e]]
-                    lengths[n_runs] = length
-                    run_w[n_runs] = weights[e]
-                    n_runs += 1
-                    n += length
+            for j in range(n_runs):
+                n += lengths[j]
             if n > max_count:  # never past the buffers
                 overflow_c = True
                 out[i, t, :] = np.nan

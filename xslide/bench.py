@@ -640,6 +640,27 @@ def _times(ratio: float) -> str:
     return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
 
 
+def _describe_rolling(r: dict) -> str:
+    """The text lines of the ``rolling`` scenario."""
+    options = ", ".join(str(r[k]) for k in ("boundary", "kernel") if k in r)
+    return "\n".join(
+        [
+            f"rolling{f' ({options})' if options else ''}: {r['rows']:,} rows of a 1-D "
+            f"series (one per bin), 2 predictors, {r['fitted_pct']:.1f}% fitted (±50)",
+            f"  floor                    {r['floor_s']:.3g} s  (one parallel pass reading "
+            "each input column once)",
+            f"  window ±50               {r['ols_s']:.3f} s  ({r['rows_per_s'] / 1e6:.1f} M "
+            f"rows/s){_floor_note(r, 'ols_s')}",
+            f"  trailing (100, 0)        {r['trailing_s']:.3f} s" + _floor_note(r, "trailing_s"),
+            f"  window ±1000             {r['wide_window_s']:.3f} s  "
+            f"({r['wide_vs_ols']:.2f}x the ±50 time){_floor_note(r, 'wide_window_s')}",
+            f"  statsmodels RollingOLS(window=101).fit(params_only=True)  "
+            f"{r['rolling_ols_s']:.2f} s  ({_times(r['rolling_ols_vs_ols'])} the ±50 time)",
+            f"  first call (numba)       {r['first_call_s']:.2f} s",
+        ]
+    )
+
+
 def _describe(r: dict) -> str:
     if "dask_workers" in r:
         return (
@@ -656,24 +677,7 @@ def _describe(r: dict) -> str:
             f"{r['demo_warm_process_s']:.1f} s)"
         )
     if r["scenario"] == "rolling":
-        options = ", ".join(str(r[k]) for k in ("boundary", "kernel") if k in r)
-        return "\n".join(
-            [
-                f"rolling{f' ({options})' if options else ''}: {r['rows']:,} rows of a 1-D "
-                f"series (one per bin), 2 predictors, {r['fitted_pct']:.1f}% fitted (±50)",
-                f"  floor                    {r['floor_s']:.3g} s  (one parallel pass reading "
-                "each input column once)",
-                f"  window ±50               {r['ols_s']:.3f} s  ({r['rows_per_s'] / 1e6:.1f} M "
-                f"rows/s){_floor_note(r, 'ols_s')}",
-                f"  trailing (100, 0)        {r['trailing_s']:.3f} s"
-                + _floor_note(r, "trailing_s"),
-                f"  window ±1000             {r['wide_window_s']:.3f} s  "
-                f"({r['wide_vs_ols']:.2f}x the ±50 time){_floor_note(r, 'wide_window_s')}",
-                f"  statsmodels RollingOLS(window=101).fit(params_only=True)  "
-                f"{r['rolling_ols_s']:.2f} s  ({_times(r['rolling_ols_vs_ols'])} the ±50 time)",
-                f"  first call (numba)       {r['first_call_s']:.2f} s",
-            ]
-        )
+        return _describe_rolling(r)
     if r["scenario"] == "large":
         return (
             f"large: {r['rows']:,} rows streamed from parquet, {r['bins']:,} bins, "
