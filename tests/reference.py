@@ -611,8 +611,7 @@ def robust_aggregates(
     for i, j in blocks:
         mean = np.average(v[i : j + 1], weights=w[i : j + 1])
         spreads.append(np.average((v[i : j + 1] - mean) ** 2, weights=w[i : j + 1]))
-    middle = v[n // 2]
-    tie = 1e-9 * max((v[0] - middle) ** 2, (v[-1] - middle) ** 2)
+    tie = 1e-9 * max((v[-1] - v[0]) ** 2, 1e-16 * max(v[0] ** 2, v[-1] ** 2))
     i, j = blocks[next(k for k, s in enumerate(spreads) if s <= min(spreads) + tie)]
     bv, bw = v[i : j + 1], w[i : j + 1]
     ltm = float(np.average(bv, weights=bw))

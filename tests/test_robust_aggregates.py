@@ -437,13 +437,56 @@ def test_the_radix_sort_of_window_values_equals_numpy_sort(size):
 
 
 @pytest.mark.needs_numba
-def test_the_upper_middle_value_is_exact_where_the_median_rounds_onto_a_neighbor():
-    """The LTM's ties reference (the value of rank n // 2) found from the median, also where
-    the mean of two adjacent floats rounds to the lower one, and with ties."""
-    from xslide.aggregates import _upper_middle
+@pytest.mark.parametrize("size", [10, 64, 300, 2000, 70_000])
+@pytest.mark.parametrize("values", ["normal", "outliers", "ties", "specials"])
+def test_the_key_sort_of_the_tails_equals_numpy_sort(size, values):
+    """The tails' sort (16-bit keys linear in the value, two radix passes, an insertion pass
+    that gives up to the radix sort where keys crowd) orders any values as np.sort: smooth
+    ones, a few far outliers squeezing the rest into few keys, ties, infinities, signed zeros
+    and subnormals; over 65536 values it is the radix sort."""
+    from xslide.aggregates import _key_sort
 
-    above = np.nextafter(1.0, 2.0)
-    for values in ([0.0, 1.0, above, 3.0], [1.0, 1.0, 1.0, 2.0], [5.0, 1.0, 3.0], [2.0, 0.5]):
-        v = np.array(values)
-        median = np.median(v)
-        assert _upper_middle(v, v.size, median) == np.sort(v)[v.size // 2], values
+    rng = np.random.default_rng(size)
+    a = rng.normal(size=size)
+    if values == "outliers":
+        a[:: max(size // 20, 1)] = -999.0 * rng.random(len(a[:: max(size // 20, 1)]))
+        a[1] = np.finfo(float).max
+    elif values == "ties":
+        a = a.round(1)
+    elif values == "specials":
+        a[::7] = -0.0
+        a[1::11] = 5e-324
+        a[2::13] = np.inf
+        a[3::17] = -np.inf
+    dest = np.full(size + 3, 7.0)
+    keys, spare = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
+    before = a.copy()
+    _key_sort(a, dest, keys, spare)
+    np.testing.assert_array_equal(dest[:size], np.sort(before))
+    np.testing.assert_array_equal(a, before)  # the input is left as it was
+    assert (dest[size:] == 7.0).all()  # and nothing is written past its length
+
+
+@pytest.mark.needs_numba
+@pytest.mark.parametrize("drift", [0.0, 0.5, 5.0])
+def test_the_tails_do_not_depend_on_the_last_window(drift):
+    """The tails' thresholds follow the last window's (a window alone takes them from a
+    sample, a window after another from it, hit or missed; a drift of the values from bin to
+    bin makes them miss): the aggregates are bit for bit those of each window alone."""
+    rng = np.random.default_rng(5)
+    window = Window((40,), (3,), ("truncate",), np.ones(7))
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(150, 450, 40))])
+    bins = np.repeat(np.arange(40), np.diff(offsets))
+    ys = (rng.normal(size=offsets[-1]) + drift * bins)[None, :]
+    ys[0, rng.random(offsets[-1]) < 0.02] = -999.0
+    index = WindowIndex(window, offsets)
+    centers = np.arange(40)
+    for need in (FIELDS, ("trimmed_mean",), ("ltm", "mad")):
+        fractions = Fractions(0.8, 0.1, need)
+        together = window_robust(centers, index, ys, offsets[-1], "numba", fractions)
+        alone = [window_robust(centers[i : i + 1], index, ys, offsets[-1], "numba", fractions)
+                 for i in centers]  # fmt: skip
+        np.testing.assert_array_equal(together, np.concatenate(alone))
+        plain = window_robust(centers, index, ys, offsets[-1], "numpy", fractions)
+        wanted = np.isin(FIELDS, need) | (np.isin("ltm", need) & (np.array(FIELDS) == "ltm_std"))
+        np.testing.assert_allclose(together[..., wanted], plain[..., wanted], rtol=1e-9)

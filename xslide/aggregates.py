@@ -7,11 +7,11 @@ weight and C_i the cumulative weight of the sorted values up to and including va
 
 - ``ltm`` / ``ltm_std``: of the maximal contiguous blocks of the sorted values whose weight is
   at most f x W (f = ``ltm_fraction``; a block of one value always qualifies), the one with the
-  smallest weighted variance (ties within 1e-9 of the squared spread of the values: the lowest
-  block); its weighted mean, and its standard deviation with the ``std`` aggregate's degrees
-  of freedom (reliability weights: sum w - sum w^2 / sum w; n - 1 for equal weights; NaN for a
-  block of one value). Equal weights keep k = max(1, floor(f x n)) values, as ALICE's
-  ``TStatToolkit::LTM`` (``Int_t(f * n)``);
+  smallest weighted variance (ties within 1e-9 of the squared range of the values, or of
+  1e-16 x the largest squared value: the lowest block); its weighted mean, and its standard
+  deviation with the ``std`` aggregate's degrees of freedom (reliability weights: sum w -
+  sum w^2 / sum w; n - 1 for equal weights; NaN for a block of one value). Equal weights keep
+  k = max(1, floor(f x n)) values, as ALICE's ``TStatToolkit::LTM`` (``Int_t(f * n)``);
 - ``mad``: 1.4826 x the median of |y - median(y)|: ``np.median`` for a uniform kernel, the lower
   weighted median (that of the ``median`` aggregate) for a non-uniform one;
 - ``trimmed_mean``: the weighted mean of the values left when each value whose whole weight lies
@@ -49,6 +49,7 @@ FIELDS = (*ROBUST_AGGREGATES, "median")
 MAD_SCALE = 1.4826
 _MARGIN = 1e-12  # relative rounding allowed in weight comparisons
 _TIE = 1e-9  # LTM spreads this close (relative to the squared range) are ties
+_ROUNDING = 1e-16  # ... or to the squared largest magnitude times this (rounding)
 # Fewest centers per call of the kernel when it runs in blocks for a progress bar.
 BLOCK = 2048
 
@@ -65,6 +66,15 @@ DEFAULT_FRACTIONS = Fractions()
 
 
 # ---- the statistics of one window's sorted values (numba) ----
+
+
+@njit(cache=True)
+def _tie(least, greatest):
+    """How close two LTM spreads (variances) of values in [least, greatest] are ties: 1e-9 of
+    the squared range, or of the rounding of the squared values where they are all nearly
+    equal (their spreads are then rounding)."""
+    scale = max(least * least, greatest * greatest)
+    return _TIE * max((greatest - least) ** 2, _ROUNDING * scale)
 
 
 @njit(cache=True)
@@ -198,8 +208,7 @@ def robust_stats(v, w, n, weighted, fractions, prefix, out):
     _prefix(v, w, n, shift, p0, p1, p2)
     total = p0[n]
     cap = fractions[0] * total * (1.0 + _MARGIN)
-    spread_range = max((v[0] - shift) ** 2, (v[n - 1] - shift) ** 2)
-    tol = _TIE * spread_range
+    tol = _tie(v[0], v[n - 1])
     best = _ltm_block(n, p0, p1, p2, cap, tol, -np.inf)[2]
     lo, hi, _ = _ltm_block(n, p0, p1, p2, cap, tol, best)
     out[0], out[1] = _block_moments(v, w, lo, hi + 1)
@@ -314,7 +323,7 @@ def robust_stats_equal_weights(values, n, fractions, work, out):
     low, high = v[:m], v[n - m :]
     low.sort()
     high.sort()
-    tol = _TIE * max((low[0] - shift) ** 2 if m else 0.0, (high[-1] - shift) ** 2 if m else 0.0)
+    tol = _tie(low[0], high[-1]) if m else 0.0
     mid1, mid2 = _sum_shifted(v[m : n - m], shift)
     i = _tails_ltm(low, high, mid1, mid2, k, shift, tol)
     # the block's own mean and std, from its values (two passes)
@@ -386,13 +395,79 @@ def _radix_sort(a):
 _SAMPLE = 256  # sample of a window's values that brackets the ranks it needs
 _MARGIN_RANKS = 24  # the bracket's half-width in sample ranks
 _BRACKET_MIN = 1024  # fewest values for the bracketed path
+# A tail threshold guided by the last window's should hold about _TAIL_EXCESS * sqrt(n) values
+# past the rank it brackets (the ranks of a neighbouring window's values move by about the root
+# of the values that change).
+_TAIL_EXCESS = 1.0
+_KEY_LEVELS = 65536  # the order-preserving keys of ``_key_sort``: 16 bits, two radix passes
 
 
 @njit(cache=True)
-def _sample_sorted(values, n, sample):
-    """A stratified sample of values[:n], sorted."""
+def _key_sort(a, dest, keys, spare):
+    """a (no NaN) sorted into dest[:len(a)]. Each value gets a 16-bit key linear in it between
+    the least and the greatest (so monotone: a <= b gives key(a) <= key(b)); two 8-bit radix
+    passes order the (key, position) pairs, and an insertion pass puts the values in that
+    order, fixing it where keys are equal. Linear for smooth distributions; where many values
+    share keys (a few far outliers squeeze the rest into few), the insertion pass gives up
+    after 4 n moves and ``_radix_sort`` sorts them (its cost)."""
+    n = a.shape[0]
+    out = dest[:n]
+    lo, hi = np.inf, -np.inf
+    for v in a:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    width = hi - lo
+    if n < _RADIX_MIN or n > _KEY_LEVELS or not (width > 0.0 and width < np.inf):
+        out[:] = a
+        if width != 0.0:  # not all equal
+            _radix_sort(out)
+        return
+    scale = (_KEY_LEVELS - 1) / width
+    counts = np.zeros(512, dtype=np.int64)  # of the low and the high byte of the keys
+    for j in range(n):
+        key = min(int((a[j] - lo) * scale), _KEY_LEVELS - 1)
+        keys[j] = (key << 16) | j
+        counts[key & 255] += 1
+        counts[256 + (key >> 8)] += 1
+    low_total, high_total = 0, 0
+    for b in range(256):  # the first place of each byte value
+        low_total, counts[b] = low_total + counts[b], low_total
+        high_total, counts[256 + b] = high_total + counts[256 + b], high_total
+    for j in range(n):
+        pair = keys[j]
+        b = (pair >> 16) & 255
+        spare[counts[b]] = pair
+        counts[b] += 1
+    for j in range(n):
+        pair = spare[j]
+        b = 256 + (pair >> 24)
+        keys[counts[b]] = pair
+        counts[b] += 1
+    budget = 4 * n
+    for j in range(n):
+        x = a[keys[j] & 65535]
+        i = j
+        while i > 0 and out[i - 1] > x:
+            out[i] = out[i - 1]
+            i -= 1
+        out[i] = x
+        budget -= j - i
+        if budget < 0:  # keys too often equal
+            out[:] = a
+            _radix_sort(out)
+            return
+
+
+@njit(cache=True)
+def _sample_sorted(values, starts, lengths, n, sample):
+    """A stratified sample of the window's n values (the runs end to end), sorted."""
+    run, first = 0, 0  # the run holding position p, and that run's first position
     for j in range(_SAMPLE):
-        sample[j] = values[(j * n) // _SAMPLE]
+        p = (j * n) // _SAMPLE
+        while p >= first + lengths[run]:
+            first += lengths[run]
+            run += 1
+        sample[j] = values[starts[run] + p - first]
     _radix_sort(sample)
 
 
@@ -402,110 +477,157 @@ def _sample_at(sample, rank):
 
 
 @njit(cache=True)
-def robust_stats_bracketed(values, n, fractions, need, buffers, guides, out):
-    """``robust_stats_equal_weights`` reading each value a few times: a sample of the window
-    gives thresholds that hold the two tails (copied; sorted for the LTM, selected for the
-    trimmed mean, nothing else is); the median and the MAD are the guided selections of the
-    window median (``rows._runs_median``: a bracket around the last window's value,
+def _copy_tails(values, runs, t_low, t_high, shift, low, high):
+    """The window's values at or below ``t_low`` into ``low``, those at or above ``t_high``
+    into ``high`` (in the runs' order), and the sums of all its values less ``shift``:
+    (n_low, n_high, s1, s2)."""
+    starts, lengths, n_runs = runs
+    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
+    for r in range(n_runs):
+        for v in values[starts[r] : starts[r] + lengths[r]]:
+            x = v - shift
+            s1 += x
+            s2 += x * x
+            low[n_low] = v  # branchless: low and high have room for every value
+            n_low += v <= t_low
+            high[n_high] = v
+            n_high += v >= t_high
+    return n_low, n_high, s1, s2
+
+
+@njit(cache=True)
+def _tails(values, runs, n, r, guides, low, high):
+    """Candidates for the r lowest of the window's values into ``low`` and for the r highest
+    into ``high`` (``_copy_tails``): the values past thresholds that hold them, first those of
+    the last window (its r-th lowest and highest values and a margin: ``guides[2]`` and
+    ``guides[3]``), where they miss those of a stratified sample. Returns (n_low, n_high, s1,
+    s2, t_low, t_high, shift); n_low = -1 where both miss. ``shift`` (the median of the first
+    run's first, middle and last value) depends on the window alone, so the sums do too."""
+    starts, lengths, _ = runs
+    s0, n0 = starts[0], lengths[0]
+    a, b, c = values[s0], values[s0 + n0 // 2], values[s0 + n0 - 1]
+    shift = max(min(a, b), min(max(a, b), c))
+    g_low, g_high = guides[2], guides[3]
+    if g_low[2] == 1.0 and g_high[2] == 1.0:
+        t_low, t_high = g_low[0] + g_low[1], g_high[0] - g_high[1]
+        if t_low < t_high:
+            n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, low, high)
+            if n_low >= r and n_high >= r:
+                return n_low, n_high, s1, s2, t_low, t_high, shift
+    sample = np.empty(_SAMPLE)
+    _sample_sorted(values, starts, lengths, n, sample)
+    t_low = _sample_at(sample, (r * _SAMPLE) // n + _MARGIN_RANKS)
+    t_high = _sample_at(sample, ((n - r) * _SAMPLE) // n - _MARGIN_RANKS)
+    n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, low, high)
+    if n_low < r or n_high < r:
+        n_low = -1
+    return n_low, n_high, s1, s2, t_low, t_high, shift
+
+
+@njit(cache=True)
+def _guide_tail(guide, rank_value, threshold, excess, n):
+    """Guide the next window's tail threshold: this window's r-th value and a margin that
+    should hold ``_TAIL_EXCESS * sqrt(n)`` values past it, from the ``excess`` candidates that
+    lay between it and the threshold used (none: unguided, the sample decides)."""
+    span = abs(threshold - rank_value)
+    guide[0] = rank_value
+    guide[1] = span * _TAIL_EXCESS * np.sqrt(n) / max(excess, 1)
+    guide[2] = 1.0 if excess > 0 and span < np.inf else 0.0
+
+
+@njit(cache=True)
+def _ltm_from_tails(low, high, k, sums, out):
+    """The LTM and its std into out[0:2] from the sorted m lowest and m highest values and
+    ``sums``: (s1, s2, shift), the sums of all n values less shift. The block of start i
+    (0..m) holds all but the i lowest and the m - i highest values: its sums slide from all
+    but the highest, low[i] leaving and high[i] entering; the winner's are summed afresh."""
+    s1, s2, shift = sums
+    m = low.shape[0]
+    top1, top2 = _sum_shifted(high, shift)
+    b1, b2 = s1 - top1, s2 - top2
+    tol = _tie(low[0], high[-1]) * k
+    spreads = np.empty(m + 1)  # k x the block's variance
+    best = np.inf
+    for i in range(m + 1):
+        spreads[i] = b2 - b1 * b1 / k
+        best = min(best, spreads[i])
+        if i < m:
+            a, b = low[i] - shift, high[i] - shift
+            b1 += b - a
+            b2 += b * b - a * a
+    i = 0
+    while spreads[i] > best + tol:  # the lowest block within tol of the least spread
+        i += 1
+    l1, l2 = _sum_shifted(low[:i], shift)
+    h1, h2 = _sum_shifted(high[i:], shift)
+    b1, b2 = s1 - l1 - h1, s2 - l2 - h2
+    out[0] = shift + b1 / k
+    out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
+
+
+@njit(cache=True)
+def _tail_aggregates(values, runs, n, ranks, want, buffers, guides, out):
+    """The LTM (``want[0]``) and the trimmed mean (``want[1]``) into ``out`` from the window's
+    two tails, sorted; ``ranks``: (k, m, cut). False where no threshold held the tails
+    (nothing written)."""
+    k, m, cut = ranks
+    low, high, sorted_low, sorted_high, keys, spare = buffers[1:3] + buffers[4:]
+    r = m if want[0] else max(cut, 1)
+    n_low, n_high, s1, s2, t_low, t_high, shift = _tails(values, runs, n, r, guides, low, high)
+    if n_low < 0:
+        return False
+    _key_sort(low[:n_low], sorted_low, keys, spare)
+    _key_sort(high[:n_high], sorted_high, keys, spare)
+    low, high = sorted_low[:r], sorted_high[n_high - r : n_high]  # the r lowest and highest
+    if want[0]:
+        _ltm_from_tails(low, high, k, (s1, s2, shift), out)
+    if want[1]:
+        cut_sum = _sum_shifted(low[:cut], shift)[0] + _sum_shifted(high[r - cut :], shift)[0]
+        out[3] = shift + (s1 - cut_sum) / (n - 2 * cut)
+    _guide_tail(guides[2], low[r - 1], t_low, n_low - r, n)
+    _guide_tail(guides[3], high[0], t_high, n_high - r, n)
+    return True
+
+
+@njit(cache=True)
+def robust_stats_bracketed(values, runs, n, fractions, need, buffers, guides, out):
+    """``robust_stats_equal_weights`` of the window's n values (the runs ``runs``: starts,
+    lengths, count) reading each a few times: thresholds guided by the last window's, or
+    taken from a sample, hold the two tails (copied and sorted, nothing else is); the median
+    and the MAD are the guided selections of the window median (``rows._runs_median``,
     ``guides[0]`` and ``guides[1]``). ``need``: which ``FIELDS`` to compute (the others are
-    left NaN; the median always is). False where the tails' thresholds miss (rarely; then
-    nothing is written and values[:n] may be overwritten)."""
+    left NaN). False where the tails' thresholds miss (rarely; then nothing is written)."""
     k = max(1, int(fractions[0] * n * (1.0 + _MARGIN)))
     m = n - k
     cut = int(fractions[1] * n * (1.0 + _MARGIN))
     if n < _BRACKET_MIN or 3 * m > n or cut > m or m == 0:
         return False
     want_ltm, want_mad, want_trim = need[0] or need[1], need[2], need[3]
-    low_buf, high_buf, work = buffers[1], buffers[2], buffers[3]
-    n_low, n_high, s1, s2, shift = 0, 0, 0.0, 0.0, 0.0
-    if want_ltm or want_trim:  # the two tails and the sums
-        sample = np.empty(_SAMPLE)
-        _sample_sorted(values, n, sample)
-        shift = _sample_at(sample, _SAMPLE // 2)
-        r = m if want_ltm else cut  # the tails' length: the LTM's, or the trimmed mean's
-        n_low, n_high, s1, s2 = _copy_tails(values, n, r, sample, shift, low_buf, high_buf)
-        if n_low < r or n_high < r:
-            return False
-    one = np.zeros(2, dtype=np.int64)  # one run: values[0:n]
-    one[1] = n
-    median = _runs_median(values, one[:1], one[1:], 1, n, guides[0], work, work)
     out[:] = np.nan
-    low, high = low_buf[:n_low], high_buf[:n_high]
-    if want_ltm:  # sorts both
-        b = _upper_middle(values, n, median)
-        _bracketed_ltm(low, high, m, k, (s1, s2, shift, b), out)
-    if want_trim:
-        if not want_ltm and cut > 0:  # the cut lowest first, the cut highest last
-            _select(low, 0, n_low, cut - 1)
-            _select(high, 0, n_high, n_high - cut)
-        kept = s1 - _sum_shifted(low[:cut], shift)[0]
-        kept -= _sum_shifted(high[n_high - cut :], shift)[0]
-        out[3] = shift + kept / (n - 2 * cut)
-    if want_mad:  # the values are read for the last time
-        for j in range(n):
-            values[j] = abs(values[j] - median)
-        out[2] = MAD_SCALE * _runs_median(values, one[:1], one[1:], 1, n, guides[1], work, work)
-    out[4] = median
+    if (want_ltm or want_trim) and not _tail_aggregates(
+        values, runs, n, (k, m, cut), (want_ltm, want_trim), buffers, guides, out
+    ):
+        return False
+    if want_mad or need[4]:
+        _window_median_and_mad(values, runs, n, want_mad, buffers, guides, out)
     return True
 
 
 @njit(cache=True)
-def _upper_middle(values, n, median):
-    """The value of rank n // 2 of values[:n] (0-based) from their median: the median where
-    more than n // 2 values lie at or below it (it is then a value), else the smallest value
-    above it."""
-    at_or_below = 0
-    above = np.inf
-    for j in range(n):
-        v = values[j]
-        at_or_below += v <= median
-        if v > median and v < above:
-            above = v
-    return median if at_or_below > n // 2 else above
-
-
-@njit(cache=True)
-def _copy_tails(values, n, m, sample, shift, low, high):
-    """The values up to a threshold holding the m lowest into ``low``, those from one holding
-    the m highest into ``high`` (thresholds from the sorted sample, m < n / 2) and the sums
-    of all the values less ``shift``: (n_low, n_high, s1, s2); n_low = 0 where the
-    thresholds cross."""
-    t_low = _sample_at(sample, (m * _SAMPLE) // n + _MARGIN_RANKS)
-    t_high = _sample_at(sample, ((n - m) * _SAMPLE) // n - _MARGIN_RANKS)
-    n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
-    if not t_low < t_high:
-        return n_low, n_high, s1, s2
-    for j in range(n):
-        v = values[j]
-        x = v - shift
-        s1 += x
-        s2 += x * x
-        low[n_low] = v
-        n_low += v <= t_low
-        high[n_high] = v
-        n_high += v >= t_high
-    return n_low, n_high, s1, s2
-
-
-@njit(cache=True)
-def _bracketed_ltm(low, high, m, k, sums, out):
-    """The LTM and its std into out[0:2] from the tail candidates low (at least the m
-    lowest values) and high (at least the m highest), both sorted here in place; ``sums``:
-    those of all n values less ``shift``, shift, and b, the upper middle value (the ties'
-    reference)."""
-    s1, s2, shift, b = sums
-    _radix_sort(low)
-    _radix_sort(high)
-    low, high = low[:m], high[high.shape[0] - m :]
-    tail1, tail2 = _sum_shifted(low, shift)
-    top1, top2 = _sum_shifted(high, shift)
-    mid1, mid2 = s1 - tail1 - top1, s2 - tail2 - top2
-    tol = _TIE * max((low[0] - b) ** 2, (high[-1] - b) ** 2)
-    i = _tails_ltm(low, high, mid1, mid2, k, shift, tol)
-    b1 = mid1 + _sum_shifted(low[i:], shift)[0] + _sum_shifted(high[:i], shift)[0]
-    b2 = mid2 + _sum_shifted(low[i:], shift)[1] + _sum_shifted(high[:i], shift)[1]
-    out[0] = shift + b1 / k
-    out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
+def _window_median_and_mad(values, runs, n, want_mad, buffers, guides, out):
+    """The window median into out[4] and (``want_mad``) the MAD sigma into out[2]: guided
+    selections (``rows._runs_median``) of the values gathered, then of their deviations."""
+    v, work = buffers[0], buffers[3]
+    starts, lengths, n_runs = runs
+    _gather(values, starts, lengths, n_runs, v)
+    one = np.zeros(2, dtype=np.int64)  # one run: v[0:n]
+    one[1] = n
+    median = _runs_median(v, one[:1], one[1:], 1, n, guides[0], work, work)
+    if want_mad:
+        for j in range(n):
+            v[j] = abs(v[j] - median)
+        out[2] = MAD_SCALE * _runs_median(v, one[:1], one[1:], 1, n, guides[1], work, work)
+    out[4] = median
 
 
 # ---- the sorted values of one window: a merge of per-bin sorted runs ----
@@ -551,8 +673,10 @@ def _gather(values, starts, lengths, n_runs, buf):
 
 
 @njit(cache=True)
-def _sorted_window(values, starts, lengths, run_w, n_runs, buffers, bounds):
-    """The runs' values merged in ascending order with their weights; returns (v, w, n)."""
+def _sorted_window(values, runs, buffers, bounds):
+    """The runs' values (``runs``: starts, lengths, weights, count) merged in ascending order
+    with their weights; returns (v, w, n)."""
+    starts, lengths, run_w, n_runs = runs
     a, aw, b, bw = buffers
     n = 0
     bounds[0] = 0
@@ -591,8 +715,13 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     ``need``: the ``FIELDS`` asked for (the bracketed path computes only those)."""
     values, counts = runs
     m = centers.shape[0]
-    buffers = (np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count))
-    guides = np.zeros((values.shape[0], 2, 3))  # per target: the median's and the MAD's
+    keys, spare = np.empty(max_count, dtype=np.int64), np.empty(max_count, dtype=np.int64)
+    buffers = (
+        np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count),
+        np.empty(max_count), np.empty(max_count), keys, spare,
+    )  # fmt: skip
+    # per target: the guides of the median, the MAD, the low and the high tail
+    guides = np.zeros((values.shape[0], 4, 3))
     prefix = (np.empty(max_count + 1), np.empty(max_count + 1), np.empty(max_count + 1))
     entries = entry_buffers(tables)
     bins = entries[2]
@@ -601,9 +730,11 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     run_w = np.empty(bins.shape[0])
     bounds = np.empty(bins.shape[0] + 1, dtype=np.int64)
     overflow_c = False
-    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
+    # target by target: a window shares most of its values with the last, which are cached
+    for t, i in np.ndindex(values.shape[0], (c + 1) * m // n_chunks - c * m // n_chunks):
+        i += c * m // n_chunks
         n_entries = window_entries(centers[i], tables, entries)
-        for t in range(values.shape[0]):
+        if True:
             n_runs = _list_runs(t, n_entries, entries, offsets, counts, starts, lengths, run_w)
             n = 0
             for j in range(n_runs):
@@ -613,14 +744,17 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
                 out[i, t, :] = np.nan
                 continue
             if weighted:  # sorted runs: merged
-                v, w, n = _sorted_window(values[t], starts, lengths, run_w, n_runs, buffers, bounds)
+                runs_t = (starts, lengths, run_w, n_runs)
+                v, w, n = _sorted_window(values[t], runs_t, buffers[:4], bounds)
                 _order_ties(v, w, n)
                 robust_stats(v, w, n, True, fractions, prefix, out[i, t])
                 continue
-            v = buffers[0]  # runs in any order: bracketed, selected, else sorted
-            _gather(values[t], starts, lengths, n_runs, v)
-            if robust_stats_bracketed(v, n, fractions, need, buffers, guides[t], out[i, t]):
+            runs_t = (starts, lengths, n_runs)  # in any order: bracketed, selected, else sorted
+            if robust_stats_bracketed(
+                values[t], runs_t, n, fractions, need, buffers, guides[t], out[i, t]
+            ):
                 continue
+            v = buffers[0]
             _gather(values[t], starts, lengths, n_runs, v)
             if not robust_stats_equal_weights(v, n, fractions, buffers[1], out[i, t]):
                 v[:n].sort()
@@ -703,7 +837,7 @@ def _robust_numpy(v: np.ndarray, w: np.ndarray, weighted: bool, fractions: Fract
     sw = p0[ends + 1] - p0[starts]
     s1 = p1[ends + 1] - p1[starts]
     spread = (p2[ends + 1] - p2[starts] - s1 * s1 / sw) / sw
-    tol = _TIE * max(x[0] ** 2, x[-1] ** 2)
+    tol = _tie(v[0], v[-1])
     pick = int(np.flatnonzero(spread <= spread.min() + tol)[0])
     block = slice(starts[pick], ends[pick] + 1)
     bv, bw = v[block], w[block]

@@ -376,9 +376,11 @@ def _robust(
     _check_row_buffers(max_count, 10, options)
     out = np.full((plan.centers.size, len(stats.targets), len(FIELDS)), np.nan)
     asked = {a for name in stats.targets for a in options.aggregation[name]}
-    need = tuple(f for f in FIELDS if f in asked or f == "median")
+    need = tuple(f for f in ROBUST_AGGREGATES if f in asked)
     if robust_clip and options.clip_scale == "mad":
         need = (*need, "mad")
+    if robust_clip and options.clip_center == "median":
+        need = (*need, "median")
     out[:, wanted] = window_robust_blocks(
         plan.centers,
         WindowIndex(plan.window, rows.offsets),
