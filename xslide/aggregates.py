@@ -34,7 +34,7 @@ import numpy as np
 
 from ._numba import njit, num_threads, run_chunks
 from .parallel import Parallel, bar_blocks, progress_bar, split
-from .rows import WindowIndex, _list_runs, _runs_median, check_no_overflow
+from .rows import TargetRuns, WindowIndex, _list_runs, _runs_median, check_no_overflow
 from .window import entry_buffers, window_entries
 
 #: the robust aggregates and their long names, in the order of the seed API's columns
@@ -403,7 +403,7 @@ _KEY_LEVELS = 65536  # the order-preserving keys of ``_key_sort``: 16 bits, two 
 
 
 @njit(cache=True)
-def _key_sort(a, dest, keys, spare):
+def _key_sort(a, dest, keys, spare, counts):
     """a (no NaN) sorted into dest[:len(a)]. Each value gets a 16-bit key linear in it between
     the least and the greatest (so monotone: a <= b gives key(a) <= key(b)); two 8-bit radix
     passes order the (key, position) pairs, and an insertion pass puts the values in that
@@ -423,7 +423,7 @@ def _key_sort(a, dest, keys, spare):
             _radix_sort(out)
         return
     scale = (_KEY_LEVELS - 1) / width
-    counts = np.zeros(512, dtype=np.int64)  # of the low and the high byte of the keys
+    counts[:] = 0  # 512: of the low and the high byte of the keys
     for j in range(n):
         key = min(int((a[j] - lo) * scale), _KEY_LEVELS - 1)
         keys[j] = (key << 16) | j
@@ -536,9 +536,10 @@ def _guide_tail(guide, rank_value, threshold, excess, n):
 
 
 @njit(cache=True)
-def _ltm_from_tails(low, high, k, sums, out):
+def _ltm_from_tails(low, high, k, sums, spreads, out):
     """The LTM and its std into out[0:2] from the sorted m lowest and m highest values and
-    ``sums``: (s1, s2, shift), the sums of all n values less shift. The block of start i
+    ``sums``: (s1, s2, shift), the sums of all n values less shift (``spreads``: room for
+    m + 1 values). The block of start i
     (0..m) holds all but the i lowest and the m - i highest values: its sums slide from all
     but the highest, low[i] leaving and high[i] entering; the winner's are summed afresh."""
     s1, s2, shift = sums
@@ -546,7 +547,7 @@ def _ltm_from_tails(low, high, k, sums, out):
     top1, top2 = _sum_shifted(high, shift)
     b1, b2 = s1 - top1, s2 - top2
     tol = _tie(low[0], high[-1]) * k
-    spreads = np.empty(m + 1)  # k x the block's variance
+    spreads = spreads[: m + 1]  # k x the block's variance
     best = np.inf
     for i in range(m + 1):
         spreads[i] = b2 - b1 * b1 / k
@@ -571,16 +572,16 @@ def _tail_aggregates(values, runs, n, ranks, want, buffers, guides, out):
     two tails, sorted; ``ranks``: (k, m, cut). False where no threshold held the tails
     (nothing written)."""
     k, m, cut = ranks
-    low, high, sorted_low, sorted_high, keys, spare = buffers[1:3] + buffers[4:]
+    low, high, work, sorted_low, sorted_high, keys, spare, counts = buffers[1:]
     r = m if want[0] else max(cut, 1)
     n_low, n_high, s1, s2, t_low, t_high, shift = _tails(values, runs, n, r, guides, low, high)
     if n_low < 0:
         return False
-    _key_sort(low[:n_low], sorted_low, keys, spare)
-    _key_sort(high[:n_high], sorted_high, keys, spare)
+    _key_sort(low[:n_low], sorted_low, keys, spare, counts)
+    _key_sort(high[:n_high], sorted_high, keys, spare, counts)
     low, high = sorted_low[:r], sorted_high[n_high - r : n_high]  # the r lowest and highest
     if want[0]:
-        _ltm_from_tails(low, high, k, (s1, s2, shift), out)
+        _ltm_from_tails(low, high, k, (s1, s2, shift), work, out)
     if want[1]:
         cut_sum = _sum_shifted(low[:cut], shift)[0] + _sum_shifted(high[r - cut :], shift)[0]
         out[3] = shift + (s1 - cut_sum) / (n - 2 * cut)
@@ -715,10 +716,11 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     ``need``: the ``FIELDS`` asked for (the bracketed path computes only those)."""
     values, counts = runs
     m = centers.shape[0]
-    keys, spare = np.empty(max_count, dtype=np.int64), np.empty(max_count, dtype=np.int64)
+    ints = np.empty(2 * max_count + 512, dtype=np.int64)
     buffers = (
-        np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count),
-        np.empty(max_count), np.empty(max_count), keys, spare,
+        np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count + 1),
+        np.empty(max_count), np.empty(max_count),
+        ints[:max_count], ints[max_count : 2 * max_count], ints[2 * max_count :],
     )  # fmt: skip
     # per target: the guides of the median, the MAD, the low and the high tail
     guides = np.zeros((values.shape[0], 4, 3))
@@ -730,11 +732,9 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     run_w = np.empty(bins.shape[0])
     bounds = np.empty(bins.shape[0] + 1, dtype=np.int64)
     overflow_c = False
-    # target by target: a window shares most of its values with the last, which are cached
-    for t, i in np.ndindex(values.shape[0], (c + 1) * m // n_chunks - c * m // n_chunks):
-        i += c * m // n_chunks
+    for i in range(c * m // n_chunks, (c + 1) * m // n_chunks):
         n_entries = window_entries(centers[i], tables, entries)
-        if True:
+        for t in range(values.shape[0]):
             n_runs = _list_runs(t, n_entries, entries, offsets, counts, starts, lengths, run_w)
             n = 0
             for j in range(n_runs):
@@ -794,9 +794,16 @@ def _sort_bins(c, n_chunks, values, offsets, counts, sort):
             counts[t, b] = n
 
 
-def sorted_runs(ys: np.ndarray, offsets: np.ndarray, backend: str, sort: bool = True) -> SortedRuns:
+def sorted_runs(
+    ys: np.ndarray | TargetRuns, offsets: np.ndarray, backend: str, sort: bool = True
+) -> SortedRuns:
     """``SortedRuns`` of targets in bin order with NaN for invalid rows (each bin sorted with
-    ``sort``, which the numpy backend always does)."""
+    ``sort``, which the numpy backend always does), or of the median's ``TargetRuns`` (their
+    layout as it is where nothing is sorted)."""
+    if isinstance(ys, TargetRuns):
+        if not sort and backend == "numba":
+            return SortedRuns(ys.values, ys.counts)
+        ys = ys.values
     counts = np.empty((ys.shape[0], offsets.size - 1), dtype=np.int64)
     if backend == "numba":
         values = np.array(ys, dtype=np.float64, copy=True, order="C")
@@ -868,7 +875,7 @@ def _robust_numpy(v: np.ndarray, w: np.ndarray, weighted: bool, fractions: Fract
 def window_robust(
     centers: np.ndarray,
     index: WindowIndex,
-    ys: np.ndarray | SortedRuns,
+    ys: np.ndarray | SortedRuns | TargetRuns,
     max_count: int,
     backend: str,
     fractions: Fractions = DEFAULT_FRACTIONS,
@@ -903,7 +910,7 @@ def window_robust(
     >>> out[0, 0].round(3).tolist()  # ltm of 4 values, ltm_std, mad, trimmed mean, median
     [2.5, 1.291, 1.483, 3.0, 3.0]
     """
-    n_targets = (ys.values if isinstance(ys, SortedRuns) else ys).shape[0]
+    n_targets = (ys if isinstance(ys, np.ndarray) else ys.values).shape[0]
     out = np.empty((centers.size, n_targets, len(FIELDS)))
     if centers.size == 0:
         return out
@@ -921,7 +928,7 @@ def window_robust(
         )  # fmt: skip
         check_no_overflow(overflow)
         return out
-    if isinstance(ys, SortedRuns):
+    if not isinstance(ys, np.ndarray):
         ys = ys.values  # NaN marks the invalid rows in this layout too
     for i, center in enumerate(centers):
         positions, weights, _ = index.positions(int(center))
@@ -949,7 +956,7 @@ def _halo(work: tuple, block: np.ndarray) -> tuple:
 def window_robust_blocks(
     centers: np.ndarray,
     index: WindowIndex,
-    ys: np.ndarray | SortedRuns,
+    ys: np.ndarray | SortedRuns | TargetRuns,
     max_count: int,
     backend: str,
     fractions: Fractions,
@@ -968,5 +975,5 @@ def window_robust_blocks(
             blocks, ship = split(centers, 4 * parallel.workers), _halo
         local = Parallel() if parallel.client is None else parallel  # numba threads here
         parts = list(local.map(_block, work, blocks, ship=ship, bar=bar))
-    n_targets = (ys.values if isinstance(ys, SortedRuns) else ys).shape[0]
+    n_targets = (ys if isinstance(ys, np.ndarray) else ys.values).shape[0]
     return np.concatenate(parts) if parts else np.empty((0, n_targets, len(FIELDS)))

@@ -15,7 +15,8 @@ Scenarios (2 predictors, 2 targets, known truth, fixed seed, rows in random orde
 
 Every in-memory scenario times ``make_sliding_window_fit`` end to end (DataFrame in, DataFrame
 out, warm: after the numba compile of the first call): OLS with mean/std/entries, with the exact
-median, weighted, with ``n_sigma_cut=3``; the refit of saved statistics (``bin_stats`` once,
+median, with the LTM instead (``ltm`` and ``ltm_std``; also as a multiple of the median's time),
+weighted, with ``n_sigma_cut=3``; the refit of saved statistics (``bin_stats`` once,
 then ``stats.slidewin.fit``: the pipeline after the row pass); and ``predict`` of the fit at
 the rows, moved off the bin centers, with ``method='nearest'`` and ``'linear'``. Every row is
 also given as a multiple of the **floor**: one parallel pass (numba ``prange`` over row
@@ -73,6 +74,7 @@ LARGE = Scenario((50, 20, 30, 18), 100_000_000 // (50 * 20 * 30 * 18), (1, 1, 1,
 DIMS = ("xBin", "yBin", "zBin", "sector")
 TARGETS, PREDICTORS = ["y1", "y2"], ["x1", "x2"]
 NO_MEDIAN = {"y1": ["mean", "std", "entries"], "y2": ["mean", "std", "entries"]}
+WITH_LTM = {t: [*aggs, "ltm", "ltm_std"] for t, aggs in NO_MEDIAN.items()}
 
 
 def make_rows(
@@ -315,6 +317,7 @@ def run_cold_demo(scale: float = 1.0) -> dict:
 ROWS = [
     ("ols_s", "mean/std/entries + OLS"),
     ("with_median_s", "+ exact median"),
+    ("with_ltm_s", "+ LTM (ltm, ltm_std) instead of the median"),
     ("weighted_s", "weighted (WLS)"),
     ("n_sigma_cut_s", "OLS with n_sigma_cut=3"),
     ("refit_s", "refit from statistics"),
@@ -374,6 +377,8 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
     first_call = time.perf_counter() - t0
     t_ols, out = _time(lambda: fit(NO_MEDIAN), repeat)
     t_median, _ = _time(lambda: fit(None), max(1, repeat // 2))
+    fit(WITH_LTM)
+    t_ltm, _ = _time(lambda: fit(WITH_LTM), max(1, repeat // 2))
     fit(NO_MEDIAN, weights_column="w")
     t_weighted, _ = _time(lambda: fit(NO_MEDIAN, weights_column="w"), repeat)
     fit(NO_MEDIAN, df.iloc[: min(len(df), 20_000)], n_sigma_cut=3.0)  # compiles its kernels
@@ -397,6 +402,8 @@ def run(name: str, repeat: int = 5, scale: float = 1.0, **window_options) -> dic
             "first_call_s": first_call,
             "ols_s": t_ols,
             "with_median_s": t_median,
+            "with_ltm_s": t_ltm,
+            "ltm_vs_median": t_ltm / t_median,
             "weighted_s": t_weighted,
             "weights_cost": t_weighted / t_ols,
             "n_sigma_cut_s": t_clip,
@@ -707,6 +714,8 @@ def _describe(r: dict) -> str:
             f"naive gathering ~{r['naive_s']:.1f} s = {r['naive_vs_ols']:,.0f}x slower",
             f"  + exact median           {r['with_median_s']:.3f} s"
             + _floor_note(r, "with_median_s"),
+            f"  + LTM, not the median    {r['with_ltm_s']:.3f} s ({r['ltm_vs_median']:.2f}x the "
+            "median's time)" + _floor_note(r, "with_ltm_s"),
             f"  weighted (WLS)           {r['weighted_s']:.3f} s ({r['weights_cost']:.2f}x)"
             + _floor_note(r, "weighted_s"),
             f"  OLS with n_sigma_cut=3   {r['n_sigma_cut_s']:.3f} s"

@@ -384,7 +384,7 @@ def _robust(
     out[:, wanted] = window_robust_blocks(
         plan.centers,
         WindowIndex(plan.window, rows.offsets),
-        rows.ys[wanted],
+        rows.target_runs(wanted) if stats.backend == "numba" else rows.ys[wanted],
         max_count,
         stats.backend,
         Fractions(options.ltm_fraction, options.trim_fraction, need),
