@@ -32,17 +32,18 @@ def _run_markdown_json(capsys, tmp_path, scenario: str, scale: str) -> tuple[str
 def test_every_timed_row_has_its_vs_floor_in_text_markdown_and_json(capsys, tmp_path):
     printed, figures = _run_markdown_json(capsys, tmp_path, "small", "0.01")
     assert figures["floor_s"] > 0 and figures["refit_s"] > 0
-    rows = ["ols", "with_median", "weighted", "n_sigma_cut", "refit"]
+    rows = ["ols", "with_median", "with_ltm", "weighted", "n_sigma_cut", "refit"]
     rows += ["predict_nearest", "predict_linear"]
     for row in rows:
         assert figures[f"{row}_vs_floor"] == figures[f"{row}_s"] / figures["floor_s"]
     assert figures["vs_floor"] == figures["ols_vs_floor"]
     text = printed.split("| scenario |")[0]
-    labels = ["+ exact median", "weighted (WLS)", "n_sigma_cut=3", "refit from statistics"]
+    labels = ["+ exact median", "+ LTM", "weighted (WLS)", "n_sigma_cut=3", "refit from statistics"]
     for label in [*labels, "predict at the rows"]:
         (line,) = [line for line in text.splitlines() if label in line]
         assert "floor)" in line, line
-    assert text.count("floor)") == 5  # and the OLS line says "the floor"
+    assert text.count("floor)") == 6  # and the OLS line says "the floor"
+    assert figures["ltm_vs_median"] == figures["with_ltm_s"] / figures["with_median_s"]
     assert "| n_sigma_cut=3 | refit from statistics |" in printed
     for label in ("OLS with n_sigma_cut=3", "refit from statistics", "predict linear"):
         (line,) = [line for line in printed.splitlines() if line.startswith(f"| small | {label}")]

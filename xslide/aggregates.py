@@ -776,21 +776,27 @@ class SortedRuns(NamedTuple):
 
 @njit(cache=True, nogil=True)
 def _sort_bins(c, n_chunks, values, offsets, counts, sort):
-    """Move the valid values of chunk c's bins first (sorted with ``sort``), NaN last, and
-    count them."""
+    """Move the valid values of chunk c's bins first (sorted with ``sort``: ``_key_sort``), NaN
+    last, and count them."""
     n_bins = offsets.shape[0] - 1
-    for b in range(c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks):
-        start, stop = offsets[b], offsets[b + 1]
+    first, stop = c * n_bins // n_chunks, (c + 1) * n_bins // n_chunks
+    longest = 1
+    for b in range(first, stop):
+        longest = max(longest, offsets[b + 1] - offsets[b])
+    dest = np.empty(longest)
+    ints = np.empty(2 * longest + 512, dtype=np.int64)
+    for b in range(first, stop):
         for t in range(values.shape[0]):
-            run = values[t, start:stop]
+            run = values[t, offsets[b] : offsets[b + 1]]
             n = 0
-            for r in range(stop - start):
+            for r in range(run.shape[0]):
                 if run[r] == run[r]:
                     run[n] = run[r]
                     n += 1
             run[n:] = np.nan
             if sort:
-                run[:n].sort()
+                _key_sort(run[:n], dest, ints[:longest], ints[longest:-512], ints[-512:])
+                run[:n] = dest[:n]
             counts[t, b] = n
 
 
