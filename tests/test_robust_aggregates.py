@@ -461,7 +461,7 @@ def test_the_key_sort_of_the_tails_equals_numpy_sort(size, values):
     dest = np.full(size + 3, 7.0)
     keys, spare = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64)
     before = a.copy()
-    _key_sort(a, dest, keys, spare, np.empty(512, dtype=np.int64))
+    _key_sort(a, dest, keys, spare, np.empty(1024, dtype=np.int64))
     np.testing.assert_array_equal(dest[:size], np.sort(before))
     np.testing.assert_array_equal(a, before)  # the input is left as it was
     assert (dest[size:] == 7.0).all()  # and nothing is written past its length
