@@ -450,8 +450,13 @@ def _key_sort(a, dest, keys, spare, counts):
         keys[place[b]] = pair
         place[b] += 1
     budget = 4 * n
-    for j in range(n):
+    greatest = -np.inf  # of out[:j], kept out of memory: the load of what the last step
+    for j in range(n):  # stored would wait on that store
         x = a[keys[j] & 65535]
+        if x >= greatest:
+            out[j] = x
+            greatest = x
+            continue
         i = j
         while i > 0 and out[i - 1] > x:
             out[i] = out[i - 1]
