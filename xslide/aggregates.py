@@ -488,29 +488,33 @@ def _sample_at(sample, rank):
 
 
 @njit(cache=True)
-def _copy_tails(values, runs, t_low, t_high, shift, low, high):
-    """The window's values at or below ``t_low`` into ``low``, those at or above ``t_high``
-    into ``high`` (in the runs' order), and the sums of all its values less ``shift``:
-    (n_low, n_high, s1, s2)."""
+def _copy_tails(values, runs, t_low, t_high, shift, tails):
+    """The window's values at or below ``t_low`` to the start of ``tails`` (the low tail),
+    those at or above ``t_high`` from its middle on (the high one), in the runs' order, and
+    the sums of all its values less ``shift``: (n_low, n_high, s1, s2). ``tails`` holds 2 h + 1
+    values (h: room for every value in each half, the last for the others): one store a
+    value, at an index chosen without a branch (t_low < t_high)."""
     starts, lengths, n_runs = runs
+    half = (tails.shape[0] - 1) // 2
+    other = tails.shape[0] - 1
     n_low, n_high, s1, s2 = 0, 0, 0.0, 0.0
     for r in range(n_runs):
         for v in values[starts[r] : starts[r] + lengths[r]]:
             x = v - shift
             s1 += x
             s2 += x * x
-            low[n_low] = v  # branchless: low and high have room for every value
-            n_low += v <= t_low
-            high[n_high] = v
-            n_high += v >= t_high
+            in_low, in_high = v <= t_low, v >= t_high
+            tails[n_low if in_low else (half + n_high if in_high else other)] = v
+            n_low += in_low
+            n_high += in_high
     return n_low, n_high, s1, s2
 
 
 @njit(cache=True)
-def _tails(values, runs, n, r, guides, low, high):
-    """Candidates for the r lowest of the window's values into ``low`` and for the r highest
-    into ``high`` (``_copy_tails``): the values past thresholds that hold them, first those of
-    the last window (its r-th lowest and highest values and a margin: ``guides[2]`` and
+def _tails(values, runs, n, r, guides, tails):
+    """Candidates for the r lowest and the r highest of the window's values into ``tails``
+    (``_copy_tails``): the values past thresholds that hold them, first those of the last
+    window (its r-th lowest and highest values and a margin: ``guides[2]`` and
     ``guides[3]``), where they miss those of a stratified sample. Returns (n_low, n_high, s1,
     s2, t_low, t_high, shift); n_low = -1 where both miss. ``shift`` (the median of the first
     run's first, middle and last value) depends on the window alone, so the sums do too."""
@@ -522,14 +526,16 @@ def _tails(values, runs, n, r, guides, low, high):
     if g_low[2] == 1.0 and g_high[2] == 1.0:
         t_low, t_high = g_low[0] + g_low[1], g_high[0] - g_high[1]
         if t_low < t_high:
-            n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, low, high)
+            n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, tails)
             if n_low >= r and n_high >= r:
                 return n_low, n_high, s1, s2, t_low, t_high, shift
     sample = np.empty(_SAMPLE)
     _sample_sorted(values, starts, lengths, n, sample)
     t_low = _sample_at(sample, (r * _SAMPLE) // n + _MARGIN_RANKS)
     t_high = _sample_at(sample, ((n - r) * _SAMPLE) // n - _MARGIN_RANKS)
-    n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, low, high)
+    n_low, n_high, s1, s2 = -1, 0, 0.0, 0.0
+    if t_low < t_high:  # else ties fill the middle: the caller sorts all the values
+        n_low, n_high, s1, s2 = _copy_tails(values, runs, t_low, t_high, shift, tails)
     if n_low < r or n_high < r:
         n_low = -1
     return n_low, n_high, s1, s2, t_low, t_high, shift
@@ -583,13 +589,14 @@ def _tail_aggregates(values, runs, n, ranks, want, buffers, guides, out):
     two tails, sorted; ``ranks``: (k, m, cut). False where no threshold held the tails
     (nothing written)."""
     k, m, cut = ranks
-    low, high, work, sorted_low, sorted_high, keys, spare, counts = buffers[1:]
+    tails, _, work, sorted_low, sorted_high, keys, spare, counts = buffers[1:]
     r = m if want[0] else max(cut, 1)
-    n_low, n_high, s1, s2, t_low, t_high, shift = _tails(values, runs, n, r, guides, low, high)
+    n_low, n_high, s1, s2, t_low, t_high, shift = _tails(values, runs, n, r, guides, tails)
     if n_low < 0:
         return False
-    _key_sort(low[:n_low], sorted_low, keys, spare, counts)
-    _key_sort(high[:n_high], sorted_high, keys, spare, counts)
+    half = (tails.shape[0] - 1) // 2
+    _key_sort(tails[:n_low], sorted_low, keys, spare, counts)
+    _key_sort(tails[half : half + n_high], sorted_high, keys, spare, counts)
     low, high = sorted_low[:r], sorted_high[n_high - r : n_high]  # the r lowest and highest
     if want[0]:
         _ltm_from_tails(low, high, k, (s1, s2, shift), work, out)
@@ -728,8 +735,9 @@ def _robust_chunk(  # noqa: PLR0913  (numba kernel: its outputs are arguments)
     values, counts = runs
     m = centers.shape[0]
     ints = np.empty(2 * max_count + 1024, dtype=np.int64)
-    buffers = (
-        np.empty(max_count), np.empty(max_count), np.empty(max_count), np.empty(max_count + 1),
+    buffers = (  # the second: the two tails of ``_copy_tails``
+        np.empty(max_count), np.empty(2 * max_count + 1), np.empty(max_count),
+        np.empty(max_count + 1),
         np.empty(max_count), np.empty(max_count),
         ints[:max_count], ints[max_count : 2 * max_count], ints[2 * max_count :],
     )  # fmt: skip

@@ -373,7 +373,7 @@ def _robust(
         return None
     rows = _need(rows)
     max_count = int(solution.entries[:, wanted].max(initial=0))
-    _check_row_buffers(max_count, 10, options)
+    _check_row_buffers(max_count, 12, options)  # _robust_chunk: 9 rows of buffers, 3 of prefix
     out = np.full((plan.centers.size, len(stats.targets), len(FIELDS)), np.nan)
     asked = {a for name in stats.targets for a in options.aggregation[name]}
     need = tuple(f for f in ROBUST_AGGREGATES if f in asked)
