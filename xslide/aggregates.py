@@ -19,10 +19,11 @@ weight and C_i the cumulative weight of the sorted values up to and including va
   floor(t x n) values from each end, as ``scipy.stats.trim_mean``.
 
 Weight comparisons allow a relative 1e-12 of rounding (f x n = 7.000000000000001 keeps 7). The
-numba kernel, under a uniform kernel, puts each window's values in partial order (the LTM needs
-only its two tails sorted, the median and MAD selections); under a non-uniform one it merges
-per-bin sorted runs into each window's sorted values. The numpy fallback sorts each window with
-``np.lexsort``. All give the same values.
+numba kernel, under a uniform kernel, puts each window's values in partial order: the LTM and
+the trimmed mean need only the window's two tails sorted (held by thresholds that follow the
+neighbouring window's, copied in one pass and sorted by 16-bit keys), the median and the MAD
+selections. Under a non-uniform kernel it merges per-bin sorted runs into each window's sorted
+values. The numpy fallback sorts each window with ``np.lexsort``. All give the same values.
 """
 
 from __future__ import annotations
