@@ -400,6 +400,9 @@ _BRACKET_MIN = 1024  # fewest values for the bracketed path
 # past the rank it brackets (the ranks of a neighbouring window's values move by about the root
 # of the values that change).
 _TAIL_EXCESS = 1.0
+# The LTM block is summed alone (``_block_pass``) where the window's sum of squares exceeds its
+# own this many times (rounding: relative 1e-16 of the window's sums, 1e-12 of the block's).
+_CANCEL = 1e4
 _KEY_LEVELS = 65536  # the order-preserving keys of ``_key_sort``: 16 bits, two radix passes
 
 
@@ -559,7 +562,8 @@ def _ltm_from_tails(low, high, k, sums, spreads, out):
     ``sums``: (s1, s2, shift), the sums of all n values less shift (``spreads``: room for
     m + 1 values). The block of start i
     (0..m) holds all but the i lowest and the m - i highest values: its sums slide from all
-    but the highest, low[i] leaving and high[i] entering; the winner's are summed afresh."""
+    but the highest, low[i] leaving and high[i] entering; the winner's are summed afresh.
+    Returns its start and k x its variance."""
     s1, s2, shift = sums
     m = low.shape[0]
     top1, top2 = _sum_shifted(high, shift)
@@ -582,6 +586,34 @@ def _ltm_from_tails(low, high, k, sums, spreads, out):
     b1, b2 = s1 - l1 - h1, s2 - l2 - h2
     out[0] = shift + b1 / k
     out[1] = np.sqrt(max(b2 - b1 * b1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
+    return i, b2 - b1 * b1 / k
+
+
+@njit(cache=True)
+def _block_pass(values, runs, bounds, ranks, out):
+    """The LTM block's mean and std into out[0:2] from a pass over the window's values: those
+    strictly between ``bounds[0]`` (the last value below the block, or -inf) and
+    ``bounds[1]`` (the first above it, or inf), less ``bounds[2]`` (a value of the block), and
+    as many of those two as the block holds (``ranks``: its first rank i and its size k).
+    Summed alone, the block keeps its precision where values far outside it (sentinels such
+    as -999) dominate the window's sums."""
+    below, above, shift = bounds
+    i, k = ranks
+    starts, lengths, n_runs = runs[:3]
+    s1, s2, at_or_below, under = 0.0, 0.0, 0, 0
+    for r in range(n_runs):
+        for v in values[starts[r] : starts[r] + lengths[r]]:
+            at_or_below += v <= below
+            under += v < above
+            if below < v < above:
+                s1 += v - shift
+                s2 += (v - shift) ** 2
+    for edge, count in ((below, at_or_below - i), (above, i + k - under)):
+        if count > 0:  # ties of the block's neighbours inside it
+            s1 += count * (edge - shift)
+            s2 += count * (edge - shift) ** 2
+    out[0] = shift + s1 / k
+    out[1] = np.sqrt(max(s2 - s1 * s1 / k, 0.0) / (k - 1)) if k > 1 else np.nan
 
 
 @njit(cache=True)
@@ -600,7 +632,11 @@ def _tail_aggregates(values, runs, n, ranks, want, buffers, guides, out):
     _key_sort(tails[half : half + n_high], sorted_high, keys, spare, counts)
     low, high = sorted_low[:r], sorted_high[n_high - r : n_high]  # the r lowest and highest
     if want[0]:
-        _ltm_from_tails(low, high, k, (s1, s2, shift), work, out)
+        i, spread = _ltm_from_tails(low, high, k, (s1, s2, shift), work, out)
+        if s2 > _CANCEL * spread:  # far values outside the block (sentinels): sum it alone
+            below = low[i - 1] if i > 0 else -np.inf
+            above = high[i] if i < m else np.inf
+            _block_pass(values, runs, (below, above, low[i] if i < m else high[0]), (i, k), out)
     if want[1]:
         cut_sum = _sum_shifted(low[:cut], shift)[0] + _sum_shifted(high[r - cut :], shift)[0]
         out[3] = shift + (s1 - cut_sum) / (n - 2 * cut)
