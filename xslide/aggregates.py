@@ -395,7 +395,7 @@ def _radix_sort(a):
 
 _SAMPLE = 256  # sample of a window's values that brackets the ranks it needs
 _MARGIN_RANKS = 24  # the bracket's half-width in sample ranks
-_BRACKET_MIN = 1024  # fewest values for the bracketed path
+_BRACKET_MIN = 64  # fewest values for the bracketed path
 # A tail threshold guided by the last window's should hold about _TAIL_EXCESS * sqrt(n) values
 # past the rank it brackets (the ranks of a neighbouring window's values move by about the root
 # of the values that change).
